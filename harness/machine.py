@@ -1,0 +1,172 @@
+"""machine.boot(spec) → Machine: a running QEMU guest with its console (and SSH) transport.
+
+Accelerator `auto` uses KVM when it *works*: /dev/kvm opening is not enough (nested KVM can
+die in the decompressor with "KVM internal error ... emulation failure"), so a KVM boot that
+reports that, or shows no sign of life within kvm_probe_s, is retried under TCG.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, IO
+
+import pexpect
+
+from . import qemu
+from .console import ConsoleTransport
+from .errors import AccelUnusable, BootTimeout, InputError, MachineError
+from .image import GuestImage, require_qemu
+from .model import Kernel
+from .qemu import QemuSpec, Share
+
+Progress = Callable[[str], None]
+_KVM_DEAD = re.compile(rb"KVM internal error|kvm run failed|failed to initialize kvm|Could not access KVM", re.I)
+_LIFE = re.compile(rb"Decompressing Linux|Linux version|harness-ready")
+_PANIC = re.compile(rb"Kernel panic - not syncing[^\r\n]*")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    kernel: Kernel
+    image: GuestImage
+    run_dir: Path
+    accel: str = "auto"  # auto | kvm | tcg
+    memory_mib: int = 1024
+    cpus: int = 2
+    boot_timeout_s: float = 300.0
+    kvm_probe_s: float = 15.0
+    append: str = ""  # extra kernel command line
+    drives: tuple[Path, ...] = field(default=())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cmdline(spec: MachineSpec) -> str:
+    # panic=-1 with -no-reboot: a panicking guest makes QEMU exit instead of hanging.
+    base = "console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=4"
+    return f"{base} {spec.append}".strip()
+
+
+def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
+    opts = spec.image.options
+    return QemuSpec(
+        qemu=qemu_bin, kernel=spec.kernel.bzimage, initrd=spec.image.initramfs,
+        cmdline=cmdline(spec), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
+        shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
+        ssh_port=_free_port() if opts.net else None,
+        monitor_socket=spec.run_dir / "monitor.sock", drives=spec.drives,
+    )
+
+
+def accel_plan(accel: str) -> list[str]:
+    if accel == "auto":
+        return ["kvm", "tcg"] if qemu.kvm_openable() else ["tcg"]
+    if accel in ("kvm", "tcg"):
+        return [accel]
+    raise InputError(f"--accel {accel}: expected auto, kvm or tcg")
+
+
+class Machine:
+    def __init__(self, spec: MachineSpec, qspec: QemuSpec, child: pexpect.spawn, log: IO[bytes],
+                 boot_s: float, accel_note: str) -> None:
+        self.spec, self.qspec, self.child, self._log = spec, qspec, child, log
+        self.accel = qspec.accel
+        self.accel_note = accel_note
+        self.boot_s = boot_s
+        self.console = ConsoleTransport(child)
+
+    def alive(self) -> bool:
+        return bool(self.child.isalive())
+
+    def shutdown(self, timeout_s: float = 20.0) -> None:
+        """Power the guest off; kill QEMU if it does not go. Safe to call twice."""
+        if self.child.isalive():
+            try:
+                self.console.send_only("sync; poweroff -f")
+                self.child.expect(pexpect.EOF, timeout=timeout_s)
+            except (pexpect.TIMEOUT, OSError):
+                pass
+        if self.child.isalive():
+            self.child.terminate(force=True)
+        self.child.close()
+        self._log.flush()
+
+
+def _write_argv(run_dir: Path, argv: list[str], attempt: int) -> None:
+    (run_dir / "qemu-argv.json").write_text(json.dumps(argv, indent=1) + "\n")
+    with open(run_dir / "qemu-argv.txt", "a") as f:
+        f.write(f"# attempt {attempt}\n{shlex.join(argv)}\n")
+
+
+def _start(spec: MachineSpec, qspec: QemuSpec, log: IO[bytes], attempt: int) -> pexpect.spawn:
+    argv = qemu.argv(qspec)
+    _write_argv(spec.run_dir, argv, attempt)
+    log.write(f"\n=== harness: boot attempt {attempt}, accel={qspec.accel} ===\n".encode())
+    log.flush()
+    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False)
+    child.logfile_read = log
+    return child
+
+
+def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str) -> None:
+    nonce = spec.image.options.nonce.encode()
+    ready = re.compile(rb"harness-ready:" + re.escape(nonce) + rb":")
+    if accel == "kvm":
+        i = child.expect([ready, _KVM_DEAD, _LIFE, pexpect.EOF, pexpect.TIMEOUT], timeout=spec.kvm_probe_s)
+        if i == 0:
+            return
+        if i == 1:
+            raise AccelUnusable("KVM internal error (nested virtualization?)")
+        if i == 3:
+            raise AccelUnusable("QEMU exited under KVM before the kernel started")
+        if i == 4:
+            raise AccelUnusable(f"no sign of life under KVM within {spec.kvm_probe_s:.0f}s")
+    i = child.expect([ready, _KVM_DEAD, _PANIC, pexpect.EOF, pexpect.TIMEOUT], timeout=spec.boot_timeout_s)
+    if i == 0:
+        return
+    if i == 1 and accel == "kvm":
+        raise AccelUnusable("KVM internal error (nested virtualization?)")
+    if i == 2:
+        raise MachineError(f"kernel panicked during boot: {child.after.decode(errors='replace').strip()}")
+    if i == 3:
+        raise MachineError("QEMU exited before the guest was ready (see console.log)")
+    raise BootTimeout(f"guest not ready within {spec.boot_timeout_s:.0f}s (see console.log)")
+
+
+def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
+    qemu_bin = require_qemu()
+    log = open(spec.run_dir / "console.log", "ab", buffering=0)
+    notes: list[str] = []
+    plan = accel_plan(spec.accel)
+    for attempt, accel in enumerate(plan, start=1):
+        qspec = qemu_spec(spec, accel, qemu_bin)
+        progress(f"booting {spec.kernel.release} under {accel.upper()}")
+        t0 = time.monotonic()
+        child = _start(spec, qspec, log, attempt)
+        try:
+            _wait_ready(child, spec, accel)
+        except AccelUnusable as e:
+            child.terminate(force=True)
+            child.close()
+            notes.append(f"kvm unusable: {e}")
+            if attempt == len(plan):
+                raise
+            progress(f"KVM does not work here ({e}); falling back to TCG")
+            continue
+        except MachineError:
+            child.terminate(force=True)
+            child.close()
+            log.flush()
+            raise
+        return Machine(spec, qspec, child, log, time.monotonic() - t0, "; ".join(notes))
+    raise MachineError("no accelerator to try")  # unreachable: plan is never empty

@@ -1,0 +1,108 @@
+"""Typed values passed between the pipeline stages. All frozen; no behaviour beyond helpers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Outcome(str, enum.Enum):
+    """What a test program itself reported for one case (from its KTAP line)."""
+
+    OK = "ok"
+    NOT_OK = "not_ok"
+    SKIP = "skip"  # "ok N name # SKIP reason"
+    XFAIL = "xfail"  # "ok/not ok N name # XFAIL reason" (the test knows it is a known gap)
+    TODO = "todo"
+    ERROR = "error"  # planned but never reported (crash, cut-off output), or program died
+
+
+class Verdict(str, enum.Enum):
+    """The harness's judgement of an outcome against the expectation for this kernel."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    XFAIL = "XFAIL"
+    XPASS = "XPASS"
+    SKIP = "SKIP"
+    ERROR = "ERROR"
+
+    @property
+    def unexpected(self) -> bool:
+        return self in (Verdict.FAIL, Verdict.XPASS, Verdict.ERROR)
+
+
+@dataclass(frozen=True)
+class TestNode:
+    """One KTAP result line (or the document root), with its diagnostics and subtests."""
+
+    name: str
+    number: int | None = None
+    outcome: Outcome = Outcome.OK
+    reason: str = ""  # text after the SKIP/XFAIL/TODO directive, or why it is ERROR
+    diagnostics: tuple[str, ...] = ()  # "# ..." lines and stray output before the result line
+    children: tuple["TestNode", ...] = ()
+    plan: int | None = None  # "1..N" of this node's subtests, if seen
+
+    def leaves(self) -> tuple["TestNode", ...]:
+        """All result nodes without children, depth first."""
+        if not self.children:
+            return (self,)
+        out: list[TestNode] = []
+        for c in self.children:
+            out.extend(c.leaves())
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class KernelVersion:
+    """Upstream version numbers, used for expectation ranges (6.1.192, 6.12.117...)."""
+
+    major: int
+    minor: int
+    patch: int = 0
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A bootable kernel, resolved from a spec."""
+
+    spec: str  # what the user asked for
+    bzimage: Path
+    release: str  # uname -r as the kernel reports it (modules dir name)
+    version: KernelVersion  # upstream version for expectations
+    modules_dir: Path | None  # .../lib/modules/<release>, or None if the kernel has no modules
+    config: dict[str, str] = field(default_factory=dict)  # CONFIG_X -> "y"/"m"/"..." (unset absent)
+    config_path: Path | None = None
+    origin: str = ""  # "debian:linux-image-6.12.117+deb12-amd64 6.12.117-1~deb12u1", "bzimage", "tree"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a case is expected to do on a kernel, and why."""
+
+    expect: str  # "pass" | "fail" | "skip"
+    reason: str = ""
+    commit: str = ""
+    source: str = ""  # file:line of the rule that matched ("" = default)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case as it came back from the guest and was judged."""
+
+    id: str  # stable id, e.g. cow.fork.child-keeps-data.base
+    program: str  # test program that ran it (JUnit suite)
+    outcome: Outcome
+    verdict: Verdict
+    reason: str  # SKIP/XFAIL reason from the test, or the error
+    output: str  # the test's own output for this case (diagnostics)
+    expectation: Expectation
+    duration_s: float = 0.0

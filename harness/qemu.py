@@ -1,0 +1,72 @@
+"""QEMU as data: a frozen spec and the argv built from it (pure), plus version and KVM probes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Share:
+    host_path: Path
+    tag: str  # mount_tag seen by the guest; always exported read-only
+
+
+@dataclass(frozen=True)
+class QemuSpec:
+    qemu: str
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    accel: str  # "kvm" | "tcg"
+    memory_mib: int = 1024
+    cpus: int = 2
+    shares: tuple[Share, ...] = ()
+    ssh_port: int | None = None  # host 127.0.0.1 port forwarded to guest :22
+    monitor_socket: Path | None = None  # HMP on a unix socket (sysrq, NMI, quit)
+    drives: tuple[Path, ...] = field(default=())  # raw images as virtio-blk disks, in order
+
+
+def argv(spec: QemuSpec) -> list[str]:
+    """The exact QEMU command line for `spec`. No shell is ever involved."""
+    a = [spec.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+         "-machine", "pc", "-m", f"{spec.memory_mib}M", "-smp", str(spec.cpus)]
+    if spec.accel == "kvm":
+        a += ["-accel", "kvm", "-cpu", "host"]
+    else:
+        a += ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    a += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd), "-append", spec.cmdline]
+    # signal=off: Ctrl-C belongs to the harness, which then shuts QEMU down itself.
+    a += ["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]
+    if spec.monitor_socket is not None:
+        a += ["-monitor", f"unix:{spec.monitor_socket},server=on,wait=off"]
+    for i, s in enumerate(spec.shares):
+        a += ["-fsdev", f"local,id=fs{i},path={s.host_path},security_model=none,readonly=on",
+              "-device", f"virtio-9p-pci,fsdev=fs{i},mount_tag={s.tag}"]
+    if spec.ssh_port is not None:
+        # restrict=on: the guest reaches nothing on the host or beyond; only the forward gets in.
+        a += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
+              "-device", "virtio-net-pci,netdev=n0"]
+    else:
+        a += ["-nic", "none"]
+    for i, d in enumerate(spec.drives):
+        a += ["-drive", f"file={d},format=raw,if=virtio,cache=unsafe,id=d{i}"]
+    a += ["-device", "virtio-rng-pci"]
+    return a
+
+
+def version(qemu: str) -> str:
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True)
+    return out.stdout.splitlines()[0] if out.stdout else "unknown"
+
+
+def kvm_openable() -> bool:
+    """/dev/kvm can be opened read-write. Necessary, not sufficient: nested KVM may still die."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True

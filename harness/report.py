@@ -1,0 +1,207 @@
+"""Report writers: JUnit XML and a terminal summary (pure), and the results.jsonl appender.
+
+Test output comes from a guest console: it can hold NULs, escape sequences and bytes that were
+not UTF-8 (decoded with errors="surrogateescape", so they arrive as lone surrogates). XML 1.0
+cannot carry most of those, and a JUnit file that does not parse loses every verdict in it, so
+every string is made XML-safe here before junit-xml sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from .errors import InputError
+from .model import CaseResult, Verdict
+
+# Everything outside the XML 1.0 Char production: C0 controls but tab/LF/CR, surrogates,
+# U+FFFE and U+FFFF.
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# For a terminal line: every control character, C1 included (a stray ESC [ would recolour or
+# move the cursor).
+_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+# Verdict order in counts and the final line, and the word each has there.
+_VERDICT_WORDS = (
+    (Verdict.PASS, "passed"),
+    (Verdict.FAIL, "failed"),
+    (Verdict.SKIP, "skipped"),
+    (Verdict.XFAIL, "xfail"),
+    (Verdict.XPASS, "xpass"),
+    (Verdict.ERROR, "error"),
+)
+_EMPTY_SUITE = "harness"
+
+
+def xml_safe(text: str) -> str:
+    """text with every character XML 1.0 forbids replaced by a visible escape.
+
+    Bytes smuggled in by surrogateescape come out as ``\\xNN`` of the original byte, C0
+    controls as ``\\xNN`` too, anything else illegal as U+FFFD. CRLF becomes LF (an XML parser
+    would do that anyway).
+    """
+    return _XML_ILLEGAL.sub(_xml_escape_char, text.replace("\r\n", "\n"))
+
+
+def _xml_escape_char(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte 0x80..0xff
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return f"\\x{code:02x}"
+    return "\ufffd"
+
+
+def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
+    """Single-line form for attributes and table cells (XML attributes lose newlines)."""
+    flat = " ".join(text.split())
+    return unsafe.sub(_xml_escape_char, flat)
+
+
+# ---- JUnit -----------------------------------------------------------------------------
+
+
+def junit_xml(results: Sequence[CaseResult], properties: Mapping[str, str]) -> str:
+    """JUnit XML: one testsuite per program (first-seen order), the run properties on each.
+
+    FAIL and XPASS are failures, ERROR an error, SKIP skipped; XFAIL passes with a system-out
+    saying it was an expected failure and why. With no results at all, one empty suite still
+    carries the properties, so the run's environment is on record.
+    """
+    props = {_one_line(k): _one_line(v) for k, v in properties.items()}
+    by_program: dict[str, list[Any]] = {}
+    for r in results:
+        by_program.setdefault(r.program, []).append(_test_case(r))
+    if not by_program:
+        by_program[_EMPTY_SUITE] = []
+    suites = [
+        TestSuite(_one_line(program), cases, properties=dict(props))
+        for program, cases in by_program.items()
+    ]
+    xml: str = to_xml_report_string(suites)
+    return xml
+
+
+def _test_case(r: CaseResult) -> Any:
+    case = TestCase(_one_line(r.id), classname=_one_line(r.program), elapsed_sec=r.duration_s)
+    output = xml_safe(r.output) or None
+    if r.verdict in (Verdict.FAIL, Verdict.XPASS):
+        case.add_failure_info(_message(r), output, r.verdict.value)
+    elif r.verdict is Verdict.ERROR:
+        case.add_error_info(_message(r), output, r.verdict.value)
+    elif r.verdict is Verdict.SKIP:
+        case.add_skipped_info(_one_line(r.reason) or "skipped", output)
+    elif r.verdict is Verdict.XFAIL:
+        case.stdout = xml_safe(_xfail_note(r) + (r.output and "\n" + r.output))
+    else:
+        case.stdout = output
+    return case
+
+
+def _message(r: CaseResult) -> str:
+    """"FAIL: reason (expected pass: why)" - always non-empty, or junit-xml drops the element."""
+    text = f"{r.verdict.value}: {r.reason}" if r.reason else r.verdict.value
+    exp = r.expectation
+    if exp.reason:
+        text += f" (expected {exp.expect}: {exp.reason})"
+    return _one_line(text)
+
+
+def _xfail_note(r: CaseResult) -> str:
+    exp = r.expectation
+    lines = [f"XFAIL: {r.reason}" if r.reason else "XFAIL", f"expected: {exp.expect}"]
+    lines += [f"{label}: {value}" for label, value in
+              (("why", exp.reason), ("commit", exp.commit), ("rule", exp.source)) if value]
+    return "\n".join(lines) + "\n"
+
+
+# ---- terminal summary ----------------------------------------------------------------------
+
+
+def summary_table(results: Sequence[CaseResult]) -> str:
+    """One line per non-PASS case, then the counts; ends with "harness: N passed, ...".
+
+    The last line is prefixed: a bare "N passed, N failed" line is read by our CI as a test
+    runner's summary.
+    """
+    lines = _case_lines([r for r in results if r.verdict is not Verdict.PASS])
+    counts = Counter(r.verdict for r in results)
+    if lines:
+        lines.append("")
+    lines.append("verdicts: " + "  ".join(f"{v.value}={counts[v]}" for v, _ in _VERDICT_WORDS))
+    lines.append("harness: " + ", ".join(f"{counts[v]} {word}" for v, word in _VERDICT_WORDS))
+    return "\n".join(lines) + "\n"
+
+
+def _case_lines(results: Sequence[CaseResult]) -> list[str]:
+    ids = [_one_line(r.id, _TERMINAL_UNSAFE) for r in results]
+    width = min(max((len(i) for i in ids), default=0), 72)
+    lines = []
+    for r, case_id in zip(results, ids):
+        reason = _one_line(r.reason, _TERMINAL_UNSAFE)
+        lines.append(f"{r.verdict.value:<5}  {case_id:<{width}}  {reason}".rstrip())
+    return lines
+
+
+# ---- results.jsonl -------------------------------------------------------------------------
+
+
+def result_record(r: CaseResult) -> dict[str, Any]:
+    """A JSON-serializable record of one result (one line of results.jsonl)."""
+    exp = r.expectation
+    return {
+        "id": r.id,
+        "program": r.program,
+        "outcome": r.outcome.value,
+        "verdict": r.verdict.value,
+        "reason": r.reason,
+        "output": r.output,
+        "duration_s": r.duration_s,
+        "expectation": {
+            "expect": exp.expect,
+            "reason": exp.reason,
+            "commit": exp.commit,
+            "source": exp.source,
+        },
+    }
+
+
+class ResultsLog:
+    """results.jsonl, appended as each test ends so a crash loses no finished result."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def append(self, r: CaseResult) -> None:
+        # ensure_ascii (the default) writes lone surrogates from surrogateescape'd output as
+        # \udcXX escapes: the line stays ASCII and json.loads gives the same string back.
+        line = json.dumps(result_record(r)) + "\n"
+        with open(self.path, "a", encoding="ascii") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The records of a results.jsonl. A torn last line (no newline: the writer died) is
+    dropped; any other undecodable line is an InputError naming file:line."""
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # the final piece after the last newline
+                break
+            raise InputError(f"{path}:{number}: not a JSON result record: {e}") from e
+    return records
