@@ -1,0 +1,132 @@
+"""The `harness` command: arguments → a frozen request → one stage call. Errors become exit codes here."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__, debian, qemu
+from .errors import HarnessError
+from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
+from .paths import cache_dir
+from .runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="boot a kernel, run the suites, write verdicts")
+    p.add_argument("--kernel", metavar="SPEC", help=f"debian:VERSION, a bzImage, or a built tree (default {DEFAULT_KERNEL})")
+    p.add_argument("--suite", action="append", default=[], metavar="NAME", help="cow, probes (repeatable; default both)")
+    p.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only case ids matching GLOB (repeatable)")
+    p.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit XML here")
+    p.add_argument("--out", type=Path, metavar="DIR", help="run directory (default ./harness-runs/<time>-<kernel>)")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    p.add_argument("--transport", choices=["console", "ssh"], default="console")
+    p.add_argument("--memory", type=int, default=1024, metavar="MIB")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
+    p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    req = RunRequest(kernel=a.kernel, suites=tuple(a.suite), filters=tuple(a.filter),
+                     expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
+                     transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append)
+    if a.list:
+        for case_id, exp in list_cases(req, _progress):
+            why = f"  # {exp.reason}" if exp.reason else ""
+            print(f"{case_id:60s} {exp.expect}{why}")
+        return 0
+    out = execute(req, _progress)
+    print(out.summary)
+    print(f"run dir: {out.run_dir}")
+    if out.error:
+        print(f"harness: error: {out.error}", file=sys.stderr)
+    return out.exit_code
+
+
+def _cmd_kernel(a: argparse.Namespace) -> int:
+    if a.action == "list":
+        for pkg in debian.cached_packages():
+            dk = debian.load_cached(pkg)
+            assert dk is not None
+            print(f"debian:{pkg.removeprefix('linux-image-').removesuffix('-amd64'):28s} {dk.version:24s} {dk.root}")
+        if not debian.cached_packages():
+            print(f"(no kernels cached under {cache_dir() / 'kernels'})")
+        return 0
+    for spec in a.specs or [DEFAULT_KERNEL]:
+        k = resolve_kernel(spec, _progress)
+        print(f"{spec}: {k.release} ({k.version}) {k.bzimage}")
+    return 0
+
+
+_TOOLS = [
+    ("qemu-system-x86_64", "apt-get install qemu-system-x86", True),
+    ("busybox", "apt-get install busybox-static", True),
+    ("gcc", "apt-get install gcc", True),
+    ("make", "apt-get install make", True),
+    ("depmod", "apt-get install kmod", True),
+    ("dpkg-deb", "apt-get install dpkg", True),
+    ("apt-get", "a Debian system", True),
+    ("dropbear", "apt-get install dropbear-bin (only for --transport ssh)", False),
+    ("dropbearkey", "apt-get install dropbear-bin (only for --transport ssh)", False),
+]
+
+
+def _cmd_doctor(a: argparse.Namespace) -> int:
+    missing = 0
+    for tool, how, required in _TOOLS:
+        path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+        state = "ok" if path else ("MISSING" if required else "missing (optional)")
+        missing += bool(required and not path)
+        print(f"{tool:22s} {state:20s} {path or how}")
+    checks = [
+        ("liburing.a", Path("/usr/lib/x86_64-linux-gnu/liburing.a").is_file(), "apt-get install liburing-dev", True),
+        ("/usr/bin/python3", Path("/usr/bin/python3").is_file(), "apt-get install python3 (the guest's probes run it)", True),
+        ("/dev/kvm", qemu.kvm_openable(), "no KVM: guests run under TCG (slower); auto falls back by itself", False),
+    ]
+    for name, ok, how, required in checks:
+        state = "ok" if ok else ("MISSING" if required else "not usable")
+        missing += bool(required and not ok)
+        print(f"{name:22s} {state:20s} {'' if ok else how}")
+    cached = debian.cached_packages()
+    print(f"{'kernel cache':22s} {len(cached)} kernel(s)     {cache_dir() / 'kernels'}")
+    if missing:
+        print(f"{missing} required tool(s) missing: run ci/setup.sh")
+    return 1 if missing else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Test a kernel's copy-on-write and page-pinning behaviour under QEMU.")
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    k = sub.add_parser("kernel", help="list or fetch cached kernels")
+    k.add_argument("action", choices=["list", "fetch"])
+    k.add_argument("specs", nargs="*", metavar="SPEC")
+    sub.add_parser("doctor", help="say what is missing and how to get it")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor}
+    try:
+        return handlers[a.command](a)
+    except HarnessError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

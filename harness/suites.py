@@ -1,0 +1,116 @@
+"""The test suites: an explicit registry of test programs, how to build them and list their ids.
+
+Every program follows one contract (cow_tests/README.md): KTAP on stdout, `--list` prints its
+fixed ids, `prog ID...` runs just those.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError, InputError, ToolMissing
+from .paths import REPO_ROOT, cache_dir
+
+COW_SRC = REPO_ROOT / "cow_tests"
+PROBES_SRC = REPO_ROOT / "guest" / "probes"
+GUEST_PYTHON = "/usr/bin/python3"  # the host's, shared read-only into the guest
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str  # JUnit suite name, e.g. cow_fork
+    suite: str  # registry name, e.g. cow
+    host_path: Path  # what is copied into the guest
+    guest_path: str  # where it lands, relative to /harness
+    interpreter: str = ""  # "" for a static binary
+    timeout_s: float = 900.0
+
+    def guest_argv(self, ids: list[str]) -> list[str]:
+        cmd = [f"/harness/{self.guest_path}", *ids]
+        return [self.interpreter, "-I", *cmd] if self.interpreter else cmd
+
+
+@dataclass(frozen=True)
+class Selected:
+    program: Program
+    ids: tuple[str, ...]
+
+
+def _cow_build_dir() -> Path:
+    # One build dir per source state, so a checkout switch never runs stale binaries.
+    h = hashlib.sha256()
+    for f in sorted(COW_SRC.glob("*")):
+        if f.suffix in (".c", ".h") or f.name == "Makefile":
+            h.update(f.name.encode() + f.read_bytes())
+    return cache_dir() / "cow_tests" / h.hexdigest()[:16]
+
+
+def build_cow() -> list[Program]:
+    """Build the C programs statically (make is incremental; the dir is keyed by source hash)."""
+    for tool in ("make", "gcc"):
+        if not shutil.which(tool):
+            raise ToolMissing(f"{tool} not found: run ci/setup.sh")
+    out = _cow_build_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["make", "-s", "-C", str(COW_SRC), f"O={out}"], capture_output=True, text=True)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+        hint = " (is liburing-dev installed? run ci/setup.sh)" if "uring" in r.stderr else ""
+        raise BuildError(f"building cow_tests failed: {last}{hint}")
+    progs = sorted(p for p in out.iterdir() if p.is_file() and p.stat().st_mode & 0o111)
+    return [Program(p.name, "cow", p, f"cow_tests/{p.name}") for p in progs]
+
+
+def probes() -> list[Program]:
+    return [
+        Program(p.stem, "probes", p, f"probes/{p.name}", interpreter=GUEST_PYTHON)
+        for p in sorted(PROBES_SRC.glob("*.py"))
+        if not p.name.startswith("_")
+    ]
+
+
+SUITES = {"cow": build_cow, "probes": probes}
+DEFAULT_SUITES = ("cow", "probes")
+
+
+def programs(suites: list[str]) -> list[Program]:
+    out: list[Program] = []
+    for s in suites or DEFAULT_SUITES:
+        if s not in SUITES:
+            raise InputError(f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))})")
+        out.extend(SUITES[s]())
+    return out
+
+
+def list_ids(p: Program) -> list[str]:
+    """The program's fixed id list, asked of the program itself on the host."""
+    argv = [shutil.which("python3") or "python3", str(p.host_path)] if p.interpreter else [str(p.host_path)]
+    r = subprocess.run([*argv, "--list"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"{p.name} --list failed: {r.stderr.strip()[:200]}")
+    return r.stdout.split()
+
+
+def select(progs: list[Program], filters: list[str]) -> list[Selected]:
+    """Programs with the ids that match any --filter glob (all ids when there is no filter)."""
+    chosen: list[Selected] = []
+    for p in progs:
+        ids = [i for i in list_ids(p) if not filters or any(fnmatch.fnmatchcase(i, f) for f in filters)]
+        if ids:
+            chosen.append(Selected(p, tuple(ids)))
+    if not chosen:
+        raise InputError(f"--filter {' '.join(filters)}: matches no test id (try --list)")
+    return chosen
+
+
+def payload_files(selected: list[Selected]) -> dict[str, Path]:
+    files = {s.program.guest_path: s.program.host_path for s in selected}
+    if any(s.program.interpreter for s in selected):
+        for helper in PROBES_SRC.glob("_*.py"):
+            files[f"probes/{helper.name}"] = helper
+    return files
