@@ -23,6 +23,7 @@ from .console import ConsoleTransport
 from .errors import AccelUnusable, BootTimeout, InputError, MachineError
 from .image import GuestImage, require_qemu
 from .model import Kernel
+from .paths import cache_dir
 from .qemu import QemuSpec, Share
 
 Progress = Callable[[str], None]
@@ -68,12 +69,36 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
     )
 
 
-def accel_plan(accel: str) -> list[str]:
-    if accel == "auto":
-        return ["kvm", "tcg"] if qemu.kvm_openable() else ["tcg"]
+def _kvm_verdict_file() -> Path:
+    # Keyed by the host's boot id: a KVM found broken stays broken until the host reboots.
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = "unknown"
+    return cache_dir() / f"kvm-broken-{boot_id}"
+
+
+def accel_plan(accel: str) -> tuple[list[str], str]:
+    """Accelerators to try in order, and a note on why KVM is left out (if it is)."""
     if accel in ("kvm", "tcg"):
-        return [accel]
-    raise InputError(f"--accel {accel}: expected auto, kvm or tcg")
+        return [accel], ""
+    if accel != "auto":
+        raise InputError(f"--accel {accel}: expected auto, kvm or tcg")
+    if not qemu.kvm_openable():
+        return ["tcg"], "kvm: /dev/kvm cannot be opened"
+    known = _kvm_verdict_file()
+    if known.is_file():
+        return ["tcg"], f"kvm: known broken on this host boot ({known.read_text().strip()}; delete {known} to retry)"
+    return ["kvm", "tcg"], ""
+
+
+def _remember_kvm_broken(why: str) -> None:
+    try:
+        f = _kvm_verdict_file()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(why + "\n")
+    except OSError:
+        pass  # only an optimisation: next run probes KVM again
 
 
 class Machine:
@@ -146,8 +171,8 @@ def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str) -> None:
 def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
     qemu_bin = require_qemu()
     log = open(spec.run_dir / "console.log", "ab", buffering=0)
-    notes: list[str] = []
-    plan = accel_plan(spec.accel)
+    plan, skipped = accel_plan(spec.accel)
+    notes = [skipped] if skipped else []
     for attempt, accel in enumerate(plan, start=1):
         qspec = qemu_spec(spec, accel, qemu_bin)
         progress(f"booting {spec.kernel.release} under {accel.upper()}")
@@ -161,6 +186,7 @@ def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
             notes.append(f"kvm unusable: {e}")
             if attempt == len(plan):
                 raise
+            _remember_kvm_broken(str(e))
             progress(f"KVM does not work here ({e}); falling back to TCG")
             continue
         except MachineError:

@@ -78,7 +78,7 @@ def case_results(sel: suites.Selected, root: TestNode, rules: expect.RuleSet, ke
     out = []
     for case_id in sel.ids:
         exp = expect.expectation_for(rules, case_id, kernel)
-        node = by_name.get(case_id)
+        node: TestNode | None = by_name.get(case_id)
         if node is None:
             why = program_error or "the program did not report this case"
             out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install everything harness needs on a Debian 12 machine, idempotently:
+# apt packages, the Python package (editable, with test extras), and the Debian kernels the
+# project's vm tests boot (into the harness cache under XDG_CACHE_HOME).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    qemu-system-x86      # the guest machine
+    busybox-static       # the guest's init and tools
+    liburing-dev         # static liburing.a for cow_tests
+    gcc make libc6-dev   # building cow_tests
+    kmod                 # depmod for Debian kernel modules
+    xz-utils cpio        # module decompression, initramfs inspection
+    dropbear-bin         # guest sshd and host key generation (SSH transport)
+    python3 python3-pip  # python3 is also the guest's, shared read-only
+    git ca-certificates
+)
+
+need=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+# apt lists are needed both to install and to resolve debian:6.12 to the newest package.
+if [ ${#need[@]} -gt 0 ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial)" ]; then
+    $SUDO apt-get update -qq
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "ci/setup.sh: installing ${need[*]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+pip_flags=(-q)
+# Debian's own python3 refuses system-wide pip installs (PEP 668) unless told otherwise.
+if "$PY" -c 'import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")))'; then
+    pip_flags+=(--break-system-packages)
+fi
+"$PY" -m pip install "${pip_flags[@]}" -e ".[test]" 2>&1 | grep -v -e "^WARNING: Running pip as" -e "notice" || true
+command -v harness >/dev/null || { echo "ci/setup.sh: 'harness' is not on PATH after install" >&2; exit 1; }
+
+# The kernels the vm tests and the default job boot (cached; a no-op when already there).
+harness kernel fetch debian:6.12 debian:6.1.0-56
+harness doctor
