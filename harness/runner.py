@@ -153,6 +153,7 @@ class _Run:
             self.done.add(r.id)
 
     def prepare(self) -> list[suites.Selected]:
+        image.require_qemu()  # fail fast: before building tests, fetching a kernel, writing an initramfs
         progs = suites.programs(list(self.req.suites))
         self.selected = suites.select(progs, list(self.req.filters))
         self.kernel = resolve_kernel(self.req.kernel, self.say)
@@ -215,6 +216,8 @@ class _Run:
             self.record(results)
             bad = sum(1 for x in results if x.verdict.unexpected)
             self.say(f"  {sel.program.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected")
+        # The whole kernel log, whatever the console loglevel let through during the run.
+        (self.outcome.run_dir / "dmesg.log").write_bytes(t.run("dmesg", 60.0).stdout)
 
     def finish(self, why_missing: str) -> None:
         rd = self.outcome.run_dir

@@ -13,6 +13,7 @@ Use:  keys = make_keys(run_dir)
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import select
 import shlex
@@ -36,10 +37,14 @@ USER = "root"
 # Dropbear starts commands with its compiled-in PATH (/usr/bin:/bin) in root's home. The console
 # agent runs them with init's PATH in /tmp; do the same so both channels behave alike.
 _PRELUDE = "export PATH=/bin:/sbin:/usr/bin:/usr/sbin; cd /tmp || exit 125\n"
-# The exit status of a command killed on timeout. Dropbear does not kill a session's command
-# when its channel closes, so the command records its process id for us to kill.
+# Where each command's shell notes its pid, so a command that times out can be killed.
 _PIDFILE = "/tmp/.ssh-cmd.{tag}.pid"
 _RETRY_PAUSE_S = 0.5
+
+# paramiko's transport thread logs every refused early connection attempt (with a traceback)
+# at ERROR; with no handler configured anywhere, logging's last resort prints them to stderr.
+# A NullHandler keeps them out of the terminal but still reaches handlers the application sets.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -205,10 +210,11 @@ class SshTransport:
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise TransportError(f"ssh: cannot open a channel to {self._where}: {e}") from None
 
-    def _exec(self, command: str, data: bytes, timeout_s: float) -> CommandResult:
+    def _exec(self, command: str, data: bytes, timeout_s: float, kill: bool = True) -> CommandResult:
         self._seq += 1
-        pidfile = _PIDFILE.format(tag=f"{os.getpid()}-{self._seq}")
-        wrapped = f"echo $$ > {pidfile}\n{_PRELUDE}{command}"
+        pidfile = shlex.quote(_PIDFILE.format(tag=f"{os.getpid()}-{self._seq}"))
+        # The shell notes its pid (for _kill) and removes the note when it ends normally.
+        wrapped = f"echo $$ > {pidfile}; trap 'rm -f {pidfile}' EXIT\n{_PRELUDE}{command}"
         chan = self._session()
         deadline = time.monotonic() + timeout_s
         try:
@@ -218,54 +224,33 @@ class SshTransport:
                 chan.sendall(data)
             chan.shutdown_write()  # stdin EOF, like the console agent's </dev/null
             out, err = _drain(chan, deadline)
-            if out is None or not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
-                raise CommandTimeout(f"ssh: no reply to {command[:60]!r} within {timeout_s:.0f}s")
+            if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+                raise socket.timeout()
             rc = chan.recv_exit_status()
-        except CommandTimeout:
-            chan.close()
-            self._kill(pidfile)
-            raise
         except socket.timeout:
             chan.close()
-            self._kill(pidfile)
-            raise CommandTimeout(f"ssh: {command[:60]!r} stalled for {timeout_s:.0f}s") from None
+            if kill:
+                self._kill(pidfile)
+            raise CommandTimeout(f"ssh: no reply to {command[:60]!r} within {timeout_s:.0f}s") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
             chan.close()
             raise TransportError(f"ssh: lost {self._where} while running {command[:60]!r}: {e}") from None
         chan.close()
-        self._cleanup(pidfile)
-        # A command killed by a signal has no exit status (-1 in paramiko): report it as 128+n
-        # is not possible over SSH, so use 255 like OpenSSH's client does.
-        return CommandResult(255 if rc < 0 else rc, out, err or b"")
+        # paramiko reports -1 when the command died of a signal (exit-signal, no exit-status):
+        # report 255 as OpenSSH's client does.
+        return CommandResult(255 if rc < 0 else rc, out, err)
 
     def _kill(self, pidfile: str) -> None:
-        """Kill a timed-out command and its children, so a timeout leaves nothing running."""
-        q = shlex.quote(pidfile)
-        # The command's shell is the leader of a session dropbear made for the channel: kill
-        # the whole process group, then the shell itself in case it is not a leader.
-        script = f"p=$(cat {q} 2>/dev/null) && {{ kill -9 -- -$p 2>/dev/null; kill -9 $p 2>/dev/null; }}; rm -f {q}"
+        """Kill a timed-out command and its descendants. Dropbear leaves them running when the
+        channel closes, and they share the process group of dropbear's connection process (a
+        group kill would end the connection), so walk the tree: stop a parent before listing
+        its children so it cannot fork behind our back."""
+        script = (f"k() {{ kill -STOP $1 2>/dev/null; for c in $(pgrep -P $1); do k $c; done; "
+                  f"kill -9 $1 2>/dev/null; }}; p=$(cat {pidfile} 2>/dev/null) && k $p; rm -f {pidfile}")
         try:
-            self._exec(script, b"", 15.0)
+            self._exec(script, b"", 15.0, kill=False)
         except TransportError:
             pass
-
-    def _cleanup(self, pidfile: str) -> None:
-        try:
-            self._exec_plain(f"rm -f {shlex.quote(pidfile)}")
-        except TransportError:
-            pass
-
-    def _exec_plain(self, command: str) -> None:
-        chan = self._session()
-        try:
-            chan.settimeout(15.0)
-            chan.exec_command(command)
-            chan.shutdown_write()
-            _drain(chan, time.monotonic() + 15.0)
-        except (paramiko.SSHException, EOFError, OSError) as e:
-            raise TransportError(f"ssh: {e}") from None
-        finally:
-            chan.close()
 
     def run(self, command: str | Sequence[str], timeout_s: float = 60.0) -> CommandResult:
         return self._exec(as_shell(command), b"", timeout_s)
@@ -282,8 +267,8 @@ class SshTransport:
         self._client.close()
 
 
-def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes | None, bytes | None]:
-    """All of stdout and stderr until EOF, or (None, None) at the deadline."""
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    """All of stdout and stderr until EOF; socket.timeout at the deadline."""
     out, err = bytearray(), bytearray()
     fd = chan.fileno()  # a pipe paramiko signals when stdout or stderr has data (or EOF)
     while True:
@@ -295,5 +280,5 @@ def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes | None, bytes
             return bytes(out), bytes(err)
         left = deadline - time.monotonic()
         if left <= 0:
-            return None, None
+            raise socket.timeout()
         select.select([fd], [], [], min(left, 1.0))

@@ -1,0 +1,20 @@
+"""Shared fixtures. vm tests boot real kernels; they need ci/setup.sh (QEMU, cached kernels)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+TEST_KERNEL = os.environ.get("HARNESS_TEST_KERNEL", "debian:6.12")
+TEST_KERNEL_OLD = os.environ.get("HARNESS_TEST_KERNEL_OLD", "debian:6.1.0-56")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if shutil.which("qemu-system-x86_64"):
+        return
+    skip = pytest.mark.skip(reason="qemu-system-x86_64 not installed (run ci/setup.sh)")
+    for item in items:
+        if "vm" in item.keywords:
+            item.add_marker(skip)

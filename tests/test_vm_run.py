@@ -1,0 +1,100 @@
+"""vm tests: the real `harness run` CLI boots real Debian kernels and the JUnit is checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_KERNEL, TEST_KERNEL_OLD
+
+pytestmark = pytest.mark.vm
+
+SLICE_IDS = {
+    "cow.fork.child-keeps-data.base", "cow.fork.child-keeps-data.thp",
+    "cow.fork-mprotect.child-keeps-data.base", "cow.fork-mprotect.child-keeps-data.thp",
+    "cow.vmsplice.unmap-in-child.base", "cow.vmsplice.unmap-in-child.thp",
+    "cow.iouring.mprotect-ro-rw.base", "cow.iouring.mprotect-ro-rw.thp",
+    "cow.iouring.fork-while-registered.base",
+    "probe.pfnmap.vvar.process-vm-readv", "probe.pfnmap.vvar.proc-self-mem",
+}
+
+
+@dataclass
+class Run:
+    rc: int
+    out: Path
+    stdout: str
+    stderr: str
+
+    def junit(self) -> ET.Element:
+        return ET.parse(self.out / "junit.xml").getroot()
+
+    def fingerprint(self) -> dict:
+        return json.loads((self.out / "fingerprint.json").read_text())
+
+    def verdicts(self) -> dict[str, str]:
+        recs = [json.loads(line) for line in (self.out / "results.jsonl").read_text().splitlines()]
+        return {r["id"]: r["verdict"] for r in recs}
+
+
+def harness_run(out: Path, *args: str) -> Run:
+    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
+                       capture_output=True, text=True, timeout=900)
+    return Run(p.returncode, out, p.stdout, p.stderr)
+
+
+@pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD])
+def full_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    out = tmp_path_factory.mktemp("run")
+    return harness_run(out, "--kernel", request.param, "--junit", str(out / "copy.xml"))
+
+
+def test_whole_slice_runs_as_expected(full_run: Run) -> None:
+    assert full_run.rc == 0, full_run.stderr[-2000:]
+    assert full_run.verdicts() == {i: "PASS" for i in SLICE_IDS}
+
+
+def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
+    root = full_run.junit()
+    cases = {c.get("name") for c in root.iter("testcase")}
+    assert cases == SLICE_IDS
+    assert {s.get("name") for s in root.iter("testsuite")} == {"cow_fork", "cow_vmsplice", "cow_iouring", "pfnmap_vvar"}
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    fp = full_run.fingerprint()
+    assert props["accel"] == fp["machine"]["accel"] in ("kvm", "tcg")
+    assert props["kernel.release"] == fp["guest"]["kernel"]  # the kernel that booted is the one resolved
+    assert (full_run.out / "copy.xml").read_text() == (full_run.out / "junit.xml").read_text()
+
+
+def test_run_dir_keeps_everything(full_run: Run) -> None:
+    for name in ("console.log", "dmesg.log", "qemu-argv.json", "kernel-config", "results.jsonl", "summary.txt", "initramfs.cpio"):
+        assert (full_run.out / name).stat().st_size > 0, name
+    argv = json.loads((full_run.out / "qemu-argv.json").read_text())
+    assert argv[0].endswith("qemu-system-x86_64")
+    # The console log holds what QEMU printed; dmesg.log the kernel's whole log, banner included.
+    assert b"harness: boot attempt" in (full_run.out / "console.log").read_bytes()
+    assert b"Linux version " + full_run.fingerprint()["guest"]["kernel"].encode() in (full_run.out / "dmesg.log").read_bytes()
+    assert "harness:" in full_run.stdout and "11 passed" in full_run.stdout
+
+
+def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
+    """An expectation of failure on a case that passes is an XPASS, which is unexpected: exit 1."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "version: 1\nrules:\n"
+        "  - match: cow.fork.child-keeps-data.base\n    expect: fail\n"
+        "    reason: deliberately wrong, to see XPASS\n"
+    )
+    run = harness_run(tmp_path / "out", "--kernel", TEST_KERNEL, "--filter", "cow.fork.*",
+                      "--expectations", str(exp))
+    assert run.rc == 1, run.stderr[-2000:]
+    v = run.verdicts()
+    assert v.pop("cow.fork.child-keeps-data.base") == "XPASS"
+    assert set(v) == {i for i in SLICE_IDS if i.startswith("cow.fork.")} - {"cow.fork.child-keeps-data.base"}
+    assert set(v.values()) == {"PASS"}
