@@ -38,7 +38,9 @@ def inspect(data: bytes, name: str = "kernel") -> BzImageInfo:
         )
     (ptr,) = struct.unpack_from("<H", data, _KVER_PTR_OFF)
     start = ptr + 0x200
-    banner = data[start : start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
+    # kernel_version 0 means "no version string" (boot.rst); 0x200 itself is the setup jmp.
+    raw = data[start : start + 256] if ptr else b""
+    banner = raw.split(b"\0", 1)[0].decode("ascii", "replace")
     release = banner.split(" ", 1)[0] if banner else ""
     if not release:
         raise KernelError(f"{name}: bzImage carries no version string")

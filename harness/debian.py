@@ -79,11 +79,33 @@ def newest_in_series(series: str, flavour: str, candidates: list[str]) -> str | 
     return best
 
 
+_APT_LISTS = Path("/var/lib/apt/lists")
+
+
 def _apt_names(prefix: str) -> list[str]:
+    """Package names apt knows with this prefix; memoised until `apt-get update` changes the lists
+    (asking apt-cache costs ~0.7 s, which every run would pay for a bare series like 6.12)."""
     if not shutil.which("apt-cache"):
         return []
+    try:
+        stamp = str(max((p.stat().st_mtime_ns for p in _APT_LISTS.iterdir()), default=0))
+    except OSError:
+        stamp = ""
+    memo = kernels_cache() / "apt-names.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if stamp and saved.get("stamp") == stamp and prefix in saved.get("names", {}):
+            return list(saved["names"][prefix])
+    except (OSError, ValueError):
+        saved = {}
     out = subprocess.run(["apt-cache", "pkgnames", prefix], capture_output=True, text=True)
-    return out.stdout.split()
+    names = out.stdout.split()
+    if stamp and names:
+        keep = saved.get("names", {}) if saved.get("stamp") == stamp else {}
+        keep[prefix] = names
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps({"stamp": stamp, "names": keep}))
+    return names
 
 
 def cached_packages() -> list[str]:

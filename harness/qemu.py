@@ -29,6 +29,11 @@ class QemuSpec:
     drives: tuple[Path, ...] = field(default=())  # raw images as virtio-blk disks, in order
 
 
+def _val(p: Path) -> str:
+    """A path as a QEMU option value: a "," would start a new option unless doubled."""
+    return str(p).replace(",", ",,")
+
+
 def argv(spec: QemuSpec) -> list[str]:
     """The exact QEMU command line for `spec`. No shell is ever involved."""
     a = [spec.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -41,9 +46,9 @@ def argv(spec: QemuSpec) -> list[str]:
     # signal=off: Ctrl-C belongs to the harness, which then shuts QEMU down itself.
     a += ["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]
     if spec.monitor_socket is not None:
-        a += ["-monitor", f"unix:{spec.monitor_socket},server=on,wait=off"]
+        a += ["-monitor", f"unix:{_val(spec.monitor_socket)},server=on,wait=off"]
     for i, s in enumerate(spec.shares):
-        a += ["-fsdev", f"local,id=fs{i},path={s.host_path},security_model=none,readonly=on",
+        a += ["-fsdev", f"local,id=fs{i},path={_val(s.host_path)},security_model=none,readonly=on",
               "-device", f"virtio-9p-pci,fsdev=fs{i},mount_tag={s.tag}"]
     if spec.ssh_port is not None:
         # restrict=on: the guest reaches nothing on the host or beyond; only the forward gets in.
@@ -52,7 +57,7 @@ def argv(spec: QemuSpec) -> list[str]:
     else:
         a += ["-nic", "none"]
     for i, d in enumerate(spec.drives):
-        a += ["-drive", f"file={d},format=raw,if=virtio,cache=unsafe,id=d{i}"]
+        a += ["-drive", f"file={_val(d)},format=raw,if=virtio,cache=unsafe,id=d{i}"]
     a += ["-device", "virtio-rng-pci"]
     return a
 

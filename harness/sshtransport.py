@@ -213,8 +213,11 @@ class SshTransport:
     def _exec(self, command: str, data: bytes, timeout_s: float, kill: bool = True) -> CommandResult:
         self._seq += 1
         pidfile = shlex.quote(_PIDFILE.format(tag=f"{os.getpid()}-{self._seq}"))
-        # The shell notes its pid (for _kill) and removes the note when it ends normally.
-        wrapped = f"echo $$ > {pidfile}; trap 'rm -f {pidfile}' EXIT\n{_PRELUDE}{command}"
+        # Like the console agent, run the command in its own `sh -c` under a shell that stays:
+        # that shell notes its pid (for _kill), and turns a command killed by signal N into
+        # exit status 128+N as the agent does (over SSH a killed login shell has no status).
+        wrapped = (f"echo $$ > {pidfile}; trap 'rm -f {pidfile}' EXIT\n{_PRELUDE}"
+                   f"sh -c {shlex.quote(command)}")
         chan = self._session()
         deadline = time.monotonic() + timeout_s
         try:
@@ -236,7 +239,7 @@ class SshTransport:
             chan.close()
             raise TransportError(f"ssh: lost {self._where} while running {command[:60]!r}: {e}") from None
         chan.close()
-        # paramiko reports -1 when the command died of a signal (exit-signal, no exit-status):
+        # paramiko reports -1 when the shell itself died of a signal (exit-signal, no status):
         # report 255 as OpenSSH's client does.
         return CommandResult(255 if rc < 0 else rc, out, err)
 
