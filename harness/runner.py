@@ -70,15 +70,15 @@ def case_results(sel: suites.Selected, root: TestNode, rules: expect.RuleSet, ke
                  program_error: str = "") -> list[CaseResult]:
     """Map one program's KTAP onto the ids it was asked to run (pure)."""
     by_name: dict[str, TestNode] = {}
-    for node in root.children:
-        if node.name in sel.ids and node.name not in by_name:
-            by_name[node.name] = node
-        elif node.number is not None and 0 < node.number <= len(sel.ids):
-            by_name.setdefault(sel.ids[node.number - 1], node)
+    for child in root.children:
+        if child.name in sel.ids and child.name not in by_name:
+            by_name[child.name] = child
+        elif child.number is not None and 0 < child.number <= len(sel.ids):
+            by_name.setdefault(sel.ids[child.number - 1], child)
     out = []
     for case_id in sel.ids:
         exp = expect.expectation_for(rules, case_id, kernel)
-        node: TestNode | None = by_name.get(case_id)
+        node = by_name.get(case_id)
         if node is None:
             why = program_error or "the program did not report this case"
             out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
@@ -175,7 +175,8 @@ class _Run:
             from . import sshtransport
 
             keys = sshtransport.make_keys(rd)
-            opts = image.GuestOptions(opts.nonce, True, True, keys.authorized_line, keys.host_key_bytes)
+            opts = image.GuestOptions(opts.nonce, share_usr=True, net=True,
+                                      authorized_key=keys.authorized_line, host_key=keys.host_key_bytes)
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
                                    memory_mib=self.req.memory_mib, cpus=self.req.cpus, append=self.req.append)

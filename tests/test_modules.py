@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import modules
-from harness.image import BASE_MODULES, NET_MODULES, USR_MODULES
+from harness import image
 
 DATA = Path(__file__).parent / "data" / "modules"
 DEB61 = DATA / "debian-6.1.0-56-amd64"
@@ -50,7 +50,7 @@ def test_module_name(name: str, expected: str) -> None:
 
 def test_everything_image_asks_for_on_6_1() -> None:
     dep, builtin = load(DEB61)
-    wanted = BASE_MODULES + USR_MODULES + NET_MODULES
+    wanted = image.VIRTIO_MODULES + image.USR_MODULES + image.NET_MODULES + image.DISK_MODULES
     r = modules.resolve(wanted, dep, builtin)
     assert r.missing == () and r.builtin == ()
     assert_deps_first(r.load_order, dep)

@@ -1,0 +1,112 @@
+"""harness.machine pure parts: the kernel command line, the accelerator plan, the QEMU spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import machine, qemu
+from harness.errors import InputError
+from harness.image import GuestImage, GuestOptions
+from harness.model import Kernel, KernelVersion
+
+KERNEL = Kernel(spec="debian:6.12", bzimage=Path("/cache/vmlinuz"), release="6.12.117+deb12-amd64",
+                version=KernelVersion(6, 12, 117), modules_dir=None)
+
+
+def spec(tmp_path: Path, append: str = "", accel: str = "auto", share_usr: bool = False,
+         net: bool = False) -> machine.MachineSpec:
+    img = GuestImage(tmp_path / "initramfs.cpio", (), (), GuestOptions("n0nce", share_usr, net))
+    return machine.MachineSpec(kernel=KERNEL, image=img, run_dir=tmp_path, accel=accel, append=append)
+
+
+# --- cmdline -------------------------------------------------------------------------------
+
+
+def test_cmdline_base(tmp_path: Path) -> None:
+    words = machine.cmdline(spec(tmp_path)).split()
+    assert "console=ttyS0,115200" in words
+    assert "rdinit=/init" in words
+    # panic=-1 with QEMU's -no-reboot: a panic ends QEMU instead of hanging the run.
+    assert "panic=-1" in words
+    assert machine.cmdline(spec(tmp_path)) == machine.cmdline(spec(tmp_path)).strip()
+
+
+def test_cmdline_append_goes_last(tmp_path: Path) -> None:
+    line = machine.cmdline(spec(tmp_path, append="transparent_hugepage=never loglevel=7"))
+    assert line.endswith(" transparent_hugepage=never loglevel=7")
+    assert line.startswith(machine.cmdline(spec(tmp_path)) + " ")
+
+
+# --- accel_plan ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "harness"
+
+
+@pytest.mark.parametrize("accel", ["kvm", "tcg"])
+def test_explicit_accel_is_obeyed(accel: str, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "kvm_openable", lambda: False)  # not even consulted
+    assert machine.accel_plan(accel) == ([accel], "")
+
+
+@pytest.mark.parametrize("accel", ["bogus", "", "KVM", "hvf"])
+def test_unknown_accel(accel: str, cache: Path) -> None:
+    with pytest.raises(InputError, match="expected auto, kvm or tcg"):
+        machine.accel_plan(accel)
+
+
+def test_auto_without_dev_kvm(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "kvm_openable", lambda: False)
+    plan, note = machine.accel_plan("auto")
+    assert plan == ["tcg"]
+    assert "/dev/kvm" in note
+
+
+def test_auto_with_kvm_tries_kvm_then_tcg(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "kvm_openable", lambda: True)
+    assert machine.accel_plan("auto") == (["kvm", "tcg"], "")
+
+
+def test_auto_remembers_broken_kvm(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "kvm_openable", lambda: True)
+    machine._remember_kvm_broken("KVM internal error (nested virtualization?)")
+    plan, note = machine.accel_plan("auto")
+    assert plan == ["tcg"]
+    assert "KVM internal error (nested virtualization?)" in note
+    verdict = machine._kvm_verdict_file()
+    assert verdict.parent == cache and str(verdict) in note  # says what to delete to retry
+    verdict.unlink()
+    assert machine.accel_plan("auto") == (["kvm", "tcg"], "")
+
+
+def test_remember_is_best_effort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # cache dir cannot be created
+    machine._remember_kvm_broken("why")  # must not raise
+
+
+# --- qemu_spec -----------------------------------------------------------------------------
+
+
+def test_qemu_spec_console_only(tmp_path: Path) -> None:
+    q = machine.qemu_spec(spec(tmp_path), "tcg", "/usr/bin/qemu-system-x86_64")
+    assert q.accel == "tcg" and q.qemu == "/usr/bin/qemu-system-x86_64"
+    assert q.kernel == KERNEL.bzimage and q.initrd == tmp_path / "initramfs.cpio"
+    assert q.shares == () and q.ssh_port is None
+    assert q.monitor_socket == tmp_path / "monitor.sock"
+    assert q.cmdline == machine.cmdline(spec(tmp_path))
+
+
+def test_qemu_spec_shares_usr_read_only_and_forwards_ssh(tmp_path: Path) -> None:
+    q = machine.qemu_spec(spec(tmp_path, share_usr=True, net=True), "kvm", "qemu")
+    assert q.shares == (qemu.Share(Path("/usr"), "hostusr"),)
+    assert q.ssh_port is not None and 0 < q.ssh_port < 65536
+    a = qemu.argv(q)
+    assert any("readonly=on" in x for x in a if x.startswith("local,"))
+    assert any(f"hostfwd=tcp:127.0.0.1:{q.ssh_port}-:22" in x for x in a)
