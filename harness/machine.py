@@ -113,6 +113,13 @@ class Machine:
     def alive(self) -> bool:
         return bool(self.child.isalive())
 
+    def kill(self) -> None:
+        """Stop QEMU now (Ctrl-C, a lost guest): no clean poweroff."""
+        if self.child.isalive():
+            self.child.terminate(force=True)
+        self.child.close()
+        self._log.flush()
+
     def shutdown(self, timeout_s: float = 20.0) -> None:
         """Power the guest off; kill QEMU if it does not go. Safe to call twice."""
         if self.child.isalive():

@@ -29,8 +29,9 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .errors import CommandTimeout, ToolMissing, TransportError
-from .transport import CommandResult, as_shell
+from .errors import CommandTimeout, HarnessError, ToolMissing, TransportError
+from .qemu import QemuSpec
+from .transport import CommandResult, Transport, as_shell
 
 HOST = "127.0.0.1"
 USER = "root"
@@ -98,11 +99,14 @@ def make_keys(run_dir: Path) -> SshKeys:
     return SshKeys(client, authorized, host, host.read_bytes(), host_public)
 
 
-class _Guest(Protocol):
-    """What connect() needs from a machine.Machine (kept loose so tests can pass a stand-in)."""
+class Guest(Protocol):
+    """What connect() needs from a machine.Machine (a Protocol, so tests can pass a stand-in)."""
 
     @property
-    def qspec(self) -> object: ...
+    def qspec(self) -> QemuSpec: ...
+
+    @property
+    def console(self) -> Transport: ...
 
     def alive(self) -> bool: ...
 
@@ -163,29 +167,28 @@ def open_client(port: int, keys: SshKeys, timeout_s: float,
         time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
 
 
-def connect(machine: _Guest, keys: SshKeys, timeout_s: float = 60.0) -> "SshTransport":
+def connect(machine: Guest, keys: SshKeys, timeout_s: float = 60.0) -> "SshTransport":
     """An SshTransport to a machine booted with GuestOptions(net=True, keys...).
 
-    If dropbear never answers, the error carries the guest's /tmp/dropbear.log (read over the
-    console, which is the one channel known to work)."""
-    port = getattr(machine.qspec, "ssh_port", None)
+    If dropbear never answers, the error carries the guest's /tmp/dropbear.log, read over the
+    console (the channel that needs nothing but the agent)."""
+    port = machine.qspec.ssh_port
     if port is None:
         raise TransportError("ssh: the machine was booted without net (GuestOptions(net=True))")
     try:
-        client = open_client(int(port), keys, timeout_s, machine.alive)
+        client = open_client(port, keys, timeout_s, machine.alive)
     except TransportError as e:
         raise TransportError(f"{e}{_guest_log(machine)}") from None
     return SshTransport(client, f"{HOST}:{port}")
 
 
-def _guest_log(machine: object) -> str:
-    console = getattr(machine, "console", None)
-    alive = getattr(machine, "alive", lambda: False)
-    if console is None or not alive():
+def _guest_log(machine: Guest) -> str:
+    if not machine.alive():
         return ""
     try:
-        r = console.run("cat /tmp/dropbear.log; pidof dropbear || echo 'dropbear is not running'", 15.0)
-    except Exception as e:  # a diagnostic must not hide the real error
+        r = machine.console.run(
+            'cat /tmp/dropbear.log; echo "(dropbear pids: $(pidof dropbear || echo none))"', 15.0)
+    except (HarnessError, OSError) as e:  # a diagnostic must not hide the real error
         return f"\n(could not read /tmp/dropbear.log over the console: {e})"
     text = r.stdout.decode(errors="replace").strip()
     return "\nguest /tmp/dropbear.log:\n" + (text or "(empty)")

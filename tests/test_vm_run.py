@@ -98,3 +98,32 @@ def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
     assert v.pop("cow.fork.child-keeps-data.base") == "XPASS"
     assert set(v) == {i for i in SLICE_IDS if i.startswith("cow.fork.")} - {"cow.fork.child-keeps-data.base"}
     assert set(v.values()) == {"PASS"}
+
+
+def test_ctrl_c_mid_run_still_writes_a_complete_report(tmp_path: Path) -> None:
+    """SIGINT while a program runs in the guest: exit 130, JUnit valid, nothing silently lost."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--out", str(out),
+                          "--kernel", TEST_KERNEL, "--suite", "cow"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    for line in p.stderr:  # wait until the first program is running in the guest
+        if "running cow_" in line:
+            break
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    rest, _ = p.communicate(timeout=120)
+    assert p.returncode == 130
+    root = ET.parse(out / "junit.xml").getroot()
+    names = [c.get("name") for c in root.iter("testcase")]
+    cow_ids = {i for i in SLICE_IDS if i.startswith("cow.")}
+    assert set(names) == cow_ids and len(names) == len(cow_ids)
+    errors = [c for c in root.iter("testcase") if c.find("error") is not None]
+    assert errors, "the interrupted cases must be ERROR"
+    assert all("interrupted" in (c.find("error").get("message") or "") for c in errors)  # type: ignore[union-attr]
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(cow_ids)
+    assert (out / "console.log").stat().st_size > 0
