@@ -14,6 +14,10 @@ _RESEND_TRIES = 3
 
 
 class ConsoleTransport:
+    """Timeouts: the agent runs one command at a time and cannot be interrupted, so a command
+    that times out keeps running; the next request queues behind it and its reply comes after
+    the stale frame, which is skipped by id (its timeout counts the wait)."""
+
     name = "console"
 
     def __init__(self, child: pexpect.spawn) -> None:

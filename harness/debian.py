@@ -47,7 +47,10 @@ class DebianKernel:
 
 
 def package_name(spec: str) -> str:
-    """`6.1.0-56` → linux-image-6.1.0-56-amd64; `6.12.117+deb12-cloud` → …-cloud-amd64."""
+    """`6.1.0-56` → linux-image-6.1.0-56-amd64; `6.12.117+deb12-cloud` → …-cloud-amd64.
+
+    The `uname -r` form (`6.1.0-56-amd64`, `6.12.117+deb12-cloud-amd64`) is accepted too."""
+    spec = spec.removesuffix("-amd64")
     m = _FULL.match(spec)
     if not m or _SERIES.match(spec):
         raise KernelError(f"debian:{spec}: not a full Debian kernel version (e.g. 6.1.0-56)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import platform
 import secrets
 import shutil
@@ -53,6 +54,18 @@ class RunOutcome:
     summary: str = ""
 
 
+def check_junit_path(junit: Path | None) -> None:
+    """Refuse an unwritable --junit before the run, not after it."""
+    if junit is None:
+        return
+    try:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--junit {junit}: cannot create its directory ({e.strerror})") from None
+    if junit.is_dir() or not os.access(junit.parent, os.W_OK):
+        raise InputError(f"--junit {junit}: not a writable file path")
+
+
 def make_run_dir(out: Path | None, kernel_spec: str | None) -> Path:
     if out is None:
         tag = (kernel_spec or "default").replace("/", "_").replace(":", "-")[-40:]
@@ -84,9 +97,12 @@ def case_results(sel: suites.Selected, root: TestNode, rules: expect.RuleSet, ke
             why = program_error or "the program did not report this case"
             out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
             continue
+        reason = node.reason
+        if node.outcome is Outcome.ERROR and program_error:
+            reason = f"{reason}; {program_error}" if reason else program_error
         out.append(CaseResult(
             case_id, sel.program.name, node.outcome, expect.judge(node.outcome, exp),
-            node.reason, "\n".join(node.diagnostics), exp,
+            reason, "\n".join(node.diagnostics), exp,
         ))
     return out
 
@@ -132,6 +148,7 @@ class _Run:
     def __init__(self, req: RunRequest, progress: Progress) -> None:
         self.req, self.progress = req, progress
         self.t0 = time.monotonic()
+        check_junit_path(req.junit)
         self.outcome = RunOutcome(make_run_dir(req.out, req.kernel))
         self.rules = expect.load(req.expectations)
         self.kernel: Kernel | None = None
@@ -239,8 +256,10 @@ class _Run:
         xml = report.junit_xml(self.outcome.results, props)
         (rd / "junit.xml").write_text(xml)
         if self.req.junit is not None:
-            self.req.junit.parent.mkdir(parents=True, exist_ok=True)
-            self.req.junit.write_text(xml)
+            try:
+                self.req.junit.write_text(xml)
+            except OSError as e:  # the run dir copy above is already on disk
+                self.outcome.error = f"--junit {self.req.junit}: {e.strerror} (junit.xml is in the run dir)"
         self.fingerprint["total_s"] = round(time.monotonic() - self.t0, 2)
         (rd / "fingerprint.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
         self.outcome.summary = report.summary_table(self.outcome.results)

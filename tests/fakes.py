@@ -119,6 +119,3 @@ class ReplayConsole:
         self.before, self.after, self.match = self._buf[:m.start()], m.group(0), m
         self._buf = self._buf[m.end():]
         return 0
-
-    def isalive(self) -> bool:
-        return not self._eof or bool(self._rest)

@@ -194,8 +194,6 @@ def test_out_not_writable(tmp_path: Path, bootable: Path, where: str) -> None:
     assert_one_error(p, f"--out {out}", "not a writable directory")
 
 
-@pytest.mark.xfail(strict=True, reason="runner writes --junit only in finish(): an OSError there "
-                   "escapes as a traceback after the whole run (see report)")
 def test_junit_not_writable(tmp_path: Path) -> None:
     f = tmp_path / "regular-file"
     f.write_text("")
