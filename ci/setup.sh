@@ -11,6 +11,7 @@ APT_PACKAGES=(
     liburing-dev         # static liburing.a for cow_tests
     gcc make libc6-dev   # building cow_tests
     kmod                 # depmod for Debian kernel modules
+    e2fsprogs util-linux # mkfs.ext4 and mkswap for the scratch disks
     xz-utils cpio        # module decompression, initramfs inspection
     dropbear-bin         # guest sshd and host key generation (SSH transport)
     python3 python3-pip  # python3 is also the guest's, shared read-only

@@ -42,7 +42,8 @@ class GuestOptions:
     nonce: str
     share_usr: bool = True
     net: bool = False
-    disk: bool = False  # a virtio disk is attached (ext4 scratch)
+    disk: bool = False  # virtio disks attached: vda ext4 scratch, vdb swap
+    hugepages: int = 0  # 2 MiB hugetlb pages to reserve at boot
     authorized_key: str = ""  # OpenSSH public key line for root, with net
     host_key: bytes = b""  # dropbear-format host key, with net
 
@@ -92,7 +93,8 @@ def _module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry]
 
 def _env_file(opts: GuestOptions) -> bytes:
     env = {"HARNESS_NONCE": opts.nonce, "HARNESS_USR": str(int(opts.share_usr)),
-           "HARNESS_NET": str(int(opts.net))}
+           "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
+           "HARNESS_HUGEPAGES": str(opts.hugepages)}
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
 
 

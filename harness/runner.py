@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, expect, image, ktap, machine, qemu, report, suites
+from . import __version__, disks, expect, image, ktap, machine, qemu, report, suites
 from .errors import HarnessError, InputError, TransportError
 from .kernel import resolve as resolve_kernel
 from .model import CaseResult, Expectation, Kernel, Outcome, TestNode, Verdict
@@ -28,6 +28,7 @@ from .transport import Transport
 
 Progress = Callable[[str], None]
 DEFAULT_EXPECTATIONS = REPO_ROOT / "expectations.yaml"
+HUGEPAGES_2M = 16  # cow cases on hugetlb need 2 free pages each at a time
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,14 @@ GUEST_FACTS = (
     "f kernel /proc/sys/kernel/osrelease; f cpus_online /sys/devices/system/cpu/online; "
     "f thp_enabled /sys/kernel/mm/transparent_hugepage/enabled; "
     "f thp_defrag /sys/kernel/mm/transparent_hugepage/defrag; "
-    "f nr_hugepages /proc/sys/vm/nr_hugepages; f memtotal /proc/meminfo; "
+    # proc_dointvec sysctls answer EOF to a read at a non-zero offset, and busybox's read
+    # builtin reads a byte at a time: those need cat.
+    "echo nr_hugepages=$(cat /proc/sys/vm/nr_hugepages); f memtotal /proc/meminfo; "
     "f perf_event_paranoid /proc/sys/kernel/perf_event_paranoid; "
     "n=0; while read -r l; do n=$((n+1)); done < /proc/swaps; echo swap_devices=$((n-1)); "
-    "d=no; while read -r _ mnt fs _; do [ $fs = debugfs ] && d=yes; done < /proc/mounts; echo debugfs=$d; "
+    "d=no; e=no; while read -r _ mnt fs _; do [ $fs = debugfs ] && d=yes; "
+    "[ $mnt = /mnt/ext4 ] && e=$fs; done < /proc/mounts; echo debugfs=$d; echo scratch_fs=$e; "
+    "f hugepages_free /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages; "
     "test -e /sys/kernel/debug/gup_test && echo gup_test=yes || echo gup_test=no"
 )
 
@@ -189,17 +194,23 @@ class _Run:
         rd = self.outcome.run_dir
         files = suites.payload_files(self.selected)
         needs_python = any(s.program.interpreter for s in self.selected)
-        opts = image.GuestOptions(nonce=secrets.token_hex(8), share_usr=needs_python or self.req.transport == "ssh")
+        ssh = self.req.transport == "ssh"
         keys = None
-        if self.req.transport == "ssh":
+        if ssh:
             from . import sshtransport
 
             keys = sshtransport.make_keys(rd)
-            opts = image.GuestOptions(opts.nonce, share_usr=True, net=True,
-                                      authorized_key=keys.authorized_line, host_key=keys.host_key_bytes)
+        # The guest environment the suites are written for (cow_tests/README.md): an ext4 scratch
+        # disk, swap, and reserved 2 MiB hugetlb pages.
+        drives = disks.make(rd)
+        opts = image.GuestOptions(
+            nonce=secrets.token_hex(8), share_usr=needs_python or ssh, net=ssh, disk=True,
+            hugepages=HUGEPAGES_2M, authorized_key=keys.authorized_line if keys else "",
+            host_key=keys.host_key_bytes if keys else b"")
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
-                                   memory_mib=self.req.memory_mib, cpus=self.req.cpus, append=self.req.append)
+                                   memory_mib=self.req.memory_mib, cpus=self.req.cpus,
+                                   append=self.req.append, drives=drives)
         m = machine.boot(spec, self.say)
         self.fingerprint["machine"] = {
             "accel": m.accel, "accel_note": m.accel_note, "qemu": qemu.version(m.qspec.qemu),
@@ -244,6 +255,7 @@ class _Run:
 
     def finish(self, why_missing: str) -> None:
         rd = self.outcome.run_dir
+        disks.remove(rd)
         for sel in self.selected:
             self.record(not_run(sel, self.done, why_missing, self.rules, self.kernel))
         props = {"harness.version": __version__}
