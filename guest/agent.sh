@@ -7,7 +7,7 @@
 #                                                  ':' right after the id, which the request never has)
 # Reply:    <id>:O:<base64 line of stdout>        (any number)
 #           <id>:R:<base64 line of stderr>        (any number)
-#           <id>:E:<exit status>:<md5 of stdout+stderr base64 text>
+#           <id>:E:<exit status>:<md5 of stdout+stderr base64 text>   (printed twice)
 # The special command __resend__ repeats the last reply (used when a printk line corrupted it).
 stty -echo -icrnl 2>/dev/null
 cd /tmp
@@ -18,7 +18,10 @@ emit() {
     sum=$(cat /tmp/.agent-out.b64 /tmp/.agent-err.b64 | md5sum)
     sed "s/^/$1:O:/" /tmp/.agent-out.b64
     sed "s/^/$1:R:/" /tmp/.agent-err.b64
-    echo "$1:E:$(cat /tmp/.agent-rc):${sum%% *}"
+    end="$1:E:$(cat /tmp/.agent-rc):${sum%% *}"
+    # Twice: a printk landing inside the first copy must not leave the host waiting for it.
+    echo "$end"
+    echo "$end"
 }
 while read -r id payload; do
     [ -n "$id" ] || continue

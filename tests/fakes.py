@@ -105,6 +105,11 @@ class ReplayConsole:
             recorded, live = m.group(1), self.sent[self._released][0].encode()
             cut = self._rest.find(b"\n", m.end())
             cut = len(self._rest) if cut < 0 else cut + 1
+            # The agent prints its end line twice: the copy belongs to this reply too.
+            again = _END.match(self._rest, cut)
+            if again and again.group(0) == m.group(0):
+                nl = self._rest.find(b"\n", again.end())
+                cut = len(self._rest) if nl < 0 else nl + 1
             self._buf += self._rest[:cut].replace(recorded, live)
             self._rest = self._rest[cut:].replace(recorded, live)
             self._released += 1

@@ -162,6 +162,29 @@ def test_printk_between_lines_needs_no_resend() -> None:
     assert [c for _, c in fake.sent] == ["x"]
 
 
+def test_printk_inside_the_first_end_line_is_covered_by_its_copy() -> None:
+    """The agent prints the end line twice; a kernel message cutting the first must not hang us."""
+    reply = agent_reply("c0000000100001", 5, b"data\n")
+    end_line = reply[reply.rindex(b"c0000000100001:E:"):]
+    broken = end_line[:20] + NOISE + end_line[20:]
+    transcript = reply[: -len(end_line)] + broken + end_line + agent_reply("c0000000100002", 0, b"next\n")
+    fake = ReplayConsole(transcript)
+    console = ConsoleTransport(fake)  # type: ignore[arg-type]
+    assert console.run("x", 10) == ok(b"data\n", 5)
+    assert console.run("y", 10) == ok(b"next\n")
+
+
+def test_doubled_end_line_is_one_reply() -> None:
+    first = agent_reply("c0000000100001", 0, b"a\n")
+    second = agent_reply("c0000000100002", 1, b"b\n")
+    end1 = first[first.rindex(b"c0000000100001:E:"):]
+    end2 = second[second.rindex(b"c0000000100002:E:"):]
+    fake = ReplayConsole(first + end1 + second + end2)
+    console = ConsoleTransport(fake)  # type: ignore[arg-type]
+    assert console.run("x", 10) == ok(b"a\n")
+    assert console.run("y", 10) == ok(b"b\n", 1)
+
+
 def test_qemu_exit_mid_reply_is_transport_error() -> None:
     partial = agent_reply("c0000000100001", 0, b"y" * 500).split(b":E:")[0]
     console = ConsoleTransport(ReplayConsole(partial, eof=True))  # type: ignore[arg-type]
