@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Shared framework for the guest-side COW / pinning test programs:
- * KTAP output, the case driver, memory-type setup, /proc observations,
- * helper processes and scratch files. See common.h.
+ * KTAP output, the case driver, data patterns, /proc observations, the
+ * settings journal, helper processes, pipes and scratch files. See common.h.
+ * The memory types live in memtypes.c.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -19,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,10 +93,14 @@ const char *errno_name(int err)
 	return other;
 }
 
+const char *ret_name(long ret)
+{
+	return ret >= 0 ? "0" : errno_name((int)-ret);
+}
+
 /* ---- small file helpers ---------------------------------------------------- */
 
-/* Read a small text file, strip the trailing newline; 0 or -errno. */
-static int read_text(const char *path, char *buf, size_t len)
+int read_text(const char *path, char *buf, size_t len)
 {
 	ssize_t n;
 	int fd;
@@ -115,6 +121,28 @@ static int read_text(const char *path, char *buf, size_t len)
 	return 0;
 }
 
+long read_long(const char *path)
+{
+	char buf[64];
+	int err = read_text(path, buf, sizeof(buf));
+
+	return err ? err : strtol(buf, NULL, 10);
+}
+
+static int write_text(const char *path, const char *value)
+{
+	size_t len = strlen(value);
+	int fd, err = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, value, len) != (ssize_t)len)
+		err = errno ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
 int pread_full(int fd, void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
@@ -133,6 +161,40 @@ int pread_full(int fd, void *buf, size_t len, off_t off)
 	return 0;
 }
 
+int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += n;
+	}
+	return 0;
+}
+
+int read_full(int fd, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = read(fd, (char *)buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += n;
+	}
+	return 0;
+}
+
 /* ---- sizes ----------------------------------------------------------------- */
 
 size_t page_size(void)
@@ -140,66 +202,105 @@ size_t page_size(void)
 	return (size_t)sysconf(_SC_PAGESIZE);
 }
 
-#define THP_SYSFS "/sys/kernel/mm/transparent_hugepage"
-
 size_t thp_pmd_size(void)
 {
-	char buf[64];
-	int err = read_text(THP_SYSFS "/hpage_pmd_size", buf, sizeof(buf));
+	long v = read_long("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
 
-	if (err) {
-		errno = -err;
+	if (v <= 0) {
+		errno = v < 0 ? (int)-v : EINVAL;
 		return 0;
 	}
-	return strtoull(buf, NULL, 10);
+	return (size_t)v;
 }
 
 /* ---- data patterns --------------------------------------------------------- */
 
+/*
+ * Block b of GEN_OLD is PAT_BLOCK bytes of old_src starting at (b * 101) %
+ * PAT_PERIOD; old_src[j] = 1 + (13 j mod 253) is never 0x00 nor 0xff, so its
+ * complement (GEN_NEW) has no zero byte either.
+ */
+#define PAT_BLOCK 4096
+#define PAT_PERIOD 253
+
+static uint8_t old_src[PAT_BLOCK + PAT_PERIOD], new_src[PAT_BLOCK + PAT_PERIOD];
+static const uint8_t zero_src[PAT_BLOCK];
+
+static const uint8_t *pattern_block(size_t block, enum pattern_gen gen)
+{
+	size_t j, shift = (block * 101) % PAT_PERIOD;
+
+	if (!old_src[0]) {
+		for (j = 0; j < sizeof(old_src); j++) {
+			old_src[j] = (uint8_t)(1 + (j * 13) % PAT_PERIOD);
+			new_src[j] = (uint8_t)~old_src[j];
+		}
+	}
+	switch (gen) {
+	case GEN_OLD:
+		return old_src + shift;
+	case GEN_NEW:
+		return new_src + shift;
+	default:
+		return zero_src;
+	}
+}
+
 uint8_t pattern_byte(size_t off, enum pattern_gen gen)
 {
-	/* Varies within a page and from page to page, so moved or mixed-up
-	 * pages are noticed too, not only stale ones. */
-	uint8_t v = (uint8_t)(off * 13 + (off >> 12) * 101 + 0x3c);
-
-	return gen == GEN_OLD ? v : (uint8_t)~v;
+	return pattern_block(off / PAT_BLOCK, gen)[off % PAT_BLOCK];
 }
 
 void pattern_fill(void *buf, size_t len, enum pattern_gen gen)
 {
-	uint8_t *p = buf;
-	size_t i;
+	size_t off, n;
 
-	for (i = 0; i < len; i++)
-		p[i] = pattern_byte(i, gen);
+	for (off = 0; off < len; off += n) {
+		n = len - off < PAT_BLOCK ? len - off : PAT_BLOCK;
+		memcpy((char *)buf + off, pattern_block(off / PAT_BLOCK, gen), n);
+	}
+}
+
+static const char *gen_name(enum pattern_gen gen)
+{
+	return gen == GEN_OLD ? "old" : gen == GEN_NEW ? "new" : "zero";
 }
 
 bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_gen gen)
 {
+	size_t count[4] = { 0 }, first_bad = len, off, n, i;
 	const uint8_t *p = buf;
-	size_t n_old = 0, n_new = 0, n_other = 0, first_bad = len, i;
 
-	for (i = 0; i < len; i++) {
-		uint8_t old = pattern_byte(i, GEN_OLD), neu = pattern_byte(i, GEN_NEW);
+	for (off = 0; off < len; off += n) {
+		size_t b = off / PAT_BLOCK;
+		int g;
 
-		if (p[i] == old)
-			n_old++;
-		else if (p[i] == neu)
-			n_new++;
-		else
-			n_other++;
-		if (first_bad == len && p[i] != pattern_byte(i, gen))
-			first_bad = i;
+		n = len - off < PAT_BLOCK ? len - off : PAT_BLOCK;
+		if (!memcmp(p + off, pattern_block(b, gen), n)) {
+			count[gen]++;
+			continue;
+		}
+		for (g = GEN_OLD; g <= GEN_ZERO; g++)
+			if (g != (int)gen && !memcmp(p + off, pattern_block(b, g), n))
+				break;
+		count[g]++;	/* g == 3: a mix */
+		for (i = 0; first_bad == len && i < n; i++)
+			if (p[off + i] != pattern_block(b, gen)[i])
+				first_bad = off + i;
 	}
 	if (first_bad == len) {
-		diag("%s: %zu bytes: %zu old, %zu new, %zu other: all %s as expected",
-		     who, len, n_old, n_new, n_other, gen == GEN_OLD ? "old" : "new");
+		diag("%s: %zu bytes: all %s as expected", who, len, gen_name(gen));
 		return true;
 	}
-	diag("%s: %zu bytes: %zu old, %zu new, %zu other: first byte not %s at offset %zu (got 0x%02x, want 0x%02x)",
-	     who, len, n_old, n_new, n_other, gen == GEN_OLD ? "old" : "new",
+	diag("%s: %zu bytes in 4 KiB blocks: %zu old, %zu new, %zu zero, %zu mixed: first byte not %s at offset %zu (got 0x%02x, want 0x%02x)",
+	     who, len, count[GEN_OLD], count[GEN_NEW], count[GEN_ZERO], count[3], gen_name(gen),
 	     first_bad, p[first_bad], pattern_byte(first_bad, gen));
 	return false;
+}
+
+bool area_holds_old(const char *who, const struct area *a)
+{
+	return pattern_check(who, a->mem, a->size, a->old);
 }
 
 /* ---- /proc observations ------------------------------------------------------ */
@@ -217,18 +318,29 @@ int pagemap_read(const void *addr, uint64_t *entry)
 	return err;
 }
 
-void diag_pagemap(const char *label, const void *addr)
+uint64_t diag_pagemap(const char *label, const void *addr)
 {
 	uint64_t e;
 	int err = pagemap_read(addr, &e);
 
 	if (err) {
 		diag("%s: pagemap unreadable: %s", label, errno_name(-err));
-		return;
+		return 0;
 	}
-	diag("%s: pagemap present=%d swap=%d file=%d excl=%d sd=%d",
+	diag("%s: pagemap present=%d swap=%d file=%d excl=%d sd=%d pfn=0x%llx",
 	     label, !!(e & PM_PRESENT), !!(e & PM_SWAP), !!(e & PM_FILE),
-	     !!(e & PM_EXCLUSIVE), !!(e & PM_SOFT_DIRTY));
+	     !!(e & PM_EXCLUSIVE), !!(e & PM_SOFT_DIRTY),
+	     (e & PM_PRESENT) ? (unsigned long long)(e & PM_PFN_MASK) : 0ULL);
+	return e;
+}
+
+uint64_t pagemap_pfn(const void *addr)
+{
+	uint64_t e;
+
+	if (pagemap_read(addr, &e) || !(e & PM_PRESENT))
+		return 0;
+	return e & PM_PFN_MASK;
 }
 
 long smaps_field_kb(const void *addr, const char *field)
@@ -266,122 +378,150 @@ long smaps_field_kb(const void *addr, const char *field)
 
 int clear_soft_dirty(void)
 {
-	int fd, err = 0;
+	int err = write_text("/proc/self/clear_refs", "4");
 
-	fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		diag("clear_refs: open /proc/self/clear_refs: %s: soft-dirty clearing step skipped",
+	if (err)
+		diag("clear_refs: writing \"4\" to /proc/self/clear_refs: %s: soft-dirty clearing step skipped",
 		     errno_name(-err));
-		return err;
-	}
-	if (write(fd, "4", 1) != 1) {
-		err = -errno;
-		diag("clear_refs: write \"4\": %s: soft-dirty clearing step skipped",
-		     errno_name(-err));
-	} else {
+	else
 		diag("clear_refs: wrote \"4\" (soft-dirty bits cleared)");
-	}
-	close(fd);
 	return err;
 }
 
-/* ---- memory types ------------------------------------------------------------ */
+/* ---- settings journal ------------------------------------------------------- */
+
+struct saved_setting {
+	char path[160];
+	char value[64];
+};
+
+/* Shared between the driver and its case processes (MAP_SHARED). */
+static struct settings_journal {
+	unsigned int n;
+	struct saved_setting s[8];
+} *journal;
+
+/* The current value; for "always [madvise] never" the bracketed word. */
+static int setting_read(const char *path, char *buf, size_t len)
+{
+	char raw[256], *open_b, *close_b;
+	int err = read_text(path, raw, sizeof(raw));
+
+	if (err)
+		return err;
+	open_b = strchr(raw, '[');
+	close_b = open_b ? strchr(open_b, ']') : NULL;
+	if (open_b && close_b) {
+		*close_b = '\0';
+		snprintf(buf, len, "%s", open_b + 1);
+	} else {
+		snprintf(buf, len, "%s", raw);
+	}
+	return 0;
+}
+
+int setting_write(const char *path, const char *value)
+{
+	char old[64];
+	unsigned int i;
+	bool known = false;
+	int err;
+
+	err = setting_read(path, old, sizeof(old));
+	if (err) {
+		diag("setting %s: unreadable: %s", path, errno_name(-err));
+		return err;
+	}
+	if (!journal)
+		return -ENOMEM;
+	for (i = 0; i < journal->n; i++)
+		known |= !strcmp(journal->s[i].path, path);
+	if (!known) {
+		if (journal->n == ARRAY_SIZE(journal->s))
+			return -ENOSPC;
+		snprintf(journal->s[journal->n].path, sizeof(journal->s[0].path), "%s", path);
+		snprintf(journal->s[journal->n].value, sizeof(journal->s[0].value), "%s", old);
+		journal->n++;
+	}
+	err = write_text(path, value);
+	diag("setting %s: %s -> %s%s%s", path, old, value, err ? ": " : "",
+	     err ? errno_name(-err) : "");
+	return err;
+}
+
+/* Driver side, after a case: put every journalled setting back, newest first. */
+static void settings_restore(void)
+{
+	while (journal && journal->n) {
+		struct saved_setting *s = &journal->s[--journal->n];
+		int err = write_text(s->path, s->value);
+
+		diag("setting %s restored to %s%s%s", s->path, s->value, err ? ": " : "",
+		     err ? errno_name(-err) : "");
+	}
+}
+
+/* ---- areas ----------------------------------------------------------------- */
+
+bool area_track(struct area *a, void *addr, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(a->maps); i++) {
+		if (!a->maps[i].addr) {
+			a->maps[i].addr = addr;
+			a->maps[i].len = len;
+			return true;
+		}
+	}
+	return false;
+}
 
 void area_free(struct area *a)
 {
-	if (a->map)
-		munmap(a->map, a->map_size);
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(a->maps); i++) {
+		if (a->maps[i].addr)
+			munmap(a->maps[i].addr, a->maps[i].len);
+		a->maps[i].addr = NULL;
+	}
 	if (a->fd >= 0)
 		close(a->fd);
-	a->map = NULL;
 	a->mem = NULL;
+	a->alias = NULL;
 	a->fd = -1;
 }
 
-static enum status setup_base(struct area *a, const struct mem_type *t, struct result *r)
+int area_protect(struct area *a, int prot, const char *who)
 {
-	size_t ps = page_size();
-	void *p;
+	const char *name = prot == PROT_READ ? "PROT_READ" :
+			   prot == (PROT_READ | PROT_WRITE) ? "PROT_READ|PROT_WRITE" :
+			   prot == PROT_NONE ? "PROT_NONE" : "prot";
+	int err = 0;
 
-	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return res_fail(r, "mmap of %zu bytes: %s", ps, errno_name(errno));
-	*a = (struct area){ .mem = p, .size = ps, .map = p, .map_size = ps, .fd = -1, .type = t };
-	/* Keep a base page a base page even with THP "always" (also mTHP).
-	 * EINVAL just means the kernel has no THP at all. */
-	if (madvise(p, ps, MADV_NOHUGEPAGE))
-		diag("madvise(MADV_NOHUGEPAGE): %s (ignored)", errno_name(errno));
-	pattern_fill(p, ps, GEN_OLD);
-	diag_pagemap("base page after fill", p);
-	return ST_PASS;
+	if (mprotect(a->mem, a->size, prot))
+		err = -errno;
+	diag("%s: mprotect(%s) = %s", who, name, ret_name(err));
+	return err;
 }
 
-static enum status setup_thp(struct area *a, const struct mem_type *t, struct result *r)
+int mprotect_ro_rw(struct area *a, const char *who)
 {
-	size_t ps = page_size(), sz = thp_pmd_size();
-	char enabled[128] = "?";
-	uintptr_t start;
-	uint64_t last;
-	char *p, *mem;
-	long ahp_kb;
-	int err;
+	int err = area_protect(a, PROT_READ, who);
 
-	if (!sz)
-		return res_skip(r, "THP not available: %s/hpage_pmd_size: %s",
-				THP_SYSFS, errno_name(errno));
-	read_text(THP_SYSFS "/enabled", enabled, sizeof(enabled));
-	diag("thp: hpage_pmd_size=%zu enabled: %s", sz, enabled);
-
-	/* Map twice the size and keep only an aligned THP-sized window. */
-	p = mmap(NULL, 2 * sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return res_fail(r, "mmap of %zu bytes: %s", 2 * sz, errno_name(errno));
-	start = ((uintptr_t)p + sz - 1) & ~(uintptr_t)(sz - 1);
-	mem = (char *)start;
-	if (mem > p)
-		munmap(p, mem - p);
-	if (mem + sz < p + 2 * sz)
-		munmap(mem + sz, p + 2 * sz - (mem + sz));
-	*a = (struct area){ .mem = mem, .size = sz, .map = mem, .map_size = sz, .fd = -1, .type = t };
-
-	if (madvise(mem, sz, MADV_HUGEPAGE)) {
-		err = errno;
-		area_free(a);
-		return res_skip(r, "madvise(MADV_HUGEPAGE): %s", errno_name(err));
-	}
-	/* One write fault; if it got a PMD THP, the last subpage is present too. */
-	mem[0] = (char)pattern_byte(0, GEN_OLD);
-	err = pagemap_read(mem + sz - ps, &last);
-	if (err) {
-		area_free(a);
-		return res_skip(r, "cannot check THP population: /proc/self/pagemap: %s",
-				errno_name(-err));
-	}
-	if (!(last & PM_PRESENT)) {
-		area_free(a);
-		return res_skip(r, "did not get a THP populated (last subpage not present after touching byte 0; enabled: %s)",
-				enabled);
-	}
-	ahp_kb = smaps_field_kb(mem, "AnonHugePages");
-	if (ahp_kb >= 0) {
-		diag("thp: AnonHugePages %ld kB in the VMA", ahp_kb);
-		if ((size_t)ahp_kb * 1024 < sz) {
-			area_free(a);
-			return res_skip(r, "did not get a PMD-mapped THP (AnonHugePages %ld kB)", ahp_kb);
-		}
-	} else {
-		diag("thp: smaps AnonHugePages unreadable: %s", errno_name((int)-ahp_kb));
-	}
-	pattern_fill(mem, sz, GEN_OLD);
-	diag_pagemap("thp first subpage after fill", mem);
-	return ST_PASS;
+	return err ? err : area_protect(a, PROT_READ | PROT_WRITE, who);
 }
 
-const struct mem_type mem_types[MEM_NKINDS] = {
-	[MEM_BASE] = { "base", "base page", setup_base, 0 },
-	[MEM_THP] = { "thp", "PMD-mapped THP", setup_thp, 0 },
-};
+int area_unmap(struct area *a, const char *who)
+{
+	void *p = mmap(a->mem, a->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		       -1, 0);
+	int err = p == MAP_FAILED ? -errno : 0;
+
+	diag("%s: unmapped the area (MAP_FIXED PROT_NONE over it) = %s", who, ret_name(err));
+	return err;
+}
 
 /* ---- processes --------------------------------------------------------------- */
 
@@ -483,49 +623,206 @@ int peer_wait(struct peer *p, const char *who)
 	return WEXITSTATUS(st);
 }
 
-enum status child_status(int code, const char *who, const char *bad_msg, struct result *r)
+/* ---- the twin ------------------------------------------------------------------ */
+
+static int twin_splice_unmap(struct twin *t)
 {
-	if (code == CHILD_OK)
+	size_t cap = pipe_grow(t->pipe_wr, t->a->size);
+	ssize_t n = splice_in(t->pipe_wr, t->a->mem, cap < t->a->size ? cap : t->a->size, "twin");
+	int err;
+
+	if (n <= 0)
+		return CHILD_ERR;
+	t->spliced = (size_t)n;
+	err = area_unmap(t->a, "twin");
+	return err ? CHILD_ERR : CHILD_OK;
+}
+
+/* One command in the twin; the answer. */
+static int twin_exec(struct twin *t, int cmd)
+{
+	struct area *a = t->a;
+
+	switch (cmd) {
+	case TW_HOLDS_OLD:
+		diag_pagemap("twin", a->mem);
+		return area_holds_old("twin, its view of the area", a) ? CHILD_OK : CHILD_BAD;
+	case TW_HOLDS_NEW:
+		diag_pagemap("twin", a->mem);
+		return pattern_check("twin, its view of the area", a->mem, a->size, GEN_NEW) ?
+		       CHILD_OK : CHILD_BAD;
+	case TW_MPROTECT_WRITE:
+		if (mprotect_ro_rw(a, "twin"))
+			return CHILD_ERR;
+		/* fall through */
+	case TW_WRITE:
+		pattern_fill(a->mem, a->size, GEN_NEW);
+		diag_pagemap("twin after its write", a->mem);
+		return pattern_check("twin, after its write", a->mem, a->size, GEN_NEW) ?
+		       CHILD_OK : CHILD_ERR;
+	case TW_SPLICE_UNMAP:
+		return twin_splice_unmap(t);
+	case TW_PIPE_HOLDS_OLD:
+		return pipe_holds(t->pipe_rd, t->spliced, a->old, "twin, pipe content") ?
+		       CHILD_OK : CHILD_BAD;
+	}
+	return CHILD_ERR;
+}
+
+int twin_start(struct twin *t, struct area *a, int pipe_rd, int pipe_wr)
+{
+	int ret;
+
+	*t = (struct twin){ .a = a, .pipe_rd = pipe_rd, .pipe_wr = pipe_wr };
+	ret = peer_fork(&t->p);
+	if (ret < 0) {
+		diag("fork: %s", errno_name(-ret));
+		return ret;
+	}
+	if (ret == 1)
+		return 0;
+	for (;;) {
+		int cmd = peer_recv(&t->p);
+
+		if (cmd < 0 || cmd == TW_EXIT)
+			peer_exit(&t->p, CHILD_OK);
+		if (peer_send(&t->p, (char)twin_exec(t, cmd)))
+			peer_exit(&t->p, CHILD_ERR);
+	}
+}
+
+int twin_do(struct twin *t, enum twin_cmd cmd)
+{
+	if (peer_send(&t->p, (char)cmd))
+		return -1;
+	return peer_recv(&t->p);
+}
+
+enum status twin_expect(struct twin *t, enum twin_cmd cmd, const char *bad_msg, struct result *r)
+{
+	int got = twin_do(t, cmd);
+
+	if (got == CHILD_OK)
 		return ST_PASS;
-	if (code == CHILD_BAD)
+	if (got == CHILD_BAD)
 		return res_fail(r, "%s", bad_msg);
-	if (code < 0)
-		return res_fail(r, "%s died", who);
-	return res_fail(r, "%s failed (exit code %d)", who, code);
+	if (got < 0)
+		return res_fail(r, "twin died before answering '%c'", cmd);
+	return res_fail(r, "twin could not carry out '%c'", cmd);
 }
 
-int area_protect(struct area *a, int prot, const char *who)
+int twin_end(struct twin *t)
 {
-	const char *name = prot == PROT_READ ? "PROT_READ" :
-			   prot == (PROT_READ | PROT_WRITE) ? "PROT_READ|PROT_WRITE" :
-			   prot == PROT_NONE ? "PROT_NONE" : "prot";
-	int err = 0;
-
-	if (mprotect(a->mem, a->size, prot))
-		err = -errno;
-	diag("%s: mprotect(%s) = %s", who, name, err ? errno_name(-err) : "0");
-	return err;
+	if (t->p.pid <= 0)
+		return -1;
+	peer_send(&t->p, TW_EXIT);
+	return peer_wait(&t->p, "twin");
 }
 
-int mprotect_ro_rw(struct area *a, const char *who)
-{
-	int err = area_protect(a, PROT_READ, who);
+/* ---- pipes -------------------------------------------------------------------- */
 
-	return err ? err : area_protect(a, PROT_READ | PROT_WRITE, who);
+size_t pipe_grow(int fd, size_t len)
+{
+	size_t want;
+	int cap;
+
+	/* Without CAP_SYS_RESOURCE a pipe is limited to pipe-max-size: halve
+	 * until the kernel agrees. */
+	for (want = len; want >= page_size(); want /= 2) {
+		cap = fcntl(fd, F_SETPIPE_SZ, (int)want);
+		if (cap >= 0)
+			return cap;
+		diag("F_SETPIPE_SZ(%zu): %s", want, errno_name(errno));
+	}
+	cap = fcntl(fd, F_GETPIPE_SZ);
+	return cap < 0 ? 0 : (size_t)cap;
 }
 
-/* ---- scratch files ------------------------------------------------------------- */
-
-int scratch_file(struct result *r)
+ssize_t splice_in(int pipe_wr, const void *mem, size_t len, const char *who)
 {
-	const char *dir = getenv("COW_TMPDIR");
+	struct iovec iov = { .iov_base = (void *)mem, .iov_len = len };
+	ssize_t n;
+
+	/* Non-blocking: a short pipe gives a short splice, never a hang. */
+	n = vmsplice(pipe_wr, &iov, 1, SPLICE_F_NONBLOCK);
+	if (n < 0)
+		n = -errno;
+	diag("%s: vmsplice of %zu bytes = %zd%s%s", who, len, n, n < 0 ? " " : "",
+	     n < 0 ? errno_name((int)-n) : "");
+	return n;
+}
+
+bool pipe_holds(int pipe_rd, size_t n, enum pattern_gen gen, const char *who)
+{
+	char *buf = malloc(n ? n : 1);
+	bool same = false;
+	int err;
+
+	if (!buf)
+		return false;
+	err = read_full(pipe_rd, buf, n);
+	if (err)
+		diag("%s: reading %zu bytes from the pipe: %s", who, n, errno_name(-err));
+	else
+		same = pattern_check(who, buf, n, gen);
+	free(buf);
+	return same;
+}
+
+/* ---- files -------------------------------------------------------------------- */
+
+static const char *env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : fallback;
+}
+
+static bool dir_is(const char *dir, unsigned long magic, unsigned long *got)
+{
+	struct statfs sfs;
+
+	if (statfs(dir, &sfs))
+		return false;
+	*got = (unsigned long)sfs.f_type;
+	return *got == magic;
+}
+
+const char *fs_dir(unsigned long magic, struct result *r)
+{
+	const char *dir;
+	unsigned long got = 0;
+
+	if (magic == TMPFS_MAGIC_NR) {
+		dir = env_or("COW_TMPDIR", "/tmp");
+		if (dir_is(dir, magic, &got))
+			return dir;
+		diag("%s (COW_TMPDIR) is not tmpfs (f_type 0x%lx); trying /dev/shm", dir, got);
+		if (dir_is("/dev/shm", magic, &got))
+			return "/dev/shm";
+		res_skip(r, "no tmpfs directory: neither $COW_TMPDIR (%s) nor /dev/shm is tmpfs", dir);
+		return NULL;
+	}
+	dir = getenv("COW_EXT4_DIR");
+	if (!dir || !*dir) {
+		res_skip(r, "COW_EXT4_DIR is not set (needs a directory on an ext4 block device)");
+		return NULL;
+	}
+	if (!dir_is(dir, magic, &got)) {
+		res_skip(r, "COW_EXT4_DIR=%s is not ext4 (statfs f_type 0x%lx: %s)", dir, got,
+			 got ? "another filesystem" : errno_name(errno));
+		return NULL;
+	}
+	return dir;
+}
+
+int tmpfile_in(const char *dir, struct result *r)
+{
 	char path[4096];
 	struct statfs sfs;
 	const char *how = "O_TMPFILE";
 	int fd, tmpfile_err;
 
-	if (!dir || !*dir)
-		dir = "/tmp";
 	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		/* Not every filesystem has O_TMPFILE (9p, older overlayfs...). */
@@ -533,7 +830,7 @@ int scratch_file(struct result *r)
 		snprintf(path, sizeof(path), "%s/cow_tests.XXXXXX", dir);
 		fd = mkostemp(path, O_CLOEXEC);
 		if (fd < 0) {
-			res_skip(r, "cannot create a scratch file in %s: O_TMPFILE: %s, mkstemp: %s",
+			res_skip(r, "cannot create a file in %s: O_TMPFILE: %s, mkstemp: %s",
 				 dir, errno_name(tmpfile_err), errno_name(errno));
 			return -1;
 		}
@@ -545,6 +842,39 @@ int scratch_file(struct result *r)
 	else
 		diag("scratch file in %s (%s)", dir, how);
 	return fd;
+}
+
+int scratch_file(struct result *r)
+{
+	return tmpfile_in(env_or("COW_TMPDIR", "/tmp"), r);
+}
+
+int reopen_fd(int fd, int flags)
+{
+	char path[64];
+	int nfd;
+
+	/* Through /proc: works for unlinked (O_TMPFILE) files too. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	nfd = open(path, flags | O_CLOEXEC);
+	return nfd < 0 ? -errno : nfd;
+}
+
+bool file_holds(int fd, size_t len, enum pattern_gen gen, const char *who)
+{
+	char *buf = malloc(len);
+	bool same = false;
+	int err;
+
+	if (!buf)
+		return false;
+	err = pread_full(fd, buf, len, 0);
+	if (err)
+		diag("%s: pread of %zu bytes: %s", who, len, errno_name(-err));
+	else
+		same = pattern_check(who, buf, len, gen);
+	free(buf);
+	return same;
 }
 
 /* ---- driver ------------------------------------------------------------------ */
@@ -602,11 +932,13 @@ static unsigned int case_timeout_s(void)
 	return (*end || v == 0) ? 60 : (unsigned int)v;
 }
 
-/* In the case process: set up the memory, run the operation, tear down. */
+/* In the case process: check the precondition, set up the memory, run the operation. */
 static void case_body(const struct case_ref *c, struct result *r)
 {
 	struct area a = { .fd = -1 };
 
+	if (c->op->need && c->op->need(r) != ST_PASS)
+		return;
 	if (c->mt->setup(&a, c->mt, r) != ST_PASS)
 		return;
 	res_fail(r, "case finished without a result");
@@ -706,6 +1038,7 @@ static enum status run_case(unsigned int n, const char *id, const struct case_re
 				 WEXITSTATUS(st));
 	}
 report:
+	settings_restore();
 	switch (r.status) {
 	case ST_PASS:
 		if (r.reason[0])
@@ -729,7 +1062,8 @@ static void usage(const char *argv0)
 	fprintf(stderr,
 		"usage: %s [--list | ID...]\n"
 		"  no argument: run every case; --list: print the case ids\n"
-		"  env: COW_TMPDIR (scratch files, default /tmp), COW_CASE_TIMEOUT (s, default 60)\n",
+		"  env: COW_TMPDIR (scratch files, default /tmp), COW_EXT4_DIR (ext4 directory),\n"
+		"       COW_CASE_TIMEOUT (s, default 60)\n",
 		argv0);
 }
 
@@ -740,12 +1074,12 @@ int cow_main(int argc, char **argv, const char *prefix,
 	unsigned int timeout_s = case_timeout_s(), counts[3] = { 0 };
 	size_t nsel = 0, i, total = 0;
 	char id[256];
+	void *j;
 	int a;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* A dead peer must give EPIPE, not kill the case process. */
 	signal(SIGPIPE, SIG_IGN);
-	subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
 
 	while (case_at(ops, nops, total, &c))
 		total++;
@@ -782,6 +1116,10 @@ int cow_main(int argc, char **argv, const char *prefix,
 		for (i = 0; i < total; i++)
 			case_at(ops, nops, i, &sel[nsel++]);
 	}
+
+	subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+	j = mmap(NULL, sizeof(*journal), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	journal = j == MAP_FAILED ? NULL : j;
 
 	printf("KTAP version 1\n1..%zu\n", nsel);
 	for (i = 0; i < nsel; i++) {

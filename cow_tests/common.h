@@ -8,7 +8,7 @@
  * parses the command line, runs each selected case in its own process (so a
  * crash or a hang costs one case, not the run) and prints KTAP.
  *
- * To grow the matrix: add a row to mem_types[] (common.c) with its setup
+ * To grow the matrix: add a row to mem_types[] (memtypes.c) with its setup
  * function, or add a row to a program's op table. Nothing else changes.
  */
 #ifndef COW_COMMON_H
@@ -40,16 +40,73 @@ void diag(const char *fmt, ...) CHECK_PRINTF(1, 2);
 
 /* "EFAULT", "EIO", ... or "errno 123" for unknown values. */
 const char *errno_name(int err);
+/* "0" for ret >= 0, else the name of -ret: for "= %d (%s)" style lines. */
+const char *ret_name(long ret);
 
 /* ---- memory types ------------------------------------------------------- */
 
 enum mem_kind {
-	MEM_BASE,	/* one base page, MADV_NOHUGEPAGE */
-	MEM_THP,	/* one PMD-sized THP, PMD-mapped, MADV_HUGEPAGE */
+	/* anonymous private memory */
+	MEM_BASE,		/* one base page, MADV_NOHUGEPAGE */
+	MEM_BASE_SWAP,		/* the same, swapped out with MADV_PAGEOUT */
+	MEM_THP,		/* one PMD-sized THP, PMD-mapped */
+	MEM_THP_SWAP,		/* the same, swapped out */
+	MEM_THP_PTE,		/* a THP mapped by PTEs (PMD split by an mprotect) */
+	MEM_THP_PTE_SWAP,	/* the same, swapped out */
+	MEM_THP_SINGLE,		/* one PTE left of a THP (the rest MADV_DONTNEED) */
+	MEM_THP_MREMAP,		/* the upper half of a THP, mremap()ed elsewhere */
+	MEM_THP_PART_SHARED,	/* a THP whose first page was COW-shared with an exited child */
+	MEM_MTHP_16K,		/* multi-size THPs (6.8+), one folio each */
+	MEM_MTHP_32K,
+	MEM_MTHP_64K,
+	MEM_MTHP_128K,
+	MEM_MTHP_256K,
+	MEM_MTHP_512K,
+	MEM_MTHP_1024K,
+	MEM_HUGETLB_2M,		/* MAP_HUGETLB, MAP_PRIVATE */
+	MEM_HUGETLB_1G,
+	/* private (COW) mappings of something that is not an anonymous page yet */
+	MEM_ZEROPAGE,		/* shared zeropage, read-faulted */
+	MEM_HUGE_ZEROPAGE,	/* huge zeropage (THP use_zero_page) */
+	MEM_MEMFD_PRIVATE,
+	MEM_TMPFS_PRIVATE,
+	MEM_EXT4_PRIVATE,
+	MEM_HUGETLB_MEMFD_PRIVATE,
+	/* shared mappings */
+	MEM_ANON_SHARED,	/* MAP_SHARED | MAP_ANONYMOUS (shmem) */
+	MEM_MEMFD_SHARED,
+	MEM_TMPFS_SHARED,
+	MEM_EXT4_SHARED,
+	MEM_HUGETLB_MEMFD_SHARED,
+	/* special mappings, for the registration cases */
+	MEM_BASE_RO,		/* an anonymous page mapped PROT_READ */
+	MEM_TWO_VMAS,		/* an anonymous page followed by a memfd page: two VMAs */
+	MEM_PERF_RB,		/* a perf ring buffer (user page + 1 data page) */
 	MEM_NKINDS
 };
 
 #define MEM(kind) (UINT64_C(1) << (kind))
+#define MEM_RANGE(first, last) ((MEM(last) << 1) - MEM(first))
+
+/* Every anonymous private type: what the fork / vmsplice / pin cases run on. */
+#define MEMS_ANON MEM_RANGE(MEM_BASE, MEM_HUGETLB_1G)
+/* Private mappings of the zeropage or of a file (pagecache / shmem / hugetlbfs). */
+#define MEMS_NONANON_PRIVATE MEM_RANGE(MEM_ZEROPAGE, MEM_HUGETLB_MEMFD_PRIVATE)
+#define MEMS_FILE_PRIVATE MEM_RANGE(MEM_MEMFD_PRIVATE, MEM_HUGETLB_MEMFD_PRIVATE)
+#define MEMS_SHARED MEM_RANGE(MEM_ANON_SHARED, MEM_HUGETLB_MEMFD_SHARED)
+#define MEMS_FILE_SHARED MEM_RANGE(MEM_MEMFD_SHARED, MEM_HUGETLB_MEMFD_SHARED)
+#define MEMS_PRIVATE (MEMS_ANON | MEMS_NONANON_PRIVATE)
+
+/* Properties of a memory type (mem_type.props), for cases whose expected
+ * result depends on what the memory is. */
+#define MT_ANON		0x01	/* anonymous private memory */
+#define MT_PRIVATE	0x02	/* a COW mapping (MAP_PRIVATE) */
+#define MT_SHARED	0x04	/* MAP_SHARED */
+#define MT_FILE		0x08	/* backed by a file (a->fd) */
+#define MT_BLOCKFS	0x10	/* the file is on a block filesystem (writeback, dirty tracking) */
+#define MT_HUGETLB	0x20
+#define MT_ZERO		0x40	/* the old content is all zero (zeropages) */
+#define MT_NOPATTERN	0x80	/* the content is not ours (perf ring buffer) */
 
 struct mem_type;
 
@@ -57,14 +114,19 @@ struct mem_type;
 struct area {
 	char *mem;		/* start of the tested range */
 	size_t size;		/* its length */
-	void *map;		/* what to munmap (may be larger, e.g. for alignment) */
-	size_t map_size;
+	char *alias;		/* a second view of the same content (MAP_SHARED of the
+				 * file, another zeropage mapping), or NULL */
+	struct {
+		void *addr;
+		size_t len;
+	} maps[3];		/* what area_free munmaps (may be larger than mem..size) */
 	int fd;			/* backing file, or -1 */
+	int old;		/* enum pattern_gen the area was filled with */
 	const struct mem_type *type;
 };
 
 struct mem_type {
-	const char *name;	/* id suffix: "base", "thp" */
+	const char *name;	/* id suffix: "base", "thp", ... */
 	const char *desc;
 	/*
 	 * Map, populate and fill the area with the "old" pattern; check that
@@ -72,11 +134,15 @@ struct mem_type {
 	 * On anything but ST_PASS the area must be left freed.
 	 */
 	enum status (*setup)(struct area *a, const struct mem_type *t, struct result *r);
-	size_t arg;		/* type specific (e.g. a folio size), 0 if unused */
+	size_t arg;		/* type specific: a size in kB, a filesystem ... */
+	unsigned int variant;	/* type specific variant flags */
+	unsigned int props;	/* MT_* */
 };
 
 extern const struct mem_type mem_types[MEM_NKINDS];
 
+/* Start tracking a mapping of the area (area_free unmaps it); false if full. */
+bool area_track(struct area *a, void *addr, size_t len);
 void area_free(struct area *a);
 
 size_t page_size(void);
@@ -87,21 +153,26 @@ size_t thp_pmd_size(void);
 
 /*
  * Content depends on the offset inside the area, not on the address, so a
- * copy read back from a pipe or file compares the same. GEN_NEW is the
- * bytewise complement of GEN_OLD: every byte differs between the two.
+ * copy read back from a pipe or file compares the same; it differs from page
+ * to page, so moved or mixed-up pages are noticed too. GEN_NEW is the bytewise
+ * complement of GEN_OLD, and neither has a zero byte: every byte differs
+ * between any two of GEN_OLD, GEN_NEW and GEN_ZERO (the zeropage's content).
+ * Fill and check work a 4 KiB block at a time with memcpy / memcmp.
  */
-enum pattern_gen { GEN_OLD = 0, GEN_NEW = 1 };
+enum pattern_gen { GEN_OLD = 0, GEN_NEW = 1, GEN_ZERO = 2 };
 
 uint8_t pattern_byte(size_t off, enum pattern_gen gen);
 void pattern_fill(void *buf, size_t len, enum pattern_gen gen);
 /*
- * Compare buf with gen and print one diagnostics line: how many bytes hold
- * the old / new pattern / something else, and the first mismatch.
- * Returns true if every byte matches gen.
+ * Compare buf with gen and print one diagnostics line: how many 4 KiB blocks
+ * hold the old / new / zero pattern / something else, and the first byte
+ * that differs. Returns true if every byte matches gen.
  */
 bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_gen gen);
+/* pattern_check of the whole area against the content it was set up with. */
+bool area_holds_old(const char *who, const struct area *a);
 
-/* ---- /proc observations ------------------------------------------------- */
+/* ---- /proc and sysfs ---------------------------------------------------- */
 
 #define PM_PRESENT	(UINT64_C(1) << 63)
 #define PM_SWAP		(UINT64_C(1) << 62)
@@ -109,15 +180,32 @@ bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_ge
 #define PM_UFFD_WP	(UINT64_C(1) << 57)
 #define PM_EXCLUSIVE	(UINT64_C(1) << 56)
 #define PM_SOFT_DIRTY	(UINT64_C(1) << 55)
+#define PM_PFN_MASK	((UINT64_C(1) << 55) - 1)
 
 /* 0, or -errno. */
 int pagemap_read(const void *addr, uint64_t *entry);
-/* "# <label>: pagemap present=1 swap=0 file=0 excl=1 sd=1 (0x...)" */
-void diag_pagemap(const char *label, const void *addr);
+/* "# <label>: pagemap present=1 swap=0 file=0 excl=1 sd=1 pfn=0x..";
+ * returns the entry (0 if unreadable). */
+uint64_t diag_pagemap(const char *label, const void *addr);
+/* The PFN of a present page, 0 if not present or hidden (needs CAP_SYS_ADMIN). */
+uint64_t pagemap_pfn(const void *addr);
 /* A "Field:" value in kB from the smaps entry of the VMA holding addr; -errno. */
 long smaps_field_kb(const void *addr, const char *field);
 /* Write "4" to /proc/self/clear_refs; 0 or -errno. Prints what happened. */
 int clear_soft_dirty(void);
+
+/* Read a small text file, strip the trailing newline; 0 or -errno. */
+int read_text(const char *path, char *buf, size_t len);
+/* A number from a small text file, or -errno. */
+long read_long(const char *path);
+
+/*
+ * Change a sysfs / procfs setting for this case. The old value (for a
+ * "a [b] c" choice file, the bracketed word) is journalled in memory shared
+ * with the driver, which writes it back after the case however the case
+ * ended (crash and timeout included). Prints the change. 0 or -errno.
+ */
+int setting_write(const char *path, const char *value);
 
 /* ---- processes ---------------------------------------------------------- */
 
@@ -137,7 +225,7 @@ int peer_fork(struct peer *p);
 int peer_send(struct peer *p, char c);
 int peer_recv(struct peer *p);
 
-/* Exit codes a child uses to report what it observed. */
+/* Exit codes (and twin replies) a child uses to report what it observed. */
 enum { CHILD_OK = 0, CHILD_BAD = 1, CHILD_ERR = 2 };
 
 /* Child side: close the channel and _exit(code) after flushing stdout. */
@@ -147,11 +235,40 @@ void peer_exit(struct peer *p, int code) __attribute__((noreturn));
  * or -1 (with a diagnostics line) if it was killed or could not be reaped.
  */
 int peer_wait(struct peer *p, const char *who);
+
 /*
- * Turn peer_wait()'s code into a result: CHILD_OK gives ST_PASS and leaves r
- * alone; CHILD_BAD fails with bad_msg; anything else fails as "<who> failed".
+ * The twin: a fork()ed copy of the case process, so the area is COW-shared
+ * with it, that acts on one-byte commands and answers CHILD_OK / CHILD_BAD /
+ * CHILD_ERR. Its diagnostics lines start with "twin".
  */
-enum status child_status(int code, const char *who, const char *bad_msg, struct result *r);
+enum twin_cmd {
+	TW_HOLDS_OLD = 'o',	/* does the area hold the content it was set up with? */
+	TW_HOLDS_NEW = 'n',	/* does it hold GEN_NEW? */
+	TW_WRITE = 'w',		/* write GEN_NEW into the area (and check it reads back) */
+	TW_MPROTECT_WRITE = 'm',/* mprotect RO, RW, then TW_WRITE */
+	TW_SPLICE_UNMAP = 's',	/* vmsplice the area into the pipe, munmap it */
+	TW_PIPE_HOLDS_OLD = 'p',/* read what it spliced back from the pipe: the old content? */
+	TW_EXIT = 'x',		/* exit now */
+};
+
+struct twin {
+	struct peer p;
+	struct area *a;
+	int pipe_rd, pipe_wr;	/* for TW_SPLICE_UNMAP / TW_PIPE_HOLDS_OLD, else -1 */
+	size_t spliced;		/* bytes the twin put into the pipe */
+};
+
+/* Fork the twin (pipe fds may be -1). Returns 0 in the parent or -errno. */
+int twin_start(struct twin *t, struct area *a, int pipe_rd, int pipe_wr);
+/* Send a command, wait for the answer: CHILD_*, or -1 if the twin is gone. */
+int twin_do(struct twin *t, enum twin_cmd cmd);
+/*
+ * twin_do() as a result: ST_PASS if the twin answered CHILD_OK (r is left
+ * alone), else a failure with bad_msg (CHILD_BAD) or "twin failed/died".
+ */
+enum status twin_expect(struct twin *t, enum twin_cmd cmd, const char *bad_msg, struct result *r);
+/* Let the twin exit and reap it; its exit code or -1. */
+int twin_end(struct twin *t);
 
 /* ---- common steps ------------------------------------------------------- */
 
@@ -159,16 +276,52 @@ enum status child_status(int code, const char *who, const char *bad_msg, struct 
 int area_protect(struct area *a, int prot, const char *who);
 /* mprotect(PROT_READ) then back to PROT_READ|PROT_WRITE; 0 or -errno. */
 int mprotect_ro_rw(struct area *a, const char *who);
+/*
+ * Unmap the area's pages: the range is replaced by a PROT_NONE reservation
+ * (the pages go as with munmap, but nothing else can be mapped there before
+ * area_free). 0 or -errno, with a diagnostics line.
+ */
+int area_unmap(struct area *a, const char *who);
+
+/* ---- pipes -------------------------------------------------------------- */
+
+/* Make the pipe hold up to len bytes if it may; returns the capacity it got. */
+size_t pipe_grow(int fd, size_t len);
+/* vmsplice len bytes at mem into the pipe (non-blocking); bytes or -errno. */
+ssize_t splice_in(int pipe_wr, const void *mem, size_t len, const char *who);
+/* Read n bytes back from the pipe and pattern_check them against gen. */
+bool pipe_holds(int pipe_rd, size_t n, enum pattern_gen gen, const char *who);
+/* read() exactly len bytes; 0 or -errno (-EIO on EOF). */
+int read_full(int fd, void *buf, size_t len);
 
 /* ---- files -------------------------------------------------------------- */
 
+#define TMPFS_MAGIC_NR		0x01021994UL
+#define EXT4_MAGIC_NR		0xEF53UL
+#define HUGETLBFS_MAGIC_NR	0x958458f6UL
+
 /*
- * An anonymous scratch file (already unlinked) in $COW_TMPDIR or /tmp.
+ * A directory for test files on the wanted filesystem, or NULL with r set
+ * to SKIP and the reason:
+ *   TMPFS_MAGIC_NR: $COW_TMPDIR if it is tmpfs, else /dev/shm if that is;
+ *   EXT4_MAGIC_NR:  $COW_EXT4_DIR, which must be ext4.
+ */
+const char *fs_dir(unsigned long magic, struct result *r);
+/*
+ * An anonymous (unlinked) file in dir: O_TMPFILE, else mkstemp + unlink.
  * Returns the fd, or -1 with r set to SKIP and the reason.
  */
+int tmpfile_in(const char *dir, struct result *r);
+/* An anonymous scratch file in $COW_TMPDIR or /tmp (any filesystem). */
 int scratch_file(struct result *r);
-/* Read exactly len bytes at off; 0 or -errno (-EIO if the file is shorter). */
+/* A second open file description of fd with extra flags (e.g. O_DIRECT);
+ * the new fd or -errno. */
+int reopen_fd(int fd, int flags);
+/* Read / write exactly len bytes at off; 0 or -errno (-EIO if short). */
 int pread_full(int fd, void *buf, size_t len, off_t off);
+int pwrite_full(int fd, const void *buf, size_t len, off_t off);
+/* Read len bytes at off of fd and pattern_check them against gen. */
+bool file_holds(int fd, size_t len, enum pattern_gen gen, const char *who);
 
 /* ---- driver ------------------------------------------------------------- */
 
@@ -180,6 +333,9 @@ struct cow_op {
 	op_fn run;
 	int arg;		/* passed to run: variant flags */
 	uint64_t mems;		/* MEM(MEM_BASE) | MEM(MEM_THP) ... */
+	/* Optional precondition, checked before the memory is set up:
+	 * ST_PASS to go on, else SKIP (or FAIL) with the reason in r. */
+	enum status (*need)(struct result *r);
 };
 
 /*

@@ -1,65 +1,114 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * fork() COW: after fork the parent writes to the private anonymous area;
- * the child must still see the bytes it had at fork time (no leak from the
- * parent into the child). The "fork-mprotect" variant has the parent do
- * mprotect(PROT_READ) + mprotect(PROT_READ|PROT_WRITE) before writing, which
- * lets the kernel map exclusive pages writable without a fault (6.0+).
+ * fork() and COW, on every private memory type (anonymous, zeropage, file
+ * pages in MAP_PRIVATE mappings) and, for contrast, on MAP_SHARED memory.
+ *
+ * - child-keeps-data: after fork the parent writes; the child (the twin)
+ *   must still see what it had at fork time. The "fork-mprotect" variant
+ *   has the writer do mprotect(PROT_READ) + mprotect(PROT_READ|PROT_WRITE)
+ *   first, which lets the kernel map exclusive pages writable without a
+ *   fault (6.0+): it must not do that for pages still shared.
+ * - parent-keeps-data: the same with the roles swapped.
+ * - private-write.other-mapping-unchanged: a write through a MAP_PRIVATE
+ *   mapping must not reach the file or another mapping of the same page.
+ * - fork.shared-write-visible: MAP_SHARED memory stays shared after fork.
  */
 #include "common.h"
 
-#define FORK_MPROTECT 1
+#define MPROTECT 1
 
-static enum status op_fork_child_keeps_data(struct area *a, int arg, struct result *r)
+static enum status op_parent_writes(struct area *a, int arg, struct result *r)
 {
+	struct twin t;
 	bool parent_ok;
-	struct peer p;
-	int ret, code;
 
-	ret = peer_fork(&p);
-	if (ret < 0)
-		return res_fail(r, "fork: %s", errno_name(-ret));
-	if (ret == 0) {
-		/* Child: wait until the parent has written, then look. */
-		if (peer_send(&p, 'r') || peer_recv(&p) != 'w')
-			peer_exit(&p, CHILD_ERR);
-		diag_pagemap("child before reading", a->mem);
-		peer_exit(&p, pattern_check("child, after the parent's write", a->mem,
-					    a->size, GEN_OLD) ? CHILD_OK : CHILD_BAD);
-	}
-
-	if (peer_recv(&p) != 'r') {
-		peer_wait(&p, "child");
-		return res_fail(r, "child did not start");
-	}
+	if (twin_start(&t, a, -1, -1))
+		return res_fail(r, "fork failed");
 	diag_pagemap("parent after fork", a->mem);
-	if ((arg & FORK_MPROTECT) && mprotect_ro_rw(a, "parent")) {
-		peer_wait(&p, "child");
+	if ((arg & MPROTECT) && mprotect_ro_rw(a, "parent")) {
+		twin_end(&t);
 		return res_fail(r, "mprotect failed");
 	}
 	pattern_fill(a->mem, a->size, GEN_NEW);
 	diag_pagemap("parent after its write", a->mem);
 	parent_ok = pattern_check("parent, after its write", a->mem, a->size, GEN_NEW);
-	if (peer_send(&p, 'w')) {
-		peer_wait(&p, "child");
-		return res_fail(r, "child went away before checking");
+	if (twin_expect(&t, TW_HOLDS_OLD,
+			"child's data changed after the parent wrote (leak from parent into child)",
+			r) == ST_PASS) {
+		if (parent_ok)
+			res_pass(r, "no leak from parent into child");
+		else
+			res_fail(r, "parent does not read back its own write");
 	}
-	code = peer_wait(&p, "child");
-	if (child_status(code, "child",
-			 "child's data changed after the parent wrote (leak from parent into child)",
-			 r) != ST_PASS)
-		return r->status;
-	if (!parent_ok)
-		return res_fail(r, "parent does not read back its own write");
-	return res_pass(r, "no leak from parent into child");
+	twin_end(&t);
+	return r->status;
+}
+
+static enum status op_child_writes(struct area *a, int arg, struct result *r)
+{
+	struct twin t;
+
+	if (twin_start(&t, a, -1, -1))
+		return res_fail(r, "fork failed");
+	if (twin_expect(&t, (arg & MPROTECT) ? TW_MPROTECT_WRITE : TW_WRITE, "", r) == ST_PASS) {
+		diag_pagemap("parent after the child's write", a->mem);
+		if (area_holds_old("parent, after the child's write", a))
+			res_pass(r, "no leak from child into parent");
+		else
+			res_fail(r, "parent's data changed after the child wrote (leak from child into parent)");
+	}
+	twin_end(&t);
+	return r->status;
+}
+
+static enum status op_private_write(struct area *a, int arg, struct result *r)
+{
+	(void)arg;
+	diag_pagemap("private mapping before the write", a->mem);
+	pattern_fill(a->mem, a->size, GEN_NEW);
+	diag_pagemap("private mapping after the write", a->mem);
+	if (!pattern_check("private mapping, after the write", a->mem, a->size, GEN_NEW))
+		return res_fail(r, "the private mapping does not read back its own write");
+	if (!pattern_check("the other mapping of the same content", a->alias, a->size, a->old))
+		return res_fail(r, "the write through the private mapping shows in the other mapping");
+	if ((a->type->props & MT_FILE) && !file_holds(a->fd, a->size, a->old, "file content (pread)"))
+		return res_fail(r, "the write through the private mapping reached the file");
+	return res_pass(r, "the write stayed private (other mapping and file unchanged)");
+}
+
+static enum status op_shared_write(struct area *a, int arg, struct result *r)
+{
+	struct twin t;
+
+	(void)arg;
+	if (twin_start(&t, a, -1, -1))
+		return res_fail(r, "fork failed");
+	pattern_fill(a->mem, a->size, GEN_NEW);
+	diag_pagemap("parent after its write", a->mem);
+	if (twin_expect(&t, TW_HOLDS_NEW,
+			"the child does not see the parent's write to the MAP_SHARED memory", r) == ST_PASS)
+		res_pass(r, "the parent's write is visible in the child (MAP_SHARED)");
+	twin_end(&t);
+	return r->status;
 }
 
 static const struct cow_op ops[] = {
-	{ "fork.child-keeps-data", "fork, parent writes, child checks its data",
-	  op_fork_child_keeps_data, 0, MEM(MEM_BASE) | MEM(MEM_THP) },
-	{ "fork-mprotect.child-keeps-data",
-	  "fork, parent mprotects RO then RW and writes, child checks its data",
-	  op_fork_child_keeps_data, FORK_MPROTECT, MEM(MEM_BASE) | MEM(MEM_THP) },
+	{ .name = "fork.child-keeps-data", .desc = "fork, parent writes, child checks its data",
+	  .run = op_parent_writes, .mems = MEMS_PRIVATE },
+	{ .name = "fork-mprotect.child-keeps-data",
+	  .desc = "fork, parent mprotects RO then RW and writes, child checks its data",
+	  .run = op_parent_writes, .arg = MPROTECT, .mems = MEMS_PRIVATE },
+	{ .name = "fork.parent-keeps-data", .desc = "fork, child writes, parent checks its data",
+	  .run = op_child_writes, .mems = MEMS_PRIVATE },
+	{ .name = "fork-mprotect.parent-keeps-data",
+	  .desc = "fork, child mprotects RO then RW and writes, parent checks its data",
+	  .run = op_child_writes, .arg = MPROTECT, .mems = MEMS_PRIVATE },
+	{ .name = "private-write.other-mapping-unchanged",
+	  .desc = "write through the MAP_PRIVATE mapping, the file and other mappings keep their data",
+	  .run = op_private_write, .mems = MEMS_NONANON_PRIVATE },
+	{ .name = "fork.shared-write-visible",
+	  .desc = "fork, parent writes to MAP_SHARED memory, child sees the write",
+	  .run = op_shared_write, .mems = MEMS_SHARED },
 };
 
 int main(int argc, char **argv)

@@ -46,4 +46,15 @@ class TransportError(MachineError):
 
 
 class CommandTimeout(TransportError):
-    """A command in the guest did not finish within its timeout."""
+    """A command in the guest did not finish within its timeout (and was killed there).
+
+    `partial` holds what it printed before it was killed (a transport.CommandResult), when the
+    transport could get it."""
+
+    def __init__(self, message: str, partial: object | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class GuestUnresponsive(TransportError):
+    """The guest stopped answering altogether: a kernel hang, not a test hang."""

@@ -95,6 +95,18 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class KernelEvent:
+    """One kernel report ("splat") found in a kernel log or console by kmsg.scan."""
+
+    kind: str  # one of kmsg.KINDS: warning, bug, oops, gpf, kasan, ... panic
+    title: str  # the report's header line, printk prefix removed
+    start: int  # index of the header line in text.split("\n")
+    end: int  # index of the report's last line (inclusive), same numbering
+    excerpt: str  # the report's kernel lines from the header to `end`, prefixes removed
+    message: str = ""  # text between "[ cut here ]" and the header: the WARN()/BUG() message
+
+
+@dataclass(frozen=True)
 class CaseResult:
     """One case as it came back from the guest and was judged."""
 

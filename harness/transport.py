@@ -37,8 +37,13 @@ def as_shell(command: str | Sequence[str]) -> str:
     return command if isinstance(command, str) else shlex.join(command)
 
 
-def request_line(req_id: str, command: str) -> bytes:
-    return req_id.encode() + b" " + base64.b64encode(command.encode()) + b"\n"
+def request_line(req_id: str, command: str, limit_s: int = 0) -> bytes:
+    """`<id>/<limit_s> <base64 command>`: the agent kills the command after limit_s (0: never)."""
+    return f"{req_id}/{limit_s} ".encode() + base64.b64encode(command.encode()) + b"\n"
+
+
+def resend_line(req_id: str) -> bytes:
+    return f"{req_id}/0 !resend\n".encode()
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Frame:
     stdout: bytes
     stderr: bytes
     intact: bool  # checksum matched: no console noise corrupted the reply
+    timed_out: bool = False  # the agent killed the command at its limit
 
 
 def end_marker(req_id: str) -> re.Pattern[bytes]:
@@ -58,6 +64,7 @@ def parse_frame(req_id: str, text: bytes, rc: int, md5: str) -> Frame:
     out: list[bytes] = []
     err: list[bytes] = []
     tag_o, tag_r = f"{req_id}:O:".encode(), f"{req_id}:R:".encode()
+    timed_out = f"{req_id}:T:".encode() in text
     for raw in text.split(b"\n"):
         line = raw.rstrip(b"\r")
         pos_o, pos_r = line.find(tag_o), line.find(tag_r)
@@ -71,8 +78,8 @@ def parse_frame(req_id: str, text: bytes, rc: int, md5: str) -> Frame:
         stdout = base64.b64decode(b"".join(out))
         stderr = base64.b64decode(b"".join(err))
     except ValueError:
-        return Frame(rc, b"", b"", False)
-    return Frame(rc, stdout, stderr, intact)
+        return Frame(rc, b"", b"", False, timed_out)
+    return Frame(rc, stdout, stderr, intact, timed_out)
 
 
 def put_commands(data: bytes, remote: str, mode: int, chunk: int = 2048) -> list[str]:

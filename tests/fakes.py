@@ -59,7 +59,7 @@ class LocalTransport:
         self._dir.cleanup()
 
 
-_REQUEST = re.compile(rb"(\S+) (\S*)\n")
+_REQUEST = re.compile(rb"([^\s/]+)/\d+ (\S*)\n")
 _END = re.compile(rb"(\S+?):E:-?\d+:[0-9a-f]{32}")
 
 
@@ -89,7 +89,9 @@ class ReplayConsole:
     def send(self, data: bytes) -> int:
         m = _REQUEST.fullmatch(data)
         assert m, f"not an agent request line: {data!r}"
-        self.sent.append((m.group(1).decode(), base64.b64decode(m.group(2)).decode()))
+        payload = m.group(2)
+        command = "__resend__" if payload == b"!resend" else base64.b64decode(payload).decode()
+        self.sent.append((m.group(1).decode(), command))
         if len(self.sent) - 1 not in self._held:
             self._release(len(self.sent))
         return len(data)

@@ -160,3 +160,17 @@ def test_ssh_timeout_kills_the_command(guest: tuple[machine.Machine, sshtranspor
         assert ssh.run("pgrep -f 'slee[p] 77' || echo gone", 30) == ok(b"gone\n")
     finally:
         ssh.close()
+
+
+@pytest.mark.vm
+def test_console_timeout_kills_the_whole_session_and_keeps_output(
+        guest: tuple[machine.Machine, sshtransport.SshKeys]) -> None:
+    """The agent kills every process of the command's session, even those that moved to a
+    process group of their own (as each cow_tests case does), and returns what was printed."""
+    m, _ = guest
+    with pytest.raises(CommandTimeout) as e:
+        m.console.run("echo started; setsid sh -c 'sleep 78' & sh -c 'sleep 79' & wait", 2.0)
+    assert e.value.partial is not None and e.value.partial.stdout == b"started\n"  # type: ignore[attr-defined]
+    assert m.console.run("pgrep -f 'slee[p] 7[89]' || echo gone", 30) == ok(b"gone\n")
+    # Other sessions (dropbear, for SSH) are not touched.
+    assert m.console.run("pidof dropbear >/dev/null && echo alive", 30) == ok(b"alive\n")

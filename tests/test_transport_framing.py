@@ -17,7 +17,7 @@ import pytest
 
 from fakes import ReplayConsole
 from harness.console import ConsoleTransport
-from harness.errors import CommandTimeout, TransportError
+from harness.errors import CommandTimeout, GuestUnresponsive, TransportError
 from harness.transport import (CommandResult, as_shell, end_marker, parse_frame, put_commands,
                                request_line)
 
@@ -59,13 +59,13 @@ SESSIONS: dict[str, list[Step]] = {
              " >/dev/null 2>&1 & seq 1 4000", ok(SEQ_4000), timeout_s=120.0),
         Step("sleep 1; echo after", ok(b"after\n")),
     ],
-    # The command outlives its timeout; its late frame arrives before the next reply.
+    # The command outlives its limit: the agent kills it and still replies (with a T line).
     "timeout": [
-        Step("sleep 3; echo late", None, timeout_s=1.0),
+        Step("echo early; sleep 5; echo late", None, timeout_s=1.0),
         Step("echo next", ok(b"next\n")),
     ],
 }
-HELD = {"timeout": frozenset({0})}  # requests whose reply comes only with the next one
+HELD: dict[str, frozenset[int]] = {}  # requests whose reply comes only with the next one
 
 
 def play(console: ConsoleTransport, steps: list[Step]) -> list[CommandResult | None]:
@@ -109,10 +109,23 @@ def test_printk_inside_a_frame_line_triggers_resend() -> None:
     assert commands.count("__resend__") <= 3
 
 
-def test_stale_frame_of_timed_out_command_is_skipped() -> None:
+def test_timed_out_command_is_killed_in_the_guest_and_keeps_its_output() -> None:
     console, fake = replay("timeout")
-    with pytest.raises(CommandTimeout):
-        console.run("sleep 3; echo late", 1.0)
+    with pytest.raises(CommandTimeout) as e:
+        console.run("echo early; sleep 5; echo late", 1.0)
+    assert e.value.partial == ok(b"early\n", 137)  # SIGKILL, after what it printed
+    assert console.run("echo next", 30.0) == ok(b"next\n")
+    assert fake.sent[0][0] != fake.sent[1][0]
+
+
+def test_stale_frame_of_an_abandoned_request_is_skipped() -> None:
+    """A reply the host stopped waiting for (guest slow, not dead) comes before the next one."""
+    stale = agent_reply("c0000000100001", 0, b"late\n")
+    fresh = agent_reply("c0000000100002", 0, b"next\n")
+    fake = ReplayConsole(stale + fresh, held=frozenset({0}))
+    console = ConsoleTransport(fake)  # type: ignore[arg-type]
+    with pytest.raises(GuestUnresponsive):
+        console.run("sleep 99", 1)
     assert console.run("echo next", 30.0) == ok(b"next\n")
     assert b"bGF0ZQo=" in fake.before  # base64 of "late\n": the stale frame was there, skipped
 
@@ -192,10 +205,14 @@ def test_qemu_exit_mid_reply_is_transport_error() -> None:
         console.run("x", 10)
 
 
-def test_timeout_without_reply() -> None:
+def test_no_reply_at_all_means_the_guest_is_unresponsive() -> None:
     console = ConsoleTransport(ReplayConsole(b"[    1.0] unrelated\r\r\n"))  # type: ignore[arg-type]
-    with pytest.raises(CommandTimeout):
+    with pytest.raises(GuestUnresponsive, match="not responding"):
         console.run("sleep 99", 1)
+
+
+def test_request_line_carries_the_limit() -> None:
+    assert request_line("c1", "true", 30).startswith(b"c1/30 ")
 
 
 # --- the pure helpers in harness.transport ---
@@ -204,7 +221,7 @@ def test_request_line_is_one_line_of_base64() -> None:
     line = request_line("c1", "echo 'a b'\nexit 3\n")
     assert line.count(b"\n") == 1 and line.endswith(b"\n")
     rid, b64 = line[:-1].split(b" ")
-    assert rid == b"c1" and base64.b64decode(b64) == b"echo 'a b'\nexit 3\n"
+    assert rid == b"c1/0" and base64.b64decode(b64) == b"echo 'a b'\nexit 3\n"
 
 
 def test_as_shell_quotes_lists_and_keeps_strings() -> None:

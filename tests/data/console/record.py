@@ -35,7 +35,7 @@ def main() -> int:
             got = play(m.console, steps)
             data = log.read_bytes()[start:]
             want = [s.expect for s in steps]
-            ends = len(re.findall(rb":E:-?\d+:[0-9a-f]{32}", data))
+            ends = len(set(re.findall(rb"(\S+):E:-?\d+:[0-9a-f]{32}", data)))  # each end line comes twice
             print(f"{name}: {len(data)} bytes, {ends} replies for {len(steps)} steps")
             if got != want:
                 print(f"  MISMATCH: {got!r:.300}\n  expected {want!r:.300}")

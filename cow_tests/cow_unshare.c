@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Which accesses to a COW-shared anonymous page unshare it. After fork (the
+ * child stays alive) the parent's page is shared: pagemap "exclusive" (bit
+ * 56) is 0. A R/O pin (FOLL_PIN) of a possibly shared anonymous page must
+ * unshare it first (5.19), so the pin can never go stale: the parent gets
+ * its own copy and excl becomes 1. A plain reference (FOLL_GET) does not.
+ *
+ *   process-vm-readv  pin_user_pages_remote: 0 -> 1
+ *   proc-mem          /proc/self/mem read, FOLL_GET|FOLL_FORCE: stays 0
+ *   vmsplice          FOLL_GET: stays 0
+ *   odirect-write     O_DIRECT write from the page to an ext4 file: FOLL_PIN
+ *                     since 6.4 (a7e689dd1c06): 0 -> 1; 6.1: FOLL_GET, stays 0
+ *   odirect-read      O_DIRECT read into the page: a write, COW broken: 0 -> 1,
+ *                     and the child keeps its data
+ *
+ * Each case also checks the data the access moved. odirect.tmpfs-file:
+ * tmpfs accepts O_DIRECT since 6.6 (e88e0d366f9c); before, open() fails
+ * with EINVAL.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+enum access { ACC_READV, ACC_PROC_MEM, ACC_VMSPLICE, ACC_DIO_WRITE, ACC_DIO_READ };
+
+#define EXPECT_UNSHARE 0x100
+#define ACCESS_OF(arg) ((enum access)((arg) & 0xff))
+
+static const char *const access_name[] = {
+	[ACC_READV] = "process_vm_readv",
+	[ACC_PROC_MEM] = "pread of /proc/self/mem",
+	[ACC_VMSPLICE] = "vmsplice",
+	[ACC_DIO_WRITE] = "O_DIRECT pwrite from the page",
+	[ACC_DIO_READ] = "O_DIRECT pread into the page",
+};
+
+/* What an access needs: a buffer, a pipe, a file (and its O_DIRECT twin). */
+struct access_ctx {
+	char *buf;
+	int pipe_fd[2];
+	int fd, dio_fd;
+};
+
+static void ctx_free(struct access_ctx *c)
+{
+	int *fds[] = { &c->pipe_fd[0], &c->pipe_fd[1], &c->fd, &c->dio_fd };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fds); i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+	free(c->buf);
+}
+
+/* A file on fs (magic) opened twice, the second time with O_DIRECT; -1 and r set. */
+static int dio_file(unsigned long magic, struct access_ctx *c, struct result *r)
+{
+	const char *dir = fs_dir(magic, r);
+
+	if (!dir)
+		return -1;
+	c->fd = tmpfile_in(dir, r);
+	if (c->fd < 0)
+		return -1;
+	c->dio_fd = reopen_fd(c->fd, O_RDWR | O_DIRECT);
+	diag("open(O_DIRECT) of the file in %s = %s", dir, ret_name(c->dio_fd));
+	if (c->dio_fd < 0) {
+		res_fail(r, "open(O_DIRECT) of a file in %s: %s", dir, errno_name(-c->dio_fd));
+		return -1;
+	}
+	return 0;
+}
+
+static enum status ctx_prepare(enum access acc, struct access_ctx *c, size_t len, struct result *r)
+{
+	*c = (struct access_ctx){ .pipe_fd = { -1, -1 }, .fd = -1, .dio_fd = -1 };
+	c->buf = aligned_alloc(page_size(), len);
+	if (!c->buf)
+		return res_fail(r, "aligned_alloc: ENOMEM");
+	if (acc == ACC_VMSPLICE && pipe2(c->pipe_fd, O_CLOEXEC))
+		return res_fail(r, "pipe: %s", errno_name(errno));
+	if (acc != ACC_DIO_WRITE && acc != ACC_DIO_READ)
+		return ST_PASS;
+	if (dio_file(EXT4_MAGIC_NR, c, r))
+		return r->status;
+	if (acc == ACC_DIO_READ) {
+		/* The file holds the new pattern: the read brings it into the page. */
+		pattern_fill(c->buf, len, GEN_NEW);
+		if (pwrite_full(c->fd, c->buf, len, 0) || fsync(c->fd))
+			return res_fail(r, "preparing the file: %s", errno_name(errno));
+	}
+	return ST_PASS;
+}
+
+/* Do the access on [mem, mem+len); 0 or -errno. */
+static long do_access(enum access acc, struct access_ctx *c, char *mem, size_t len)
+{
+	struct iovec local = { c->buf, len }, remote = { mem, len };
+	long ret = -EINVAL;
+	int fd;
+
+	switch (acc) {
+	case ACC_READV:
+		ret = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		break;
+	case ACC_PROC_MEM:
+		fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+		ret = fd < 0 ? -1 : pread(fd, c->buf, len, (off_t)(uintptr_t)mem);
+		if (fd >= 0)
+			close(fd);
+		break;
+	case ACC_VMSPLICE:
+		return splice_in(c->pipe_fd[1], mem, len, "parent") == (ssize_t)len ? 0 : -EIO;
+	case ACC_DIO_WRITE:
+		ret = pwrite(c->dio_fd, mem, len, 0);
+		break;
+	case ACC_DIO_READ:
+		ret = pread(c->dio_fd, mem, len, 0);
+		break;
+	}
+	ret = ret < 0 ? -errno : ret == (long)len ? 0 : -EIO;
+	diag("%s of %zu bytes = %s", access_name[acc], len, ret_name(ret));
+	return ret;
+}
+
+/* Did the access move the right data? */
+static bool access_data_ok(enum access acc, struct access_ctx *c, const struct area *a, size_t len)
+{
+	switch (acc) {
+	case ACC_VMSPLICE:
+		return pipe_holds(c->pipe_fd[0], len, a->old, "pipe content");
+	case ACC_DIO_WRITE:
+		return file_holds(c->fd, len, a->old, "file written with O_DIRECT");
+	case ACC_DIO_READ:
+		return pattern_check("the page after the O_DIRECT read", a->mem, len, GEN_NEW);
+	default:
+		return pattern_check("data read", c->buf, len, a->old);
+	}
+}
+
+static enum status op_unshare(struct area *a, int arg, struct result *r)
+{
+	enum access acc = ACCESS_OF(arg);
+	bool want = arg & EXPECT_UNSHARE, got;
+	size_t len = page_size();
+	struct access_ctx c;
+	struct twin t;
+	uint64_t e;
+	long err;
+
+	if (ctx_prepare(acc, &c, len, r) != ST_PASS)
+		goto out;
+	if (twin_start(&t, a, -1, -1)) {
+		res_fail(r, "fork failed");
+		goto out;
+	}
+	e = diag_pagemap("parent after fork (child alive)", a->mem);
+	if (e & PM_EXCLUSIVE) {
+		res_fail(r, "the page is exclusive right after fork: not COW-shared, nothing to observe");
+		goto end;
+	}
+	err = do_access(acc, &c, a->mem, len);
+	e = diag_pagemap("parent after the access", a->mem);
+	got = e & PM_EXCLUSIVE;
+	if (err)
+		res_fail(r, "%s failed: %s", access_name[acc], errno_name((int)-err));
+	else if (!access_data_ok(acc, &c, a, len))
+		res_fail(r, "%s moved the wrong data", access_name[acc]);
+	else if (acc == ACC_DIO_READ &&
+		 twin_expect(&t, TW_HOLDS_OLD,
+			     "the O_DIRECT read into the parent's page shows in the child (leak)",
+			     r) != ST_PASS)
+		;
+	else if (got != want)
+		res_fail(r, "pagemap excl after %s is %d, expected %d (%s)", access_name[acc], got,
+			 want, want ? "a pin must unshare the COW-shared page" :
+				      "a plain reference leaves the page shared");
+	else
+		res_pass(r, "excl 0 -> %d after %s; data as expected", got, access_name[acc]);
+end:
+	twin_end(&t);
+out:
+	ctx_free(&c);
+	return r->status;
+}
+
+static enum status op_odirect_tmpfs(struct area *a, int arg, struct result *r)
+{
+	struct access_ctx c;
+	long err;
+
+	(void)arg;
+	if (ctx_prepare(ACC_READV, &c, a->size, r) != ST_PASS || dio_file(TMPFS_MAGIC_NR, &c, r))
+		goto out;
+	err = pwrite(c.dio_fd, a->mem, a->size, 0) == (ssize_t)a->size ? 0 : -errno;
+	diag("O_DIRECT pwrite of %zu bytes = %s", a->size, ret_name(err));
+	if (err) {
+		res_fail(r, "O_DIRECT pwrite to tmpfs: %s", errno_name((int)-err));
+		goto out;
+	}
+	err = pread(c.dio_fd, c.buf, a->size, 0) == (ssize_t)a->size ? 0 : -errno;
+	diag("O_DIRECT pread of %zu bytes = %s", a->size, ret_name(err));
+	if (err)
+		res_fail(r, "O_DIRECT pread from tmpfs: %s", errno_name((int)-err));
+	else if (!pattern_check("data read back with O_DIRECT", c.buf, a->size, a->old))
+		res_fail(r, "O_DIRECT round trip through tmpfs returned other data");
+	else
+		res_pass(r, "tmpfs accepts O_DIRECT; round trip ok");
+out:
+	ctx_free(&c);
+	return r->status;
+}
+
+#define MEMS_UNSHARE (MEM(MEM_BASE) | MEM(MEM_THP))
+
+static const struct cow_op ops[] = {
+	{ .name = "unshare.process-vm-readv",
+	  .desc = "COW-shared page, process_vm_readv of it: pinned R/O, must be unshared (excl 0->1)",
+	  .run = op_unshare, .arg = ACC_READV | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	{ .name = "unshare.proc-mem",
+	  .desc = "COW-shared page, pread of /proc/self/mem at it: no pin, stays shared (excl 0)",
+	  .run = op_unshare, .arg = ACC_PROC_MEM, .mems = MEMS_UNSHARE },
+	{ .name = "unshare.vmsplice",
+	  .desc = "COW-shared page, vmsplice of it: no pin, stays shared (excl 0)",
+	  .run = op_unshare, .arg = ACC_VMSPLICE, .mems = MEMS_UNSHARE },
+	{ .name = "unshare.odirect-write",
+	  .desc = "COW-shared page, O_DIRECT write from it to ext4: pinned R/O, unshared (excl 0->1)",
+	  .run = op_unshare, .arg = ACC_DIO_WRITE | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	{ .name = "unshare.odirect-read",
+	  .desc = "COW-shared page, O_DIRECT read from ext4 into it: COW broken (excl 0->1), child keeps its data",
+	  .run = op_unshare, .arg = ACC_DIO_READ | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	{ .name = "odirect.tmpfs-file",
+	  .desc = "open a tmpfs file with O_DIRECT, write the page and read it back",
+	  .run = op_odirect_tmpfs, .mems = MEM(MEM_BASE) },
+};
+
+int main(int argc, char **argv)
+{
+	return cow_main(argc, argv, "cow", ops, ARRAY_SIZE(ops));
+}
