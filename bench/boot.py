@@ -45,7 +45,7 @@ def bare_initramfs(progs: list[suites.Program], out: Path) -> None:
 
 def bare_run(k: kernel.Kernel, initrd: Path, accel: str) -> tuple[float, float]:
     spec = qemu.QemuSpec(qemu=image.require_qemu(), kernel=k.bzimage, initrd=initrd,
-                         cmdline="console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=4",
+                         cmdline=machine.cmdline(),
                          accel=accel)
     t0 = time.monotonic()
     first = None
@@ -77,7 +77,7 @@ def main() -> int:
     progs = suites.programs([a.suite])
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        bare_initramfs([p for p in progs if not p.interpreter], t / "bare.cpio")
+        bare_initramfs([p for p in progs if not p.guest_interp], t / "bare.cpio")
         # Same accelerator for both: whatever the harness ends up using on this host.
         accel = harness_run(a.kernel, a.suite, t / "warm", "auto")[2]
         rows: dict[str, list[tuple[float, float]]] = {"bare": [], "harness": []}

@@ -95,7 +95,7 @@ const char *errno_name(int err)
 
 const char *ret_name(long ret)
 {
-	return ret >= 0 ? "0" : errno_name((int)-ret);
+	return ret >= 0 ? "ok" : errno_name((int)-ret);
 }
 
 /* ---- small file helpers ---------------------------------------------------- */
@@ -143,49 +143,22 @@ static int write_text(const char *path, const char *value)
 	return err;
 }
 
-int pread_full(int fd, void *buf, size_t len, off_t off)
+/*
+ * Move exactly len bytes: pread/pwrite at off, or read() when off < 0.
+ * 0 or -errno; a short transfer (EOF) is -EIO.
+ */
+static int xfer_full(int fd, void *buf, size_t len, off_t off, bool write_it)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, off + done);
+		char *p = (char *)buf + done;
+		ssize_t n;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += n;
-	}
-	return 0;
-}
-
-int pwrite_full(int fd, const void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += n;
-	}
-	return 0;
-}
-
-int read_full(int fd, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, (char *)buf + done, len - done);
-
+		if (write_it)
+			n = pwrite(fd, p, len - done, off + done);
+		else
+			n = off < 0 ? read(fd, p, len - done) : pread(fd, p, len - done, off + done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -193,6 +166,39 @@ int read_full(int fd, void *buf, size_t len)
 		done += n;
 	}
 	return 0;
+}
+
+int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	return xfer_full(fd, buf, len, off, false);
+}
+
+int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	return xfer_full(fd, (void *)buf, len, off, true);
+}
+
+int read_full(int fd, void *buf, size_t len)
+{
+	return xfer_full(fd, buf, len, -1, false);
+}
+
+/* Read len bytes (at off, or from a pipe when off < 0) and pattern_check them. */
+static bool fd_holds(int fd, size_t len, off_t off, enum pattern_gen gen, const char *who)
+{
+	char *buf = malloc(len ? len : 1);
+	bool same = false;
+	int err;
+
+	if (!buf)
+		return false;
+	err = xfer_full(fd, buf, len, off, false);
+	if (err)
+		diag("%s: reading %zu bytes: %s", who, len, errno_name(-err));
+	else
+		same = pattern_check(who, buf, len, gen);
+	free(buf);
+	return same;
 }
 
 /* ---- sizes ----------------------------------------------------------------- */
@@ -303,6 +309,15 @@ bool area_holds_old(const char *who, const struct area *a)
 	return pattern_check(who, a->mem, a->size, a->old);
 }
 
+const char *private_write_leaked(const struct area *a)
+{
+	if (a->alias && !pattern_check("the other mapping of the same content", a->alias, a->size, a->old))
+		return "the write through the private mapping shows in the other mapping";
+	if ((a->type->props & MT_FILE) && !file_holds(a->fd, a->size, a->old, "file content (pread)"))
+		return "the write through the private mapping reached the file";
+	return NULL;
+}
+
 /* ---- /proc observations ------------------------------------------------------ */
 
 int pagemap_read(const void *addr, uint64_t *entry)
@@ -405,18 +420,22 @@ static struct settings_journal {
 static int setting_read(const char *path, char *buf, size_t len)
 {
 	char raw[256], *open_b, *close_b;
+	const char *v = raw;
+	size_t n;
 	int err = read_text(path, raw, sizeof(raw));
 
 	if (err)
 		return err;
 	open_b = strchr(raw, '[');
 	close_b = open_b ? strchr(open_b, ']') : NULL;
-	if (open_b && close_b) {
+	if (close_b) {
 		*close_b = '\0';
-		snprintf(buf, len, "%s", open_b + 1);
-	} else {
-		snprintf(buf, len, "%s", raw);
+		v = open_b + 1;
 	}
+	/* Truncating is fine: the values we save are short words and numbers. */
+	n = strlen(v) < len ? strlen(v) : len - 1;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
 	return 0;
 }
 
@@ -719,6 +738,19 @@ int twin_end(struct twin *t)
 	return peer_wait(&t->p, "twin");
 }
 
+enum status with_twin(struct area *a, int pipe_rd, int pipe_wr, twin_body body, void *ctx,
+		      struct result *r)
+{
+	struct twin t;
+	int err = twin_start(&t, a, pipe_rd, pipe_wr);
+
+	if (err)
+		return res_fail(r, "fork: %s", errno_name(-err));
+	body(&t, ctx, r);
+	twin_end(&t);
+	return r->status;
+}
+
 /* ---- pipes -------------------------------------------------------------------- */
 
 size_t pipe_grow(int fd, size_t len)
@@ -754,19 +786,7 @@ ssize_t splice_in(int pipe_wr, const void *mem, size_t len, const char *who)
 
 bool pipe_holds(int pipe_rd, size_t n, enum pattern_gen gen, const char *who)
 {
-	char *buf = malloc(n ? n : 1);
-	bool same = false;
-	int err;
-
-	if (!buf)
-		return false;
-	err = read_full(pipe_rd, buf, n);
-	if (err)
-		diag("%s: reading %zu bytes from the pipe: %s", who, n, errno_name(-err));
-	else
-		same = pattern_check(who, buf, n, gen);
-	free(buf);
-	return same;
+	return fd_holds(pipe_rd, n, -1, gen, who);
 }
 
 /* ---- files -------------------------------------------------------------------- */
@@ -862,19 +882,7 @@ int reopen_fd(int fd, int flags)
 
 bool file_holds(int fd, size_t len, enum pattern_gen gen, const char *who)
 {
-	char *buf = malloc(len);
-	bool same = false;
-	int err;
-
-	if (!buf)
-		return false;
-	err = pread_full(fd, buf, len, 0);
-	if (err)
-		diag("%s: pread of %zu bytes: %s", who, len, errno_name(-err));
-	else
-		same = pattern_check(who, buf, len, gen);
-	free(buf);
-	return same;
+	return fd_holds(fd, len, 0, gen, who);
 }
 
 /* ---- driver ------------------------------------------------------------------ */
@@ -969,7 +977,7 @@ static enum status run_case(unsigned int n, const char *id, const struct case_re
 	size_t got = 0;
 	pid_t pid;
 
-	diag("%s: %s, on a %s", id, c->op->desc, c->mt->desc);
+	diag("%s: %s; memory: %s", id, c->op->desc, c->mt->desc);
 	if (pipe2(rp, O_CLOEXEC)) {
 		res_fail(&r, "pipe: %s", errno_name(errno));
 		goto report;

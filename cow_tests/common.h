@@ -40,7 +40,7 @@ void diag(const char *fmt, ...) CHECK_PRINTF(1, 2);
 
 /* "EFAULT", "EIO", ... or "errno 123" for unknown values. */
 const char *errno_name(int err);
-/* "0" for ret >= 0, else the name of -ret: for "= %d (%s)" style lines. */
+/* "ok" for ret >= 0, else the name of -ret (for "... = %s" diagnostics). */
 const char *ret_name(long ret);
 
 /* ---- memory types ------------------------------------------------------- */
@@ -171,6 +171,12 @@ void pattern_fill(void *buf, size_t len, enum pattern_gen gen);
 bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_gen gen);
 /* pattern_check of the whole area against the content it was set up with. */
 bool area_holds_old(const char *who, const struct area *a);
+/*
+ * After a write through a private mapping: do the other views of the old
+ * content (a->alias; the file, for MT_FILE types) still hold it? NULL if
+ * so, else which one changed.
+ */
+const char *private_write_leaked(const struct area *a);
 
 /* ---- /proc and sysfs ---------------------------------------------------- */
 
@@ -269,6 +275,14 @@ int twin_do(struct twin *t, enum twin_cmd cmd);
 enum status twin_expect(struct twin *t, enum twin_cmd cmd, const char *bad_msg, struct result *r);
 /* Let the twin exit and reap it; its exit code or -1. */
 int twin_end(struct twin *t);
+
+typedef enum status (*twin_body)(struct twin *t, void *ctx, struct result *r);
+/*
+ * Fork the twin (pipe fds may be -1), run body in the parent, then let the
+ * twin exit. Returns r->status (a failed fork fails the case).
+ */
+enum status with_twin(struct area *a, int pipe_rd, int pipe_wr, twin_body body, void *ctx,
+		      struct result *r);
 
 /* ---- common steps ------------------------------------------------------- */
 

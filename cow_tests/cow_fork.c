@@ -17,79 +17,80 @@
 
 #define MPROTECT 1
 
-static enum status op_parent_writes(struct area *a, int arg, struct result *r)
+/* The parent [mprotects and] writes; the child must keep its data. */
+static enum status parent_writes(struct twin *t, void *ctx, struct result *r)
 {
-	struct twin t;
+	struct area *a = t->a;
 	bool parent_ok;
 
-	if (twin_start(&t, a, -1, -1))
-		return res_fail(r, "fork failed");
 	diag_pagemap("parent after fork", a->mem);
-	if ((arg & MPROTECT) && mprotect_ro_rw(a, "parent")) {
-		twin_end(&t);
+	if ((*(int *)ctx & MPROTECT) && mprotect_ro_rw(a, "parent"))
 		return res_fail(r, "mprotect failed");
-	}
 	pattern_fill(a->mem, a->size, GEN_NEW);
 	diag_pagemap("parent after its write", a->mem);
 	parent_ok = pattern_check("parent, after its write", a->mem, a->size, GEN_NEW);
-	if (twin_expect(&t, TW_HOLDS_OLD,
+	if (twin_expect(t, TW_HOLDS_OLD,
 			"child's data changed after the parent wrote (leak from parent into child)",
-			r) == ST_PASS) {
-		if (parent_ok)
-			res_pass(r, "no leak from parent into child");
-		else
-			res_fail(r, "parent does not read back its own write");
-	}
-	twin_end(&t);
-	return r->status;
+			r) != ST_PASS)
+		return r->status;
+	return parent_ok ? res_pass(r, "no leak from parent into child") :
+			   res_fail(r, "parent does not read back its own write");
+}
+
+/* The child [mprotects and] writes; the parent must keep its data. */
+static enum status child_writes(struct twin *t, void *ctx, struct result *r)
+{
+	struct area *a = t->a;
+
+	if (twin_expect(t, (*(int *)ctx & MPROTECT) ? TW_MPROTECT_WRITE : TW_WRITE, "", r) != ST_PASS)
+		return r->status;
+	diag_pagemap("parent after the child's write", a->mem);
+	return area_holds_old("parent, after the child's write", a) ?
+	       res_pass(r, "no leak from child into parent") :
+	       res_fail(r, "parent's data changed after the child wrote (leak from child into parent)");
+}
+
+/* MAP_SHARED: the parent writes, the child must see it. */
+static enum status shared_write(struct twin *t, void *ctx, struct result *r)
+{
+	(void)ctx;
+	pattern_fill(t->a->mem, t->a->size, GEN_NEW);
+	diag_pagemap("parent after its write", t->a->mem);
+	if (twin_expect(t, TW_HOLDS_NEW,
+			"the child does not see the parent's write to the MAP_SHARED memory", r) != ST_PASS)
+		return r->status;
+	return res_pass(r, "the parent's write is visible in the child (MAP_SHARED)");
+}
+
+static enum status op_parent_writes(struct area *a, int arg, struct result *r)
+{
+	return with_twin(a, -1, -1, parent_writes, &arg, r);
 }
 
 static enum status op_child_writes(struct area *a, int arg, struct result *r)
 {
-	struct twin t;
+	return with_twin(a, -1, -1, child_writes, &arg, r);
+}
 
-	if (twin_start(&t, a, -1, -1))
-		return res_fail(r, "fork failed");
-	if (twin_expect(&t, (arg & MPROTECT) ? TW_MPROTECT_WRITE : TW_WRITE, "", r) == ST_PASS) {
-		diag_pagemap("parent after the child's write", a->mem);
-		if (area_holds_old("parent, after the child's write", a))
-			res_pass(r, "no leak from child into parent");
-		else
-			res_fail(r, "parent's data changed after the child wrote (leak from child into parent)");
-	}
-	twin_end(&t);
-	return r->status;
+static enum status op_shared_write(struct area *a, int arg, struct result *r)
+{
+	return with_twin(a, -1, -1, shared_write, &arg, r);
 }
 
 static enum status op_private_write(struct area *a, int arg, struct result *r)
 {
+	const char *leak;
+
 	(void)arg;
 	diag_pagemap("private mapping before the write", a->mem);
 	pattern_fill(a->mem, a->size, GEN_NEW);
 	diag_pagemap("private mapping after the write", a->mem);
 	if (!pattern_check("private mapping, after the write", a->mem, a->size, GEN_NEW))
 		return res_fail(r, "the private mapping does not read back its own write");
-	if (!pattern_check("the other mapping of the same content", a->alias, a->size, a->old))
-		return res_fail(r, "the write through the private mapping shows in the other mapping");
-	if ((a->type->props & MT_FILE) && !file_holds(a->fd, a->size, a->old, "file content (pread)"))
-		return res_fail(r, "the write through the private mapping reached the file");
+	leak = private_write_leaked(a);
+	if (leak)
+		return res_fail(r, "%s", leak);
 	return res_pass(r, "the write stayed private (other mapping and file unchanged)");
-}
-
-static enum status op_shared_write(struct area *a, int arg, struct result *r)
-{
-	struct twin t;
-
-	(void)arg;
-	if (twin_start(&t, a, -1, -1))
-		return res_fail(r, "fork failed");
-	pattern_fill(a->mem, a->size, GEN_NEW);
-	diag_pagemap("parent after its write", a->mem);
-	if (twin_expect(&t, TW_HOLDS_NEW,
-			"the child does not see the parent's write to the MAP_SHARED memory", r) == ST_PASS)
-		res_pass(r, "the parent's write is visible in the child (MAP_SHARED)");
-	twin_end(&t);
-	return r->status;
 }
 
 static const struct cow_op ops[] = {

@@ -50,105 +50,107 @@ static enum status prepare(struct io_uring *ring, struct area *a, int *fd, struc
 	return res_fail(r, "io_uring_register_buffers: %s", errno_name(-ret));
 }
 
-static void finish(struct io_uring *ring, int fd)
+/* A registered fixed buffer and the file WRITE_FIXED stores it into. */
+struct pinned {
+	struct io_uring ring;
+	int fd;
+};
+
+typedef enum status (*pinned_body)(struct pinned *p, struct area *a, struct result *r);
+
+/* Register the area, run body, unregister. */
+static enum status with_pin(struct area *a, pinned_body body, struct result *r)
 {
-	io_uring_queue_exit(ring);
-	close(fd);
+	struct pinned p;
+
+	if (prepare(&p.ring, a, &p.fd, r) != ST_PASS)
+		return r->status;
+	diag_pagemap("after register", a->mem);
+	body(&p, a, r);
+	io_uring_queue_exit(&p.ring);
+	close(p.fd);
+	return r->status;
 }
 
 /* Write GEN_NEW through the mapping and check the pinned buffer holds it. */
-static enum status write_reaches_pin(struct io_uring *ring, struct area *a, int fd,
-				     const char *stale_msg, struct result *r)
+static enum status write_reaches_pin(struct pinned *p, struct area *a, const char *stale_msg,
+				     struct result *r)
 {
 	bool same = false;
 
 	pattern_fill(a->mem, a->size, GEN_NEW);
 	diag_pagemap("after writing through the mapping", a->mem);
-	if (fixed_buffer_holds(ring, a->mem, a->size, fd, GEN_NEW, &same, r) != ST_PASS)
+	if (fixed_buffer_holds(&p->ring, a->mem, a->size, p->fd, GEN_NEW, &same, r) != ST_PASS)
 		return r->status;
 	if (!same)
 		return res_fail(r, "%s", stale_msg);
 	return res_pass(r, "the long-term R/W pin sees the write through the mapping");
 }
 
-static enum status op_mprotect_ro_rw(struct area *a, int arg, struct result *r)
+static enum status mprotect_then_write(struct pinned *p, struct area *a, struct result *r)
 {
-	struct io_uring ring;
-	int fd;
-
-	(void)arg;
-	if (prepare(&ring, a, &fd, r) != ST_PASS)
-		return r->status;
-	diag_pagemap("after register", a->mem);
-	if (area_protect(a, PROT_READ, "pinned area")) {
-		res_fail(r, "mprotect(PROT_READ) failed");
-		goto out;
-	}
+	if (area_protect(a, PROT_READ, "pinned area"))
+		return res_fail(r, "mprotect(PROT_READ) failed");
 	/* Optional step: without it the test still runs, only less strict. */
 	clear_soft_dirty();
 	diag_pagemap("after mprotect(PROT_READ) and clear_refs", a->mem);
-	if (area_protect(a, PROT_READ | PROT_WRITE, "pinned area")) {
-		res_fail(r, "mprotect(PROT_READ|PROT_WRITE) failed");
-		goto out;
-	}
+	if (area_protect(a, PROT_READ | PROT_WRITE, "pinned area"))
+		return res_fail(r, "mprotect(PROT_READ|PROT_WRITE) failed");
 	diag_pagemap("after mprotect(PROT_READ|PROT_WRITE)", a->mem);
-	write_reaches_pin(&ring, a, fd,
-			  "the pinned buffer does not hold what was written through the mapping (stale pin)",
-			  r);
-out:
-	finish(&ring, fd);
-	return r->status;
+	return write_reaches_pin(p, a,
+				 "the pinned buffer does not hold what was written through the mapping (stale pin)",
+				 r);
+}
+
+/* In the parent, the twin alive: write, the pin sees it, the twin keeps its data. */
+static enum status parent_writes_pinned(struct twin *t, void *ctx, struct result *r)
+{
+	diag_pagemap("parent after fork", t->a->mem);
+	if (write_reaches_pin(ctx, t->a, "the pinned buffer does not hold the parent's write (pin lost at fork)",
+			      r) != ST_PASS)
+		return r->status;
+	if (twin_expect(t, TW_HOLDS_OLD,
+			"child's data changed after the parent wrote (leak from parent into child)",
+			r) != ST_PASS)
+		return r->status;
+	return res_pass(r, "the pin sees the parent's write and the child keeps its data");
+}
+
+static enum status fork_then_write(struct pinned *p, struct area *a, struct result *r)
+{
+	return with_twin(a, -1, -1, parent_writes_pinned, p, r);
+}
+
+static enum status private_write(struct pinned *p, struct area *a, struct result *r)
+{
+	const char *leak;
+
+	if (write_reaches_pin(p, a,
+			      "the pinned buffer does not hold the write through the private mapping (stale pin)",
+			      r) != ST_PASS)
+		return r->status;
+	leak = private_write_leaked(a);
+	if (leak)
+		return res_fail(r, "%s", leak);
+	return res_pass(r, "the pin sees the private write; the file and other mappings do not");
+}
+
+static enum status op_mprotect_ro_rw(struct area *a, int arg, struct result *r)
+{
+	(void)arg;
+	return with_pin(a, mprotect_then_write, r);
 }
 
 static enum status op_fork_while_registered(struct area *a, int arg, struct result *r)
 {
-	struct io_uring ring;
-	struct twin t;
-	int fd;
-
 	(void)arg;
-	if (prepare(&ring, a, &fd, r) != ST_PASS)
-		return r->status;
-	if (twin_start(&t, a, -1, -1)) {
-		res_fail(r, "fork failed");
-		goto out;
-	}
-	diag_pagemap("parent after fork", a->mem);
-	if (write_reaches_pin(&ring, a, fd,
-			      "the pinned buffer does not hold the parent's write (pin lost at fork)",
-			      r) == ST_PASS &&
-	    twin_expect(&t, TW_HOLDS_OLD,
-			"child's data changed after the parent wrote (leak from parent into child)",
-			r) == ST_PASS)
-		res_pass(r, "the pin sees the parent's write and the child keeps its data");
-	twin_end(&t);
-out:
-	finish(&ring, fd);
-	return r->status;
+	return with_pin(a, fork_then_write, r);
 }
 
 static enum status op_write_private_mapping(struct area *a, int arg, struct result *r)
 {
-	struct io_uring ring;
-	int fd;
-
 	(void)arg;
-	if (prepare(&ring, a, &fd, r) != ST_PASS)
-		return r->status;
-	diag_pagemap("private mapping after register", a->mem);
-	if (write_reaches_pin(&ring, a, fd,
-			      "the pinned buffer does not hold the write through the private mapping (stale pin)",
-			      r) != ST_PASS)
-		goto out;
-	if (!pattern_check("the other mapping of the same content", a->alias, a->size, a->old))
-		res_fail(r, "the write through the private mapping shows in the other mapping");
-	else if ((a->type->props & MT_FILE) && !file_holds(a->fd, a->size, a->old, "file content (pread)"))
-		res_fail(r, "the write through the private mapping reached the file");
-	else
-		res_pass(r, "the pin sees the private write; the file and other mappings do not");
-out:
-	finish(&ring, fd);
-	return r->status;
+	return with_pin(a, private_write, r);
 }
 
 #define MEMS_SHARED_PINNABLE (MEMS_SHARED & ~MEM(MEM_EXT4_SHARED))

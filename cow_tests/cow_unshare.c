@@ -145,49 +145,53 @@ static bool access_data_ok(enum access acc, struct access_ctx *c, const struct a
 	}
 }
 
-static enum status op_unshare(struct area *a, int arg, struct result *r)
+static enum status judge_excl(enum access acc, bool got, bool want, struct result *r)
 {
-	enum access acc = ACCESS_OF(arg);
-	bool want = arg & EXPECT_UNSHARE, got;
-	size_t len = page_size();
+	if (got != want)
+		return res_fail(r, "pagemap excl after %s is %d, expected %d (%s)", access_name[acc], got,
+				want, want ? "a pin must unshare the COW-shared page" :
+					     "a plain reference leaves the page shared");
+	return res_pass(r, "excl 0 -> %d after %s; data as expected", got, access_name[acc]);
+}
+
+struct unshare_ctx {
+	enum access acc;
+	bool want;		/* the access must make the page exclusive */
 	struct access_ctx c;
-	struct twin t;
+};
+
+/* In the parent, the twin alive (the page COW-shared): access it, observe. */
+static enum status access_shared_page(struct twin *t, void *ctx, struct result *r)
+{
+	struct unshare_ctx *u = ctx;
+	size_t len = page_size();
+	struct area *a = t->a;
 	uint64_t e;
 	long err;
 
-	if (ctx_prepare(acc, &c, len, r) != ST_PASS)
-		goto out;
-	if (twin_start(&t, a, -1, -1)) {
-		res_fail(r, "fork failed");
-		goto out;
-	}
 	e = diag_pagemap("parent after fork (child alive)", a->mem);
-	if (e & PM_EXCLUSIVE) {
-		res_fail(r, "the page is exclusive right after fork: not COW-shared, nothing to observe");
-		goto end;
-	}
-	err = do_access(acc, &c, a->mem, len);
+	if (e & PM_EXCLUSIVE)
+		return res_fail(r, "the page is exclusive right after fork: not COW-shared, nothing to observe");
+	err = do_access(u->acc, &u->c, a->mem, len);
 	e = diag_pagemap("parent after the access", a->mem);
-	got = e & PM_EXCLUSIVE;
 	if (err)
-		res_fail(r, "%s failed: %s", access_name[acc], errno_name((int)-err));
-	else if (!access_data_ok(acc, &c, a, len))
-		res_fail(r, "%s moved the wrong data", access_name[acc]);
-	else if (acc == ACC_DIO_READ &&
-		 twin_expect(&t, TW_HOLDS_OLD,
-			     "the O_DIRECT read into the parent's page shows in the child (leak)",
-			     r) != ST_PASS)
-		;
-	else if (got != want)
-		res_fail(r, "pagemap excl after %s is %d, expected %d (%s)", access_name[acc], got,
-			 want, want ? "a pin must unshare the COW-shared page" :
-				      "a plain reference leaves the page shared");
-	else
-		res_pass(r, "excl 0 -> %d after %s; data as expected", got, access_name[acc]);
-end:
-	twin_end(&t);
-out:
-	ctx_free(&c);
+		return res_fail(r, "%s failed: %s", access_name[u->acc], errno_name((int)-err));
+	if (!access_data_ok(u->acc, &u->c, a, len))
+		return res_fail(r, "%s moved the wrong data", access_name[u->acc]);
+	if (u->acc == ACC_DIO_READ &&
+	    twin_expect(t, TW_HOLDS_OLD, "the O_DIRECT read into the parent's page shows in the child (leak)",
+			r) != ST_PASS)
+		return r->status;
+	return judge_excl(u->acc, e & PM_EXCLUSIVE, u->want, r);
+}
+
+static enum status op_unshare(struct area *a, int arg, struct result *r)
+{
+	struct unshare_ctx u = { .acc = ACCESS_OF(arg), .want = arg & EXPECT_UNSHARE };
+
+	if (ctx_prepare(u.acc, &u.c, page_size(), r) == ST_PASS)
+		with_twin(a, -1, -1, access_shared_page, &u, r);
+	ctx_free(&u.c);
 	return r->status;
 }
 

@@ -20,94 +20,89 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#define MPROTECT 1
-#define BEFORE_FORK 2
+#define MPROTECT 1	/* the writer mprotects RO then RW first */
+#define IN_PARENT 2	/* the parent splices and unmaps, the child writes */
+#define BEFORE_FORK 4	/* the parent splices before fork */
 
-static enum status op_splice_in_child(struct area *a, int arg, struct result *r)
+struct splice_ctx {
+	int arg;
+	int pipe_fd[2];
+	size_t len;		/* what the parent splices: as much as the pipe holds */
+	ssize_t spliced;	/* bytes the parent put into the pipe */
+};
+
+/* The child splices and unmaps; the parent [mprotects and] writes; the child reads the pipe. */
+static enum status child_splices(struct twin *t, void *ctx, struct result *r)
 {
-	struct twin t;
-	int pfd[2];
+	struct splice_ctx *c = ctx;
+	struct area *a = t->a;
 
-	if (pipe2(pfd, O_CLOEXEC))
-		return res_fail(r, "pipe: %s", errno_name(errno));
-	if (twin_start(&t, a, pfd[0], pfd[1])) {
-		res_fail(r, "fork failed");
-		goto out;
-	}
-	if (twin_expect(&t, TW_SPLICE_UNMAP, "", r) != ST_PASS) {
-		res_fail(r, "child could not vmsplice and unmap");
-		goto end;
-	}
+	if (twin_expect(t, TW_SPLICE_UNMAP, "", r) != ST_PASS)
+		return res_fail(r, "child could not vmsplice and unmap");
 	diag_pagemap("parent before its write", a->mem);
-	if ((arg & MPROTECT) && mprotect_ro_rw(a, "parent")) {
-		res_fail(r, "mprotect failed");
-		goto end;
-	}
+	if ((c->arg & MPROTECT) && mprotect_ro_rw(a, "parent"))
+		return res_fail(r, "mprotect failed");
 	pattern_fill(a->mem, a->size, GEN_NEW);
 	diag_pagemap("parent after its write", a->mem);
-	if (twin_expect(&t, TW_PIPE_HOLDS_OLD,
+	if (twin_expect(t, TW_PIPE_HOLDS_OLD,
 			"pipe yields the parent's write, not the data spliced before it (leak)",
-			r) == ST_PASS)
-		res_pass(r, "pipe still yields the data from before the parent's write");
-end:
-	twin_end(&t);
-out:
-	close(pfd[0]);
-	close(pfd[1]);
-	return r->status;
+			r) != ST_PASS)
+		return r->status;
+	return res_pass(r, "pipe still yields the data from before the parent's write");
 }
 
-static enum status op_splice_in_parent(struct area *a, int arg, struct result *r)
+/* The parent splices (before fork: already done) and unmaps; the child writes; the parent reads the pipe. */
+static enum status parent_splices(struct twin *t, void *ctx, struct result *r)
 {
-	ssize_t n = -1;
-	struct twin t;
-	size_t cap;
-	int pfd[2];
+	struct splice_ctx *c = ctx;
+	struct area *a = t->a;
 
-	if (pipe2(pfd, O_CLOEXEC))
+	if (!(c->arg & BEFORE_FORK))
+		c->spliced = splice_in(c->pipe_fd[1], a->mem, c->len, "parent, after fork");
+	if (c->spliced <= 0 || area_unmap(a, "parent"))
+		return res_fail(r, "parent could not vmsplice and unmap");
+	if (twin_expect(t, TW_WRITE, "", r) != ST_PASS)
+		return r->status;
+	if (!pipe_holds(c->pipe_fd[0], (size_t)c->spliced, a->old,
+			"parent, pipe content after the child's write"))
+		return res_fail(r, "pipe yields the child's write, not the data spliced before it (leak from child into parent)");
+	return res_pass(r, "pipe still yields the data from before the child's write");
+}
+
+static enum status op_splice(struct area *a, int arg, struct result *r)
+{
+	struct splice_ctx c = { .arg = arg, .spliced = -1 };
+
+	if (pipe2(c.pipe_fd, O_CLOEXEC))
 		return res_fail(r, "pipe: %s", errno_name(errno));
-	cap = pipe_grow(pfd[1], a->size);
-	if (cap > a->size)
-		cap = a->size;
-	if (arg & BEFORE_FORK)
-		n = splice_in(pfd[1], a->mem, cap, "parent, before fork");
-	if (twin_start(&t, a, -1, -1)) {
-		res_fail(r, "fork failed");
-		goto out;
+	if (arg & IN_PARENT) {
+		c.len = pipe_grow(c.pipe_fd[1], a->size);
+		c.len = c.len < a->size ? c.len : a->size;
+		if (arg & BEFORE_FORK)
+			c.spliced = splice_in(c.pipe_fd[1], a->mem, c.len, "parent, before fork");
+		with_twin(a, -1, -1, parent_splices, &c, r);
+	} else {
+		/* The child grows the pipe and splices itself. */
+		with_twin(a, c.pipe_fd[0], c.pipe_fd[1], child_splices, &c, r);
 	}
-	if (!(arg & BEFORE_FORK))
-		n = splice_in(pfd[1], a->mem, cap, "parent, after fork");
-	if (n <= 0 || area_unmap(a, "parent")) {
-		res_fail(r, "parent could not vmsplice and unmap");
-		goto end;
-	}
-	if (twin_expect(&t, TW_WRITE, "", r) != ST_PASS)
-		goto end;
-	if (pipe_holds(pfd[0], (size_t)n, a->old, "parent, pipe content after the child's write"))
-		res_pass(r, "pipe still yields the data from before the child's write");
-	else
-		res_fail(r, "pipe yields the child's write, not the data spliced before it (leak from child into parent)");
-end:
-	twin_end(&t);
-out:
-	close(pfd[0]);
-	close(pfd[1]);
+	close(c.pipe_fd[0]);
+	close(c.pipe_fd[1]);
 	return r->status;
 }
 
 static const struct cow_op ops[] = {
 	{ .name = "vmsplice.unmap-in-child",
 	  .desc = "fork, child vmsplices into a pipe and unmaps, parent writes, child reads the pipe",
-	  .run = op_splice_in_child, .mems = MEMS_ANON },
+	  .run = op_splice, .mems = MEMS_ANON },
 	{ .name = "vmsplice-mprotect.unmap-in-child",
 	  .desc = "as vmsplice.unmap-in-child, the parent mprotects RO then RW before writing",
-	  .run = op_splice_in_child, .arg = MPROTECT, .mems = MEMS_ANON },
+	  .run = op_splice, .arg = MPROTECT, .mems = MEMS_ANON },
 	{ .name = "vmsplice-before-fork.unmap-in-parent",
 	  .desc = "parent vmsplices, forks, unmaps; child writes; parent reads the pipe",
-	  .run = op_splice_in_parent, .arg = BEFORE_FORK, .mems = MEMS_ANON },
+	  .run = op_splice, .arg = IN_PARENT | BEFORE_FORK, .mems = MEMS_ANON },
 	{ .name = "vmsplice-after-fork.unmap-in-parent",
 	  .desc = "fork; parent vmsplices and unmaps; child writes; parent reads the pipe",
-	  .run = op_splice_in_parent, .mems = MEMS_ANON },
+	  .run = op_splice, .arg = IN_PARENT, .mems = MEMS_ANON },
 };
 
 int main(int argc, char **argv)

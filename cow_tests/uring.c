@@ -40,7 +40,8 @@ int ring_register(struct io_uring *ring, void *mem, size_t len)
 
 	memlock_allow(len);
 	ret = io_uring_register_buffers(ring, &iov, 1);
-	diag("io_uring_register_buffers(%zu bytes) = %d (%s)", len, ret, ret_name(ret));
+	diag("io_uring_register_buffers(%zu bytes) = %d%s%s", len, ret, ret ? " " : "",
+	     ret ? errno_name(-ret) : "");
 	return ret;
 }
 

@@ -32,13 +32,19 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--memory", type=int, default=1024, metavar="MIB")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
+    p.add_argument("--timeout", type=float, metavar="S", help="limit per test program (default: the program's own)")
+    p.add_argument("--kernel-reports", choices=["fail", "report"], default="fail",
+                   help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported")
+    p.add_argument("--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
     req = RunRequest(kernel=a.kernel, suites=tuple(a.suite), filters=tuple(a.filter),
                      expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
-                     transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append)
+                     transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
+                     timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
+                     max_reboots=a.max_reboots)
     if a.list:
         for case_id, exp in list_cases(req, _progress):
             why = f"  # {exp.reason}" if exp.reason else ""

@@ -73,7 +73,9 @@ def _lines(text: str) -> list[_Line]:
 
 # x86 __die_header() and arm64 die(): "<what>: <err> [#<n>]", with "Oops: " in front since 6.10
 # (so a page fault reads "Oops: Oops: 0002 [#1]"), and "Internal error: " on arm64.
-_DIE = re.compile(r"^(?:Internal error: )?(?:Oops: )?(?:(?P<what>[^\[\]]+?): )?[0-9a-f]{4,} \[#\d+\]")
+_DIE = re.compile(
+    r"^(?:Internal error: )?(?:Oops: )?(?:(?P<what>[^\[\]]+?): )?[0-9a-f]{4,} \[#\d+\]"
+)
 _LOCKDEP = re.compile(
     r"^\[? ?(?:WARNING|BUG): (?:"
     r"possible (?:circular locking dependency|recursive locking|irq lock inversion dependency)"
@@ -106,8 +108,8 @@ _HEADERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("hung_task", re.compile(r"^INFO: task .+:\d+ blocked for more than \d+ seconds\.")),
     ("warning", re.compile(r"^WARNING: (?:CPU: \d+ PID: \d+ at |at )\S")),
     # SLUB's "BUG kmalloc-64 (Not tainted): Right Redzone overwritten" has no colon after BUG.
-    ("bug", re.compile(r"^(?:BUG: \S|kernel BUG at \S|BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): "
-                       r"|Unable to handle kernel )")),
+    ("bug", re.compile(r"^(?:BUG: \S|kernel BUG at \S|Unable to handle kernel "
+                       r"|BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): )")),
 )
 # Reports that are one line long: nothing after them belongs to them.
 _SINGLE_LINE = re.compile(r"^BUG: (?:Bad rss-counter state|non-zero pgtables_bytes on freeing mm)")
@@ -150,7 +152,8 @@ _CONTINUES = re.compile(
     r"|Kernel Offset: |Rebooting in |Shutting down cpus with NMI|Dumping ftrace buffer"
     r"|Sending NMI from CPU|NMI backtrace for cpu|task:\S.* state:|rcu: |irq event stamp:"
     r"|hardirqs last|softirqs last|Showing all locks held|\d+ locks? held by |\s+#\d+: "
-    r"|Future hung task reports are suppressed|\s*\[last unloaded:)"
+    r"|Future hung task reports are suppressed|INFO: task .+ is blocked on a "
+    r"|\s*\[last unloaded:|FIX [\w.:-]+: )"
 )
 # SLUB repairs the slab after its report (and its WARN) and says so.
 _AFTER_END = re.compile(r"^FIX [\w.:-]+: ")
@@ -226,9 +229,12 @@ def _open(kind: str, lines: list[_Line], pos: int) -> _Report:
     framed = bool(_FRAMED_TITLE.match(line.text) and before and _RULE.match(before[-1].text))
     message = ""
     for back in range(len(before) - 1, -1, -1):
-        if _CUT_HERE.match(before[back].text):
+        text = before[back].text
+        if _CUT_HERE.match(text):
             message = "\n".join(ln.text for ln in before[back + 1:])
             break
+        if _header(text) is not None or _END_TRACE.match(text) or _RULE.match(text):
+            break  # that cut-here line, if any, belongs to an earlier report
     report = _Report(kind=kind, title=line.text, start=line.index, framed=framed,
                      message=message)
     report.add(line)
@@ -280,16 +286,17 @@ def scan(text: str) -> list[KernelEvent]:
 #   harness: begin <program>
 #   harness: ok <n> <id>  |  harness: not ok <n> <id>  |  harness: ok <n> <id> # SKIP <reason>
 #   harness: end <program> rc=<exit status> tainted=<value of /proc/sys/kernel/tainted>
-# Program names and ids contain no whitespace. They reach the log with a printk prefix; on the
-# console only if their level is below the console loglevel (write "<3>harness: ..." when the
+# Program names contain no whitespace, and ids should not either. They reach the log with a
+# printk prefix; on the console only if their level is below the console loglevel (write "<3>harness: ..." when the
 # kernel runs with loglevel=4), and all of them only with printk.devkmsg=on (or
 # kernel.printk_devkmsg=on): /dev/kmsg writes are otherwise ratelimited to 10 per 5 s.
 
 _BEGIN = re.compile(r"^harness: begin (?P<program>\S+)$")
 _END = re.compile(r"^harness: end (?P<program>\S+) rc=(?P<rc>-?\d+) tainted=(?P<tainted>\d+)$")
-_RESULT = re.compile(
-    r"^harness: (?P<not>not )?ok (?P<number>\d+) (?P<id>\S+)(?:\s+#\s*(?P<directive>.*))?$"
-)
+# The name part is taken whole, so a mirrored upstream KTAP line ("ok 7 No leak from parent
+# into child") still reads; "#" after a blank starts the directive, as in KTAP.
+_RESULT = re.compile(r"^harness: (?P<not>not )?ok (?P<number>\d+)(?:\s+-)?(?:\s+(?P<rest>.*))?$")
+_DIRECTIVE = re.compile(r"(?:^|\s)#\s*")
 
 
 @dataclass(frozen=True)
@@ -316,6 +323,8 @@ def end_marker(program: str, rc: int, tainted: int) -> str:
 
 
 def result_marker(number: int, case_id: str, ok: bool, directive: str = "") -> str:
+    if "#" in case_id:
+        raise ValueError(f"case id {case_id!r}: '#' would start a directive")
     line = f"harness: {'' if ok else 'not '}ok {number} {_word(case_id)}"
     return f"{line} # {directive}" if directive else line
 
@@ -334,9 +343,12 @@ def markers(text: str) -> list[Marker]:
         if not line.kernel or not line.text.startswith("harness: "):
             continue
         if (m := _RESULT.match(line.text)) is not None:
-            out.append(Marker(line.index, "result", case_id=m.group("id"),
+            rest = m.group("rest") or ""
+            d = _DIRECTIVE.search(rest)
+            name, directive = (rest[:d.start()], rest[d.end():]) if d else (rest, "")
+            out.append(Marker(line.index, "result", case_id=name.strip(),
                               number=int(m.group("number")), ok=m.group("not") is None,
-                              directive=(m.group("directive") or "").strip()))
+                              directive=directive.strip()))
         elif (m := _BEGIN.match(line.text)) is not None:
             out.append(Marker(line.index, "begin", program=m.group("program")))
         elif (m := _END.match(line.text)) is not None:
@@ -377,10 +389,16 @@ def _sections(marks: list[Marker], n_lines: int) -> list[_Section]:
     return out
 
 
+def _split(text: str) -> list[str]:
+    """Lines of text; the empty string after a final newline is not a line."""
+    raw = text.split("\n")
+    return raw[:-1] if raw and raw[-1] == "" else raw
+
+
 def _pick(text: str, ids: Sequence[str], program: str | None) -> _Section | None:
     """The section of `program` (its last run), or else the first with a result for one of
     ids, or else the last that never ended (the program crashed before its first result)."""
-    sections = _sections(markers(text), len(text.split("\n")))
+    sections = _sections(markers(text), len(_split(text)))
     if program is not None:
         named = [s for s in sections if s.program == program]
         return named[-1] if named else None
@@ -400,7 +418,7 @@ def slice_by_markers(text: str, ids: Sequence[str], program: str | None = None) 
     the section never ended (the guest died), the lines after the last result go to the first
     id without a result (the faulting case), and later ids get "".
     """
-    raw = text.split("\n")
+    raw = _split(text)
     chunks: dict[str, list[str]] = {i: [] for i in ids}
     section = _pick(text, ids, program)
     if section is None:

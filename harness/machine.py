@@ -11,6 +11,7 @@ import json
 import re
 import shlex
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,17 +53,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cmdline(spec: MachineSpec) -> str:
+def cmdline(append: str = "") -> str:
     # panic=-1 with -no-reboot: a panicking guest makes QEMU exit instead of hanging.
-    base = "console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=4"
-    return f"{base} {spec.append}".strip()
+    # loglevel=5: warnings and worse (every kernel splat, and the "harness:" case markers the
+    # guest writes at level 4) reach the console even if the guest dies; chattier boot
+    # messages stay in dmesg. printk.devkmsg=on: the markers must never be rate-limited.
+    base = ("console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=5 "
+            "printk.devkmsg=on")
+    return f"{base} {append}".strip()
 
 
 def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
     opts = spec.image.options
     return QemuSpec(
         qemu=qemu_bin, kernel=spec.kernel.bzimage, initrd=spec.image.initramfs,
-        cmdline=cmdline(spec), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
+        cmdline=cmdline(spec.append), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None,
         monitor_socket=spec.run_dir / "monitor.sock", drives=spec.drives,
@@ -109,12 +114,80 @@ class Machine:
         self.accel_note = accel_note
         self.boot_s = boot_s
         self.console = ConsoleTransport(child)
+        self._stop_drain = threading.Event()
+        self._drain_thread: threading.Thread | None = None
 
     def alive(self) -> bool:
         return bool(self.child.isalive())
 
+    @property
+    def console_log(self) -> Path:
+        return self.spec.run_dir / "console.log"
+
+    def log_offset(self) -> int:
+        return self.console_log.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with open(self.console_log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    def drain(self, seconds: float) -> None:
+        """Read the console for `seconds` (into console.log), e.g. while the kernel dumps stacks."""
+        deadline = time.monotonic() + seconds
+        while self.child.isalive() and (left := deadline - time.monotonic()) > 0:
+            try:
+                self.child.read_nonblocking(65536, timeout=min(left, 0.5))
+            except pexpect.TIMEOUT:
+                continue
+            except (pexpect.EOF, OSError):
+                break
+
+    def drain_in_background(self) -> None:
+        """Keep reading the console while another transport (SSH) is used: an unread serial
+        port would fill up and stall the guest's printk."""
+        def loop() -> None:
+            while self.child.isalive() and not self._stop_drain.is_set():
+                self.drain(0.5)
+        self._drain_thread = threading.Thread(target=loop, name="console-drain", daemon=True)
+        self._drain_thread.start()
+
+    def _stop_draining(self) -> None:
+        self._stop_drain.set()
+        if self._drain_thread is not None:
+            self._drain_thread.join(timeout=5.0)  # pexpect is not thread-safe: one reader at a time
+            self._drain_thread = None
+
+    def monitor(self, command: str, timeout_s: float = 5.0) -> str:
+        """One HMP command on the monitor socket; returns QEMU's answer."""
+        path = self.qspec.monitor_socket
+        if path is None:
+            raise MachineError("this machine has no monitor socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            try:
+                sock.connect(str(path))
+                _read_until_prompt(sock)
+                sock.sendall(command.encode() + b"\n")
+                return _read_until_prompt(sock).decode("utf-8", "replace")
+            except OSError as e:
+                raise MachineError(f"QEMU monitor: {command!r} failed: {e}") from None
+
+    def dump_backtraces(self) -> None:
+        """The kernel stopped answering: ask it for blocked tasks and every CPU's backtrace
+        (magic sysrq through the emulated keyboard: an interrupt, which still runs when
+        userspace is starved), then, if nothing came, an NMI."""
+        before = self.log_offset()
+        for key in ("w", "l"):
+            self.monitor(f"sendkey alt-sysrq-{key}")
+            self.drain(4.0)
+        if "sysrq" not in self.log_since(before).lower():
+            self.monitor("nmi")
+            self.drain(4.0)
+
     def kill(self) -> None:
         """Stop QEMU now (Ctrl-C, a lost guest): no clean poweroff."""
+        self._stop_draining()
         if self.child.isalive():
             self.child.terminate(force=True)
         self.child.close()
@@ -122,6 +195,7 @@ class Machine:
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
         """Power the guest off; kill QEMU if it does not go. Safe to call twice."""
+        self._stop_draining()
         if self.child.isalive():
             try:
                 self.console.send_only("sync; poweroff -f")
@@ -132,6 +206,16 @@ class Machine:
             self.child.terminate(force=True)
         self.child.close()
         self._log.flush()
+
+
+def _read_until_prompt(sock: socket.socket) -> bytes:
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
 def _write_argv(run_dir: Path, argv: list[str], attempt: int) -> None:

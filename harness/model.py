@@ -118,3 +118,4 @@ class CaseResult:
     output: str  # the test's own output for this case (diagnostics)
     expectation: Expectation
     duration_s: float = 0.0
+    kernel_events: tuple[str, ...] = ()  # titles of kernel reports made while this case ran

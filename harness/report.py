@@ -164,6 +164,7 @@ def result_record(r: CaseResult) -> dict[str, Any]:
         "reason": r.reason,
         "output": r.output,
         "duration_s": r.duration_s,
+        "kernel_events": list(r.kernel_events),
         "expectation": {
             "expect": exp.expect,
             "reason": exp.reason,

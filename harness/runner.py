@@ -8,6 +8,7 @@ did not come back is an ERROR that says why.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -15,16 +16,19 @@ import platform
 import secrets
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, disks, expect, image, ktap, machine, qemu, report, suites
-from .errors import HarnessError, InputError, TransportError
+from . import __version__, disks, expect, image, ktap, machine, outcomes, qemu, report, suites
+from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
+                     TransportError)
 from .kernel import resolve as resolve_kernel
-from .model import CaseResult, Expectation, Kernel, Outcome, TestNode, Verdict
+from .image import GUEST_DIR
+from .model import CaseResult, Expectation, Kernel
 from .paths import REPO_ROOT
-from .transport import Transport
+from .transport import CommandResult, Transport
 
 Progress = Callable[[str], None]
 DEFAULT_EXPECTATIONS = REPO_ROOT / "expectations.yaml"
@@ -44,6 +48,9 @@ class RunRequest:
     memory_mib: int = 1024
     cpus: int = 2
     append: str = ""
+    timeout_s: float | None = None  # per program; None: the program's own default
+    fail_on_kernel_report: bool = True  # a case that made the kernel WARN/BUG/... is FAIL
+    max_reboots: int = 3
 
 
 @dataclass
@@ -79,44 +86,6 @@ def make_run_dir(out: Path | None, kernel_spec: str | None) -> Path:
     except OSError as e:
         raise InputError(f"--out {out}: not a writable directory ({e.strerror})") from None
     return out.resolve()
-
-
-def case_results(sel: suites.Selected, root: TestNode, rules: expect.RuleSet, kernel: Kernel,
-                 program_error: str = "") -> list[CaseResult]:
-    """Map one program's KTAP onto the ids it was asked to run (pure)."""
-    by_name: dict[str, TestNode] = {}
-    for child in root.children:
-        if child.name in sel.ids and child.name not in by_name:
-            by_name[child.name] = child
-        elif child.number is not None and 0 < child.number <= len(sel.ids):
-            by_name.setdefault(sel.ids[child.number - 1], child)
-    out = []
-    for case_id in sel.ids:
-        exp = expect.expectation_for(rules, case_id, kernel)
-        node = by_name.get(case_id)
-        if node is None:
-            why = program_error or "the program did not report this case"
-            out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
-            continue
-        reason = node.reason
-        if node.outcome is Outcome.ERROR and program_error:
-            reason = f"{reason}; {program_error}" if reason else program_error
-        out.append(CaseResult(
-            case_id, sel.program.name, node.outcome, expect.judge(node.outcome, exp),
-            reason, "\n".join(node.diagnostics), exp,
-        ))
-    return out
-
-
-def not_run(sel: suites.Selected, done: set[str], why: str, rules: expect.RuleSet,
-            kernel: Kernel | None) -> list[CaseResult]:
-    out = []
-    for case_id in sel.ids:
-        if case_id in done:
-            continue
-        exp = expect.expectation_for(rules, case_id, kernel) if kernel else Expectation("pass")
-        out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
-    return out
 
 
 # Guest state recorded in the fingerprint. Shell builtins only (read, echo, test): every fork
@@ -167,6 +136,7 @@ class _Run:
                 "memory_mib": req.memory_mib, "cpus": req.cpus},
         }
         self.done: set[str] = set()
+        self.reboots: list[dict[str, object]] = []
 
     def say(self, msg: str) -> None:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
@@ -189,75 +159,153 @@ class _Run:
             shutil.copyfile(k.config_path, self.outcome.run_dir / "kernel-config")
         return self.selected
 
-    def boot(self) -> machine.Machine:
+    def build_guest(self) -> None:
+        """The initramfs, disks and machine spec, made once; every (re)boot uses them."""
         assert self.kernel is not None
         rd = self.outcome.run_dir
         files = suites.payload_files(self.selected)
-        needs_python = any(s.program.interpreter for s in self.selected)
+        files["run-test.sh"] = GUEST_DIR / "run-test.sh"
+        needs_python = any(s.program.needs_usr for s in self.selected)
         ssh = self.req.transport == "ssh"
-        keys = None
+        self.keys = None
         if ssh:
             from . import sshtransport
 
-            keys = sshtransport.make_keys(rd)
+            self.keys = sshtransport.make_keys(rd)
         # The guest environment the suites are written for (cow_tests/README.md): an ext4 scratch
         # disk, swap, and reserved 2 MiB hugetlb pages.
         drives = disks.make(rd)
         opts = image.GuestOptions(
             nonce=secrets.token_hex(8), share_usr=needs_python or ssh, net=ssh, disk=True,
-            hugepages=HUGEPAGES_2M, authorized_key=keys.authorized_line if keys else "",
-            host_key=keys.host_key_bytes if keys else b"")
+            hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
+            host_key=self.keys.host_key_bytes if self.keys else b"")
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
-        spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
-                                   memory_mib=self.req.memory_mib, cpus=self.req.cpus,
-                                   append=self.req.append, drives=drives)
-        m = machine.boot(spec, self.say)
-        self.fingerprint["machine"] = {
-            "accel": m.accel, "accel_note": m.accel_note, "qemu": qemu.version(m.qspec.qemu),
-            "boot_s": round(m.boot_s, 2), "modules_loaded": list(img.modules_loaded),
-            "modules_missing": list(img.modules_missing)}
+        self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
+                                        memory_mib=self.req.memory_mib, cpus=self.req.cpus,
+                                        append=self.req.append, drives=drives)
+        self.fingerprint["machine"] = {"modules_loaded": list(img.modules_loaded),
+                                       "modules_missing": list(img.modules_missing)}
+
+    def boot(self) -> machine.Machine:
+        m = machine.boot(self.spec, self.say)
+        self.machine = m
+        info = self.fingerprint["machine"]
+        assert isinstance(info, dict)
+        if "accel" not in info:
+            info.update({"accel": m.accel, "accel_note": m.accel_note,
+                         "qemu": qemu.version(m.qspec.qemu), "boot_s": round(m.boot_s, 2)})
         self.say(f"guest ready under {m.accel.upper()} in {m.boot_s:.1f}s")
         self.transport: Transport = m.console
-        if keys is not None:
+        if self.keys is not None:
             from . import sshtransport
 
-            self.transport = sshtransport.connect(m, keys, 60.0)
+            self.transport = sshtransport.connect(m, self.keys, 60.0)
+            m.drain_in_background()
         return m
 
+    def reboot(self, why: str) -> None:
+        if len(self.reboots) >= self.req.max_reboots:
+            raise MachineError(f"guest lost {len(self.reboots) + 1} times; last: {why}")
+        self.machine.kill()
+        t1 = time.monotonic()
+        self.say(f"guest lost ({why}); booting a fresh one")
+        self.boot()
+        self.reboots.append({"why": why, "reboot_s": round(time.monotonic() - t1, 2)})
+
     def run_all(self) -> None:
-        assert self.kernel is not None
-        t = self.transport
-        facts = t.run(GUEST_FACTS, 60.0)
+        facts = self.transport.run(GUEST_FACTS, 60.0)
         self.fingerprint["guest"] = guest_facts(facts.text())
         self.fingerprint["boot_to_first_test_s"] = round(time.monotonic() - self.t0, 2)
-        outdir = self.outcome.run_dir / "output"
-        outdir.mkdir(exist_ok=True)
-        for sel in self.selected:
-            self.say(f"running {sel.program.name} ({len(sel.ids)} cases)")
-            t1 = time.monotonic()
-            r = t.run(sel.program.guest_argv(list(sel.ids)), sel.program.timeout_s)
-            dt = time.monotonic() - t1
-            (outdir / f"{sel.program.name}.ktap").write_bytes(r.stdout)
-            (outdir / f"{sel.program.name}.stderr").write_bytes(r.stderr)
-            err = "" if r.rc in (0, 1) else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
-            results = case_results(sel, ktap.parse(r.stdout.decode("utf-8", "surrogateescape")),
-                                   self.rules, self.kernel, err)
-            per_case = dt / max(1, len(results))
-            results = [CaseResult(x.id, x.program, x.outcome, x.verdict, x.reason, x.output,
-                                  x.expectation, per_case) for x in results]
-            self.record(results)
-            bad = sum(1 for x in results if x.verdict.unexpected)
-            self.say(f"  {sel.program.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected")
+        (self.outcome.run_dir / "output").mkdir(exist_ok=True)
+        queue = deque(self.selected)
+        while queue:
+            sel = queue.popleft()
+            leftover = self.run_program(sel)
+            if leftover:
+                queue.appendleft(suites.Selected(sel.program, tuple(leftover)))
         # The whole kernel log, whatever the console loglevel let through during the run.
         # Compressed: the serial console moves ~80 KB/s under TCG.
-        log = t.run("dmesg | gzip -1", 60.0).stdout
+        log = self.transport.run("dmesg | gzip -1", 60.0).stdout
         (self.outcome.run_dir / "dmesg.log").write_bytes(gzip.decompress(log) if log else b"")
+
+    def run_program(self, sel: suites.Selected) -> list[str]:
+        """Run one program (or what is left of it); record its results; return the ids that
+        must run again (after a hang or a lost guest)."""
+        assert self.kernel is not None
+        m, prog = self.machine, sel.program
+        limit = self.req.timeout_s or prog.timeout_s
+        self.say(f"running {prog.name} ({len(sel.ids)} cases)")
+        off, t1 = m.log_offset(), time.monotonic()
+        argv = ["/harness/run-test.sh", prog.name, *prog.guest_argv(list(sel.ids))]
+        timed_out = False
+        try:
+            r = self.transport.run(argv, limit)
+        except CommandTimeout as e:
+            r = e.partial if isinstance(e.partial, CommandResult) else CommandResult(137, b"", b"")
+            timed_out = True
+        except TransportError as e:  # QEMU died (panic) or the guest stopped answering
+            return self.lost_guest(sel, off, e, time.monotonic() - t1)
+        dt = time.monotonic() - t1
+        self.save_output(prog.name, r)
+        err = "" if r.rc in (0, 1) else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
+        results = outcomes.case_results(sel, ktap.parse(r.stdout.decode("utf-8", "surrogateescape")),
+                                        self.rules, self.kernel, err)
+        leftover: list[str] = []
+        if timed_out:
+            results, leftover = outcomes.after_timeout(sel, results, limit)
+        section = self.console_section(off, prog.name)
+        results = outcomes.with_kernel_reports(results, section, sel.ids, self.req.fail_on_kernel_report)
+        self.record([dataclasses.replace(x, duration_s=dt / max(1, len(results))) for x in results])
+        bad = sum(1 for x in results if x.verdict.unexpected)
+        self.say(f"  {prog.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected"
+                 + (f"; timed out, {len(leftover)} to run again" if timed_out else ""))
+        return leftover
+
+    def console_section(self, offset: int, program: str) -> str:
+        """The console from `offset` up to the program's end marker. Over SSH the console is
+        read by a background thread: give it a moment to catch up with the marker."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            text = self.machine.log_since(offset)
+            if f"harness: end {program} " in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.1)
+
+    def lost_guest(self, sel: suites.Selected, offset: int, err: TransportError, dt: float) -> list[str]:
+        assert self.kernel is not None
+        m = self.machine
+        if isinstance(err, GuestUnresponsive) and m.alive():
+            self.say("guest not responding: asking the kernel for task and CPU backtraces")
+            try:
+                m.dump_backtraces()
+            except MachineError as e:
+                self.say(f"  could not: {e}")
+            why = "the guest stopped responding"
+        else:
+            m.drain(1.0)
+            why = "the guest died (QEMU exited)"
+        m.kill()
+        section = m.log_since(offset)
+        (self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console").write_text(section)
+        results, leftover = outcomes.after_guest_loss(sel, section, why, self.rules, self.kernel)
+        self.record(results)
+        self.say(f"  {sel.program.name}: {why} after {dt:.1f}s; {len(results)} cases reported, "
+                 f"{len(leftover)} to run again")
+        self.reboot(why)
+        return leftover
+
+    def save_output(self, name: str, r: CommandResult) -> None:
+        outdir = self.outcome.run_dir / "output"
+        with open(outdir / f"{name}.ktap", "ab") as f:  # appended: a program may run in pieces
+            f.write(r.stdout)
+        with open(outdir / f"{name}.stderr", "ab") as f:
+            f.write(r.stderr)
 
     def finish(self, why_missing: str) -> None:
         rd = self.outcome.run_dir
         disks.remove(rd)
         for sel in self.selected:
-            self.record(not_run(sel, self.done, why_missing, self.rules, self.kernel))
+            self.record(outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel))
         props = {"harness.version": __version__}
         k = self.fingerprint.get("kernel")
         if isinstance(k, dict):
@@ -272,6 +320,7 @@ class _Run:
                 self.req.junit.write_text(xml)
             except OSError as e:  # the run dir copy above is already on disk
                 self.outcome.error = f"--junit {self.req.junit}: {e.strerror} (junit.xml is in the run dir)"
+        self.fingerprint["reboots"] = self.reboots
         self.fingerprint["total_s"] = round(time.monotonic() - self.t0, 2)
         (rd / "fingerprint.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
         self.outcome.summary = report.summary_table(self.outcome.results)
@@ -280,11 +329,11 @@ class _Run:
 
 def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
     run = _Run(req, progress)
-    m: machine.Machine | None = None
     why = "not run: the harness stopped before this case"
     try:
         run.prepare()
-        m = run.boot()
+        run.build_guest()
+        run.boot()
         run.run_all()
     except KeyboardInterrupt:
         why = "not run: interrupted (Ctrl-C)"
@@ -301,6 +350,7 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
         if not run.selected:
             raise
     finally:
+        m = getattr(run, "machine", None)
         if m is not None:
             # After Ctrl-C or a lost guest the agent may never read a poweroff: kill QEMU.
             m.shutdown() if run.outcome.exit_code == 0 else m.kill()

@@ -18,7 +18,9 @@ from .paths import REPO_ROOT, cache_dir
 
 COW_SRC = REPO_ROOT / "cow_tests"
 PROBES_SRC = REPO_ROOT / "guest" / "probes"
-GUEST_PYTHON = "/usr/bin/python3"  # the host's, shared read-only into the guest
+FAULTS_SRC = REPO_ROOT / "guest" / "faults"
+GUEST_PYTHON = ("/usr/bin/python3", "-I")  # the host's, shared read-only into the guest
+HOST_PYTHON = (shutil.which("python3") or "python3",)
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,17 @@ class Program:
     suite: str  # registry name, e.g. cow
     host_path: Path  # what is copied into the guest
     guest_path: str  # where it lands, relative to /harness
-    interpreter: str = ""  # "" for a static binary
+    guest_interp: tuple[str, ...] = ()  # () for a static binary
+    host_interp: tuple[str, ...] = ()  # to ask the program for --list on the host
     timeout_s: float = 900.0
 
+    @property
+    def needs_usr(self) -> bool:
+        """Runs on the host's /usr (python3), shared over 9p."""
+        return bool(self.guest_interp) and self.guest_interp[0].startswith("/usr/")
+
     def guest_argv(self, ids: list[str]) -> list[str]:
-        cmd = [f"/harness/{self.guest_path}", *ids]
-        return [self.interpreter, "-I", *cmd] if self.interpreter else cmd
+        return [*self.guest_interp, f"/harness/{self.guest_path}", *ids]
 
 
 @dataclass(frozen=True)
@@ -68,13 +75,20 @@ def build_cow() -> list[Program]:
 
 def probes() -> list[Program]:
     return [
-        Program(p.stem, "probes", p, f"probes/{p.name}", interpreter=GUEST_PYTHON)
+        Program(p.stem, "probes", p, f"probes/{p.name}", GUEST_PYTHON, HOST_PYTHON)
         for p in sorted(PROBES_SRC.glob("*.py"))
         if not p.name.startswith("_")
     ]
 
 
-SUITES = {"cow": build_cow, "probes": probes}
+def faults() -> list[Program]:
+    """The harness's own fault drill (not a default suite): a test that hangs, one that makes a
+    kernel report, one that panics the kernel, with ordinary cases around them."""
+    return [Program(p.stem, "faults", p, f"faults/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=20.0)
+            for p in sorted(FAULTS_SRC.glob("*.py"))]
+
+
+SUITES = {"cow": build_cow, "probes": probes, "faults": faults}
 DEFAULT_SUITES = ("cow", "probes")
 
 
@@ -89,8 +103,7 @@ def programs(suites: list[str]) -> list[Program]:
 
 def list_ids(p: Program) -> list[str]:
     """The program's fixed id list, asked of the program itself on the host."""
-    argv = [shutil.which("python3") or "python3", str(p.host_path)] if p.interpreter else [str(p.host_path)]
-    r = subprocess.run([*argv, "--list"], capture_output=True, text=True)
+    r = subprocess.run([*p.host_interp, str(p.host_path), "--list"], capture_output=True, text=True)
     if r.returncode != 0:
         raise BuildError(f"{p.name} --list failed: {r.stderr.strip()[:200]}")
     return r.stdout.split()
@@ -110,7 +123,7 @@ def select(progs: list[Program], filters: list[str]) -> list[Selected]:
 
 def payload_files(selected: list[Selected]) -> dict[str, Path]:
     files = {s.program.guest_path: s.program.host_path for s in selected}
-    if any(s.program.interpreter for s in selected):
+    if any(s.program.needs_usr for s in selected):
         for helper in PROBES_SRC.glob("_*.py"):
             files[f"probes/{helper.name}"] = helper
     return files

@@ -25,18 +25,18 @@ def spec(tmp_path: Path, append: str = "", accel: str = "auto", share_usr: bool 
 
 
 def test_cmdline_base(tmp_path: Path) -> None:
-    words = machine.cmdline(spec(tmp_path)).split()
+    words = machine.cmdline().split()
     assert "console=ttyS0,115200" in words
     assert "rdinit=/init" in words
     # panic=-1 with QEMU's -no-reboot: a panic ends QEMU instead of hanging the run.
     assert "panic=-1" in words
-    assert machine.cmdline(spec(tmp_path)) == machine.cmdline(spec(tmp_path)).strip()
+    assert machine.cmdline() == machine.cmdline().strip()
 
 
 def test_cmdline_append_goes_last(tmp_path: Path) -> None:
-    line = machine.cmdline(spec(tmp_path, append="transparent_hugepage=never loglevel=7"))
+    line = machine.cmdline("transparent_hugepage=never loglevel=7")
     assert line.endswith(" transparent_hugepage=never loglevel=7")
-    assert line.startswith(machine.cmdline(spec(tmp_path)) + " ")
+    assert line.startswith(machine.cmdline() + " ")
 
 
 # --- accel_plan ----------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_qemu_spec_console_only(tmp_path: Path) -> None:
     assert q.kernel == KERNEL.bzimage and q.initrd == tmp_path / "initramfs.cpio"
     assert q.shares == () and q.ssh_port is None
     assert q.monitor_socket == tmp_path / "monitor.sock"
-    assert q.cmdline == machine.cmdline(spec(tmp_path))
+    assert q.cmdline == machine.cmdline()
 
 
 def test_qemu_spec_shares_usr_read_only_and_forwards_ssh(tmp_path: Path) -> None:

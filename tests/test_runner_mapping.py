@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import expect, ktap, runner, suites
+from harness import expect, ktap, outcomes, runner, suites
 from harness import model
 from harness.model import Kernel, KernelVersion, Outcome, Verdict
 
@@ -38,7 +38,7 @@ def by_id(results: list) -> dict:
 
 def test_named_results_with_expectation_applied() -> None:
     root = ktap.parse("KTAP version 1\n1..3\nok 1 cow.a\n# leak!\nnot ok 2 cow.b\nok 3 cow.c # SKIP no THP\n")
-    res = runner.case_results(SEL, root, RULES, K61)
+    res = outcomes.case_results(SEL, root, RULES, K61)
     assert [r.id for r in res] == list(IDS)  # request order
     r = by_id(res)
     assert (r["cow.a"].outcome, r["cow.a"].verdict) == (Outcome.OK, Verdict.PASS)
@@ -52,15 +52,15 @@ def test_named_results_with_expectation_applied() -> None:
 
 def test_expectation_depends_on_kernel() -> None:
     root = ktap.parse("KTAP version 1\n1..3\nok 1 cow.a\nnot ok 2 cow.b\nok 3 cow.c\n")
-    assert by_id(runner.case_results(SEL, root, RULES, K612))["cow.b"].verdict is Verdict.FAIL
+    assert by_id(outcomes.case_results(SEL, root, RULES, K612))["cow.b"].verdict is Verdict.FAIL
     root = ktap.parse("KTAP version 1\n1..3\nok 1 cow.a\nok 2 cow.b\nok 3 cow.c\n")
-    assert by_id(runner.case_results(SEL, root, RULES, K61))["cow.b"].verdict is Verdict.XPASS
+    assert by_id(outcomes.case_results(SEL, root, RULES, K61))["cow.b"].verdict is Verdict.XPASS
 
 
 def test_missing_ids_are_errors_with_the_program_error() -> None:
     # Output cut off after the first result: the parser's ERROR nodes carry the reason.
     root = ktap.parse("KTAP version 1\n1..3\nok 1 cow.a\n")
-    r = by_id(runner.case_results(SEL, root, EMPTY, K612, "program exited 139: Segmentation fault"))
+    r = by_id(outcomes.case_results(SEL, root, EMPTY, K612, "program exited 139: Segmentation fault"))
     assert r["cow.a"].verdict is Verdict.PASS
     for cid in ("cow.b", "cow.c"):
         assert r[cid].outcome is Outcome.ERROR and r[cid].verdict is Verdict.ERROR
@@ -68,17 +68,17 @@ def test_missing_ids_are_errors_with_the_program_error() -> None:
 
 
 def test_no_output_at_all() -> None:
-    res = runner.case_results(SEL, ktap.parse(""), EMPTY, K612, "program exited 127: not found")
+    res = outcomes.case_results(SEL, ktap.parse(""), EMPTY, K612, "program exited 127: not found")
     assert [(r.outcome, r.verdict, r.reason) for r in res] == [
         (Outcome.ERROR, Verdict.ERROR, "program exited 127: not found")] * 3
-    res = runner.case_results(SEL, model.TestNode(""), EMPTY, K612)
+    res = outcomes.case_results(SEL, model.TestNode(""), EMPTY, K612)
     assert {r.reason for r in res} == {"the program did not report this case"}
 
 
 def test_ids_the_program_never_mentions() -> None:
     # No plan, two named results: the third id was simply not reported.
     root = ktap.parse("KTAP version 1\nok 1 cow.a\nok 2 cow.b\n")
-    r = by_id(runner.case_results(SEL, root, EMPTY, K612))
+    r = by_id(outcomes.case_results(SEL, root, EMPTY, K612))
     assert r["cow.c"].verdict is Verdict.ERROR
     assert r["cow.c"].reason == "the program did not report this case"
 
@@ -87,7 +87,7 @@ def test_number_fallback_for_generic_names() -> None:
     # kselftest-style: results named by description, not by id; position decides.
     root = ktap.parse("TAP version 13\n1..3\n# [RUN] first\nok 1 No leak from parent into child\n"
                       "not ok 2 Leak from child into parent\nok 3 # SKIP MADV_PAGEOUT did not work\n")
-    r = by_id(runner.case_results(SEL, root, EMPTY, K612))
+    r = by_id(outcomes.case_results(SEL, root, EMPTY, K612))
     assert r["cow.a"].verdict is Verdict.PASS and r["cow.a"].output == "[RUN] first"
     assert r["cow.b"].verdict is Verdict.FAIL and r["cow.b"].reason == ""
     assert r["cow.c"].verdict is Verdict.SKIP and "MADV_PAGEOUT" in r["cow.c"].reason
@@ -96,31 +96,31 @@ def test_number_fallback_for_generic_names() -> None:
 def test_names_win_over_numbers() -> None:
     # Reported out of order but by name: each id gets its own line.
     root = ktap.parse("KTAP version 1\n1..3\nok 1 cow.c\nnot ok 2 cow.a\nok 3 cow.b\n")
-    r = by_id(runner.case_results(SEL, root, EMPTY, K612))
+    r = by_id(outcomes.case_results(SEL, root, EMPTY, K612))
     assert r["cow.a"].outcome is Outcome.NOT_OK
     assert r["cow.b"].outcome is Outcome.OK and r["cow.c"].outcome is Outcome.OK
 
 
 def test_numbers_out_of_range_are_ignored() -> None:
     root = ktap.parse("KTAP version 1\nok 7 whatever\nok 0 zero\n")
-    res = runner.case_results(SEL, root, EMPTY, K612)
+    res = outcomes.case_results(SEL, root, EMPTY, K612)
     assert all(x.verdict is Verdict.ERROR for x in res)
 
 
 def test_subset_of_ids() -> None:
     sel = suites.Selected(PROG, ("cow.b",))
     root = ktap.parse("KTAP version 1\n1..1\nnot ok 1 cow.b\n")
-    (res,) = runner.case_results(sel, root, RULES, K61)
+    (res,) = outcomes.case_results(sel, root, RULES, K61)
     assert (res.id, res.verdict) == ("cow.b", Verdict.XFAIL)
 
 
 def test_not_run_skips_done_ids_and_applies_expectations() -> None:
-    res = runner.not_run(SEL, {"cow.a"}, "not run: guest lost", RULES, K61)
+    res = outcomes.not_run(SEL, {"cow.a"}, "not run: guest lost", RULES, K61)
     assert [r.id for r in res] == ["cow.b", "cow.c"]
     assert all(r.verdict is Verdict.ERROR and r.reason == "not run: guest lost" for r in res)
     assert res[0].expectation.expect == "fail"
     # Before the kernel is known there is no expectation to apply.
-    res = runner.not_run(SEL, set(), "not run: kernel", RULES, None)
+    res = outcomes.not_run(SEL, set(), "not run: kernel", RULES, None)
     assert {r.expectation.expect for r in res} == {"pass"} and len(res) == 3
 
 
