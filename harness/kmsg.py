@@ -287,9 +287,9 @@ def scan(text: str) -> list[KernelEvent]:
 #   harness: ok <n> <id>  |  harness: not ok <n> <id>  |  harness: ok <n> <id> # SKIP <reason>
 #   harness: end <program> rc=<exit status> tainted=<value of /proc/sys/kernel/tainted>
 # Program names contain no whitespace, and ids should not either. They reach the log with a
-# printk prefix; on the console only if their level is below the console loglevel (write "<3>harness: ..." when the
-# kernel runs with loglevel=4), and all of them only with printk.devkmsg=on (or
-# kernel.printk_devkmsg=on): /dev/kmsg writes are otherwise ratelimited to 10 per 5 s.
+# printk prefix (and "<N>" in `dmesg -r`). They reach the console only if their level is below
+# the console loglevel ("<4>harness: ..." needs loglevel=5 or more), and all of them only if
+# /dev/kmsg does not ratelimit them (printk.devkmsg=on).
 
 _BEGIN = re.compile(r"^harness: begin (?P<program>\S+)$")
 _END = re.compile(r"^harness: end (?P<program>\S+) rc=(?P<rc>-?\d+) tainted=(?P<tainted>\d+)$")

@@ -85,7 +85,7 @@ def _marker_outcome(m: kmsg.Marker) -> tuple[Outcome, str]:
 
 
 def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSet,
-                     kernel: Kernel) -> tuple[list[CaseResult], list[str]]:
+                     kernel: Kernel, fail_on_kernel_report: bool = True) -> tuple[list[CaseResult], list[str]]:
     """The guest died (panic, hang) while `sel` ran; `section` is the console from its start.
 
     Results come back from the markers on the console; the first case without one was running
@@ -102,13 +102,14 @@ def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSe
             titles = tuple(e.title for e in events)
             reason = f"{why}: {titles[-1]}" if titles else why
             excerpt = "\n\n".join(e.excerpt for e in events) or slices.get(case_id, "")[-4000:]
+            out = with_kernel_reports(out, section, sel.ids, fail_on_kernel_report)
             out.append(_error(case_id, sel.program.name, reason, excerpt, exp, titles))
             return out, list(sel.ids[n + 1:])
         outcome, reason = _marker_outcome(m)
         note = "(recovered from the kernel log: the guest was lost later in this program)"
         out.append(CaseResult(case_id, sel.program.name, outcome, expect.judge(outcome, exp),
                               reason, note, exp))
-    return out, []
+    return with_kernel_reports(out, section, sel.ids, fail_on_kernel_report), []
 
 
 def with_kernel_reports(results: Sequence[CaseResult], section: str, ids: Sequence[str],

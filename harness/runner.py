@@ -287,7 +287,8 @@ class _Run:
         m.kill()
         section = m.log_since(offset)
         (self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console").write_text(section)
-        results, leftover = outcomes.after_guest_loss(sel, section, why, self.rules, self.kernel)
+        results, leftover = outcomes.after_guest_loss(sel, section, why, self.rules, self.kernel,
+                                                      self.req.fail_on_kernel_report)
         self.record(results)
         self.say(f"  {sel.program.name}: {why} after {dt:.1f}s; {len(results)} cases reported, "
                  f"{len(leftover)} to run again")

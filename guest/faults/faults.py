@@ -71,6 +71,15 @@ def kernel_report() -> _ktap.Outcome:
 
 def cpu_hog() -> _ktap.Outcome:
     _write("/proc/sys/kernel/sched_rt_runtime_us", "-1")
+    # From 6.12 a deadline server still gives fair tasks 50 ms a second despite RT hogs:
+    # switch it off too, so the guest really stops answering.
+    servers = "/sys/kernel/debug/sched/fair_server"
+    if os.path.isdir(servers):
+        for cpu in sorted(os.listdir(servers)):
+            try:
+                _write(os.path.join(servers, cpu, "runtime"), "0")
+            except OSError as e:
+                diag(f"{servers}/{cpu}/runtime: {e}")
     diag(f"spinning SCHED_FIFO on {os.cpu_count()} CPUs")
     sys.stdout.flush()
     for cpu in range(os.cpu_count() or 1):
