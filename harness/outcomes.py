@@ -16,6 +16,8 @@ from . import expect, kmsg
 from .model import CaseResult, Expectation, Kernel, Outcome, TestNode, Verdict
 from .suites import Selected
 
+CONSOLE_TAIL_CHARS = 8000  # of the console of a case that lost the guest (backtraces, panic)
+
 
 def case_results(sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: Kernel,
                  program_error: str = "") -> list[CaseResult]:
@@ -101,7 +103,8 @@ def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSe
             events = kmsg.scan(slices.get(case_id, ""))
             titles = tuple(e.title for e in events)
             reason = f"{why}: {titles[-1]}" if titles else why
-            excerpt = "\n\n".join(e.excerpt for e in events) or slices.get(case_id, "")[-4000:]
+            tail = slices.get(case_id, "")[-CONSOLE_TAIL_CHARS:]
+            excerpt = "\n\n".join([*(e.excerpt for e in events), "--- console while it ran (tail) ---\n" + tail])
             out = with_kernel_reports(out, section, sel.ids, fail_on_kernel_report)
             out.append(_error(case_id, sel.program.name, reason, excerpt, exp, titles))
             return out, list(sel.ids[n + 1:])
