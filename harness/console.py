@@ -13,6 +13,8 @@ from .transport import (CommandResult, Frame, as_shell, end_marker, parse_frame,
                         request_line, resend_line)
 
 _RESEND_TRIES = 3
+MAX_LINE = 3000  # bytes; the guest tty's canonical line limit is 4095
+LONG_COMMAND = "/tmp/.agent-long-command"
 
 
 class ConsoleTransport:
@@ -49,7 +51,12 @@ class ConsoleTransport:
         what = repr(cmd[:60])
         limit = max(1, math.ceil(timeout_s))
         req_id = self._next_id()
-        frame = self._exchange(request_line(req_id, cmd, limit), req_id, limit + self.GRACE_S, what)
+        line = request_line(req_id, cmd, limit)
+        if len(line) > MAX_LINE:
+            # The tty reads at most 4095 bytes a line: send a long command as a script first.
+            self.put(cmd.encode(), LONG_COMMAND)
+            line = request_line(req_id, f"sh {LONG_COMMAND}", limit)
+        frame = self._exchange(line, req_id, limit + self.GRACE_S, what)
         tries = 0
         while not frame.intact:
             # A kernel message landed inside the reply: ask the agent for the same reply again.

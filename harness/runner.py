@@ -137,6 +137,7 @@ class _Run:
         }
         self.done: set[str] = set()
         self.reboots: list[dict[str, object]] = []
+        self.all_ids: dict[str, list[str]] = {}
 
     def say(self, msg: str) -> None:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
@@ -151,6 +152,7 @@ class _Run:
         image.require_qemu()  # fail fast: before building tests, fetching a kernel, writing an initramfs
         progs = suites.programs(list(self.req.suites))
         self.selected = suites.select(progs, list(self.req.filters))
+        self.all_ids = {p.name: suites.list_ids(p) for p in progs}
         self.kernel = resolve_kernel(self.req.kernel, self.say)
         k = self.kernel
         self.fingerprint["kernel"] = {"spec": k.spec, "release": k.release, "version": str(k.version),
@@ -236,7 +238,9 @@ class _Run:
         limit = self.req.timeout_s or prog.timeout_s
         self.say(f"running {prog.name} ({len(sel.ids)} cases)")
         off, t1 = m.log_offset(), time.monotonic()
-        argv = ["/harness/run-test.sh", prog.name, *prog.guest_argv(list(sel.ids))]
+        # No ids means "every case" to a program: shorter, and the common case.
+        ids = [] if list(sel.ids) == self.all_ids.get(prog.name) else list(sel.ids)
+        argv = ["/harness/run-test.sh", prog.name, *prog.guest_argv(ids)]
         timed_out = False
         try:
             r = self.transport.run(argv, limit)

@@ -7,6 +7,7 @@ fixed ids, `prog ID...` runs just those.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -101,12 +102,17 @@ def programs(suites: list[str]) -> list[Program]:
     return out
 
 
-def list_ids(p: Program) -> list[str]:
-    """The program's fixed id list, asked of the program itself on the host."""
+@functools.lru_cache(maxsize=None)
+def _ids(p: Program) -> tuple[str, ...]:
     r = subprocess.run([*p.host_interp, str(p.host_path), "--list"], capture_output=True, text=True)
     if r.returncode != 0:
         raise BuildError(f"{p.name} --list failed: {r.stderr.strip()[:200]}")
-    return r.stdout.split()
+    return tuple(r.stdout.split())
+
+
+def list_ids(p: Program) -> list[str]:
+    """The program's fixed id list, asked of the program itself on the host (once)."""
+    return list(_ids(p))
 
 
 def select(progs: list[Program], filters: list[str]) -> list[Selected]:
