@@ -15,6 +15,7 @@ from conftest import TEST_KERNEL, TEST_KERNEL_OLD
 
 pytestmark = pytest.mark.vm
 
+# The first slice (issue 2); still asserted by id so a rename cannot drop them silently.
 SLICE_IDS = {
     "cow.fork.child-keeps-data.base", "cow.fork.child-keeps-data.thp",
     "cow.fork-mprotect.child-keeps-data.base", "cow.fork-mprotect.child-keeps-data.thp",
@@ -23,6 +24,29 @@ SLICE_IDS = {
     "cow.iouring.fork-while-registered.base",
     "probe.pfnmap.vvar.process-vm-readv", "probe.pfnmap.vvar.proc-self-mem",
 }
+
+# What differs between the Debian kernels, as observed (SEMANTICS.md section 3 rows), by series.
+DIFFERENCES = {
+    #  id                                              6.1        6.12
+    "cow.unshare.odirect-write.base":               ("XFAIL", "PASS"),   # T21 FOLL_GET vs FOLL_PIN
+    "cow.odirect.tmpfs-file.base":                  ("XFAIL", "PASS"),   # T23 tmpfs O_DIRECT
+    "cow.iouring-register-ok.anon-memfd-2vma":      ("XFAIL", "PASS"),   # T07 multi-VMA buffer
+    "cow.iouring-register-ok.ext4-private":         ("XFAIL", "PASS"),   # T02
+    "cow.iouring-register-efault.ext4-shared":      ("XFAIL", "PASS"),   # T01 errno
+    "cow.iouring-register-refused.ext4-shared":     ("PASS", "PASS"),    # T01 refused on both
+    "cow.fork.child-keeps-data.mthp-64k":           ("SKIP", "PASS"),    # mTHP from 6.8
+    "cow.vmsplice.unmap-in-child.hugetlb-2m":       ("XFAIL", "XFAIL"),  # T16 never fixed
+    "cow.vmsplice.unmap-in-child.thp":              ("PASS", "PASS"),    # T15
+    "cow.unshare.process-vm-readv.base":            ("PASS", "PASS"),    # T18
+    "probe.perf-rb.odirect-write":                  ("PASS", "PASS"),    # T28 (fails from 6.14)
+    "probe.pfnmap.vvar.process-vm-readv":           ("PASS", "PASS"),    # T25
+}
+
+
+def all_ids() -> list[str]:
+    from harness import suites
+
+    return [i for p in suites.programs(["cow", "probes"]) for i in suites.list_ids(p)]
 
 
 @dataclass
@@ -55,16 +79,31 @@ def full_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return harness_run(out, "--kernel", request.param, "--junit", str(out / "copy.xml"))
 
 
-def test_whole_slice_runs_as_expected(full_run: Run) -> None:
+def test_whole_matrix_runs_with_no_unexpected_verdict(full_run: Run) -> None:
     assert full_run.rc == 0, full_run.stderr[-2000:]
-    assert full_run.verdicts() == {i: "PASS" for i in SLICE_IDS}
+    v = full_run.verdicts()
+    assert sorted(v) == sorted(all_ids())
+    assert set(v.values()) <= {"PASS", "SKIP", "XFAIL"}
+    assert all(v[i] == "PASS" for i in SLICE_IDS)
+
+
+def test_kernel_versions_differ_as_observed(full_run: Run) -> None:
+    series = 0 if full_run.fingerprint()["kernel"]["version"].startswith("6.1.") else 1
+    v = full_run.verdicts()
+    assert {i: v[i] for i in DIFFERENCES} == {i: d[series] for i, d in DIFFERENCES.items()}
+
+
+def test_guest_environment_is_recorded(full_run: Run) -> None:
+    g = full_run.fingerprint()["guest"]
+    assert g["scratch_fs"] == "ext4" and g["swap_devices"] == "1" and g["nr_hugepages"] == "16"
+    assert g["debugfs"] == "yes"
 
 
 def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
     root = full_run.junit()
-    cases = {c.get("name") for c in root.iter("testcase")}
-    assert cases == SLICE_IDS
-    assert {s.get("name") for s in root.iter("testsuite")} == {"cow_fork", "cow_vmsplice", "cow_iouring", "pfnmap_vvar"}
+    cases = [c.get("name") for c in root.iter("testcase")]
+    assert sorted(cases) == sorted(all_ids())
+    assert {s.get("name") for s in root.iter("testsuite")} >= {"cow_fork", "cow_vmsplice", "cow_iouring", "pfnmap_vvar"}
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     fp = full_run.fingerprint()
     assert props["accel"] == fp["machine"]["accel"] in ("kvm", "tcg")
@@ -80,7 +119,7 @@ def test_run_dir_keeps_everything(full_run: Run) -> None:
     # The console log holds what QEMU printed; dmesg.log the kernel's whole log, banner included.
     assert b"harness: boot attempt" in (full_run.out / "console.log").read_bytes()
     assert b"Linux version " + full_run.fingerprint()["guest"]["kernel"].encode() in (full_run.out / "dmesg.log").read_bytes()
-    assert "harness:" in full_run.stdout and "11 passed" in full_run.stdout
+    assert "harness:" in full_run.stdout and " 0 failed" in full_run.stdout
 
 
 def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
@@ -96,8 +135,8 @@ def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
     assert run.rc == 1, run.stderr[-2000:]
     v = run.verdicts()
     assert v.pop("cow.fork.child-keeps-data.base") == "XPASS"
-    assert set(v) == {i for i in SLICE_IDS if i.startswith("cow.fork.")} - {"cow.fork.child-keeps-data.base"}
-    assert set(v.values()) == {"PASS"}
+    assert v and all(i.startswith("cow.fork.") for i in v)
+    assert set(v.values()) <= {"PASS", "SKIP"}
 
 
 def test_ctrl_c_mid_run_still_writes_a_complete_report(tmp_path: Path) -> None:
@@ -119,7 +158,7 @@ def test_ctrl_c_mid_run_still_writes_a_complete_report(tmp_path: Path) -> None:
     assert p.returncode == 130
     root = ET.parse(out / "junit.xml").getroot()
     names = [c.get("name") for c in root.iter("testcase")]
-    cow_ids = {i for i in SLICE_IDS if i.startswith("cow.")}
+    cow_ids = {i for i in all_ids() if i.startswith("cow.")}
     assert set(names) == cow_ids and len(names) == len(cow_ids)
     errors = [c for c in root.iter("testcase") if c.find("error") is not None]
     assert errors, "the interrupted cases must be ERROR"
