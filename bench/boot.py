@@ -20,12 +20,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import cpio, image, kernel, machine, qemu, suites  # noqa: E402
+from harness import cpio, disks, image, kernel, machine, qemu, suites  # noqa: E402
 
+# The same environment the tests get under the harness (modules, ext4 scratch disk, swap,
+# hugetlb pages), with nothing else: no agent, no markers, no fingerprint, no dmesg.
 BARE_INIT = b"""#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+while read -r ko; do insmod /lib/modules/$ko; done < /etc/harness/modules
+mkdir -p /mnt/ext4 && mount -t ext4 /dev/vda /mnt/ext4 && export COW_EXT4_DIR=/mnt/ext4
+swapon /dev/vdb
+echo 16 > /proc/sys/vm/nr_hugepages
+export COW_TMPDIR=/tmp
 echo BARE-FIRST-TEST $(cut -d' ' -f1 /proc/uptime)
 for t in /tests/*; do "$t"; done
 echo BARE-DONE $(cut -d' ' -f1 /proc/uptime)
@@ -33,20 +41,24 @@ poweroff -f
 """
 
 
-def bare_initramfs(progs: list[suites.Program], out: Path) -> None:
+def bare_initramfs(k: kernel.Kernel, progs: list[suites.Program], out: Path) -> None:
     bb = Path("/bin/busybox")
-    ents = [cpio.Entry.dir(d) for d in ("bin", "proc", "sys", "tmp", "dev", "tests")]
+    ents = [cpio.Entry.dir(d) for d in ("bin", "proc", "sys", "tmp", "dev", "tests", "etc",
+                                        "etc/harness", "lib", "mnt")]
     ents.append(cpio.Entry.file("bin/busybox", bb.read_bytes(), 0o755))
-    ents += [cpio.Entry.symlink(f"bin/{a}", "busybox") for a in ("sh", "mount", "cut", "echo", "poweroff")]
+    ents += [cpio.Entry.symlink(f"bin/{a}", "busybox")
+             for a in ("sh", "mount", "cut", "echo", "poweroff", "insmod", "mkdir", "swapon")]
+    wanted = image.VIRTIO_MODULES + image.DISK_MODULES
+    mods, _ = image.module_entries(k, wanted)
+    ents += [e for e in mods if e.path != "lib"]
     ents.append(cpio.Entry.file("init", BARE_INIT, 0o755))
     ents += [cpio.Entry.file(f"tests/{p.name}", p.host_path.read_bytes(), 0o755) for p in progs]
     out.write_bytes(cpio.archive(ents))
 
 
-def bare_run(k: kernel.Kernel, initrd: Path, accel: str) -> tuple[float, float]:
+def bare_run(k: kernel.Kernel, initrd: Path, accel: str, tmp: Path) -> tuple[float, float]:
     spec = qemu.QemuSpec(qemu=image.require_qemu(), kernel=k.bzimage, initrd=initrd,
-                         cmdline=machine.cmdline(),
-                         accel=accel)
+                         cmdline=machine.cmdline(), accel=accel, drives=disks.make(tmp))
     t0 = time.monotonic()
     first = None
     p = subprocess.Popen(qemu.argv(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -77,12 +89,12 @@ def main() -> int:
     progs = suites.programs([a.suite])
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        bare_initramfs([p for p in progs if not p.guest_interp], t / "bare.cpio")
+        bare_initramfs(k, [p for p in progs if not p.guest_interp], t / "bare.cpio")
         # Same accelerator for both: whatever the harness ends up using on this host.
         accel = harness_run(a.kernel, a.suite, t / "warm", "auto")[2]
         rows: dict[str, list[tuple[float, float]]] = {"bare": [], "harness": []}
         for i in range(a.rounds):
-            rows["bare"].append(bare_run(k, t / "bare.cpio", accel))
+            rows["bare"].append(bare_run(k, t / "bare.cpio", accel, t))
             first, total, _ = harness_run(a.kernel, a.suite, t / f"h{i}", accel)
             rows["harness"].append((first, total))
     med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for n, v in rows.items()}

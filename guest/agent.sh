@@ -5,7 +5,8 @@
 #
 # Request:  <id>/<limit_s> <base64 of a shell command>   (echo is off; reply markers carry ':'
 #                                                          right after the id, requests never do)
-# Reply:    <id>:O:<base64 line of stdout>        (any number)
+# Reply:    <id>:Z:                               (stdout is gzip-compressed)
+#           <id>:O:<base64 line of stdout>        (any number)
 #           <id>:R:<base64 line of stderr>        (any number)
 #           <id>:T:                               (only if the command hit its limit and was killed)
 #           <id>:E:<exit status>:<md5 of the O and R base64 text>   (printed twice)
@@ -37,7 +38,13 @@ kill_session() {
     for n in $doomed; do kill -KILL "$n" 2>/dev/null; done
 }
 emit() {
-    base64 /tmp/.agent-out > /tmp/.agent-out.b64
+    # stdout is gzipped (a Z line says so): test output is text, the serial line is slow.
+    if [ -s /tmp/.agent-out ]; then
+        gzip -1 -c /tmp/.agent-out | base64 > /tmp/.agent-out.b64
+        echo "$1:Z:"
+    else
+        : > /tmp/.agent-out.b64
+    fi
     base64 /tmp/.agent-err > /tmp/.agent-err.b64
     sum=$(cat /tmp/.agent-out.b64 /tmp/.agent-err.b64 | md5sum)
     sed "s/^/$1:O:/" /tmp/.agent-out.b64

@@ -73,7 +73,7 @@ def _module_bytes(path: Path) -> bytes:
     return lzma.decompress(data) if path.suffix == ".xz" else data
 
 
-def _module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry], modules.Resolution]:
+def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry], modules.Resolution]:
     if kernel.modules_dir is None:
         return [], modules.Resolution((), (), tuple(wanted))
     mdir = kernel.modules_dir
@@ -118,7 +118,7 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
               + (DISK_MODULES if opts.disk else []))
     if wanted:
         wanted = VIRTIO_MODULES + wanted
-    mod_ents, res = _module_entries(kernel, wanted)
+    mod_ents, res = module_entries(kernel, wanted)
     ents += mod_ents
     made = {"harness"}
     for rel, host in sorted(payload.files.items()):

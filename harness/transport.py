@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import re
 import shlex
@@ -65,6 +66,7 @@ def parse_frame(req_id: str, text: bytes, rc: int, md5: str) -> Frame:
     err: list[bytes] = []
     tag_o, tag_r = f"{req_id}:O:".encode(), f"{req_id}:R:".encode()
     timed_out = f"{req_id}:T:".encode() in text
+    compressed = f"{req_id}:Z:".encode() in text
     for raw in text.split(b"\n"):
         line = raw.rstrip(b"\r")
         pos_o, pos_r = line.find(tag_o), line.find(tag_r)
@@ -77,7 +79,9 @@ def parse_frame(req_id: str, text: bytes, rc: int, md5: str) -> Frame:
     try:
         stdout = base64.b64decode(b"".join(out))
         stderr = base64.b64decode(b"".join(err))
-    except ValueError:
+        if compressed and intact:
+            stdout = gzip.decompress(stdout)
+    except (ValueError, OSError, EOFError):
         return Frame(rc, b"", b"", False, timed_out)
     return Frame(rc, stdout, stderr, intact, timed_out)
 
