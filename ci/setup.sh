@@ -43,5 +43,11 @@ fi
 command -v harness >/dev/null || { echo "ci/setup.sh: 'harness' is not on PATH after install" >&2; exit 1; }
 
 # The kernels the vm tests and the default job boot (cached; a no-op when already there).
-harness kernel fetch debian:6.12 debian:6.1.0-56
+harness kernel fetch debian:6.12 debian:6.1.0-56 | tee /tmp/harness-setup-kernels.txt
+# Headers of the default kernel: the fault drill builds a tiny WARN module against them.
+release=$(awk '$1 == "debian:6.12:" {print $2}' /tmp/harness-setup-kernels.txt)
+if [ -n "$release" ] && ! dpkg-query -W -f='${Status}' "linux-headers-$release" 2>/dev/null | grep -q "install ok installed"; then
+    echo "ci/setup.sh: installing linux-headers-$release"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "linux-headers-$release" >/dev/null
+fi
 harness doctor

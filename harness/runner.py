@@ -166,6 +166,7 @@ class _Run:
         assert self.kernel is not None
         rd = self.outcome.run_dir
         files = suites.payload_files(self.selected)
+        files.update(suites.kernel_payload(self.kernel, self.selected))
         files["run-test.sh"] = GUEST_DIR / "run-test.sh"
         needs_python = any(s.program.needs_usr for s in self.selected)
         ssh = self.req.transport == "ssh"

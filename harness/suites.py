@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError, InputError, ToolMissing
+from .model import Kernel
 from .paths import REPO_ROOT, cache_dir
 
 COW_SRC = REPO_ROOT / "cow_tests"
@@ -33,6 +34,11 @@ class Program:
     guest_interp: tuple[str, ...] = ()  # () for a static binary
     host_interp: tuple[str, ...] = ()  # to ask the program for --list on the host
     timeout_s: float = 900.0
+    # "harness": our --list/ids contract. "kselftest": an upstream selftest run whole, its
+    # results keyed on their `# [RUN]` lines under id_prefix (harness/kselftest.py).
+    kind: str = "harness"
+    id_prefix: str = ""
+    guest_cwd: str = ""  # run from this directory in the guest ("" = wherever the agent is)
 
     @property
     def needs_usr(self) -> bool:
@@ -40,13 +46,17 @@ class Program:
         return bool(self.guest_interp) and self.guest_interp[0].startswith("/usr/")
 
     def guest_argv(self, ids: list[str]) -> list[str]:
-        return [*self.guest_interp, f"/harness/{self.guest_path}", *ids]
+        argv = [*self.guest_interp, f"/harness/{self.guest_path}"]
+        if self.kind == "kselftest":  # takes no ids: always runs whole
+            return ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", self.guest_cwd or "/", *argv]
+        return [*argv, *ids]
 
 
 @dataclass(frozen=True)
 class Selected:
     program: Program
     ids: tuple[str, ...]
+    filters: tuple[str, ...] = ()  # kselftest: applied to the parsed ids after the run
 
 
 def _cow_build_dir() -> Path:
@@ -89,15 +99,64 @@ def faults() -> list[Program]:
             for p in sorted(FAULTS_SRC.glob("*.py"))]
 
 
+def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
+    """`kselftest:DIR/TEST`, built from the source tree of the kernel under test."""
+    from . import kselftest
+
+    d, t = kselftest.parse_spec(suite)
+    binary = kselftest.build(kselftest.source_for(kernel_spec), d, t)
+    return Program(kselftest.program_name(d, t), suite, binary, f"kselftest/{d}/{t}",
+                   kind="kselftest", id_prefix=kselftest.id_prefix(d, t), guest_cwd=kselftest.GUEST_CWD)
+
+
+WARN_MODULE_SRC = FAULTS_SRC / "warn_module"
+
+
+def _headers_for(kernel: Kernel) -> Path | None:
+    """Where to build an out-of-tree module for `kernel`: the distro's headers package, or the
+    tree the kernel was built in."""
+    for cand in (Path(f"/usr/src/linux-headers-{kernel.release}"),
+                 Path(f"/lib/modules/{kernel.release}/build")):
+        if (cand / "Makefile").is_file():
+            return cand
+    if kernel.origin.startswith("tree:"):
+        return Path(kernel.origin.removeprefix("tree:"))
+    return None
+
+
+def kernel_payload(kernel: Kernel, selected: list[Selected]) -> dict[str, Path]:
+    """Guest files that must be built for the kernel itself: the fault drill's WARN module.
+    Without headers for this kernel the file is left out and that case SKIPs, saying why."""
+    if not any(s.program.suite == "faults" for s in selected):
+        return {}
+    headers = _headers_for(kernel)
+    if headers is None:
+        return {}
+    out = cache_dir() / "warn_module" / kernel.release
+    out.mkdir(parents=True, exist_ok=True)
+    for f in WARN_MODULE_SRC.iterdir():
+        shutil.copyfile(f, out / f.name)
+    r = subprocess.run(["make", "-s", "-C", str(headers), f"M={out}", "modules"],
+                       capture_output=True, text=True)
+    ko = out / "harness_warn.ko"
+    if r.returncode != 0 or not ko.is_file():
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BuildError(f"building the fault drill's WARN module against {headers} failed: {last}")
+    return {"faults/harness_warn.ko": ko}
+
+
 SUITES = {"cow": build_cow, "probes": probes, "faults": faults}
 DEFAULT_SUITES = ("cow", "probes")
 
 
-def programs(suites: list[str]) -> list[Program]:
+def programs(suites: list[str], kernel_spec: str | None = None) -> list[Program]:
     out: list[Program] = []
     for s in suites or DEFAULT_SUITES:
+        if s.startswith("kselftest:"):
+            out.append(kselftest_program(s, kernel_spec))
+            continue
         if s not in SUITES:
-            raise InputError(f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))})")
+            raise InputError(f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))}, kselftest:DIR/TEST)")
         out.extend(SUITES[s]())
     return out
 
@@ -111,7 +170,10 @@ def _ids(p: Program) -> tuple[str, ...]:
 
 
 def list_ids(p: Program) -> list[str]:
-    """The program's fixed id list, asked of the program itself on the host (once)."""
+    """The program's fixed id list, asked of the program itself on the host (once). A
+    kselftest's ids are known only after it ran: its one id is its prefix."""
+    if p.kind == "kselftest":
+        return [p.id_prefix]
     return list(_ids(p))
 
 
@@ -119,6 +181,12 @@ def select(progs: list[Program], filters: list[str]) -> list[Selected]:
     """Programs with the ids that match any --filter glob (all ids when there is no filter)."""
     chosen: list[Selected] = []
     for p in progs:
+        if p.kind == "kselftest":
+            from .kselftest import could_match
+
+            if could_match(p.id_prefix, filters):
+                chosen.append(Selected(p, (p.id_prefix,), tuple(filters)))
+            continue
         ids = [i for i in list_ids(p) if not filters or any(fnmatch.fnmatchcase(i, f) for f in filters)]
         if ids:
             chosen.append(Selected(p, tuple(ids)))

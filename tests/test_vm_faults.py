@@ -15,8 +15,8 @@ from conftest import TEST_KERNEL
 
 pytestmark = pytest.mark.vm
 
-IDS = ["fault.ok-before", "fault.hang-userspace", "fault.kernel-report", "fault.cpu-hog",
-       "fault.panic", "fault.ok-after"]
+IDS = ["fault.ok-before", "fault.hang-userspace", "fault.kernel-report", "fault.kernel-warn",
+       "fault.cpu-hog", "fault.panic", "fault.ok-after"]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,11 @@ def test_kernel_report_fails_the_case_that_caused_it(drill: tuple[int, Path, str
     assert hung["verdict"] == "FAIL"  # ...but the kernel reported a hung task while it ran
     assert any("blocked for more than" in t for t in hung["kernel_events"])
     assert "blocked for more than" in hung["output"]
+    warn = r["fault.kernel-warn"]
+    assert warn["outcome"] == "ok" and warn["verdict"] == "FAIL"
+    assert [t.split(" at ")[0] for t in warn["kernel_events"]] == [warn["kernel_events"][0].split(" at ")[0]]
+    assert warn["kernel_events"][0].startswith("WARNING: CPU:") and "harness_warn_write" in warn["kernel_events"][0]
+    assert "kernel taint changed during this case" in warn["output"]
     # Reports stay with the case that caused them (the CPU hog may earn an RCU stall report).
     assert all(not r[i]["kernel_events"] for i in ("fault.ok-before", "fault.hang-userspace", "fault.ok-after"))
 

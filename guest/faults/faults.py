@@ -8,6 +8,9 @@ Not a default suite (`harness run --suite faults`). Each case is an ordinary tes
   fault.kernel-report  freezes the ext4 scratch fs and blocks a writer on it until the kernel's
                        hung-task detector prints its report; the case itself passes, and the
                        harness must turn it into a FAIL carrying that report
+  fault.kernel-warn    loads a tiny module (guest/faults/warn_module, built by the harness
+                       against this kernel's headers) and makes it WARN(): a real kernel
+                       WARNING on a stock kernel, which must turn the passing case into a FAIL
   fault.cpu-hog        SCHED_FIFO spinners on every CPU with RT throttling off: the guest stops
                        answering; the harness must ask for backtraces, kill it, reboot, go on
   fault.panic          sysrq-c: the kernel panics; the harness must reboot and go on
@@ -16,6 +19,7 @@ Not a default suite (`harness run --suite faults`). Each case is an ordinary tes
 
 import fcntl
 import os
+import subprocess
 import sys
 import time
 
@@ -69,6 +73,24 @@ def kernel_report() -> _ktap.Outcome:
     return ok("the writer finished after the thaw")
 
 
+WARN_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness_warn.ko")
+
+
+def kernel_warn() -> _ktap.Outcome:
+    if not os.path.exists(WARN_MODULE):
+        return skip("no harness_warn.ko: the host has no headers for this kernel "
+                    "(apt-get install linux-headers-$(uname -r))")
+    r = subprocess.run(["insmod", WARN_MODULE], capture_output=True, text=True)
+    if r.returncode != 0:
+        return skip(f"insmod harness_warn.ko failed: {r.stderr.strip()}")
+    try:
+        _write("/proc/harness_warn", "1")
+        diag("wrote /proc/harness_warn: the kernel printed a WARNING")
+    finally:
+        subprocess.run(["rmmod", "harness_warn"], capture_output=True)
+    return ok("the module returned normally")
+
+
 def cpu_hog() -> _ktap.Outcome:
     _write("/proc/sys/kernel/sched_rt_runtime_us", "-1")
     # From 6.12 a deadline server still gives fair tasks 50 ms a second despite RT hogs:
@@ -103,6 +125,7 @@ CASES = [
     _ktap.Case("fault.ok-before", ok_case, "an ordinary passing case"),
     _ktap.Case("fault.hang-userspace", hang_userspace, "a test that never returns"),
     _ktap.Case("fault.kernel-report", kernel_report, "a test during which the kernel reports a hung task"),
+    _ktap.Case("fault.kernel-warn", kernel_warn, "a test during which the kernel WARNs"),
     _ktap.Case("fault.cpu-hog", cpu_hog, "a test that starves the whole guest"),
     _ktap.Case("fault.panic", panic, "a test that panics the kernel"),
     _ktap.Case("fault.ok-after", ok_case, "an ordinary passing case after all that"),
