@@ -7,6 +7,8 @@
 # read takes a byte per system call, which costs seconds per program under TCG.
 name=$1
 shift
+# The test environment init prepared (the console agent has it already; SSH sessions do not).
+[ -r /etc/harness/test-env ] && . /etc/harness/test-env
 kmsg() { echo "<4>harness: $*" > /dev/kmsg; }
 kmsg "begin $name"
 { "$@"; echo "$?" > /tmp/.run-test-rc; } | awk '

@@ -166,3 +166,19 @@ def test_ctrl_c_mid_run_still_writes_a_complete_report(tmp_path: Path) -> None:
     lines = (out / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(cow_ids)
     assert (out / "console.log").stat().st_size > 0
+
+
+def test_ssh_transport_gives_the_same_verdicts(tmp_path: Path, full_run: Run) -> None:
+    """The same cases over SSH (dropbear in the guest) as over the console in full_run."""
+    if not full_run.fingerprint()["kernel"]["version"].startswith("6.12."):
+        pytest.skip("once is enough: run on the 6.12 kernel only")
+    filters = ["cow.fork*.base", "cow.iouring-register*ext4*", "probe.*"]
+    args = ["--kernel", TEST_KERNEL, "--transport", "ssh"]
+    for f in filters:
+        args += ["--filter", f]
+    run = harness_run(tmp_path / "ssh", *args)
+    assert run.rc == 0, run.stderr[-2000:]
+    assert run.fingerprint()["request"]["transport"] == "ssh"
+    over_ssh = run.verdicts()
+    assert over_ssh and over_ssh == {i: full_run.verdicts()[i] for i in over_ssh}
+    assert b"harness: ok " in (run.out / "console.log").read_bytes()  # markers still on the console
