@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from known_ids import FIRST_SLICE_IDS
+
 from harness import expect
 from harness.model import Kernel, Outcome, Verdict
 
@@ -65,19 +67,7 @@ MEMORY_TYPES = (
 ).split()
 
 # Ids of the first slice: the expectations file and earlier results key on them.
-STABLE_IDS = [
-    "cow.fork.child-keeps-data.base",
-    "cow.fork.child-keeps-data.thp",
-    "cow.fork-mprotect.child-keeps-data.base",
-    "cow.fork-mprotect.child-keeps-data.thp",
-    "cow.vmsplice.unmap-in-child.base",
-    "cow.vmsplice.unmap-in-child.thp",
-    "cow.iouring.mprotect-ro-rw.base",
-    "cow.iouring.mprotect-ro-rw.thp",
-    "cow.iouring.fork-while-registered.base",
-    "probe.pfnmap.vvar.process-vm-readv",
-    "probe.pfnmap.vvar.proc-self-mem",
-]
+STABLE_IDS = list(FIRST_SLICE_IDS)
 
 # Settings a case may change (and the driver must put back).
 WATCHED_SETTINGS = sorted(

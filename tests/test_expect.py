@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from known_ids import FIRST_SLICE_IDS
+
 from harness.errors import ConfigError, InputError
 from harness.expect import (
     RuleSet,
@@ -23,19 +25,7 @@ from harness.model import Expectation, Kernel, KernelVersion, Outcome, Verdict
 DATA = Path(__file__).parent / "data" / "expect"
 REPO_FILE = Path(__file__).parent.parent / "expectations.yaml"
 
-FIRST_CASES = (
-    "cow.fork.child-keeps-data.base",
-    "cow.fork.child-keeps-data.thp",
-    "cow.fork-mprotect.child-keeps-data.base",
-    "cow.fork-mprotect.child-keeps-data.thp",
-    "cow.vmsplice.unmap-in-child.base",
-    "cow.vmsplice.unmap-in-child.thp",
-    "cow.iouring.mprotect-ro-rw.base",
-    "cow.iouring.mprotect-ro-rw.thp",
-    "cow.iouring.fork-while-registered.base",
-    "probe.pfnmap.vvar.process-vm-readv",
-    "probe.pfnmap.vvar.proc-self-mem",
-)
+FIRST_CASES = FIRST_SLICE_IDS
 
 
 def kernel(version: str = "6.12.117", config: dict[str, str] | None = None) -> Kernel:

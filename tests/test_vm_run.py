@@ -11,19 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from known_ids import FIRST_SLICE_IDS
+
 from conftest import TEST_KERNEL, TEST_KERNEL_OLD
 
 pytestmark = pytest.mark.vm
 
 # The first slice (issue 2); still asserted by id so a rename cannot drop them silently.
-SLICE_IDS = {
-    "cow.fork.child-keeps-data.base", "cow.fork.child-keeps-data.thp",
-    "cow.fork-mprotect.child-keeps-data.base", "cow.fork-mprotect.child-keeps-data.thp",
-    "cow.vmsplice.unmap-in-child.base", "cow.vmsplice.unmap-in-child.thp",
-    "cow.iouring.mprotect-ro-rw.base", "cow.iouring.mprotect-ro-rw.thp",
-    "cow.iouring.fork-while-registered.base",
-    "probe.pfnmap.vvar.process-vm-readv", "probe.pfnmap.vvar.proc-self-mem",
-}
+SLICE_IDS = set(FIRST_SLICE_IDS)
 
 # What differs between the Debian kernels, as observed (SEMANTICS.md section 3 rows), by series.
 DIFFERENCES = {
