@@ -16,6 +16,9 @@ APT_PACKAGES=(
     dropbear-bin         # guest sshd and host key generation (SSH transport)
     python3 python3-pip  # python3 is also the guest's, shared read-only
     git ca-certificates
+    flex bison bc libelf-dev libssl-dev ccache  # building kernels (harness build)
+    linux-source-6.12    # kernel source from the Debian archive (harness source fetch debian:6.12)
+    chromium             # renders report.html in tests/test_browser.py (installs in ~16 s)
 )
 
 need=()
@@ -50,4 +53,7 @@ if [ -n "$release" ] && ! dpkg-query -W -f='${Status}' "linux-headers-$release" 
     echo "ci/setup.sh: installing linux-headers-$release"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "linux-headers-$release" >/dev/null
 fi
+# The 6.12 source tree, unpacked once into the cache (~150 MB package, ~30 s to unpack): the
+# Kconfig test and `harness build` use it.
+harness source fetch debian:6.12 >/dev/null
 harness doctor

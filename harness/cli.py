@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, debian, qemu
+from . import __version__, bisect_cmd, debian, qemu, runopts
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
+from .machine import accel_plan
 from .paths import cache_dir
 from .runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
 
@@ -21,7 +23,8 @@ def _progress(msg: str) -> None:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="boot a kernel, run the suites, write verdicts")
-    p.add_argument("--kernel", metavar="SPEC", help=f"debian:VERSION, a bzImage, or a built tree (default {DEFAULT_KERNEL})")
+    p.add_argument("--kernel", metavar="SPEC", action="append",
+                   help=f"debian:VERSION, a bzImage, or a built tree (default {DEFAULT_KERNEL}); repeat for a matrix")
     p.add_argument("--suite", action="append", default=[], metavar="NAME", help="cow, probes (repeatable; default both)")
     p.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only case ids matching GLOB (repeatable)")
     p.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
@@ -37,25 +40,36 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported")
     p.add_argument("--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
+    runopts.add_run_arguments(p)
+    bisect_cmd.add_run_arguments(p)
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    req = RunRequest(kernel=a.kernel, suites=tuple(a.suite), filters=tuple(a.filter),
+    req = RunRequest(kernel=a.kernel[0] if a.kernel else None, suites=tuple(a.suite), filters=tuple(a.filter),
                      expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
                      transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
                      timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
                      max_reboots=a.max_reboots)
+    if a.bisect_exit:  # under `git bisect run`: 0 good, 1 bad, 125 skip, 128 abort
+        return bisect_cmd.run_for_git_bisect(a, req, _progress)
+    plan = runopts.dispatch(a, req, _progress)  # several kernels or --repeat: a matrix, run there
+    if isinstance(plan, int):
+        return plan
+    req = plan.request  # --shard applied
     if a.list:
         for case_id, exp in list_cases(req, _progress):
             why = f"  # {exp.reason}" if exp.reason else ""
             print(f"{case_id:60s} {exp.expect}{why}")
         return 0
     out = execute(req, _progress)
+    runopts.write_reports(out.run_dir, _progress)
+    if out.crosscheck:
+        print(out.crosscheck)
     print(out.summary)
     print(f"run dir: {out.run_dir}")
     if out.error:
         print(f"harness: error: {out.error}", file=sys.stderr)
-    return out.exit_code
+    return plan.finish(out.run_dir, out.exit_code)  # --baseline: compare, a regression exits 1
 
 
 def _cmd_kernel(a: argparse.Namespace) -> int:
@@ -83,6 +97,9 @@ _TOOLS = [
     ("apt-get", "a Debian system", True),
     ("dropbear", "apt-get install dropbear-bin (only for --transport ssh)", False),
     ("dropbearkey", "apt-get install dropbear-bin (only for --transport ssh)", False),
+    ("flex", "apt-get install flex bison bc libelf-dev libssl-dev (only for harness build)", False),
+    ("bison", "apt-get install bison (only for harness build)", False),
+    ("ccache", "apt-get install ccache (harness build uses it when present)", False),
 ]
 
 
@@ -102,11 +119,54 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
         state = "ok" if ok else ("MISSING" if required else "not usable")
         missing += bool(required and not ok)
         print(f"{name:22s} {state:20s} {'' if ok else how}")
+    plan, why = accel_plan("auto")
+    print(f"{'accel auto':22s} {'/'.join(plan):20s} {why}")
     cached = debian.cached_packages()
     print(f"{'kernel cache':22s} {len(cached)} kernel(s)     {cache_dir() / 'kernels'}")
     if missing:
         print(f"{missing} required tool(s) missing: run ci/setup.sh")
     return 1 if missing else 0
+
+
+def _cmd_source(a: argparse.Namespace) -> int:
+    from . import sources
+
+    if a.action == "list":
+        trees = sources.cached()
+        for t in trees:
+            print(f"{t.spec:14s} {t.package} {t.version:24s} {t.root}")
+        if not trees:
+            print(f"(no source trees under {sources.sources_cache()})")
+        return 0
+    for spec in a.specs or ["debian:6.12"]:
+        print(sources.fetch(spec, _progress).root)
+    return 0
+
+
+def _cmd_build(a: argparse.Namespace) -> int:
+    from . import kbuild
+
+    req = kbuild.BuildRequest(src=a.src, fragments=tuple(a.fragment), base=a.base, out=a.out,
+                              jobs=a.jobs)
+    res = kbuild.build(req, _progress)
+    print(res.build_dir)
+    return 0
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from . import kbuild
+
+    b = sub.add_parser("build", help="configure and build a kernel tree (out of tree, incremental)")
+    b.add_argument("--src", type=Path, required=True, metavar="TREE", help="kernel source tree")
+    b.add_argument("--fragment", type=Path, action="append", default=[], metavar="FILE",
+                   help="config fragment merged over the base (repeatable; e.g. kernels/lean.config)")
+    b.add_argument("--base", default=kbuild.DEFAULT_BASE, metavar="BASE",
+                   help=f"{'|'.join(kbuild.BASES)} or a config file (default {kbuild.DEFAULT_BASE})")
+    b.add_argument("--out", type=Path, metavar="DIR", help="build dir (default: one per tree and config in the cache)")
+    b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N")
+    s = sub.add_parser("source", help="fetch or list kernel source trees")
+    s.add_argument("action", choices=["list", "fetch"])
+    s.add_argument("specs", nargs="*", metavar="SPEC", help="debian:6.12 or debian:6.1")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -118,12 +178,17 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["list", "fetch"])
     k.add_argument("specs", nargs="*", metavar="SPEC")
     sub.add_parser("doctor", help="say what is missing and how to get it")
+    runopts.add_commands(sub)
+    bisect_cmd.add_command(sub)
+    _add_build(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor}
+    handlers = {"bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
+                "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
+                "build": _cmd_build, "source": _cmd_source}
     try:
         return handlers[a.command](a)
     except HarnessError as e:

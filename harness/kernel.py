@@ -89,7 +89,11 @@ def resolve(spec: str | None, progress: Progress = lambda s: None) -> Kernel:
         return _from_debian(spec, progress)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _from_tree(spec, path)
+        from . import kbuild
+
+        # A source tree is built first (out of tree, in the cache) when stale; so is a build
+        # dir made by `harness build` whose tree changed since. Cheap when nothing changed.
+        return _from_tree(spec, kbuild.for_run(path, progress))
     if path.exists():
         return _from_file(spec, path)
     raise KernelError(f"{spec}: no such kernel file or tree (and not a debian:VERSION spec)")

@@ -27,10 +27,14 @@ class Verdict(str, enum.Enum):
     XPASS = "XPASS"
     SKIP = "SKIP"
     ERROR = "ERROR"
+    # Only for a case run several times (--repeat) whose verdicts differ between runs. It is
+    # unexpected: a COW or pinning test that fails now and then is usually a kernel race, not
+    # noise, so a nightly run must not go green on it.
+    FLAKY = "FLAKY"
 
     @property
     def unexpected(self) -> bool:
-        return self in (Verdict.FAIL, Verdict.XPASS, Verdict.ERROR)
+        return self in (Verdict.FAIL, Verdict.XPASS, Verdict.ERROR, Verdict.FLAKY)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,11 @@ CONSOLE_TAIL_CHARS = 8000  # of the console of a case that lost the guest (backt
 def case_results(sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: Kernel,
                  program_error: str = "") -> list[CaseResult]:
     """Map one program's KTAP onto the ids it was asked to run."""
+    if sel.program.kind == "kselftest":  # ids come from the output itself
+        from . import kselftest
+
+        return kselftest.case_results(sel.program.name, sel.program.id_prefix, sel.filters, root,
+                                      rules, kernel, program_error)
     by_name: dict[str, TestNode] = {}
     for child in root.children:
         if child.name in sel.ids and child.name not in by_name:
@@ -52,6 +57,8 @@ def not_run(sel: Selected, done: set[str], why: str, rules: expect.RuleSet,
     for case_id in sel.ids:
         if case_id in done:
             continue
+        if sel.program.kind == "kselftest" and any(d.startswith(case_id + ".") for d in done):
+            continue  # the program ran: its results are under its prefix
         exp = expect.expectation_for(rules, case_id, kernel) if kernel else Expectation("pass")
         out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
     return out
@@ -66,6 +73,10 @@ def _error(case_id: str, program: str, why: str, output: str, exp: Expectation,
 def after_timeout(sel: Selected, results: list[CaseResult], limit_s: float) -> tuple[list[CaseResult], list[str]]:
     """The guest killed the program at its limit. Cases it reported stand; the first one it
     did not report is the one that hung (ERROR); the ones after it never ran: run them again."""
+    if sel.program.kind == "kselftest":  # run whole: what it did not report is ERROR, no rerun
+        why = f"timed out: still running after {limit_s:.0f}s, killed in the guest"
+        return [dataclasses.replace(r, reason=f"{r.reason}; {why}" if r.reason else why)
+                if r.outcome is Outcome.ERROR else r for r in results], []
     reported = [r for r in results if r.outcome is not Outcome.ERROR]
     done = {r.id for r in reported}
     missing = [i for i in sel.ids if i not in done]
@@ -116,10 +127,12 @@ def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSe
 
 
 def with_kernel_reports(results: Sequence[CaseResult], section: str, ids: Sequence[str],
-                        fail: bool = True) -> list[CaseResult]:
+                        fail: bool = True, slices: dict[str, str] | None = None) -> list[CaseResult]:
     """Attach the kernel reports made during each case (sliced by the markers) to it. With
-    `fail`, a case that would otherwise count as fine (PASS, XFAIL, SKIP) becomes FAIL."""
-    slices = kmsg.slice_by_markers(section, ids)
+    `fail`, a case that would otherwise count as fine (PASS, XFAIL, SKIP) becomes FAIL.
+    `slices` (case id → its log) replaces the marker slicing (kselftests: kselftest.slices)."""
+    if slices is None:
+        slices = kmsg.slice_by_markers(section, ids)
     out = []
     for r in results:
         events = kmsg.scan(slices.get(r.id, ""))

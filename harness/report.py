@@ -37,6 +37,8 @@ _VERDICT_WORDS = (
     (Verdict.XPASS, "xpass"),
     (Verdict.ERROR, "error"),
 )
+# Counted only when present, so a run without --repeat reports exactly as before.
+_REPEAT_WORDS = ((Verdict.FLAKY, "flaky"),)
 _EMPTY_SUITE = "harness"
 
 
@@ -71,28 +73,37 @@ def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
 def junit_xml(results: Sequence[CaseResult], properties: Mapping[str, str]) -> str:
     """JUnit XML: one testsuite per program (first-seen order), the run properties on each.
 
-    FAIL and XPASS are failures, ERROR an error, SKIP skipped; XFAIL passes with a system-out
-    saying it was an expected failure and why. With no results at all, one empty suite still
-    carries the properties, so the run's environment is on record.
+    FAIL, XPASS and FLAKY are failures, ERROR an error, SKIP skipped; XFAIL passes with a
+    system-out saying it was an expected failure and why. With no results at all, one empty
+    suite still carries the properties, so the run's environment is on record.
     """
-    props = {_one_line(k): _one_line(v) for k, v in properties.items()}
-    by_program: dict[str, list[Any]] = {}
-    for r in results:
-        by_program.setdefault(r.program, []).append(_test_case(r))
-    if not by_program:
-        by_program[_EMPTY_SUITE] = []
-    suites = [
-        TestSuite(_one_line(program), cases, properties=dict(props))
-        for program, cases in by_program.items()
-    ]
+    return junit_xml_groups([("", results, properties)])
+
+
+def junit_xml_groups(groups: Sequence[tuple[str, Sequence[CaseResult], Mapping[str, str]]]) -> str:
+    """JUnit XML for several runs in one file (a kernel matrix): each group is (prefix,
+    results, properties); its suites are named "<prefix> <program>" and carry its properties."""
+    suites = []
+    for prefix, results, properties in groups:
+        props = {_one_line(k): _one_line(v) for k, v in properties.items()}
+        by_program: dict[str, list[Any]] = {}
+        for r in results:
+            by_program.setdefault(r.program, []).append(_test_case(r, prefix))
+        if not by_program:
+            by_program[_EMPTY_SUITE] = []
+        suites += [
+            TestSuite(_one_line(f"{prefix} {program}" if prefix else program), cases, properties=dict(props))
+            for program, cases in by_program.items()
+        ]
     xml: str = to_xml_report_string(suites)
     return xml
 
 
-def _test_case(r: CaseResult) -> Any:
-    case = TestCase(_one_line(r.id), classname=_one_line(r.program), elapsed_sec=r.duration_s)
+def _test_case(r: CaseResult, prefix: str = "") -> Any:
+    classname = f"{prefix} {r.program}" if prefix else r.program
+    case = TestCase(_one_line(r.id), classname=_one_line(classname), elapsed_sec=r.duration_s)
     output = xml_safe(r.output) or None
-    if r.verdict in (Verdict.FAIL, Verdict.XPASS):
+    if r.verdict in (Verdict.FAIL, Verdict.XPASS, Verdict.FLAKY):
         case.add_failure_info(_message(r), output, r.verdict.value)
     elif r.verdict is Verdict.ERROR:
         case.add_error_info(_message(r), output, r.verdict.value)
@@ -135,9 +146,15 @@ def summary_table(results: Sequence[CaseResult]) -> str:
     counts = Counter(r.verdict for r in results)
     if lines:
         lines.append("")
-    lines.append("verdicts: " + "  ".join(f"{v.value}={counts[v]}" for v, _ in _VERDICT_WORDS))
-    lines.append("harness: " + ", ".join(f"{counts[v]} {word}" for v, word in _VERDICT_WORDS))
+    lines += count_lines(counts)
     return "\n".join(lines) + "\n"
+
+
+def count_lines(counts: Mapping[Verdict, int]) -> list[str]:
+    """The "verdicts: PASS=..." and "harness: N passed, ..." lines for these counts."""
+    words = _VERDICT_WORDS + tuple(w for w in _REPEAT_WORDS if counts.get(w[0]))
+    return ["verdicts: " + "  ".join(f"{v.value}={counts.get(v, 0)}" for v, _ in words),
+            "harness: " + ", ".join(f"{counts.get(v, 0)} {word}" for v, word in words)]
 
 
 def _case_lines(results: Sequence[CaseResult]) -> list[str]:

@@ -60,6 +60,10 @@ class RunOutcome:
     exit_code: int = 0
     error: str = ""
     summary: str = ""
+    crosscheck: str = ""  # our cases vs the upstream selftests' (harness/crosscheck.py), if both ran
+    # The stage the run was in when it ended: prepare | build_guest | boot | run | done. A bisect
+    # tells a kernel that does not boot (boot, or run without a result) from a broken harness.
+    stage: str = ""
 
 
 def check_junit_path(junit: Path | None) -> None:
@@ -150,7 +154,7 @@ class _Run:
 
     def prepare(self) -> list[suites.Selected]:
         image.require_qemu()  # fail fast: before building tests, fetching a kernel, writing an initramfs
-        progs = suites.programs(list(self.req.suites))
+        progs = suites.programs(list(self.req.suites), self.req.kernel)
         self.selected = suites.select(progs, list(self.req.filters))
         self.all_ids = {p.name: suites.list_ids(p) for p in progs}
         self.kernel = resolve_kernel(self.req.kernel, self.say)
@@ -237,7 +241,7 @@ class _Run:
         assert self.kernel is not None
         m, prog = self.machine, sel.program
         limit = self.req.timeout_s or prog.timeout_s
-        self.say(f"running {prog.name} ({len(sel.ids)} cases)")
+        self.say(f"running {prog.name} ({'whole program' if prog.kind == 'kselftest' else f'{len(sel.ids)} cases'})")
         off, t1 = m.log_offset(), time.monotonic()
         # No ids means "every case" to a program: shorter, and the common case.
         ids = [] if list(sel.ids) == self.all_ids.get(prog.name) else list(sel.ids)
@@ -253,13 +257,19 @@ class _Run:
         dt = time.monotonic() - t1
         self.save_output(prog.name, r)
         err = "" if r.rc in (0, 1) else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
-        results = outcomes.case_results(sel, ktap.parse(r.stdout.decode("utf-8", "surrogateescape")),
+        root = ktap.parse(r.stdout.decode("utf-8", "surrogateescape"))
+        results = outcomes.case_results(sel, root,
                                         self.rules, self.kernel, err)
         leftover: list[str] = []
         if timed_out:
             results, leftover = outcomes.after_timeout(sel, results, limit)
         section = self.console_section(off, prog.name)
-        results = outcomes.with_kernel_reports(results, section, sel.ids, self.req.fail_on_kernel_report)
+        slices = None
+        if prog.kind == "kselftest":  # its marker lines carry upstream's names, not our ids
+            from . import kselftest
+
+            slices = kselftest.slices(root, prog.id_prefix, section)
+        results = outcomes.with_kernel_reports(results, section, sel.ids, self.req.fail_on_kernel_report, slices)
         self.record([dataclasses.replace(x, duration_s=dt / max(1, len(results))) for x in results])
         bad = sum(1 for x in results if x.verdict.unexpected)
         self.say(f"  {prog.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected"
@@ -317,7 +327,7 @@ class _Run:
         if isinstance(k, dict):
             props.update({f"kernel.{a}": str(b) for a, b in k.items()})
         mach = self.fingerprint.get("machine")
-        if isinstance(mach, dict):
+        if isinstance(mach, dict) and "accel" in mach:  # not there when stopped before the boot
             props.update({"accel": str(mach["accel"]), "qemu": str(mach["qemu"])})
         xml = report.junit_xml(self.outcome.results, props)
         (rd / "junit.xml").write_text(xml)
@@ -337,10 +347,15 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
     run = _Run(req, progress)
     why = "not run: the harness stopped before this case"
     try:
+        run.outcome.stage = "prepare"
         run.prepare()
+        run.outcome.stage = "build_guest"
         run.build_guest()
+        run.outcome.stage = "boot"
         run.boot()
+        run.outcome.stage = "run"
         run.run_all()
+        run.outcome.stage = "done"
     except KeyboardInterrupt:
         why = "not run: interrupted (Ctrl-C)"
         run.outcome.error = "interrupted"
@@ -364,13 +379,27 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
             run.finish(why)
     if run.outcome.exit_code == 0 and any(r.verdict.unexpected for r in run.outcome.results):
         run.outcome.exit_code = 1
+    _crosscheck(run.outcome)
     return run.outcome
+
+
+def _crosscheck(out: RunOutcome) -> None:
+    """Our verdicts against upstream's where both suites cover a case; a disagreement is exit 1."""
+    from . import crosscheck
+
+    if not crosscheck.applies(out.results):
+        return
+    pairs = crosscheck.pairs(out.results)
+    out.crosscheck = crosscheck.table(pairs)
+    (out.run_dir / "crosscheck.txt").write_text(out.crosscheck + "\n")
+    if crosscheck.disagreements(pairs) and out.exit_code == 0:
+        out.exit_code = 1
 
 
 def list_cases(req: RunRequest, progress: Progress = lambda s: None) -> list[tuple[str, Expectation]]:
     """Ids selected by the request with their expectation on the chosen kernel."""
     rules = expect.load(req.expectations)
-    selected = suites.select(suites.programs(list(req.suites)), list(req.filters))
+    selected = suites.select(suites.programs(list(req.suites), req.kernel), list(req.filters))
     k = resolve_kernel(req.kernel, progress)
     return [(i, expect.expectation_for(rules, i, k)) for s in selected for i in s.ids]
 

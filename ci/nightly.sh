@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The nightly pipeline: what is too slow for every change (.ci/run). Sections are appended by
+# whoever adds a nightly job (above the final `exit` line); each runs on its own and the
+# script fails if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+failed=0
+
+# --- kernels from source (issue 4): fetch the Debian 6.12 source, build it with
+# kernels/lean.config + kernels/cow.config (~15-20 min at -j2 with a cold ccache, a few minutes
+# warm), and run our cow suite with upstream mm/cow and mm/gup_longterm on it, cross-checked.
+"$PY" -m pytest -m slow -ra tests/test_slow_source_build.py || failed=1
+
+# --- kernel matrix, and what changed since last night (issue 8): Debian 6.12 and 6.1 side by
+# side (-j 2, one guest per core), every default case on each. HARNESS_BASELINE=DIR names the
+# previous night's matrix dir (the pipelines restore last night's artifact there); without one
+# there is nothing to compare and the run says so. A regression against it fails the job.
+# Output under $HARNESS_NIGHTLY_OUT (default nightly-out/): junit.xml, matrix/ (report.html,
+# kcidb.json, summary.txt, compare.{txt,json,html}, one run dir per kernel), lava/ (a LAVA job
+# with its artefacts, for a lab).
+out=${HARNESS_NIGHTLY_OUT:-nightly-out}
+rm -rf "$out/matrix" "$out/lava" && mkdir -p "$out"
+matrix=(run --kernel debian:6.12 --kernel debian:6.1.0-56 -j "${HARNESS_JOBS:-2}"
+        --out "$out/matrix" --junit "$out/junit.xml")
+if [ -n "${HARNESS_BASELINE:-}" ] && [ -f "$HARNESS_BASELINE/results.jsonl" ]; then
+    matrix+=(--baseline "$HARNESS_BASELINE")
+else
+    echo "nightly: no previous night's matrix (HARNESS_BASELINE=${HARNESS_BASELINE:-unset}): no comparison"
+fi
+"$PY" -m harness.cli "${matrix[@]}" || failed=1
+"$PY" -m harness.cli lava --kernel debian:6.12 --out "$out/lava" || failed=1
+
+# --- harness bisect on a real kernel history (issue 6): a bare repo made from the Debian 6.12
+# source tree plus five commits (one changes io_uring buffer registration, one does not build);
+# `harness bisect --src` must name the io_uring commit, skip the broken one, and build
+# incrementally after the first build. ~15-20 min for the first build at -j2, a few min per step.
+"$PY" -m pytest -m slow -ra -s tests/test_slow_bisect.py || failed=1
+
+exit "$failed"

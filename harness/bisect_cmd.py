@@ -1,0 +1,337 @@
+"""`harness bisect` and `harness run --bisect-exit`: the command line, the real step oracle
+(prepare a kernel → runner.execute with only the named tests, N times → what they said) and
+the expansion of --kernels ranges.
+
+The decisions are harness/bisect.py (pure), the loop and its state harness/bisect_loop.py, git
+harness/bisect_git.py, builds harness/kbuild.py. A bisect dir holds:
+
+    bisect.json       the state and the record: request, every step's runs, the answer
+    steps.txt         the step log (candidate, build/fetch time, run time, decision, verdicts)
+    summary.txt       the answer, its confidence and the totals
+    junit.xml         one testcase per step and one for the result
+    git-bisect.log    (git) `git bisect log` of our worktree, for `git bisect replay`
+    steps/NN-*/rK/    an ordinary run dir per step and run
+    worktree/ build/  (git) our worktree of the user's repository and its kept build dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import bisect_report, debian, suites
+from .bisect import (CaseObs, Decision, Judge, Policy, RunObs, Status, StepResult, decide, settled,
+                     step_summary)
+from .bisect_git import GitSpace
+from .bisect_loop import Bisect, ListSpace, Space, default_dir
+from .errors import BuildError, HarnessError, InputError
+from .matrix import exact_glob
+from .runner import DEFAULT_EXPECTATIONS, RunOutcome, RunRequest, execute
+
+Progress = Callable[[str], None]
+
+
+# ---- one step: prepare the kernel, run the named tests N times ----------------------------
+
+
+def observe(out: RunOutcome, tests: Sequence[str]) -> RunObs:
+    """What one run says about the named tests. A guest that never ran them (boot, or lost
+    before the first result) is a boot failure; a run stopped before booting is the harness's
+    problem, not the kernel's: a HarnessError that stops the bisect."""
+    if out.exit_code == 130:
+        raise KeyboardInterrupt
+    named = [r for r in out.results if r.id in tests]
+    real = [r for r in named if not r.reason.startswith("not run")]
+    if not real and out.exit_code == 2:
+        if out.stage in ("boot", "run"):
+            return RunObs(boot_failed=True, detail=out.error, run_dir=str(out.run_dir))
+        raise HarnessError(f"the run in {out.run_dir} stopped before booting: {out.error}")
+    cases = tuple(CaseObs(r.id, r.outcome.value, r.verdict.value, r.reason) for r in real)
+    return RunObs(cases, run_dir=str(out.run_dir))
+
+
+@dataclass(frozen=True)
+class RunOracle:
+    """The real oracle: `prepare` turns a candidate into a kernel spec (fetch or build; a
+    BuildError or an InputError there is a build failure), then the named tests run."""
+
+    base: RunRequest
+    policy: Policy
+    prepare: Callable[[str], str]
+    progress: Progress
+
+    def __call__(self, cand: str, step_dir: Path) -> StepResult:
+        t0 = time.monotonic()
+        try:
+            spec = self.prepare(cand)
+        except (BuildError, InputError) as e:
+            return StepResult(Status.BUILD_FAILED, (), str(e), time.monotonic() - t0)
+        prep_s = time.monotonic() - t0
+        runs: list[RunObs] = []
+        filters = tuple(exact_glob(t) for t in self.policy.tests)
+        for k in range(1, self.policy.runs + 1):
+            req = dataclasses.replace(self.base, kernel=spec, filters=filters, junit=None,
+                                      out=step_dir / f"r{k}")
+            t1 = time.monotonic()
+            out = execute(req, lambda s: self.progress(f"      {s}"))
+            runs.append(dataclasses.replace(observe(out, self.policy.tests), seconds=time.monotonic() - t1))
+            if settled(runs, self.policy):
+                break
+        status = Status.RAN if any(not r.boot_failed for r in runs) else Status.BOOT_FAILED
+        detail = "" if status is Status.RAN else runs[-1].detail
+        return StepResult(status, tuple(runs), detail, prep_s, sum(r.seconds for r in runs))
+
+
+# ---- kernels: lists and ranges of Debian packages ------------------------------------------
+
+
+def _spec_of(package: str) -> str:
+    return "debian:" + package.removeprefix("linux-image-").removesuffix("-amd64")
+
+
+def _flavour(package: str) -> str:
+    m = debian._PKG.match(package)
+    return (m.group(2) or "") if m else ""
+
+
+def _is_image(package: str) -> bool:
+    """A real kernel image package, not a meta-package (linux-image-6.12-amd64) or -dbg."""
+    m = debian._PKG.match(package)
+    return bool(m and re.match(r"\d+\.\d+\.\d+", m.group(1)))
+
+
+def packages_between(names: Sequence[str], first: str, last: str) -> list[str]:
+    """The kernel packages from `first` to `last` (both included) among `names`, same flavour,
+    ordered by version (pure)."""
+    lo, hi = debian._version_key(first), debian._version_key(last)
+    if lo > hi:
+        raise InputError(f"--kernels {_spec_of(first)}..{_spec_of(last)}: the range goes backwards "
+                         "(write the older kernel first; --reverse is for finding a fix)")
+    if _flavour(first) != _flavour(last):
+        raise InputError(f"--kernels {_spec_of(first)}..{_spec_of(last)}: the two ends are different flavours")
+    keep = {p for p in names if _is_image(p) and _flavour(p) == _flavour(first)
+            and lo <= debian._version_key(p) <= hi}
+    return sorted(keep | {first, last}, key=debian._version_key)
+
+
+def _package(spec: str, known: Callable[[str], list[str]]) -> str:
+    """debian:SPEC → its package. Debian's 6.12 ABI names carry "+deb12": `debian:6.12.100`
+    is taken as linux-image-6.12.100+deb12-amd64 when that is the one package apt knows."""
+    pkg = debian.resolve_package(spec.removeprefix("debian:"))
+    names = known(pkg.split(".")[0] + ".") if "." in pkg else []
+    if not names or pkg in names:
+        return pkg
+    stem, flavour = pkg.removesuffix("-amd64"), _flavour(pkg)
+    stem = stem.removesuffix("-" + flavour.rstrip("-")) if flavour else stem
+    alike = [n for n in set(names) if _is_image(n) and _flavour(n) == flavour
+             and re.fullmatch(re.escape(stem) + r"\+deb\d+-" + re.escape(flavour) + "amd64", n)]
+    return alike[0] if len(alike) == 1 else pkg
+
+
+def expand_kernels(text: str, known: Callable[[str], list[str]] | None = None) -> list[str]:
+    """`debian:A..debian:B` (every package apt knows between them), a comma list, or both mixed;
+    bare series (`debian:6.12`) become the concrete package, paths become absolute."""
+    known = known or (lambda prefix: debian._apt_names(prefix) + debian.cached_packages())
+    out: list[str] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        if ".." in item:
+            a, b = (x.strip() for x in item.split("..", 1))
+            if not (a.startswith("debian:") and b.startswith("debian:")):
+                raise InputError(f"--kernels {item}: a range needs debian: specs at both ends")
+            pa, pb = _package(a, known), _package(b, known)
+            majors = {pa.removeprefix("linux-image-").split(".")[0], pb.removeprefix("linux-image-").split(".")[0]}
+            names = [n for m in sorted(majors) for n in known(f"linux-image-{m}.")]
+            out += [_spec_of(p) for p in packages_between(names, pa, pb)]
+        elif item.startswith("debian:"):
+            out.append(_spec_of(_package(item, known)))
+        else:
+            out.append(str(Path(item).expanduser().resolve()))
+    return out
+
+
+def _fetch(spec: str, progress: Progress) -> str:
+    from .kernel import resolve
+
+    resolve(spec, progress)  # downloads into the cache, so the step's run finds it there
+    return spec
+
+
+# ---- the command ----------------------------------------------------------------------------
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bisect", help="find the kernel or commit that changed a test's behaviour")
+    w = p.add_argument_group("what to bisect (one of)")
+    w.add_argument("--kernels", metavar="LIST",
+                   help="old to new: debian:A..debian:B (packages apt knows in between) and/or a comma list of specs")
+    w.add_argument("--src", type=Path, metavar="TREE", help="a kernel git tree (with --good and --bad)")
+    w.add_argument("--good", metavar="REV", help="a revision where the tests are good")
+    w.add_argument("--bad", metavar="REV", help="a revision where they are bad")
+    p.add_argument("--test", action="append", default=[], metavar="ID", required=True,
+                   help="a test id that decides (repeatable; bad if any is bad)")
+    d = p.add_argument_group("deciding")
+    d.add_argument("--runs", type=int, default=1, metavar="N", help="runs per step (default 1)")
+    d.add_argument("--bad-threshold", type=int, metavar="K", help="bad runs that make a step bad (default: a majority)")
+    d.add_argument("--judge", choices=[j.value for j in Judge], default="outcome",
+                   help="outcome: the test's own ok/not ok (default; version-independent); verdict: against expectations.yaml")
+    d.add_argument("--reverse", action="store_true", help="find the first good one (the fix) instead of the first bad")
+    d.add_argument("--check-endpoints", action=argparse.BooleanOptionalAction, default=True,
+                   help="first check that the good end is good and the bad end is bad (default on)")
+    d.add_argument("--bisect-boot", action="store_true", help="a kernel that does not boot is bad (default: skip)")
+    o = p.add_argument_group("output and state")
+    o.add_argument("--out", type=Path, metavar="DIR", help="bisect dir (default ./harness-bisect/<what>-<hash>); rerun to resume")
+    o.add_argument("--restart", action="store_true", help="discard the saved state in the bisect dir")
+    o.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit record here")
+    b = p.add_argument_group("building (--src)")
+    b.add_argument("--fragment", type=Path, action="append", default=[], metavar="FILE",
+                   help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)")
+    b.add_argument("--base", default=None, metavar="BASE", help="tinyconfig|defconfig|allnoconfig or a config file")
+    b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N")
+    r = p.add_argument_group("each run (as for harness run)")
+    r.add_argument("--suite", action="append", default=[], metavar="NAME")
+    r.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
+    r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    r.add_argument("--memory", type=int, default=1024, metavar="MIB")
+    r.add_argument("--cpus", type=int, default=2)
+    r.add_argument("--append", default="", metavar="ARGS")
+    r.add_argument("--timeout", type=float, metavar="S")
+    r.add_argument("--kernel-reports", choices=["fail", "report"], default="fail")
+    r.add_argument("--max-reboots", type=int, default=3, metavar="N")
+
+
+def _check_tests(tests: Sequence[str], suite_names: Sequence[str]) -> None:
+    progs = suites.programs(list(suite_names))
+    known = {i for p in progs for i in suites.list_ids(p)}
+    for t in tests:
+        if t not in known and not t.startswith("kselftest."):  # those ids exist only after a run
+            raise InputError(f"--test {t}: no such test id (harness run --list shows them)")
+
+
+def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
+    policy = Policy(tuple(a.test), a.runs, a.bad_threshold, Judge(a.judge), a.bisect_boot, a.reverse)
+    if policy.problems():
+        raise InputError(policy.problems()[0])
+    if bool(a.kernels) == bool(a.src):
+        raise InputError("name what to bisect: --kernels LIST, or --src TREE with --good and --bad")
+    _check_tests(policy.tests, a.suite)
+    base = RunRequest(suites=tuple(a.suite), expectations=a.expectations, accel=a.accel,
+                      memory_mib=a.memory, cpus=a.cpus, append=a.append, timeout_s=a.timeout,
+                      fail_on_kernel_report=a.kernel_reports == "fail", max_reboots=a.max_reboots)
+    info: dict[str, Any] = {"request": {"argv": sys.argv[1:], "cwd": os.getcwd()}}
+    space: Space
+    if a.kernels:
+        if a.good or a.bad or a.fragment or a.base:
+            raise InputError("--good/--bad/--fragment/--base go with --src, not --kernels")
+        space = ListSpace(expand_kernels(a.kernels))
+        bisect_dir = (a.out or default_dir(space, policy, {})).resolve()
+        prepare: Callable[[str], str] = lambda spec: _fetch(spec, lambda s: progress(f"      {s}"))
+    else:
+        if not (a.good and a.bad):
+            raise InputError("--src needs --good REV and --bad REV")
+        from . import kbuild
+
+        frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
+        for f in frags:
+            if not f.is_file():
+                raise InputError(f"--fragment {f}: no such file")
+        base_cfg = a.base or kbuild.DEFAULT_BASE
+        info["identity"] = {"fragments": [f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}"
+                                          for f in frags], "base": base_cfg}
+        git_space = GitSpace(a.src, a.good, a.bad, policy)
+        bisect_dir = (a.out or default_dir(git_space, policy, info["identity"])).resolve()
+        git_space.use_dir(bisect_dir)
+        space = git_space
+        build_dir, wt = bisect_dir / "build", bisect_dir / "worktree"
+
+        def prepare(cand: str) -> str:
+            # One kept build dir for the whole bisect: after the first build, each step
+            # recompiles only what the checkout changed (git touches only those files).
+            res = kbuild.build(kbuild.BuildRequest(wt, frags, base_cfg, build_dir, a.jobs),
+                               lambda s: progress(f"      {s}"))
+            return str(res.build_dir)
+
+    progress(f"bisect dir: {bisect_dir}")
+    progress(bisect_report.describe_policy(policy))
+    oracle = RunOracle(base, policy, prepare, progress)
+    b = Bisect(space, oracle, policy, bisect_dir, a.check_endpoints, progress, a.junit, a.restart, info)
+    out = b.run()
+    print(out.text, end="")
+    print(f"bisect dir: {bisect_dir}")
+    if out.answer is not None and out.answer.status == "endpoint-failed":
+        print(f"harness: error: {out.answer.message}", file=sys.stderr)
+    return out.exit_code
+
+
+# ---- harness run --bisect-exit --------------------------------------------------------------
+
+GIT_GOOD, GIT_BAD, GIT_SKIP, GIT_ABORT = 0, 1, 125, 128
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("under git bisect run")
+    g.add_argument("--bisect-exit", action="store_true",
+                   help="exit 0 good, 1 bad, 125 skip (build/boot failure), 128 abort (harness problem), "
+                        "judging only the --filter cases")
+    g.add_argument("--bisect-judge", choices=[j.value for j in Judge], default="outcome",
+                   help="with --bisect-exit: the test's own ok/not ok (default) or the verdict")
+    g.add_argument("--bisect-reverse", action="store_true",
+                   help="with --bisect-exit: exit 1 when good (for git bisect start --term-old=broken --term-new=fixed)")
+
+
+def bisect_exit_code(decision: Decision, reverse: bool) -> int:
+    if decision is Decision.SKIP:
+        return GIT_SKIP
+    good = decision is Decision.GOOD
+    return GIT_GOOD if good != reverse else GIT_BAD
+
+
+def run_for_git_bisect(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int:
+    """`harness run ... --bisect-exit`: one run, its exit code in git bisect run's terms. Only
+    what the commit decides maps to 0/1/125; a problem of the harness or of the command line is
+    128, which makes git bisect run stop instead of marking every commit."""
+    def abort(msg: str) -> int:
+        print(f"harness: error: {msg} (--bisect-exit: exit {GIT_ABORT}, git bisect run stops)", file=sys.stderr)
+        return GIT_ABORT
+
+    if len(a.kernel or ()) > 1 or a.repeat != 1 or a.shard or a.baseline or a.list:
+        return abort("--bisect-exit takes one --kernel and no --repeat/--shard/--baseline/--list")
+    if not req.filters:
+        return abort("--bisect-exit needs --filter for the cases that decide")
+    try:
+        from .kernel import resolve
+
+        resolve(req.kernel, progress)  # a tree is built here: a commit that does not build is skip
+    except (BuildError, InputError) as e:
+        print(f"harness: kernel not usable: {e}", file=sys.stderr)
+        print(f"bisect-exit: {GIT_SKIP} (skip: kernel not built or not bootable)")
+        return GIT_SKIP
+    try:
+        out = execute(req, progress)
+    except HarnessError as e:
+        return abort(str(e))
+    if out.exit_code == 130:
+        return 130
+    print(out.summary)
+    print(f"run dir: {out.run_dir}")
+    tests = tuple(dict.fromkeys(r.id for r in out.results))
+    policy = Policy(tests, judge=Judge(a.bisect_judge))
+    try:
+        obs = observe(out, tests)
+    except HarnessError as e:
+        return abort(str(e))
+    step = StepResult(Status.BOOT_FAILED if obs.boot_failed else Status.RAN, (obs,), obs.detail)
+    d = decide(step, policy)
+    code = bisect_exit_code(d, a.bisect_reverse)
+    print(f"bisect-exit: {code} ({d.value}): {step_summary(step, policy)[:500]}")
+    return code

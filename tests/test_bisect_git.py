@@ -1,0 +1,203 @@
+"""git bisect driven in our own worktree (bisect_git) on a small real repository made here, with
+a fake step oracle that reads the checked-out files instead of building a kernel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.bisect import CaseObs, Policy, RunObs, Status, StepResult
+from harness.bisect_git import GitSpace, GitState, Terms, parse_bisect, replay_log
+from harness.bisect import Side
+from harness.bisect_loop import Bisect
+from harness.errors import InputError
+
+TEST = "cow.iouring-register-ok.ext4-private"
+ENV = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.org", "GIT_COMMITTER_NAME": "Dev",
+       "GIT_COMMITTER_EMAIL": "dev@example.org", "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=ENV).stdout.strip()
+
+
+def commit(repo: Path, msg: str, files: dict[str, str | None]) -> str:
+    for name, text in files.items():
+        p = repo / name
+        if text is None:
+            git(repo, "rm", "-q", name)
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", msg)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, list[str]]:
+    """c0 good; c1 harmless; c2 does not build; c3 fixes the build; c4 changes the behaviour
+    (io_uring); c5 harmless. git's first pick between c0 and c5 is c2, the broken one."""
+    r = tmp_path / "linux"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "master")
+    c = [commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})]
+    c.append(commit(r, "mm: fix a comment", {"mm/gup.c": "/* pins */\n"}))
+    c.append(commit(r, "mm: rework helper (breaks the build)", {"mm/util.c": "syntax error\n", "BROKEN": "1\n"}))
+    c.append(commit(r, "mm: fix the build", {"mm/util.c": "int x;\n", "BROKEN": None}))
+    c.append(commit(r, "io_uring/rsrc: check file-backed VMAs again",
+                    {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}))
+    c.append(commit(r, "Documentation: typo", {"Documentation/x.rst": "x\n"}))
+    return r, c
+
+
+class WorktreeOracle:
+    """Build failure if BROKEN exists in the checkout, else the test's outcome from `behaviour`."""
+
+    def __init__(self, worktree: Path, interrupt_at: int | None = None) -> None:
+        self.worktree, self.interrupt_at = worktree, interrupt_at
+        self.calls: list[str] = []
+
+    def __call__(self, cand: str, step_dir: Path) -> StepResult:
+        if self.interrupt_at is not None and len(self.calls) + 1 == self.interrupt_at:
+            raise KeyboardInterrupt
+        head = git(self.worktree, "rev-parse", "HEAD")
+        assert head == cand, "the loop checks the candidate out before the step"
+        self.calls.append(cand)
+        if (self.worktree / "BROKEN").exists():
+            return StepResult(Status.BUILD_FAILED, (), "mm/util.c:1:1: error: unknown type name 'syntax'", 3.0)
+        outcome = (self.worktree / "behaviour").read_text().strip()
+        verdict = "PASS" if outcome == "ok" else "FAIL"
+        return StepResult(Status.RAN, (RunObs((CaseObs(TEST, outcome, verdict),)),), "", 1.0, 2.0)
+
+
+def make(repo: Path, bdir: Path, good: str, bad: str, policy: Policy, interrupt_at: int | None = None,
+         ) -> tuple[Bisect, WorktreeOracle]:
+    space = GitSpace(repo, good, bad, policy)
+    space.use_dir(bdir)
+    oracle = WorktreeOracle(bdir / "worktree", interrupt_at)
+    return Bisect(space, oracle, policy, bdir, progress=lambda s: None), oracle
+
+
+def test_names_the_commit_skipping_the_broken_one_and_leaves_the_user_alone(
+        repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    r, c = repo
+    # The user has a bisect of their own going, and local changes.
+    git(r, "bisect", "start", c[5], c[0])
+    their_head, their_log = git(r, "rev-parse", "HEAD"), git(r, "bisect", "log")
+    (r / "Makefile").write_text("all: local-edit\n")
+    (r / "untracked.txt").write_text("mine\n")
+    their_status = git(r, "status", "--porcelain")
+
+    b, oracle = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)))
+    out = b.run()
+
+    assert out.exit_code == 0 and out.answer is not None
+    assert out.answer.first == (c[4],)
+    assert out.answer.extra["subject"] == "io_uring/rsrc: check file-backed VMAs again"
+    assert out.answer.extra["files"] == ["behaviour", "io_uring/rsrc.c"]
+    assert oracle.calls[:3] == [c[0], c[5], c[2]]  # the ends, then git's pick: the broken one
+    assert len(set(oracle.calls)) == len(oracle.calls)
+    assert git(r, "rev-parse", "HEAD") == their_head
+    assert git(r, "bisect", "log") == their_log
+    assert git(r, "status", "--porcelain") == their_status
+
+    bdir = tmp_path / "b"
+    log = (bdir / "git-bisect.log").read_text()
+    assert f"git bisect skip {c[2]}" in log and f"# first bad commit: [{c[4]}]" in log
+    state = json.loads((bdir / "bisect.json").read_text())
+    assert state["answer"]["commit"] == c[4] and state["answer"]["status"] == "found"
+    assert [s["status"] for s in state["steps"]].count("build-failed") == 1
+    summary = (bdir / "summary.txt").read_text()
+    assert f"first bad: {c[4]}" in summary and "io_uring/rsrc.c" in summary
+    steps = (bdir / "steps.txt").read_text()
+    assert "build-failed: mm/util.c:1:1: error" in steps
+    assert ET.parse(bdir / "junit.xml").getroot().find(".//testcase[@name='result']/failure") is None
+
+    # The log replays elsewhere to the same answer.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(r), str(clone)], check=True, env=ENV)
+    replayed = subprocess.run(["git", "-C", str(clone), "bisect", "replay", str(bdir / "git-bisect.log")],
+                              capture_output=True, text=True, env={**ENV, "LC_ALL": "C"})
+    assert f"{c[4]} is the first bad commit" in replayed.stdout
+
+
+def test_reverse_on_a_regression_is_refused(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    r, c = repo
+    # With --reverse, --bad (c0) is the old end and must be bad; here it is good: refused at once.
+    b, oracle = make(r, tmp_path / "b", c[5], c[0], Policy((TEST,), reverse=True))
+    out = b.run()
+    assert oracle.calls == [c[0]]
+    assert out.exit_code == 2 and out.answer is not None
+    assert out.answer.message.startswith(f"--bad {c[0][:7]}")
+    assert "without --reverse" in out.answer.message
+
+
+def test_reverse_names_the_fixing_commit(tmp_path: Path) -> None:
+    r = tmp_path / "linux"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "master")
+    c = [commit(r, "initial", {"behaviour": "not_ok\n"})]
+    for i in range(1, 7):
+        c.append(commit(r, f"change {i}", {"behaviour": "ok\n" if i >= 5 else "not_ok\n", f"f{i}": "x\n"}))
+    b, oracle = make(r, tmp_path / "b", c[6], c[0], Policy((TEST,), reverse=True))
+    out = b.run()
+    assert out.exit_code == 0 and out.answer is not None and out.answer.first == (c[5],)
+    assert "first good: " + c[5] in out.text
+    log = (tmp_path / "b" / "git-bisect.log").read_text()
+    assert "--term-old=broken" in log and f"# first fixed commit: [{c[5]}]" in log
+
+
+def test_interrupted_bisect_resumes_from_the_saved_state(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    r, c = repo
+    b, first = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)), interrupt_at=4)
+    out = b.run()
+    assert out.exit_code == 130 and len(first.calls) == 3
+    b2, again = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)))
+    out2 = b2.run()
+    assert out2.answer is not None and out2.answer.first == (c[4],)
+    assert not set(again.calls) & set(first.calls)
+
+
+def test_bad_input(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    r, c = repo
+    with pytest.raises(InputError, match="ancestor"):
+        GitSpace(r, c[5], c[0], Policy((TEST,)))
+    with pytest.raises(InputError, match="not a commit"):
+        GitSpace(r, "no-such-rev", c[0], Policy((TEST,)))
+    with pytest.raises(InputError, match="not a git repository"):
+        GitSpace(tmp_path, c[0], c[5], Policy((TEST,)))
+    with pytest.raises(InputError, match="inside"):
+        GitSpace(r, c[0], c[5], Policy((TEST,))).use_dir(r / "harness-bisect" / "x")
+
+
+def test_parse_bisect_output() -> None:
+    h = "a" * 40
+    assert parse_bisect(f"{h} is the first bad commit\ncommit {h}\n", "x") == GitState(None, (h,))
+    assert parse_bisect(f"{h} is the first fixed commit\n", "x") == GitState(None, (h,))
+    skipped = ("There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n"
+               f"{'b' * 40}\n{h}\nWe cannot bisect more!\n")
+    assert parse_bisect(skipped, "x") == GitState(None, ("b" * 40, h))
+    assert parse_bisect("Bisecting: 2 revisions left to test after this (roughly 1 step)\n", "c" * 40) \
+        == GitState("c" * 40)
+
+
+def test_replay_log_text() -> None:
+    text = replay_log("N", "O", Terms.for_reverse(True), [("A", Side.OLD), ("B", None), ("C", Side.NEW)])
+    assert text.splitlines() == ["git bisect start '--term-old=broken' '--term-new=fixed' 'N' 'O'",
+                                 "git bisect broken A", "git bisect skip B", "git bisect fixed C"]
+    assert replay_log("N", "O", Terms(), []).splitlines() == ["git bisect start 'N' 'O'"]
+
+
+def test_a_bare_mirror_is_enough(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    r, c = repo
+    mirror = tmp_path / "mirror.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(r), str(mirror)], check=True, env=ENV)
+    b, oracle = make(mirror, tmp_path / "b", c[0], c[5], Policy((TEST,)))
+    out = b.run()
+    assert out.answer is not None and out.answer.first == (c[4],)

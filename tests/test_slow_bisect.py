@@ -1,0 +1,133 @@
+"""slow: `harness bisect --src` on a real kernel history, as a developer would leave it running.
+
+A bare git repository is made from the Debian 6.12 source tree (the cached tree is only read),
+and five commits go on top of it:
+
+    c1  mm/gup.c: a comment                                     (builds, behaviour unchanged)
+    c2  mm/util.c: a use of an undeclared symbol                (does not build)
+    c3  mm/util.c: fixed again                                  (builds, behaviour unchanged)
+    c4  io_uring/rsrc.c: refuse file-backed buffers that are neither shmem nor hugetlbfs with
+        EOPNOTSUPP, as io_uring did before 6.5 (34ed8d0dcd69 delegated that check to GUP)
+    c5  Documentation: a new file                               (no code)
+
+`harness bisect --src REPO --good c0 --bad c5 --test cow.iouring-register-ok.ext4-private`
+must name c4 (subject, files), skip c2 as a build failure (git picks it first: it is the
+midpoint), build only once from scratch (one configure, later builds incremental in the kept
+build dir) and write the record and a replayable git bisect log. About 15-20 min for the first
+build at -j2 (cold ccache), then a few minutes per step; run by ci/nightly.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import cli, sources
+
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
+TEST = "cow.iouring-register-ok.ext4-private"
+
+RSRC_ANCHOR = "\tret = -ENOMEM;\n\tpages = io_pin_pages((unsigned long) iov->iov_base, iov->iov_len,\n"
+RSRC_CHECK = """\t/*
+\t * Refuse file-backed buffers that are neither shmem nor hugetlbfs, as
+\t * io_uring did before it left that check to GUP.
+\t */
+\t{
+\t\tstruct vm_area_struct *vma;
+\t\tbool refuse;
+
+\t\tmmap_read_lock(current->mm);
+\t\tvma = vma_lookup(current->mm, (unsigned long) iov->iov_base);
+\t\trefuse = vma && vma->vm_file && !vma_is_shmem(vma) &&
+\t\t\t !is_file_hugepages(vma->vm_file);
+\t\tmmap_read_unlock(current->mm);
+\t\tif (refuse)
+\t\t\treturn -EOPNOTSUPP;
+\t}
+
+"""
+
+
+class Repo:
+    """A bare repository written with plumbing only: nothing is checked out anywhere."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.env = {**os.environ, "GIT_DIR": str(path), "GIT_AUTHOR_NAME": "Harness Nightly",
+                    "GIT_AUTHOR_EMAIL": "nightly@example.org", "GIT_COMMITTER_NAME": "Harness Nightly",
+                    "GIT_COMMITTER_EMAIL": "nightly@example.org", "LC_ALL": "C"}
+
+    def git(self, *args: str, stdin: str | None = None, **env: str) -> str:
+        return self.raw(*args, stdin=stdin, **env).strip()
+
+    def raw(self, *args: str, stdin: str | None = None, **env: str) -> str:
+        return subprocess.run(["git", *args], check=True, capture_output=True, text=True, input=stdin,
+                              env={**self.env, **env}).stdout
+
+    def import_tree(self, tree: Path) -> str:
+        self.git("init", "-q", "--bare", str(self.path))
+        self.git("add", "-A", "-f", ".", GIT_WORK_TREE=str(tree))
+        return self.commit("Linux 6.12 (Debian linux-source-6.12)")
+
+    def commit(self, msg: str, files: dict[str, str] | None = None) -> str:
+        for name, text in (files or {}).items():
+            blob = self.git("hash-object", "-w", "--stdin", "--path", name, stdin=text)
+            self.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
+        tree = self.git("write-tree")
+        parent = self.git("rev-parse", "-q", "--verify", "HEAD^{commit}") if files is not None else ""
+        commit = self.git("commit-tree", tree, *(["-p", parent] if parent else []), "-m", msg)
+        self.git("update-ref", "HEAD", commit)
+        return commit
+
+    def show(self, rev: str, name: str) -> str:
+        return self.raw("cat-file", "blob", f"{rev}:{name}")
+
+
+def test_bisect_a_kernel_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = sources.fetch("debian:6.12").root
+    repo = Repo(tmp_path / "linux.git")
+    c = [repo.import_tree(tree)]
+    gup, util, rsrc = (repo.show("HEAD", n) for n in ("mm/gup.c", "mm/util.c", "io_uring/rsrc.c"))
+    assert rsrc.count(RSRC_ANCHOR) == 1
+    c.append(repo.commit("mm/gup: comment on FOLL_PIN", {"mm/gup.c": gup + "/* harness bisect test: comment only */\n"}))
+    c.append(repo.commit("mm/util: add a helper (does not build)",
+                         {"mm/util.c": util + "int harness_bisect_broken(void) { return harness_undeclared; }\n"}))
+    c.append(repo.commit("mm/util: fix the build", {"mm/util.c": util}))
+    c.append(repo.commit("io_uring/rsrc: refuse non-shmem file-backed buffers again",
+                         {"io_uring/rsrc.c": rsrc.replace(RSRC_ANCHOR, RSRC_CHECK + RSRC_ANCHOR)}))
+    c.append(repo.commit("Documentation: note on bisecting", {"Documentation/mm/harness-bisect.rst": "Bisect.\n"}))
+
+    out = tmp_path / "bisect"
+    code = cli.main(["bisect", "--src", str(repo.path), "--good", c[0], "--bad", c[5], "--test", TEST,
+                     "--out", str(out), "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "bisect.xml")])
+    printed = capsys.readouterr().out
+    print(printed)  # the step log and the answer, in the nightly log
+    assert code == 0, printed[-3000:]
+
+    state = json.loads((out / "bisect.json").read_text())
+    ans = state["answer"]
+    assert ans["status"] == "found" and ans["first"] == [c[4]] and ans["commit"] == c[4]
+    assert ans["subject"] == "io_uring/rsrc: refuse non-shmem file-backed buffers again"
+    assert ans["files"] == ["io_uring/rsrc.c"]
+    by_rev = {s["candidate"]: s for s in state["steps"]}
+    assert by_rev[c[2]]["status"] == "build-failed" and by_rev[c[2]]["decision"] == "skip"
+    assert "harness_undeclared" in by_rev[c[2]]["detail"]
+    assert by_rev[c[0]]["decision"] == "good" and by_rev[c[5]]["decision"] == "bad"
+    assert by_rev[c[4]]["decision"] == "bad"
+    assert by_rev[c[4]]["runs"][0]["cases"][0]["outcome"] == "not_ok"
+    assert state["steps"][2]["candidate"] == c[2]  # git's first pick was the broken commit
+
+    # One configuration, one build from scratch: every later build is incremental.
+    build_log = (out / "build" / "build.log").read_text()
+    assert build_log.count("### make tinyconfig") == 1
+    first = state["steps"][0]["prepare_s"]
+    later = [s["prepare_s"] for s in state["steps"][1:] if s["status"] != "build-failed"]
+    assert later and max(later) < first / 2, (first, later)
+
+    log = (out / "git-bisect.log").read_text()
+    assert f"git bisect skip {c[2]}" in log and f"# first bad commit: [{c[4]}]" in log
+    assert f"first bad: {c[4]}" in (out / "summary.txt").read_text()
