@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,10 @@ import pytest
 from conftest import TEST_KERNEL, TEST_KERNEL_OLD
 from harness import htmlreport, matrix, resultset
 
+from cli_run import Run, harness
+
 pytestmark = pytest.mark.vm
 FILTERS = ["--filter", "cow.vmsplice.unmap-in-child.*", "--filter", "cow.unshare.*"]  # 28 cases
-
-
-@dataclass
-class Run:
-    rc: int
-    out: Path
-    stdout: str
-    stderr: str
-
-
-def harness(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=1200)
 
 
 def matrix_run(out: Path, *extra: str) -> Run:

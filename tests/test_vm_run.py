@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cli_run import Run, harness_run
 from known_ids import FIRST_SLICE_IDS
 
 from conftest import TEST_KERNEL, TEST_KERNEL_OLD
@@ -42,30 +42,6 @@ def all_ids() -> list[str]:
     from harness import suites
 
     return [i for p in suites.programs(["cow", "probes"]) for i in suites.list_ids(p)]
-
-
-@dataclass
-class Run:
-    rc: int
-    out: Path
-    stdout: str
-    stderr: str
-
-    def junit(self) -> ET.Element:
-        return ET.parse(self.out / "junit.xml").getroot()
-
-    def fingerprint(self) -> dict:
-        return json.loads((self.out / "fingerprint.json").read_text())
-
-    def verdicts(self) -> dict[str, str]:
-        recs = [json.loads(line) for line in (self.out / "results.jsonl").read_text().splitlines()]
-        return {r["id"]: r["verdict"] for r in recs}
-
-
-def harness_run(out: Path, *args: str) -> Run:
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), *args],
-                       capture_output=True, text=True, timeout=900)
-    return Run(p.returncode, out, p.stdout, p.stderr)
 
 
 @pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD])
