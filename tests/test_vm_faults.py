@@ -61,7 +61,10 @@ def test_kernel_report_fails_the_case_that_caused_it(drill: tuple[int, Path, str
     assert warn["outcome"] == "ok" and warn["verdict"] == "FAIL"
     assert [t.split(" at ")[0] for t in warn["kernel_events"]] == [warn["kernel_events"][0].split(" at ")[0]]
     assert warn["kernel_events"][0].startswith("WARNING: CPU:") and "harness_warn_write" in warn["kernel_events"][0]
-    assert "kernel taint changed during this case" in warn["output"]
+    # Its own diagnostics (the taint change among them) come back only if its program finished;
+    # when the CPU hog later lost the guest, the result came back from the kernel-log marker.
+    assert ("kernel taint changed during this case" in warn["output"]
+            or warn["output"].startswith("(recovered from the kernel log"))
     # Reports stay with the case that caused them (the CPU hog may earn an RCU stall report).
     assert all(not r[i]["kernel_events"] for i in ("fault.ok-before", "fault.hang-userspace", "fault.ok-after"))
 
