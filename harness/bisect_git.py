@@ -192,7 +192,8 @@ class Worktree:
         if st.next is None:
             return st
         if r.returncode != 0:
-            raise HarnessError(f"git bisect in {self.path}: {(r.stderr.strip() or r.stdout.strip()).splitlines()[-1:]}")
+            last = (r.stderr.strip() or r.stdout.strip() or "(no output)").splitlines()[-1]
+            raise HarnessError(f"git bisect in {self.path}: {last}")
         return GitState(self.head())
 
     def log(self) -> str:
@@ -218,7 +219,13 @@ class GitSpace:
         self.terms = Terms.for_reverse(policy.reverse)
         self.state = GitState(None)
         self._labels: dict[str, str] = {}
-        self.use_dir(Path("harness-bisect"))
+        self._worktree: Worktree | None = None
+
+    @property
+    def worktree(self) -> Worktree:
+        if self._worktree is None:
+            raise HarnessError("GitSpace.use_dir() was not called")
+        return self._worktree
 
     def use_dir(self, bisect_dir: Path) -> None:
         """The worktree lives in the bisect dir (known once the identity is)."""
@@ -226,7 +233,7 @@ class GitSpace:
             raise InputError(f"the bisect dir {bisect_dir} would be inside {self.repo}: pass --out "
                              "somewhere outside the tree (the user's checkout is never touched)")
         self.bisect_dir = bisect_dir
-        self.worktree = Worktree(self.repo, bisect_dir / "worktree")
+        self._worktree = Worktree(self.repo, bisect_dir / "worktree")
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "repo": str(self.repo), "good": self.good, "bad": self.bad}

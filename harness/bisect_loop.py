@@ -211,7 +211,8 @@ class Bisect:
             raise HarnessError("the search ended without a candidate (git bisect said nothing we understood)")
         conf = confidence([r.result for r in self.records], pol, len(possible))
         if len(possible) > 1:
-            return Answer("ambiguous", possible, "only skipped candidates are left", conf)
+            return Answer("ambiguous", possible, "only skipped candidates are left", conf,
+                          {"labels": [sp.label(c) for c in possible]})
         return Answer("found", possible, "", conf, sp.details(possible[0]))
 
     def _where(self, role: str) -> str:

@@ -49,7 +49,8 @@ def final_text(answer: Answer, records: Sequence[StepRecord], policy: Policy, to
                          + (f"\n           ... and {len(files) - len(shown)} more" if len(files) > len(shown) else ""))
     elif answer.status == "ambiguous":
         lines.append(f"only skipped candidates left: the first {term} is one of:")
-        lines += [f"  {c}" for c in answer.first]
+        labels = list(answer.extra.get("labels", answer.first))
+        lines += [f"  {c}" + (f"  {lab}" if lab != c else "") for c, lab in zip(answer.first, labels)]
     else:
         lines.append(f"bisect stopped: {answer.message}")
     if answer.confidence is not None:

@@ -75,6 +75,9 @@ def _module_bytes(path: Path) -> bytes:
 
 def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry], modules.Resolution]:
     if kernel.modules_dir is None:
+        if kernel.config and kernel.config.get("CONFIG_MODULES") != "y":
+            # Built without module support (kernels/lean.config): what it has is built in.
+            return [], modules.Resolution((), tuple(wanted), ())
         return [], modules.Resolution((), (), tuple(wanted))
     mdir = kernel.modules_dir
     builtin = mdir / "modules.builtin"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -108,10 +109,12 @@ def wanted(case_id: str, filters: tuple[str, ...] | list[str]) -> bool:
 
 
 def source_for(kernel_spec: str | None) -> Path:
-    """The source tree a kselftest is built from, for the kernel being tested."""
+    """The source tree a kselftest is built from: the kernel's own (its tree or build dir, or
+    the cached Debian source of its series), or $HARNESS_KSELFTEST_SRC (a tree or debian:SERIES)
+    to run newer selftests against an older kernel (Debian 6.1's tree has no mm/cow)."""
     from .kernel import DEFAULT_KERNEL
 
-    spec = kernel_spec or DEFAULT_KERNEL
+    spec = os.environ.get("HARNESS_KSELFTEST_SRC") or kernel_spec or DEFAULT_KERNEL
     m = _DEBIAN_SERIES.match(spec)
     if m is not None:
         major, minor = (int(x) for x in m.group("series").split("."))
@@ -153,6 +156,9 @@ def build(src: Path, selftest_dir: str, test: str) -> Path:
         if not shutil.which(tool):
             raise ToolMissing(f"{tool} not found: run ci/setup.sh")
     tdir = src / "tools" / "testing" / "selftests" / selftest_dir
+    if not tdir.is_dir():
+        raise InputError(f"--suite {PREFIX}{selftest_dir}/{test}: {src} has no tools/testing/selftests/"
+                         f"{selftest_dir} (mm/ was vm/ before 6.3; set HARNESS_KSELFTEST_SRC to a newer tree)")
     if not (tdir / f"{test}.c").is_file():
         have = sorted(p.stem for p in tdir.glob("*.c")) if tdir.is_dir() else []
         hint = f" (this tree has: {', '.join(have[:12])}{'...' if len(have) > 12 else ''})" if have else ""

@@ -201,3 +201,25 @@ def test_a_bare_mirror_is_enough(repo: tuple[Path, list[str]], tmp_path: Path) -
     b, oracle = make(mirror, tmp_path / "b", c[0], c[5], Policy((TEST,)))
     out = b.run()
     assert out.answer is not None and out.answer.first == (c[4],)
+
+
+def test_the_command_line_wires_it_together(repo: tuple[Path, list[str]], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import bisect_cmd, cli
+
+    r, c = repo
+    bdir = tmp_path / "b"
+    monkeypatch.setattr(bisect_cmd, "RunOracle", lambda *a: WorktreeOracle(bdir / "worktree"))
+    args = ["bisect", "--src", str(r), "--good", c[0], "--bad", "master", "--test", TEST]
+    assert cli.main([*args, "--out", str(bdir), "--junit", str(tmp_path / "j.xml")]) == 0
+    out = capsys.readouterr().out
+    assert f"first bad: {c[4]}" in out and "io_uring/rsrc.c" in out
+    assert (tmp_path / "j.xml").is_file()
+    state = json.loads((bdir / "bisect.json").read_text())
+    assert state["identity"]["bad"] == c[5] and state["identity"]["base"] == "tinyconfig"
+    assert [f.split(":")[0] for f in state["identity"]["fragments"]] == ["lean.config", "cow.config"]
+    # From inside the tree, the default bisect dir would land in the user's checkout: refused.
+    monkeypatch.chdir(r)
+    assert cli.main(args) == 2
+    assert "would be inside" in capsys.readouterr().err

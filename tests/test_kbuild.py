@@ -126,3 +126,11 @@ def test_source_specs_and_cache_listing(tmp_path: Path, monkeypatch: pytest.Monk
     assert sources.for_series(6, 12) == t and sources.for_series(6, 1) is None
     with pytest.raises(InputError, match="harness source fetch debian:6.1"):
         kselftest.source_for("debian:6.1.0-56")
+
+
+def test_kselftest_source_can_be_a_newer_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    newer = _tree(tmp_path / "linux-6.12")
+    monkeypatch.setenv("HARNESS_KSELFTEST_SRC", str(newer))
+    assert kselftest.source_for("debian:6.1.0-56") == newer
+    with pytest.raises(InputError, match="no tools/testing/selftests/mm .*HARNESS_KSELFTEST_SRC"):
+        kselftest.build(newer, "mm", "cow")
