@@ -134,3 +134,40 @@ def test_kselftest_source_can_be_a_newer_tree(tmp_path: Path, monkeypatch: pytes
     assert kselftest.source_for("debian:6.1.0-56") == newer
     with pytest.raises(InputError, match="no tools/testing/selftests/mm .*HARNESS_KSELFTEST_SRC"):
         kselftest.build(newer, "mm", "cow")
+
+
+def test_a_tree_that_does_not_build_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from harness import cli
+
+    if not all(shutil.which(t) for t in ("make", "gcc", "flex", "bison", "bc")):
+        pytest.skip("kernel build tools not installed (ci/setup.sh)")
+    tree = _tree(tmp_path / "linux")
+    # a "tree" whose make fails like a compile error does (the real build prints the same way)
+    (tree / "Makefile").write_text("tinyconfig:\n\t@echo '  CC      mm/memory.o'\n"
+                                   "\t@echo 'mm/memory.c:12:3: error: expected ; before }' >&2\n\t@false\n")
+    code = cli.main(["build", "--src", str(tree), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("harness: error: make tinyconfig failed: mm/memory.c:12:3: error: expected ; before }")
+    assert err[-1].endswith(f"(log: {(tmp_path / 'b').resolve() / 'build.log'})")
+    assert "mm/memory.c:12:3" in (tmp_path / "b" / "build.log").read_text()
+
+
+def test_a_crosscheck_disagreement_makes_the_run_exit_1(tmp_path: Path) -> None:
+    from harness import runner
+    from harness.model import CaseResult, Expectation, Outcome, Verdict
+
+    def r(i: str, o: Outcome, v: Verdict) -> CaseResult:
+        return CaseResult(i, "p", o, v, "", "", Expectation("pass"))
+
+    out = runner.RunOutcome(tmp_path, [
+        r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS),
+        r("kselftest.mm.cow.basic-cow-after-fork-with-base-page", Outcome.NOT_OK, Verdict.FAIL)])
+    runner._crosscheck(out)
+    assert out.exit_code == 1
+    assert "DISAGREE" in out.crosscheck and (tmp_path / "crosscheck.txt").read_text().startswith("status")
+    quiet = runner.RunOutcome(tmp_path / "x", [r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS)])
+    runner._crosscheck(quiet)
+    assert quiet.exit_code == 0 and quiet.crosscheck == ""
