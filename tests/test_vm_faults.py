@@ -23,7 +23,7 @@ IDS = ["fault.ok-before", "fault.hang-userspace", "fault.kernel-report", "fault.
 def drill(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
     out = tmp_path_factory.mktemp("faults")
     p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--kernel", TEST_KERNEL,
-                        "--suite", "faults", "--timeout", "10", "--out", str(out)],
+                        "--suite", "faults", "--timeout", "20", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
     return p.returncode, out, p.stderr
 

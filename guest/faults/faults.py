@@ -54,7 +54,7 @@ def kernel_report() -> _ktap.Outcome:
         return skip("needs COW_EXT4_DIR and CONFIG_DETECT_HUNG_TASK")
     with open(HUNG_TIMEOUT) as f:
         old = f.read().strip()
-    _write(HUNG_TIMEOUT, "2")
+    _write(HUNG_TIMEOUT, "1")
     fd = os.open(scratch, os.O_RDONLY)
     fcntl.ioctl(fd, FIFREEZE, 0)
     diag(f"froze {scratch}; a child now writes to it and blocks uninterruptibly")
@@ -64,7 +64,7 @@ def kernel_report() -> _ktap.Outcome:
             f.write("x")
         os._exit(0)
     try:
-        time.sleep(8)  # > 2 x hung_task_timeout_secs: khungtaskd checks every timeout period
+        time.sleep(4)  # > 3 x hung_task_timeout_secs: khungtaskd checks every timeout period
     finally:
         fcntl.ioctl(fd, FITHAW, 0)
         os.close(fd)
