@@ -8,9 +8,11 @@ reports that, or shows no sign of life within kvm_probe_s, is retried under TCG.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,6 +65,18 @@ def cmdline(append: str = "") -> str:
     return f"{base} {append}".strip()
 
 
+_SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108, NUL included)
+
+
+def monitor_socket_path(run_dir: Path) -> Path:
+    """The monitor socket in the run dir, or, when that path is too long for a unix socket
+    (QEMU would not start), in a short private directory under the temp dir."""
+    path = run_dir / "monitor.sock"
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        return path
+    return Path(tempfile.mkdtemp(prefix="harness-mon-")) / "monitor.sock"
+
+
 def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
     opts = spec.image.options
     return QemuSpec(
@@ -70,7 +84,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         cmdline=cmdline(spec.append), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None,
-        monitor_socket=spec.run_dir / "monitor.sock", drives=spec.drives,
+        monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
     )
 
 

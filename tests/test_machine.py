@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,11 @@ def test_qemu_spec_shares_usr_read_only_and_forwards_ssh(tmp_path: Path) -> None
     a = qemu.argv(q)
     assert any("readonly=on" in x for x in a if x.startswith("local,"))
     assert any(f"hostfwd=tcp:127.0.0.1:{q.ssh_port}-:22" in x for x in a)
+
+
+def test_monitor_socket_moves_out_of_a_run_dir_too_long_for_a_unix_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    sock = machine.monitor_socket_path(deep)
+    assert sock.name == "monitor.sock" and sock.parent.is_dir()
+    assert len(os.fsencode(sock)) <= 107 and not str(sock).startswith(str(deep))
+    assert machine.monitor_socket_path(tmp_path) == tmp_path / "monitor.sock"
