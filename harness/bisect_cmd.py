@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import bisect_report, debian, suites
+from . import bisect_report, debian, runopts, suites
 from .bisect import (CaseObs, Decision, Judge, Policy, RunObs, Status, StepResult, decide, settled,
                      step_summary)
 from .bisect_git import GitSpace
 from .bisect_loop import Bisect, ListSpace, Space, default_dir
 from .errors import BuildError, HarnessError, InputError
 from .matrix import exact_glob
-from .runner import DEFAULT_EXPECTATIONS, RunOutcome, RunRequest, execute
+from .runner import RunOutcome, RunRequest, execute
 
 Progress = Callable[[str], None]
 
@@ -198,16 +198,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)")
     b.add_argument("--base", default=None, metavar="BASE", help="tinyconfig|defconfig|allnoconfig or a config file")
     b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N")
-    r = p.add_argument_group("each run (as for harness run)")
-    r.add_argument("--suite", action="append", default=[], metavar="NAME")
-    r.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
-    r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    r.add_argument("--memory", type=int, default=1024, metavar="MIB")
-    r.add_argument("--cpus", type=int, default=2)
-    r.add_argument("--append", default="", metavar="ARGS")
-    r.add_argument("--timeout", type=float, metavar="S")
-    r.add_argument("--kernel-reports", choices=["fail", "report"], default="fail")
-    r.add_argument("--max-reboots", type=int, default=3, metavar="N")
+    runopts.add_each_run_arguments(p)
 
 
 def _check_tests(tests: Sequence[str], suite_names: Sequence[str]) -> None:
@@ -225,9 +216,7 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
     if bool(a.kernels) == bool(a.src):
         raise InputError("name what to bisect: --kernels LIST, or --src TREE with --good and --bad")
     _check_tests(policy.tests, a.suite)
-    base = RunRequest(suites=tuple(a.suite), expectations=a.expectations, accel=a.accel,
-                      memory_mib=a.memory, cpus=a.cpus, append=a.append, timeout_s=a.timeout,
-                      fail_on_kernel_report=a.kernel_reports == "fail", max_reboots=a.max_reboots)
+    base = runopts.each_run_request(a)
     info: dict[str, Any] = {"request": {"argv": sys.argv[1:], "cwd": os.getcwd()}}
     space: Space
     if a.kernels:

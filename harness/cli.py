@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, qemu, runopts
+from . import __version__, bisect_cmd, debian, qemu, runopts, series_cmd
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -180,13 +180,15 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="say what is missing and how to get it")
     runopts.add_commands(sub)
     bisect_cmd.add_command(sub)
+    series_cmd.add_command(sub)
     _add_build(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    handlers = {"bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
+    handlers = {"bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress),
+                "series": lambda a: series_cmd.cmd_series(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
                 "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
                 "build": _cmd_build, "source": _cmd_source}
     try:

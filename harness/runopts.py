@@ -12,7 +12,7 @@ from typing import Callable
 
 from . import compare, matrix, publish, resultset, suites
 from .errors import HarnessError, InputError
-from .runner import RunRequest, list_cases
+from .runner import DEFAULT_EXPECTATIONS, RunRequest, list_cases
 
 Progress = Callable[[str], None]
 
@@ -26,6 +26,28 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shard", metavar="I/N", help="only the I-th of N stable slices of the cases (hash of the id)")
     g.add_argument("--baseline", type=Path, metavar="DIR",
                    help="compare with this earlier run (dir or results.jsonl) at the end; a regression exits 1")
+
+
+def add_each_run_arguments(p: argparse.ArgumentParser, suite_help: str = "") -> argparse._ArgumentGroup:
+    """The per-run options of the commands that run many times (bisect, series)."""
+    r = p.add_argument_group("each run (as for harness run)")
+    r.add_argument("--suite", action="append", default=[], metavar="NAME", help=suite_help or None)
+    r.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
+    r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    r.add_argument("--memory", type=int, default=1024, metavar="MIB")
+    r.add_argument("--cpus", type=int, default=2)
+    r.add_argument("--append", default="", metavar="ARGS")
+    r.add_argument("--timeout", type=float, metavar="S")
+    r.add_argument("--kernel-reports", choices=["fail", "report"], default="fail")
+    r.add_argument("--max-reboots", type=int, default=3, metavar="N")
+    return r
+
+
+def each_run_request(a: argparse.Namespace, default_suites: tuple[str, ...] = ()) -> RunRequest:
+    return RunRequest(suites=tuple(a.suite) or default_suites, filters=tuple(getattr(a, "filter", ()) or ()),
+                      expectations=a.expectations, accel=a.accel, memory_mib=a.memory, cpus=a.cpus,
+                      append=a.append, timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
+                      max_reboots=a.max_reboots)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,0 +1,275 @@
+"""`harness series` decisions (pure): what each row of a patch series did, what changed from
+the row before, what counts as broken, and which compiler warnings a patch added.
+
+A series is rows: the base, then one per patch. Each row has steps (apply, build, boot) and the
+verdicts of the tests it ran. Whether a test is good or bad is read from the test's own outcome
+(ok / not ok) and from the kernel (a case during which the kernel WARNed is FAIL though it said
+ok), not from expectations.yaml alone: a patch that makes an XFAIL case pass fixed it, though its
+verdict turns XPASS. A patch *breaks* a step or a test when it is bad in that row and was good in
+the row before (the last row where it ran); it *fixes* it the other way round.
+
+The series fails (exit 1) when any patch row does not apply, build or boot, or has a test bad
+that was good at the base or in the row before; the cells that say so are the JUnit failures.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .model import Outcome, Verdict
+
+
+class Step(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    NOT_RUN = "not run"  # an earlier step failed, or --stop-on-first / --only-last left it out
+
+
+class Quality(str, enum.Enum):
+    GOOD = "good"
+    BAD = "bad"
+    NEUTRAL = "neutral"  # skipped, or a directive (XFAIL/TODO) the test gave itself
+
+
+class Mark(str, enum.Enum):
+    NONE = ""
+    BROKE = "broke"
+    FIXED = "fixed"
+    CHANGED = "changed"  # verdict changed, neither good→bad nor bad→good (e.g. PASS→SKIP)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One test in one row."""
+
+    verdict: Verdict
+    outcome: Outcome
+    reason: str = ""
+
+    @property
+    def quality(self) -> Quality:
+        if self.outcome in (Outcome.NOT_OK, Outcome.ERROR) or self.verdict in (Verdict.ERROR,):
+            return Quality.BAD
+        if self.outcome is Outcome.OK:
+            # ok but FAIL: the kernel reported (WARN, BUG...) while the case ran.
+            return Quality.BAD if self.verdict is Verdict.FAIL else Quality.GOOD
+        return Quality.NEUTRAL
+
+
+@dataclass(frozen=True)
+class Warning:
+    """A compiler warning, keyed without its line and column (a patch moves lines)."""
+
+    path: str  # relative to the tree
+    text: str  # "unused variable 'x' [-Wunused-variable]"
+    line: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.path, self.text)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: warning: {self.text}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """The base (index 0) or patch `index` of the series."""
+
+    index: int
+    subject: str
+    commit: str = ""  # full hash in our worktree ("" when the patch did not apply)
+    files: tuple[str, ...] = ()  # what the patch touched
+    apply: Step = Step.OK
+    apply_message: str = ""  # git am's own words when it failed
+    build: Step = Step.NOT_RUN
+    build_error: str = ""
+    warnings: tuple[Warning, ...] = ()  # every warning of this row's (incremental) build
+    new_warnings: tuple[Warning, ...] = ()  # in the files this patch touched, not seen before
+    boot: Step = Step.NOT_RUN
+    boot_error: str = ""
+    tests: Mapping[str, Cell] = field(default_factory=dict)
+    build_s: float = 0.0
+    run_s: float = 0.0
+    run_dir: str = ""
+    note: str = ""  # why steps were not run ("--only-last", "stopped: patch 2 broke the build")
+
+    @property
+    def label(self) -> str:
+        return "base" if self.index == 0 else f"{self.index}"
+
+    @property
+    def short(self) -> str:
+        return self.commit[:12]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What row `row` did to one column, relative to the last row where the column had a value."""
+
+    row: int
+    column: str  # "apply", "build", "boot" or a test id
+    mark: Mark
+    before: str
+    after: str
+
+
+def step_quality(s: Step) -> Quality:
+    return {Step.OK: Quality.GOOD, Step.FAILED: Quality.BAD}.get(s, Quality.NEUTRAL)
+
+
+def _mark(before: Quality, after: Quality, same: bool) -> Mark:
+    if before is Quality.GOOD and after is Quality.BAD:
+        return Mark.BROKE
+    if before is Quality.BAD and after is Quality.GOOD:
+        return Mark.FIXED
+    return Mark.NONE if same else Mark.CHANGED
+
+
+def changes(rows: Sequence[Row]) -> list[Change]:
+    """Every change between a row and the last earlier row where the same column had a value.
+    Steps that were not run have no value; a test a row did not run has none either."""
+    out: list[Change] = []
+    last_step: dict[str, Step] = {}
+    last_cell: dict[str, Cell] = {}
+    for row in rows:
+        for name, step in (("apply", row.apply), ("build", row.build), ("boot", row.boot)):
+            if step is Step.NOT_RUN:
+                continue
+            prev = last_step.get(name)
+            if prev is not None and prev is not step:
+                out.append(Change(row.index, name, _mark(step_quality(prev), step_quality(step), False),
+                                  prev.value, step.value))
+            last_step[name] = step
+        for tid, cell in row.tests.items():
+            pc = last_cell.get(tid)
+            if pc is not None and (pc.verdict is not cell.verdict or pc.quality is not cell.quality):
+                m = _mark(pc.quality, cell.quality, pc.verdict is cell.verdict)
+                out.append(Change(row.index, tid, m, pc.verdict.value, cell.verdict.value))
+            last_cell[tid] = cell
+    return out
+
+
+def changed_tests(rows: Sequence[Row]) -> list[str]:
+    """The test columns of the matrix: tests whose verdict changed anywhere, in first-seen order."""
+    changed = {c.column for c in changes(rows)} - {"apply", "build", "boot"}
+    order: dict[str, None] = {}
+    for row in rows:
+        for tid in row.tests:
+            if tid in changed:
+                order[tid] = None
+    return list(order)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something a patch row got wrong: a JUnit failure and a reason for exit 1."""
+
+    row: int
+    column: str
+    text: str
+
+
+def problems(rows: Sequence[Row]) -> list[Problem]:
+    """What the patch rows broke. A test counts when it is bad in a row and was good at the
+    base or in the row before (so a test broken by patch 2 is also a problem of patch 3 if it is
+    still bad there: the series is not bisectable through it)."""
+    if not rows:
+        return []
+    base = rows[0].tests
+    marks = {(c.row, c.column): c for c in changes(rows)}
+    out: list[Problem] = []
+    for row in rows[1:]:
+        if row.apply is Step.FAILED:
+            out.append(Problem(row.index, "apply", f"does not apply: {first_line(row.apply_message)}"))
+        if row.build is Step.FAILED:
+            out.append(Problem(row.index, "build", f"does not build: {row.build_error}"))
+        if row.boot is Step.FAILED:
+            out.append(Problem(row.index, "boot", f"does not boot: {row.boot_error}"))
+        for tid, cell in row.tests.items():
+            if cell.quality is not Quality.BAD:
+                continue
+            ch = marks.get((row.index, tid))
+            at_base = base.get(tid)
+            if ch is not None and ch.mark is Mark.BROKE:
+                out.append(Problem(row.index, tid, f"broken by this patch: {ch.before} -> {ch.after}"))
+            elif at_base is not None and at_base.quality is Quality.GOOD:
+                out.append(Problem(row.index, tid, f"still broken: {at_base.verdict.value} at base, "
+                                                   f"{cell.verdict.value} here"))
+    return out
+
+
+def exit_code(rows: Sequence[Row]) -> int:
+    return 1 if problems(rows) else 0
+
+
+def breaks(row: Row, rows: Sequence[Row]) -> bool:
+    """Did this patch row break something (for --stop-on-first)?"""
+    return any(p.row == row.index for p in problems([*rows[:row.index], row]))
+
+
+def first_line(text: str) -> str:
+    """git's first error line (or its first line)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("error:", "fatal:")):
+            return ln
+    return lines[0] if lines else "(no message)"
+
+
+# ---- compiler warnings -------------------------------------------------------------------------
+
+_WARNING = re.compile(r"^(?P<path>[^\s:][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? warning: (?P<text>.*?)\s*$")
+_COMPILED = re.compile(r"^\s+CC\s+(?:\[M\]\s+)?(\S+)\.o\s*$")
+
+
+def _relative(path: str, tree_prefixes: Sequence[str]) -> str:
+    for prefix in tree_prefixes:
+        p = prefix.rstrip("/") + "/"
+        if path.startswith(p):
+            return path[len(p):]
+    while path.startswith("../"):  # O= dir inside the tree: kbuild says ../mm/gup.c
+        path = path[3:]
+    return path.removeprefix("./")
+
+
+def parse_warnings(log: str, tree_prefixes: Sequence[str] = ()) -> list[Warning]:
+    """gcc/clang warnings in a build log, paths made relative to the tree, duplicates (a header
+    warning repeated by every file that includes it) kept once (pure)."""
+    seen: dict[tuple[str, str, int], Warning] = {}
+    for line in log.splitlines():
+        m = _WARNING.match(line)
+        if m:
+            w = Warning(_relative(m.group("path"), tree_prefixes), m.group("text"), int(m.group("line")))
+            seen.setdefault((w.path, w.text, w.line), w)
+    return list(seen.values())
+
+
+def compiled_sources(log: str) -> set[str]:
+    """The C files a build log shows compiled ("  CC      mm/gup.o" → mm/gup.c) (pure)."""
+    return {m.group(1) + ".c" for line in log.splitlines() if (m := _COMPILED.match(line))}
+
+
+class WarningLedger:
+    """Which warnings each file had when it was last compiled, across the rows of a series.
+
+    A build is incremental, so a row's log only shows the files it recompiled; a file that was
+    not recompiled keeps what it had. The base row is built after touching every file the series
+    changes, so each of them has a known set before the first patch."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, set[str]] = {}
+
+    def add(self, warnings: Iterable[Warning], compiled: set[str], touched: Sequence[str]) -> list[Warning]:
+        """Take a row's warnings; returns those in `touched` files that the file did not have
+        the last time it was compiled (for the base row, pass no touched files)."""
+        now: dict[str, set[str]] = {}
+        for w in warnings:
+            now.setdefault(w.path, set()).add(w.text)
+        new = [w for w in warnings if w.path in touched and w.text not in self.known.get(w.path, set())]
+        for path in compiled | set(now):
+            self.known[path] = now.get(path, set())
+        return new

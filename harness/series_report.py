@@ -1,0 +1,181 @@
+"""`harness series` reports (pure): the matrix as a terminal table and as markdown, JUnit with
+one suite per row, and the JSON record.
+
+Rows are the base and each patch; columns are apply (patch emails only), build, boot, and every
+test whose verdict changed somewhere in the series. A cell is the verdict, with "(broke)" or
+"(fixed)" when it went bad or good relative to the row before. Test ids are long, so the
+columns are numbered t1, t2... and a legend names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from .report import _TERMINAL_UNSAFE, _one_line, _xml_escape_char, xml_safe
+from .series import Change, Mark, Problem, Row, Step, changed_tests, changes, problems
+
+_STEP_WORD = {Step.OK: "ok", Step.FAILED: "FAILED", Step.NOT_RUN: "-"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Matrix:
+    header: tuple[str, ...]
+    cells: tuple[tuple[str, ...], ...]
+    legend: tuple[tuple[str, str], ...]  # (t1, test id)
+    problems: tuple[Problem, ...]
+
+
+def _tag(mark: Mark | None) -> str:
+    return f" ({mark.value})" if mark in (Mark.BROKE, Mark.FIXED) else ""
+
+
+def matrix(rows: Sequence[Row], with_apply: bool) -> Matrix:
+    tests = changed_tests(rows)
+    marks: dict[tuple[int, str], Mark] = {(c.row, c.column): c.mark for c in changes(rows)}
+    legend = tuple((f"t{i + 1}", tid) for i, tid in enumerate(tests))
+    header = ("", "commit", "subject", *(["apply"] if with_apply else []), "build", "boot",
+              *(k for k, _ in legend))
+    body = []
+    for r in rows:
+        build = _STEP_WORD[r.build] + (f" +{len(r.new_warnings)}w" if r.new_warnings else "")
+        cells = [r.label, r.short or "-", r.subject]
+        if with_apply:
+            cells.append(("-" if r.index == 0 else _STEP_WORD[r.apply]) + _tag(marks.get((r.index, "apply"))))
+        cells += [build + _tag(marks.get((r.index, "build"))),
+                  _STEP_WORD[r.boot] + _tag(marks.get((r.index, "boot")))]
+        for tid in tests:
+            cell = r.tests.get(tid)
+            cells.append("-" if cell is None else cell.verdict.value + _tag(marks.get((r.index, tid))))
+        body.append(tuple(cells))
+    return Matrix(header, tuple(body), legend, tuple(problems(rows)))
+
+
+def _footer(rows: Sequence[Row], m: Matrix) -> list[str]:
+    lines = [f"{k} = {tid}" for k, tid in m.legend]
+    if not m.legend:
+        lines.append("no test changed its verdict across the series")
+    for r in rows:
+        for w in r.new_warnings:
+            lines.append(f"new warning in {r.label}: {w}")
+        if r.note:
+            lines.append(f"{r.label}: {r.note}")
+    return lines
+
+
+def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width: int = 40) -> str:
+    m = matrix(rows, with_apply)
+    body = [list(c) for c in m.cells]
+    for c in body:
+        c[2] = c[2] if len(c[2]) <= subject_width else c[2][:subject_width - 3] + "..."
+    grid = [list(m.header), *body]
+    grid = [[_one_line(v, _TERMINAL_UNSAFE) for v in r] for r in grid]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(m.header))]
+    lines = [f"series: {title}"] if title else []
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in grid]
+    lines += _footer(rows, m)
+    lines += [f"problem: {p.row if p.row else 'base'}: {p.column}: {p.text}" for p in m.problems]
+    verdict = (f"{len(m.problems)} problem(s) in {len({p.row for p in m.problems})} patch(es)"
+               if m.problems else "no patch broke the build, the boot or a test")
+    lines.append(f"series: {len(rows) - 1} patch(es); {verdict}")
+    # Subjects, warnings and errors come from the patches and the compiler: no escape sequence
+    # of theirs reaches the terminal.
+    return "\n".join(_TERMINAL_UNSAFE.sub(_xml_escape_char, ln) for ln in lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return _one_line(text).replace("|", "\\|")
+
+
+def markdown(rows: Sequence[Row], with_apply: bool, title: str = "", kernel: str = "") -> str:
+    """To paste under a cover letter."""
+    m = matrix(rows, with_apply)
+    out = [f"### harness series: {_md(title)}" if title else "### harness series", ""]
+    if kernel:
+        out += [f"Tested on {kernel}.", ""]
+    out.append("| " + " | ".join(_md(h) or "#" for h in m.header) + " |")
+    out.append("|" + "|".join("---" for _ in m.header) + "|")
+    for c in m.cells:
+        out.append("| " + " | ".join(_md(v) for v in c) + " |")
+    out.append("")
+    out += [f"- {line}" for line in _footer(rows, m)]
+    if m.problems:
+        out += ["", "Problems:", ""]
+        out += [f"- patch {p.row}: {_md(p.column)}: {_md(p.text)}" for p in m.problems]
+    else:
+        out += ["", "No patch broke the build, the boot or a test."]
+    return "\n".join(out) + "\n"
+
+
+def _suite_name(r: Row) -> str:
+    return _one_line(f"{r.index:02d} {r.label} {r.short or '-'} {r.subject}")
+
+
+def junit(rows: Sequence[Row], with_apply: bool, properties: Mapping[str, str]) -> str:
+    """One suite per row. A failure is a problem of that row (series.problems); in the base row,
+    a build or boot failure is an error, and tests are only recorded."""
+    probs = {(p.row, p.column): p for p in problems(rows)}
+    suites = []
+    for r in rows:
+        cases = []
+        steps = [("apply", r.apply, r.apply_message)] if with_apply and r.index else []
+        steps += [("build", r.build, r.build_error), ("boot", r.boot, r.boot_error)]
+        for name, step, err in steps:
+            tc = TestCase(name, classname=_suite_name(r),
+                          elapsed_sec={"build": r.build_s, "boot": 0.0}.get(name, 0.0))
+            if name == "build" and r.warnings:
+                tc.stdout = xml_safe("\n".join(["new warnings:", *map(str, r.new_warnings)] if r.new_warnings
+                                               else [f"{len(r.warnings)} warning(s), none new in the files this patch touched"]))
+            if step is Step.NOT_RUN:
+                tc.add_skipped_info(_one_line(r.note or "not run"))
+            elif (r.index, name) in probs:
+                tc.add_failure_info(_one_line(probs[(r.index, name)].text), xml_safe(err) or None, name)
+            elif step is Step.FAILED:
+                tc.add_error_info(_one_line(f"{name} failed: {first(err)}"), xml_safe(err) or None, name)
+            cases.append(tc)
+        for tid, cell in r.tests.items():
+            tc = TestCase(_one_line(tid), classname=_suite_name(r))
+            if (r.index, tid) in probs:
+                tc.add_failure_info(_one_line(probs[(r.index, tid)].text), None, cell.verdict.value)
+            elif cell.verdict.value == "SKIP":
+                tc.add_skipped_info(_one_line(cell.reason) or "skipped")
+            else:
+                tc.stdout = f"verdict: {cell.verdict.value}" + (f" ({xml_safe(cell.reason)})" if cell.reason else "")
+            cases.append(tc)
+        props = {_one_line(k): _one_line(v) for k, v in {**properties, "commit": r.commit}.items()}
+        suites.append(TestSuite(_suite_name(r), cases, properties=props))
+    xml: str = to_xml_report_string(suites)
+    return xml
+
+
+def first(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def row_record(r: Row) -> dict[str, Any]:
+    d = dataclasses.asdict(r)
+    for k in ("apply", "build", "boot"):
+        d[k] = getattr(r, k).value
+    d["tests"] = {tid: {"verdict": c.verdict.value, "outcome": c.outcome.value, "quality": c.quality.value,
+                        "reason": c.reason} for tid, c in r.tests.items()}
+    d["warnings"] = [str(w) for w in r.warnings]
+    d["new_warnings"] = [str(w) for w in r.new_warnings]
+    d["label"] = r.label
+    return d
+
+
+def change_record(c: Change) -> dict[str, Any]:
+    return {"row": c.row, "column": c.column, "mark": c.mark.value or "same", "before": c.before, "after": c.after}
+
+
+def record(rows: Sequence[Row], info: Mapping[str, Any], finished: bool) -> str:
+    """series.json: the request, every row so far, the changes, the problems and the exit code."""
+    data = {**info, "finished": finished, "rows": [row_record(r) for r in rows],
+            "columns": changed_tests(rows), "changes": [change_record(c) for c in changes(rows)],
+            "problems": [dataclasses.asdict(p) for p in problems(rows)],
+            "exit_code": 1 if problems(rows) else 0}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,272 @@
+"""`harness series` end to end on a small real git repository: real git am in our worktree, the
+real Builder (log slicing, warnings ledger) over a fake `make`, a fake guest that reads what the
+tree says the tests do. The real build, boot and tests are tests/test_slow_series.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import cli, kbuild, series_cmd
+from harness.errors import BuildError, InputError
+from harness.model import Outcome, Verdict
+from harness.series import Cell, Row, Step
+from harness.series_cmd import Builder, SeriesRequest, run_series
+from series_repo import BASE_FILES, SmallRepo, behaviour
+
+OUTCOMES = {"ok": (Outcome.OK, Verdict.PASS), "not_ok": (Outcome.NOT_OK, Verdict.FAIL),
+            "skip": (Outcome.SKIP, Verdict.SKIP)}
+
+
+class FakeMake:
+    """Stands in for kbuild.build: appends a make section to build.log as kbuild does, "compiles"
+    build.c when it changed, and fails on "#error"."""
+
+    def __init__(self) -> None:
+        self.calls: list[Path] = []
+        self.seen: dict[Path, float] = {}
+
+    def __call__(self, req: kbuild.BuildRequest, progress: Any = None) -> kbuild.BuildResult:
+        assert req.out is not None
+        req.out.mkdir(parents=True, exist_ok=True)
+        self.calls.append(req.src)
+        src = req.src / "build.c"
+        lines = ["", "### make bzImage: make -C ..."]
+        if src.stat().st_mtime != self.seen.get(req.out):
+            self.seen[req.out] = src.stat().st_mtime
+            lines.append("  CC      build.o")
+            for n, line in enumerate(src.read_text().splitlines(), 1):
+                if line.startswith("warn: "):
+                    lines.append(f"{req.src}/build.c:{n}:5: warning: {line[6:]}")
+                if line.startswith("#error"):
+                    lines.append(f"{req.src}/build.c:{n}:2: error: {line[7:]}")
+        with open(req.out / kbuild.LOG, "a") as f:
+            f.write("\n".join(lines) + "\n")
+        if "#error" in src.read_text():
+            raise BuildError(f"make bzImage failed: build.c: error: {src.read_text().split('#error ')[1].splitlines()[0]}")
+        return kbuild.BuildResult(req.out, req.out / "bzImage", "6.12.0-fake", False, False, 0.1)
+
+
+def fake_guest(tree_path: Path) -> series_cmd.RowRunner:
+    def run(row: Row, row_dir: Path) -> Row:
+        text = (tree_path / "behaviour").read_text()
+        if "panic-at-boot" in text:
+            return Row(**{**row.__dict__, "boot": Step.FAILED, "boot_error": "Kernel panic - not syncing"})
+        tests = {}
+        for line in text.splitlines():
+            tid, _, what = line.partition("=")
+            outcome, verdict = OUTCOMES[what]
+            tests[tid] = Cell(verdict, outcome)
+        return Row(**{**row.__dict__, "boot": Step.OK, "tests": tests, "run_dir": str(row_dir)})
+    return run
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    make = FakeMake()
+    monkeypatch.setattr(kbuild, "build", make)
+    repo = SmallRepo(tmp_path / "linux")
+    base = repo.commit("base: a small tree", BASE_FILES)
+    holder: dict[str, Any] = {}
+
+    def parts(tree: Any, req: SeriesRequest, progress: Any) -> tuple[Any, Any]:
+        holder["tree"] = tree
+        return Builder(tree, req, progress), fake_guest(tree.path)
+
+    return {"repo": repo, "base": base, "make": make, "parts": parts, "holder": holder, "tmp": tmp_path}
+
+
+def _series(env: dict[str, Any], patches: list[tuple[str, dict[str, str | None]]], cover: str = "") -> Path:
+    repo: SmallRepo = env["repo"]
+    for subject, files in patches:
+        repo.commit(subject, files)
+    out = env["tmp"] / "outgoing"
+    repo.format_patch(f"{env['base']}..HEAD", out, cover)
+    repo.git("reset", "-q", "--hard", env["base"])  # the developer's tree: the patches are only in files
+    return out
+
+
+def _run(env: dict[str, Any], what: Path | str, **kw: Any) -> tuple[int, dict[str, Any], Path]:
+    out = env["tmp"] / kw.pop("out_name", "series")
+    base = kw.pop("base", env["base"])
+    req = SeriesRequest(env["repo"].path, str(what), base, out=out, **kw)
+    code = run_series(req, lambda s: None, env["parts"])
+    return code, json.loads((out / "series.json").read_text()), out
+
+
+TYPICAL = [
+    ("mm: clean", {"README": "a small tree\nmore words\n"}),
+    ("mm: does not build", {"build.c": "int main(void) { return 0; }\nwarn: old warning [-Wold]\n#error use of undeclared x\n"}),
+    ("mm: builds, breaks cow.a", {"build.c": "int main(void) { return 0; }\nwarn: old warning [-Wold]\nwarn: unused x [-Wunused]\n",
+                                  "behaviour": behaviour(cow_a="not_ok")}),
+    ("mm: fixes cow.a and cow.c", {"behaviour": behaviour(cow_c="ok")}),
+]
+
+
+def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
+    code, rec, out = _run(env, _series(env, TYPICAL, cover="mm: a series"))
+    assert code == 1
+    rows = rec["rows"]
+    assert [r["label"] for r in rows] == ["base", "1", "2", "3", "4"]
+    assert [r["build"] for r in rows] == ["ok", "ok", "failed", "ok", "ok"]
+    assert [r["boot"] for r in rows] == ["ok", "ok", "not run", "ok", "ok"]
+    assert rows[2]["build_error"].endswith("use of undeclared x")
+    # New warnings: only the one patch 3 added (the old one was known from the base build).
+    assert [r["new_warnings"] for r in rows] == [[], [], [], ["build.c:3: warning: unused x [-Wunused]"], []]
+    assert rec["columns"] == ["cow.a", "cow.c"]
+    marks = {(c["row"], c["column"]): c["mark"] for c in rec["changes"]}
+    assert marks == {(2, "build"): "broke", (3, "build"): "fixed", (3, "cow.a"): "broke",
+                     (4, "cow.a"): "fixed", (4, "cow.c"): "fixed"}
+    assert [(p["row"], p["column"]) for p in rec["problems"]] == [(2, "build"), (3, "cow.a")]
+    assert rec["title"] == "mm: a series" and rec["finished"] is True
+
+    table = (out / "matrix.txt").read_text()
+    lines = table.splitlines()
+    assert lines[1].split() == ["commit", "subject", "apply", "build", "boot", "t1", "t2"]
+    assert lines[4].split()[-5:] == ["FAILED", "(broke)", "-", "-", "-"] and lines[4].split()[0] == "2"
+    assert "FAIL (broke)" in lines[5] and "ok +1w (fixed)" in lines[5]
+    assert "t1 = cow.a" in table and "t2 = cow.c" in table
+    assert "problem: 3: cow.a: broken by this patch: PASS -> FAIL" in table
+    md = (out / "series.md").read_text()
+    assert "| 4 |" in md and "PASS (fixed)" in md and "Tested on 6.12.0-fake" in md
+
+    suites = ET.parse(out / "junit.xml").getroot().findall("testsuite")
+    assert [s.get("name", "").split()[:2] for s in suites] == [["00", "base"], ["01", "1"], ["02", "2"], ["03", "3"], ["04", "4"]]
+    failures = [(s.get("name", "").split()[1], c.get("name")) for s in suites for c in s.findall("testcase")
+                if c.find("failure") is not None]
+    assert failures == [("2", "build"), ("3", "cow.a")]
+    # Each patch's build log is kept, and the base build recompiled what the series touches.
+    assert "build.c:2:5: warning: old warning" in (out / "rows" / "00" / "build.log").read_text()
+    assert (out / "rows" / "04" / "build.log").is_file() and (out / "patches" / "0001.msg").is_file()
+
+
+def test_a_clean_series_exits_0_and_a_range_works_the_same(env: dict[str, Any]) -> None:
+    repo: SmallRepo = env["repo"]
+    repo.commit("mm: one", {"README": "x\n"})
+    repo.commit("mm: fix cow.c", {"behaviour": behaviour(cow_c="ok")})
+    code, rec, out = _run(env, f"{env['base'][:10]}..HEAD", base=None)
+    assert code == 0 and rec["kind"] == "range" and rec["problems"] == []
+    assert [r["commit"] for r in rec["rows"]] == [env["base"], repo.git("rev-parse", "HEAD~1"), repo.git("rev-parse", "HEAD")]
+    assert rec["columns"] == ["cow.c"] and "apply" not in (out / "matrix.txt").read_text().splitlines()[1]
+    assert "No patch broke the build, the boot or a test." in (out / "series.md").read_text()
+
+
+def test_a_patch_that_does_not_apply_stops_the_series(env: dict[str, Any]) -> None:
+    patches = _series(env, [("mm: one", {"README": "one\n"}), ("mm: two", {"README": "two\n"}),
+                            ("mm: three", {"README": "three\n"})])
+    (patches / "0001-mm-one.patch").unlink()  # patch two's context is now missing
+    code, rec, out = _run(env, patches)
+    assert code == 1
+    assert [r["apply"] for r in rec["rows"]] == ["ok", "failed", "not run"]
+    assert "patch does not apply" in rec["rows"][1]["apply_message"]
+    assert rec["rows"][2]["note"] == "not applied: patch 1 did not apply"
+    assert rec["problems"][0]["text"].startswith("does not apply: error:")
+
+
+def test_stop_on_first_and_only_last(env: dict[str, Any]) -> None:
+    patches = _series(env, TYPICAL)
+    code, rec, _ = _run(env, patches, stop_on_first=True, out_name="s1")
+    assert code == 1
+    assert [r["build"] for r in rec["rows"]] == ["ok", "ok", "failed", "not run", "not run"]
+    assert rec["rows"][3]["note"] == "not tested: --stop-on-first after patch 2"
+    env["make"].calls.clear()
+    code, rec, _ = _run(env, patches, only_last=True, out_name="s2")
+    assert [r["build"] for r in rec["rows"]] == ["ok", "not run", "not run", "not run", "ok"]
+    assert [r["apply"] for r in rec["rows"]] == ["ok", "ok", "ok", "ok", "ok"]
+    assert len(env["make"].calls) == 2
+    # The tip fixed cow.c and has cow.a back: nothing a patch row broke.
+    assert code == 0 and rec["columns"] == ["cow.c"]
+
+
+def test_a_patch_that_does_not_boot(env: dict[str, Any]) -> None:
+    code, rec, _ = _run(env, _series(env, [("mm: panics", {"behaviour": "panic-at-boot\n"}),
+                                           ("mm: back", {"behaviour": behaviour()})]))
+    assert code == 1 and [r["boot"] for r in rec["rows"]] == ["ok", "failed", "ok"]
+    assert {(c["row"], c["column"]): c["mark"] for c in rec["changes"]} == {(1, "boot"): "broke", (2, "boot"): "fixed"}
+
+
+def test_base_that_does_not_build_is_bad_input(env: dict[str, Any]) -> None:
+    repo: SmallRepo = env["repo"]
+    base = repo.commit("base: broken", {"build.c": "#error base is broken\n"})
+    patches = _series(env, [("mm: one", {"README": "x\n"})])
+    with pytest.raises(InputError, match="does not build: .*base is broken"):
+        _run(env, patches, base=base)
+
+
+def test_interrupted_series_writes_what_it_has(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    patches = _series(env, TYPICAL)
+    real = env["parts"]
+
+    def parts(tree: Any, req: SeriesRequest, progress: Any) -> tuple[Any, Any]:
+        builder, guest = real(tree, req, progress)
+
+        def run(row: Row, row_dir: Path) -> Row:
+            if row.index == 3:
+                raise KeyboardInterrupt
+            return guest(row, row_dir)
+        return builder, run
+
+    env["parts"] = parts
+    code, rec, out = _run(env, patches)
+    assert code == 130 and rec["finished"] is False
+    assert [r["build"] for r in rec["rows"]] == ["ok", "ok", "failed", "not run", "not run"]
+    assert rec["rows"][3]["note"] == "not reached: interrupted"
+    assert ET.parse(out / "junit.xml").getroot().findall("testsuite")
+
+
+def test_two_series_on_one_tree_do_not_share_the_worktree(env: dict[str, Any]) -> None:
+    patches = _series(env, [("mm: one", {"README": "x\n"})])
+    entered, release = threading.Event(), threading.Event()
+    real = env["parts"]
+
+    def slow_parts(tree: Any, req: SeriesRequest, progress: Any) -> tuple[Any, Any]:
+        builder, guest = real(tree, req, progress)
+
+        def run(row: Row, row_dir: Path) -> Row:
+            entered.set()
+            release.wait(60)
+            return guest(row, row_dir)
+        return builder, run
+
+    results: list[Any] = []
+
+    def first() -> None:
+        try:
+            results.append(run_series(SeriesRequest(env["repo"].path, str(patches), env["base"], out=env["tmp"] / "a"),
+                                      lambda s: None, slow_parts))
+        except BaseException as e:  # shown by the assert below
+            results.append(e)
+            entered.set()
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert entered.wait(60) and not results, results
+        with pytest.raises(InputError, match="another harness series is using"):
+            _run(env, patches, out_name="b")
+    finally:
+        release.set()
+        t.join()
+    assert results == [0]
+
+
+def test_cli_bad_input_is_exit_2(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    empty = env["tmp"] / "empty.mbox"
+    empty.write_text("")
+    cases = [
+        ["series", "--src", str(env["repo"].path), "--base", env["base"], str(empty)],
+        ["series", "--src", str(env["repo"].path), "--base", "v9.9", str(env["tmp"])],
+        ["series", "--src", str(env["tmp"] / "nowhere"), "HEAD~1..HEAD"],
+        ["series", "--src", str(env["repo"].path), "--suite", "nosuch", "HEAD..HEAD"],
+        ["series", "--src", str(env["repo"].path), "--stop-on-first", "--only-last", "HEAD..HEAD"],
+    ]
+    for argv in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("harness: error: ") and "\n" not in err and "Traceback" not in err, err
