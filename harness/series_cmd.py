@@ -171,11 +171,11 @@ class Builder:
                                    new_warnings=tuple(new), build_s=round(time.monotonic() - t0, 1))
 
 
-def run_row(row: Row, build_dir: Path, req: SeriesRequest, row_dir: Path, progress: Progress) -> Row:
+def run_row(row: Row, kernel: str, req: SeriesRequest, row_dir: Path, progress: Progress) -> Row:
     """Boot the row's kernel and run the suites. A guest that never produced a result is a boot
     failure; a run stopped before booting is the harness's problem (HarnessError)."""
     t0 = time.monotonic()
-    out = execute(dataclasses.replace(req.run, kernel=str(build_dir), out=row_dir / "run", junit=None),
+    out = execute(dataclasses.replace(req.run, kernel=kernel, out=row_dir / "run", junit=None),
                   lambda s: progress(f"    {s}"))
     if out.exit_code == 130:
         raise KeyboardInterrupt
@@ -210,7 +210,7 @@ Parts = Callable[[SeriesTree, SeriesRequest, Progress], tuple[RowBuilder, RowRun
 
 def real_parts(tree: SeriesTree, req: SeriesRequest, progress: Progress) -> tuple[RowBuilder, RowRunner]:
     builder = Builder(tree, req, progress)
-    return builder, lambda row, row_dir: run_row(row, builder.build_dir, req, row_dir, progress)
+    return builder, lambda row, row_dir: run_row(row, str(builder.build_dir), req, row_dir, progress)
 
 
 class SeriesRun:

@@ -141,7 +141,7 @@ def from_range(repo: Path, spec: str) -> Series:
         subject = git(repo, "show", "-s", "--format=%s", rev).stdout.strip()
         files = tuple(git(repo, "diff", "--name-only", f"{rev}^", rev).stdout.split())
         patches.append(Patch(subject, files, commit=rev, origin=rev[:12]))
-    return Series(base, tuple(patches), "", "range")
+    return Series(base, tuple(patches), spec, "range")
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,9 @@ class Repo:
 
     def show(self, rev: str, name: str) -> str:
         return self.raw("cat-file", "blob", f"{rev}:{name}")
+
+
+def objects_per_build(build_log: str) -> list[int]:
+    """Objects compiled by each `make bzImage` section of a kbuild build log (harness/kbuild.py)."""
+    sections = build_log.split("\n### make bzImage")[1:]
+    return [sum(1 for ln in sec.split("\n### ")[0].splitlines() if ln.startswith("  CC ")) for sec in sections]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli, sources
-from kernel_history import Repo
+from kernel_history import Repo, objects_per_build
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 TEST = "cow.iouring-register-ok.ext4-private"
@@ -127,5 +127,5 @@ def test_series_of_real_patches(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert junit.count("<testsuite ") == len(rows) and junit.count("<failure") == len(rec["problems"])
     build_log = Path(rec["build_dir"]) / "build.log"
     assert build_log.read_text().count("### make tinyconfig") == 1  # one configure, then incremental
-    for i in range(1, 5):
-        assert (out / "rows" / f"{i:02d}" / "build.log").is_file()
+    compiled = [objects_per_build((out / "rows" / f"{i:02d}" / "build.log").read_text()) for i in range(5)]
+    assert compiled[0][0] > 1000 and all(0 < c[0] < 50 for c in compiled[1:]), compiled
