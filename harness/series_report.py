@@ -72,9 +72,9 @@ def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width:
     body = [list(c) for c in m.cells]
     for c in body:
         c[2] = c[2] if len(c[2]) <= subject_width else c[2][:subject_width - 3] + "..."
-    grid = [list(m.header), *body]
+    grid = [[*m.header, "build+run"], *([*c, _times(r)] for c, r in zip(body, rows))]
     grid = [[_one_line(v, _TERMINAL_UNSAFE) for v in r] for r in grid]
-    widths = [max(len(r[i]) for r in grid) for i in range(len(m.header))]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
     lines = [f"series: {title}"] if title else []
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in grid]
     lines += _footer(rows, m)
@@ -85,6 +85,10 @@ def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width:
     # Subjects, warnings and errors come from the patches and the compiler: no escape sequence
     # of theirs reaches the terminal.
     return "\n".join(_TERMINAL_UNSAFE.sub(_xml_escape_char, ln) for ln in lines) + "\n"
+
+
+def _times(r: Row) -> str:
+    return f"{r.build_s:.0f}s+{r.run_s:.0f}s" if r.build is not Step.NOT_RUN else "-"
 
 
 def _md(text: str) -> str:

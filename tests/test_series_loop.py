@@ -128,8 +128,8 @@ def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
 
     table = (out / "matrix.txt").read_text()
     lines = table.splitlines()
-    assert lines[1].split() == ["commit", "subject", "apply", "build", "boot", "t1", "t2"]
-    assert lines[4].split()[-5:] == ["FAILED", "(broke)", "-", "-", "-"] and lines[4].split()[0] == "2"
+    assert lines[1].split() == ["commit", "subject", "apply", "build", "boot", "t1", "t2", "build+run"]
+    assert lines[4].split()[-6:-1] == ["FAILED", "(broke)", "-", "-", "-"] and lines[4].split()[0] == "2"
     assert "FAIL (broke)" in lines[5] and "ok +1w (fixed)" in lines[5]
     assert "t1 = cow.a" in table and "t2 = cow.c" in table
     assert "problem: 3: cow.a: broken by this patch: PASS -> FAIL" in table
