@@ -320,10 +320,11 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
     except BaseException:
         _rmtree(staging)
         raise
-    out = make_run_dir(req.out or default_out(series), None)
-    if repo == out or repo in out.parents:
+    try:
+        out = make_run_dir(req.out or default_out(series), None)
+    except InputError:
         _rmtree(staging)
-        raise InputError(f"--out {out} is inside {repo}: pick a directory outside the tree")
+        raise
     if staging.exists():
         (out / "patches").mkdir(exist_ok=True)
         for f in sorted(staging.iterdir()):

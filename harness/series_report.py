@@ -81,7 +81,7 @@ def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width:
     lines += [f"problem: {p.row if p.row else 'base'}: {p.column}: {p.text}" for p in m.problems]
     verdict = (f"{len(m.problems)} problem(s) in {len({p.row for p in m.problems})} patch(es)"
                if m.problems else "no patch broke the build, the boot or a test")
-    lines.append(f"series: {len(rows) - 1} patch(es); {verdict}")
+    lines.append(f"series: {max(len(rows) - 1, 0)} patch(es); {verdict}")
     # Subjects, warnings and errors come from the patches and the compiler: no escape sequence
     # of theirs reaches the terminal.
     return "\n".join(_TERMINAL_UNSAFE.sub(_xml_escape_char, ln) for ln in lines) + "\n"
