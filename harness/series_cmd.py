@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import fcntl
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -160,7 +161,9 @@ class Builder:
         try:
             self.release = kbuild.build(breq, lambda s: self.progress(f"    {s}")).release
         except (BuildError, InputError) as e:  # InputError: a patch's Kconfig change dropped an option
-            step, error = Step.FAILED, str(e)
+            # Paths relative to the tree, and the row's own copy of the log (the kept one goes on).
+            error = str(e).replace(f"{self.tree.path}/", "")
+            step, error = Step.FAILED, re.sub(r"\(log: [^)]*\)$", f"(log: {row_dir / 'build.log'})", error)
         text = log.read_text(errors="replace") if log.is_file() else ""
         part = text[start:] if len(text) >= start else text  # reconfigured: the log started over
         row_dir.mkdir(parents=True, exist_ok=True)

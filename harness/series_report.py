@@ -78,7 +78,7 @@ def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width:
     lines = [f"series: {title}"] if title else []
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in grid]
     lines += _footer(rows, m)
-    lines += [f"problem: {p.row if p.row else 'base'}: {p.column}: {p.text}" for p in m.problems]
+    lines += [f"problem: patch {p.row}: {p.column}: {p.text}" for p in m.problems]
     verdict = (f"{len(m.problems)} problem(s) in {len({p.row for p in m.problems})} patch(es)"
                if m.problems else "no patch broke the build, the boot or a test")
     lines.append(f"series: {max(len(rows) - 1, 0)} patch(es); {verdict}")

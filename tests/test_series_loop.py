@@ -48,7 +48,8 @@ class FakeMake:
         with open(req.out / kbuild.LOG, "a") as f:
             f.write("\n".join(lines) + "\n")
         if "#error" in src.read_text():
-            raise BuildError(f"make bzImage failed: build.c: error: {src.read_text().split('#error ')[1].splitlines()[0]}")
+            why = src.read_text().split('#error ')[1].splitlines()[0]
+            raise BuildError(f"make bzImage failed: {src}: error: {why} (log: {req.out / kbuild.LOG})")
         return kbuild.BuildResult(req.out, req.out / "bzImage", "6.12.0-fake", False, False, 0.1)
 
 
@@ -113,10 +114,11 @@ def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
     code, rec, out = _run(env, _series(env, TYPICAL, cover="mm: a series"))
     assert code == 1
     rows = rec["rows"]
+    out = out.resolve()
     assert [r["label"] for r in rows] == ["base", "1", "2", "3", "4"]
     assert [r["build"] for r in rows] == ["ok", "ok", "failed", "ok", "ok"]
     assert [r["boot"] for r in rows] == ["ok", "ok", "not run", "ok", "ok"]
-    assert rows[2]["build_error"].endswith("use of undeclared x")
+    assert rows[2]["build_error"] == f"make bzImage failed: build.c: error: use of undeclared x (log: {out}/rows/02/build.log)"
     # New warnings: only the one patch 3 added (the old one was known from the base build).
     assert [r["new_warnings"] for r in rows] == [[], [], [], ["build.c:3: warning: unused x [-Wunused]"], []]
     assert rec["columns"] == ["cow.a", "cow.c"]
@@ -132,7 +134,7 @@ def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
     assert lines[4].split()[-6:-1] == ["FAILED", "(broke)", "-", "-", "-"] and lines[4].split()[0] == "2"
     assert "FAIL (broke)" in lines[5] and "ok +1w (fixed)" in lines[5]
     assert "t1 = cow.a" in table and "t2 = cow.c" in table
-    assert "problem: 3: cow.a: broken by this patch: PASS -> FAIL" in table
+    assert "problem: patch 3: cow.a: broken by this patch: PASS -> FAIL" in table
     md = (out / "series.md").read_text()
     assert "| 4 |" in md and "PASS (fixed)" in md and "Tested on 6.12.0-fake" in md
 
