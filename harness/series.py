@@ -60,7 +60,7 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class Warning:
+class CompilerWarning:
     """A compiler warning, keyed without its line and column (a patch moves lines)."""
 
     path: str  # relative to the tree
@@ -87,8 +87,8 @@ class Row:
     apply_message: str = ""  # git am's own words when it failed
     build: Step = Step.NOT_RUN
     build_error: str = ""
-    warnings: tuple[Warning, ...] = ()  # every warning of this row's (incremental) build
-    new_warnings: tuple[Warning, ...] = ()  # in the files this patch touched, not seen before
+    warnings: tuple[CompilerWarning, ...] = ()  # every warning of this row's (incremental) build
+    new_warnings: tuple[CompilerWarning, ...] = ()  # in the files this patch touched, not seen before
     boot: Step = Step.NOT_RUN
     boot_error: str = ""
     tests: Mapping[str, Cell] = field(default_factory=dict)
@@ -236,14 +236,14 @@ def _relative(path: str, tree_prefixes: Sequence[str]) -> str:
     return path.removeprefix("./")
 
 
-def parse_warnings(log: str, tree_prefixes: Sequence[str] = ()) -> list[Warning]:
+def parse_warnings(log: str, tree_prefixes: Sequence[str] = ()) -> list[CompilerWarning]:
     """gcc/clang warnings in a build log, paths made relative to the tree, duplicates (a header
     warning repeated by every file that includes it) kept once (pure)."""
-    seen: dict[tuple[str, str, int], Warning] = {}
+    seen: dict[tuple[str, str, int], CompilerWarning] = {}
     for line in log.splitlines():
         m = _WARNING.match(line)
         if m:
-            w = Warning(_relative(m.group("path"), tree_prefixes), m.group("text"), int(m.group("line")))
+            w = CompilerWarning(_relative(m.group("path"), tree_prefixes), m.group("text"), int(m.group("line")))
             seen.setdefault((w.path, w.text, w.line), w)
     return list(seen.values())
 
@@ -263,7 +263,7 @@ class WarningLedger:
     def __init__(self) -> None:
         self.known: dict[str, set[str]] = {}
 
-    def add(self, warnings: Iterable[Warning], compiled: set[str], touched: Sequence[str]) -> list[Warning]:
+    def add(self, warnings: Iterable[CompilerWarning], compiled: set[str], touched: Sequence[str]) -> list[CompilerWarning]:
         """Take a row's warnings; returns those in `touched` files that the file did not have
         the last time it was compiled (for the base row, pass no touched files)."""
         now: dict[str, set[str]] = {}

@@ -9,7 +9,7 @@ import pytest
 
 from harness import series_report
 from harness.model import Outcome, Verdict
-from harness.series import (Cell, Mark, Quality, Row, Step, Warning, WarningLedger, breaks, changed_tests,
+from harness.series import (Cell, Mark, Quality, Row, Step, CompilerWarning, WarningLedger, breaks, changed_tests,
                             changes, compiled_sources, exit_code, first_line, parse_warnings, problems)
 
 PASS = Cell(Verdict.PASS, Outcome.OK)
@@ -105,11 +105,11 @@ def test_parse_warnings_from_a_kbuild_log() -> None:
 
 def test_ledger_reports_only_warnings_new_in_touched_files() -> None:
     led = WarningLedger()
-    old = Warning("mm/gup.c", "unused variable 'x' [-Wunused-variable]", 120)
+    old = CompilerWarning("mm/gup.c", "unused variable 'x' [-Wunused-variable]", 120)
     assert led.add([old], {"mm/gup.c"}, ()) == []  # base
-    moved = Warning("mm/gup.c", old.text, 131)  # the patch moved it: not new
-    extra = Warning("mm/gup.c", "unused variable 'z' [-Wunused-variable]", 140)
-    other = Warning("mm/util.c", "something [-Wfoo]", 3)
+    moved = CompilerWarning("mm/gup.c", old.text, 131)  # the patch moved it: not new
+    extra = CompilerWarning("mm/gup.c", "unused variable 'z' [-Wunused-variable]", 140)
+    other = CompilerWarning("mm/util.c", "something [-Wfoo]", 3)
     assert led.add([moved, extra, other], {"mm/gup.c", "mm/util.c"}, ("mm/gup.c",)) == [extra]
     # Not recompiled in the next row: what the file had is kept.
     assert led.add([], set(), ("README",)) == []
@@ -127,7 +127,7 @@ def _rows() -> list[Row]:
             Row(1, nasty, "1" * 40, ("mm/gup.c",), build=Step.FAILED, build_error="mm/gup.c:1: error: \x07bell",
                 note="x"),
             row(2, {"cow.a": FAIL, "cow.b": SKIP},
-                new_warnings=(Warning("mm/gup.c", "unused 'q' [-Wunused]", 5),))]
+                new_warnings=(CompilerWarning("mm/gup.c", "unused 'q' [-Wunused]", 5),))]
 
 
 def test_reports_are_valid_and_safe_with_console_bytes() -> None:
