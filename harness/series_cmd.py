@@ -23,12 +23,15 @@ import dataclasses
 import fcntl
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 from . import kbuild, runopts, series_report
@@ -342,7 +345,8 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
         tree = SeriesTree(repo, home / "worktree")
         sr = SeriesRun(req, series, repo, tree, out, progress, parts)
         try:
-            code = sr.run()
+            with _sigterm_as_interrupt():
+                code = sr.run()
         except KeyboardInterrupt:
             _finish(sr, "interrupted")
             print(series_report.table(sr.rows, sr.with_apply, sr.title()), end="")
@@ -357,6 +361,23 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
     print(series_report.table(sr.rows, sr.with_apply, sr.title()), end="")
     print(f"series dir: {out}")
     return code
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A CI job cancelled with SIGTERM ends like Ctrl-C: reports written, exit 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _finish(sr: SeriesRun, why: str) -> None:

@@ -5,7 +5,10 @@ tree says the tests do. The real build, boot and tests are tests/test_slow_serie
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -201,7 +204,8 @@ def test_base_that_does_not_build_is_bad_input(env: dict[str, Any]) -> None:
         _run(env, patches, base=base)
 
 
-def test_interrupted_series_writes_what_it_has(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_series_writes_what_it_has(env: dict[str, Any], how: str) -> None:
     patches = _series(env, TYPICAL)
     real = env["parts"]
 
@@ -210,6 +214,9 @@ def test_interrupted_series_writes_what_it_has(env: dict[str, Any], monkeypatch:
 
         def run(row: Row, row_dir: Path) -> Row:
             if row.index == 3:
+                if how == "sigterm":  # a CI job cancelled
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)
                 raise KeyboardInterrupt
             return guest(row, row_dir)
         return builder, run
