@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from kernel_history import Repo, objects_per_build
 
 from harness import cli, sources
-from kernel_history import Repo, objects_per_build
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 TEST = "cow.iouring-register-ok.ext4-private"
@@ -83,9 +84,18 @@ def test_series_of_real_patches(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(list(patches.glob("*.patch"))) == 5
     refs = repo.git("for-each-ref", "--format=%(refname) %(objectname)")
     out = tmp_path / "series"
-    code = cli.main(["series", "--src", str(repo.path), "--base", base, str(patches), "--out", str(out),
-                     "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "series.xml")])
-    printed = capsys.readouterr().out
+    try:
+        code = cli.main(["series", "--src", str(repo.path), "--base", base, str(patches), "--out", str(out),
+                         "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "series.xml")])
+        _check(repo, base, refs, out, tmp_path, code, capsys.readouterr().out)
+    finally:  # the worktree and build dir are kept per repository: ~2.5 GB for this one-off repo
+        rec = json.loads((out / "series.json").read_text()) if (out / "series.json").is_file() else {}
+        for key in ("worktree", "build_dir"):
+            if rec.get(key):
+                shutil.rmtree(Path(rec[key]).parent, ignore_errors=True)
+
+
+def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: int, printed: str) -> None:
     print(printed)  # the matrix, in the nightly log
     assert code == 1, printed[-3000:]
 

@@ -7,16 +7,19 @@ is made from what came back: 6.12 at base, a patch that "goes back" to 6.1, one 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import TEST_KERNEL, TEST_KERNEL_OLD
+from series_repo import SmallRepo
+
+from harness import kbuild
+from harness.paths import cache_dir
+from harness.runner import RunRequest
 from harness.series import Row, Step
 from harness.series_cmd import SeriesRequest, run_row, run_series
-from harness.runner import RunRequest
-from series_repo import SmallRepo
 
 pytestmark = pytest.mark.vm
 
@@ -48,7 +51,10 @@ def test_series_rows_are_real_boots(tmp_path: Path) -> None:
 
     out = tmp_path / "series"
     req = SeriesRequest(repo.path, f"{base}..HEAD", run=RunRequest(suites=("cow",), filters=(CHANGES, SAME)), out=out)
-    code = run_series(req, print, parts)
+    try:
+        code = run_series(req, print, parts)
+    finally:  # our worktree of this one-off repository, kept in the cache per repository
+        shutil.rmtree(cache_dir() / "series" / kbuild._tree_key(repo.path), ignore_errors=True)
     rec = json.loads((out / "series.json").read_text())
     print((out / "matrix.txt").read_text())
     assert code == 1
