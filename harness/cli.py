@@ -100,6 +100,7 @@ _TOOLS = [
     ("flex", "apt-get install flex bison bc libelf-dev libssl-dev (only for harness build)", False),
     ("bison", "apt-get install bison (only for harness build)", False),
     ("ccache", "apt-get install ccache (harness build uses it when present)", False),
+    ("git", "apt-get install git (only for harness bisect --src and harness series)", False),
 ]
 
 
