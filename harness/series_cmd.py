@@ -167,8 +167,9 @@ class Builder:
             # Paths relative to the tree, and the row's own copy of the log (the kept one goes on).
             error = str(e).replace(f"{self.tree.path}/", "")
             step, error = Step.FAILED, re.sub(r"\(log: [^)]*\)$", f"(log: {row_dir / 'build.log'})", error)
-        text = log.read_text(errors="replace") if log.is_file() else ""
-        part = text[start:] if len(text) >= start else text  # reconfigured: the log started over
+        # Offsets in bytes: gcc quotes names with ‘’ (3 bytes each in UTF-8).
+        data = log.read_bytes() if log.is_file() else b""
+        part = (data[start:] if len(data) >= start else data).decode(errors="replace")  # shorter: reconfigured
         row_dir.mkdir(parents=True, exist_ok=True)
         (row_dir / "build.log").write_text(part)
         warnings = parse_warnings(part, [str(self.tree.path), str(self.tree.path.resolve())])

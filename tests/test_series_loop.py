@@ -46,8 +46,8 @@ class FakeMake:
             for n, line in enumerate(src.read_text().splitlines(), 1):
                 if line.startswith("warn: "):
                     lines.append(f"{req.src}/build.c:{n}:5: warning: {line[6:]}")
-                if line.startswith("#error"):
-                    lines.append(f"{req.src}/build.c:{n}:2: error: {line[7:]}")
+                if line.startswith("#error"):  # with gcc's multi-byte quotes
+                    lines.append(f"{req.src}/build.c:{n}:2: error: implicit declaration of ‘{line[7:]}’")
         with open(req.out / kbuild.LOG, "a") as f:
             f.write("\n".join(lines) + "\n")
         if "#error" in src.read_text():
@@ -146,7 +146,10 @@ def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
     failures = [(s.get("name", "").split()[1], c.get("name")) for s in suites for c in s.findall("testcase")
                 if c.find("failure") is not None]
     assert failures == [("2", "build"), ("3", "cow.a")]
-    # Each patch's build log is kept, and the base build recompiled what the series touches.
+    # Each patch's build log is kept, whole (sliced in bytes: the error above has UTF-8 quotes),
+    # and the base build recompiled what the series touches.
+    for i in range(5):
+        assert (out / "rows" / f"{i:02d}" / "build.log").read_text().startswith("\n### make bzImage"), i
     assert "build.c:2:5: warning: old warning" in (out / "rows" / "00" / "build.log").read_text()
     assert (out / "rows" / "04" / "build.log").is_file() and (out / "patches" / "0001.msg").is_file()
 
