@@ -120,7 +120,10 @@ def _check(req: SeriesRequest) -> None:
     check_junit_path(req.junit)
     from . import suites
 
-    suites.programs(list(req.run.suites))  # an unknown suite is an InputError now, not at the base row
+    # Bad suite names and filters are errors now, not after the base build.
+    suites.check_names(list(req.run.suites))
+    if req.run.filters and not any(s.startswith("kselftest:") for s in req.run.suites):
+        suites.select(suites.programs(list(req.run.suites)), list(req.run.filters))
 
 
 @contextmanager

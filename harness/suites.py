@@ -149,14 +149,24 @@ SUITES = {"cow": build_cow, "probes": probes, "faults": faults}
 DEFAULT_SUITES = ("cow", "probes")
 
 
+def check_names(suites: list[str]) -> None:
+    """An unknown suite name is an InputError, found without building anything."""
+    from .kselftest import parse_spec
+
+    for s in suites:
+        if s.startswith("kselftest:"):
+            parse_spec(s)
+        elif s not in SUITES:
+            raise InputError(f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))}, kselftest:DIR/TEST)")
+
+
 def programs(suites: list[str], kernel_spec: str | None = None) -> list[Program]:
     out: list[Program] = []
     for s in suites or DEFAULT_SUITES:
         if s.startswith("kselftest:"):
             out.append(kselftest_program(s, kernel_spec))
             continue
-        if s not in SUITES:
-            raise InputError(f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))}, kselftest:DIR/TEST)")
+        check_names([s])
         out.extend(SUITES[s]())
     return out
 

@@ -277,6 +277,8 @@ def test_cli_bad_input_is_exit_2(env: dict[str, Any], capsys: pytest.CaptureFixt
         ["series", "--src", str(env["tmp"] / "nowhere"), "HEAD~1..HEAD"],
         ["series", "--src", str(env["repo"].path), "--suite", "nosuch", "HEAD..HEAD"],
         ["series", "--src", str(env["repo"].path), "--stop-on-first", "--only-last", "HEAD..HEAD"],
+        ["series", "--src", str(env["repo"].path), "--filter", "cow.no-such-test*", "HEAD..HEAD"],
+        ["series", "--src", str(env["repo"].path), "--suite", "kselftest:../x", "HEAD..HEAD"],
     ]
     for argv in cases:
         assert cli.main(argv) == 2, argv
