@@ -41,6 +41,14 @@ class AccelUnusable(MachineError):
     """The requested accelerator starts but cannot run the guest (e.g. nested KVM)."""
 
 
+class BootPanic(MachineError):
+    """The kernel panicked before the guest was ready; `console` is what it printed."""
+
+    def __init__(self, message: str, console: bytes = b"") -> None:
+        super().__init__(message)
+        self.console = console
+
+
 class TransportError(MachineError):
     """A transport (console or SSH) lost the guest or got garbage it cannot frame."""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness import machine, qemu
+from harness import errors, machine, qemu
 from harness.errors import InputError
 from harness.image import GuestImage, GuestOptions
 from harness.model import Kernel, KernelVersion
@@ -119,3 +120,47 @@ def test_monitor_socket_moves_out_of_a_run_dir_too_long_for_a_unix_socket(tmp_pa
     assert sock.name == "monitor.sock" and sock.parent.is_dir()
     assert len(os.fsencode(sock)) <= 107 and not str(sock).startswith(str(deep))
     assert machine.monitor_socket_path(tmp_path) == tmp_path / "monitor.sock"
+
+
+# ---- a boot panic that is TCG's, not the kernel's ---------------------------------------------
+
+INT3_BOOT = Path(__file__).parent / "data" / "kmsg" / "real-6.12-tcg-boot-oops-int3.log"
+
+
+def test_int3_boot_oops_is_recognised_and_other_panics_are_not() -> None:
+    assert machine.tcg_text_poke_flake(INT3_BOOT.read_bytes())
+    other = Path(__file__).parent / "data" / "kmsg" / "real-6.12-oops-then-panic.log"
+    assert not machine.tcg_text_poke_flake(other.read_bytes())
+
+
+def _fake_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: list[str], accel: str) -> Any:
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(machine, "require_qemu", lambda: "/bin/sh")
+    monkeypatch.setattr(machine, "accel_plan", lambda a: ([accel], ""))
+    monkeypatch.setattr(machine, "qemu_spec", lambda spec, acc, qemu_bin: SimpleNamespace(accel=acc))
+    monkeypatch.setattr(machine.qemu, "argv", lambda q: ["/bin/sh", "-c", scripts.pop(0)])
+    spec = SimpleNamespace(run_dir=tmp_path, kernel=SimpleNamespace(release="6.12-test"), boot_timeout_s=20.0, accel=accel,
+                           kvm_probe_s=5.0, image=SimpleNamespace(options=SimpleNamespace(nonce="n0nce")))
+    return machine.boot(spec)  # type: ignore[arg-type]
+
+
+def test_boot_retries_a_tcg_int3_panic_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripts = [f"cat {INT3_BOOT}", "echo harness-ready:n0nce:; sleep 30"]
+    m = _fake_boot(tmp_path, monkeypatch, scripts, "tcg")
+    try:
+        assert "tcg boot panic, retried once" in m.accel_note and not scripts
+    finally:
+        m.kill()
+    console = (tmp_path / "console.log").read_text()
+    assert "boot attempt 1" in console and "Oops: int3" in console and "boot attempt 2" in console
+
+
+@pytest.mark.parametrize("case", ["twice", "real-panic"])
+def test_boot_does_not_retry_other_panics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    other = Path(__file__).parent / "data" / "kmsg" / "real-6.12-oops-then-panic.log"
+    first = INT3_BOOT if case != "real-panic" else other
+    scripts = [f"cat {first}", f"cat {INT3_BOOT}", "echo harness-ready:n0nce:; sleep 30"]
+    with pytest.raises(errors.BootPanic, match="kernel panicked during boot"):
+        _fake_boot(tmp_path, monkeypatch, scripts, "tcg")
+    assert len(scripts) == (1 if case == "twice" else 2)
