@@ -95,7 +95,8 @@ def read_message(path: Path, origin: str) -> Patch | str:
         msg, diff = Path(tmp) / "msg", Path(tmp) / "patch"
         r = git(Path(tmp), "mailinfo", str(msg), str(diff), check=False, stdin_file=path)
         if r.returncode != 0:
-            raise InputError(f"{origin}: git mailinfo could not read it: {r.stderr.strip()[:200]}")
+            why = (r.stderr.strip() or "no output").splitlines()[0]
+            raise InputError(f"{origin}: git mailinfo could not read it: {why[:200]}")
         head = mailinfo_headers(r.stdout)
         text = diff.read_text(errors="replace") if diff.exists() else ""
     if not text.strip():
