@@ -15,30 +15,9 @@ from harness.bisect_git import GitSpace, GitState, Terms, parse_bisect, replay_l
 from harness.bisect import Side
 from harness.bisect_loop import Bisect
 from harness.errors import InputError
+from small_repo import ENV, commit, git
 
 TEST = "cow.iouring-register-ok.ext4-private"
-ENV = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.org", "GIT_COMMITTER_NAME": "Dev",
-       "GIT_COMMITTER_EMAIL": "dev@example.org", "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=ENV).stdout.strip()
-
-
-def commit(repo: Path, msg: str, files: dict[str, str | None]) -> str:
-    for name, text in files.items():
-        p = repo / name
-        if text is None:
-            git(repo, "rm", "-q", name)
-            continue
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        git(repo, "add", name)
-    git(repo, "commit", "-q", "-m", msg)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, list[str]]:
     """c0 good; c1 harmless; c2 does not build; c3 fixes the build; c4 changes the behaviour

@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import InputError
 from harness.series_git import SeriesTree, from_emails, from_range, mailinfo_headers, touched_files
-from series_repo import BASE_FILES, SmallRepo, behaviour
+from small_repo import BASE_FILES, SmallRepo, behaviour
 
 
 @pytest.fixture

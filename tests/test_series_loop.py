@@ -20,7 +20,7 @@ from harness.errors import BuildError, InputError
 from harness.model import Outcome, Verdict
 from harness.series import Cell, Row, Step
 from harness.series_cmd import Builder, SeriesRequest, run_series
-from series_repo import BASE_FILES, SmallRepo, behaviour
+from small_repo import BASE_FILES, SmallRepo, behaviour
 
 OUTCOMES = {"ok": (Outcome.OK, Verdict.PASS), "not_ok": (Outcome.NOT_OK, Verdict.FAIL),
             "skip": (Outcome.SKIP, Verdict.SKIP)}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import TEST_KERNEL, TEST_KERNEL_OLD
-from series_repo import SmallRepo
+from small_repo import SmallRepo
 
 from harness import kbuild
 from harness.paths import cache_dir
