@@ -35,7 +35,7 @@ from .bisect_git import GitSpace
 from .bisect_loop import Bisect, ListSpace, Space, default_dir
 from .errors import BuildError, HarnessError, InputError
 from .matrix import exact_glob
-from .runner import RunOutcome, RunRequest, execute
+from .runner import RunOutcome, RunRequest, execute, guest_results
 
 Progress = Callable[[str], None]
 
@@ -44,17 +44,11 @@ Progress = Callable[[str], None]
 
 
 def observe(out: RunOutcome, tests: Sequence[str]) -> RunObs:
-    """What one run says about the named tests. A guest that never ran them (boot, or lost
-    before the first result) is a boot failure; a run stopped before booting is the harness's
-    problem, not the kernel's: a HarnessError that stops the bisect."""
-    if out.exit_code == 130:
-        raise KeyboardInterrupt
-    named = [r for r in out.results if r.id in tests]
-    real = [r for r in named if not r.reason.startswith("not run")]
-    if not real and out.exit_code == 2:
-        if out.stage in ("boot", "run"):
-            return RunObs(boot_failed=True, detail=out.error, run_dir=str(out.run_dir))
-        raise HarnessError(f"the run in {out.run_dir} stopped before booting: {out.error}")
+    """What one run says about the named tests (runner.guest_results: a guest that never ran
+    them is a boot failure, a run stopped before booting a HarnessError that stops the bisect)."""
+    real = guest_results(out, tests)
+    if real is None:
+        return RunObs(boot_failed=True, detail=out.error, run_dir=str(out.run_dir))
     cases = tuple(CaseObs(r.id, r.outcome.value, r.verdict.value, r.reason) for r in real)
     return RunObs(cases, run_dir=str(out.run_dir))
 

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 from . import __version__, disks, expect, image, ktap, machine, outcomes, qemu, report, suites
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
@@ -64,6 +64,21 @@ class RunOutcome:
     # The stage the run was in when it ended: prepare | build_guest | boot | run | done. A bisect
     # tells a kernel that does not boot (boot, or run without a result) from a broken harness.
     stage: str = ""
+
+
+def guest_results(out: RunOutcome, ids: Collection[str] | None = None) -> list[CaseResult] | None:
+    """The cases (of `ids`, default all) the guest really ran, without the "not run" fill-ins;
+    None when it ran none of them because the kernel did not boot or was lost first (for
+    bisect and series, a boot failure). Ctrl-C is re-raised; a run that stopped before booting
+    is the harness's problem, not the kernel's: a HarnessError."""
+    if out.exit_code == 130:
+        raise KeyboardInterrupt
+    real = [r for r in out.results if not r.reason.startswith("not run") and (ids is None or r.id in ids)]
+    if not real and out.exit_code == 2:
+        if out.stage in ("boot", "run"):
+            return None
+        raise HarnessError(f"the run in {out.run_dir} stopped before booting: {out.error}")
+    return real
 
 
 def check_junit_path(junit: Path | None) -> None:

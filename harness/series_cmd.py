@@ -39,7 +39,7 @@ from .errors import BuildError, HarnessError, InputError
 from .gitrepo import check_repo, git
 from .model import Outcome
 from .paths import cache_dir
-from .runner import RunRequest, check_junit_path, execute, make_run_dir
+from .runner import RunRequest, check_junit_path, execute, guest_results, make_run_dir
 from .series import Cell, Row, Step, WarningLedger, breaks, compiled_sources, exit_code, parse_warnings
 from .series_git import Patch, Series, SeriesTree, from_emails, from_range
 
@@ -187,15 +187,11 @@ def run_row(row: Row, kernel: str, req: SeriesRequest, row_dir: Path, progress: 
     t0 = time.monotonic()
     out = execute(dataclasses.replace(req.run, kernel=kernel, out=row_dir / "run", junit=None),
                   lambda s: progress(f"    {s}"))
-    if out.exit_code == 130:
-        raise KeyboardInterrupt
-    real = [r for r in out.results if not r.reason.startswith("not run")]
+    real = guest_results(out)
     seconds = round(time.monotonic() - t0, 1)
-    if not real and out.exit_code == 2:
-        if out.stage in ("boot", "run"):
-            return dataclasses.replace(row, boot=Step.FAILED, boot_error=out.error, run_s=seconds,
-                                       run_dir=str(out.run_dir))
-        raise HarnessError(f"the run in {out.run_dir} stopped before booting: {out.error}")
+    if real is None:
+        return dataclasses.replace(row, boot=Step.FAILED, boot_error=out.error, run_s=seconds,
+                                   run_dir=str(out.run_dir))
     tests = {r.id: Cell(r.verdict, r.outcome, r.reason) for r in real}
     # A kernel that dies under the tests still booted; its lost cases are ERROR cells.
     tests.update({r.id: Cell(r.verdict, Outcome.ERROR, r.reason) for r in out.results
