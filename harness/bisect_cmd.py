@@ -225,9 +225,7 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
         from . import kbuild
 
         frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
-        for f in frags:
-            if not f.is_file():
-                raise InputError(f"--fragment {f}: no such file")
+        kbuild.check_config_inputs(frags)
         base_cfg = a.base or kbuild.DEFAULT_BASE
         info["identity"] = {"fragments": [f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}"
                                           for f in frags], "base": base_cfg}

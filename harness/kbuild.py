@@ -199,14 +199,19 @@ def load_record(bd: Path) -> dict[str, object]:
         return {}
 
 
+def check_config_inputs(fragments: tuple[Path, ...], base: str | None = None, base_flag: str = "--base") -> None:
+    """The fragments exist, and the base config is one of BASES or a file (InputError)."""
+    for f in fragments:
+        if not f.is_file():
+            raise InputError(f"--fragment {f}: no such file")
+    if base is not None and base not in BASES and not Path(base).is_file():
+        raise InputError(f"{base_flag} {base}: not one of {', '.join(BASES)} and no such file")
+
+
 def _validate(req: BuildRequest) -> None:
     if not is_source_tree(req.src):
         raise InputError(f"--src {req.src}: not a kernel source tree (no Makefile/Kconfig/mm)")
-    for f in req.fragments:
-        if not f.is_file():
-            raise InputError(f"--fragment {f}: no such file")
-    if req.base not in BASES and not Path(req.base).is_file():
-        raise InputError(f"--base {req.base}: not one of {', '.join(BASES)} and no such file")
+    check_config_inputs(req.fragments, req.base)
     for tool in ("make", "gcc", "flex", "bison", "bc"):
         if not shutil.which(tool):
             raise ToolMissing(f"{tool} not found: run ci/setup.sh (kernel build dependencies)")

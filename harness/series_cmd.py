@@ -110,11 +110,7 @@ def load_series(req: SeriesRequest, repo: Path, patches_dir: Path) -> Series:
 def _check(req: SeriesRequest) -> None:
     if req.stop_on_first and req.only_last:
         raise InputError("--stop-on-first and --only-last do not go together")
-    for f in req.fragments:
-        if not f.is_file():
-            raise InputError(f"--fragment {f}: no such file")
-    if req.config_base not in kbuild.BASES and not Path(req.config_base).is_file():
-        raise InputError(f"--config {req.config_base}: not one of {', '.join(kbuild.BASES)} and no such file")
+    kbuild.check_config_inputs(req.fragments, req.config_base, "--config")
     if req.jobs < 1:
         raise InputError("-j must be at least 1")
     check_junit_path(req.junit)
