@@ -225,8 +225,9 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
         from . import kbuild
 
         frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
-        kbuild.check_config_inputs(frags)
         base_cfg = a.base or kbuild.DEFAULT_BASE
+        # Now, not at the first step: there a bad input would count as a commit that does not build.
+        kbuild.check_config_inputs(frags, base_cfg)
         info["identity"] = {"fragments": [f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}"
                                           for f in frags], "base": base_cfg}
         git_space = GitSpace(a.src, a.good, a.bad, policy)

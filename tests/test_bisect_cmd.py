@@ -104,6 +104,9 @@ def test_bisect_command_input_errors(capsys: pytest.CaptureFixture[str]) -> None
     assert "--bad-threshold 3" in capsys.readouterr().err
     assert cli.main(["bisect", "--src", "/nonexistent", "--good", "a", "--bad", "b", "--test", TEST]) == 2
     assert "no such directory" in capsys.readouterr().err
+    assert cli.main(["bisect", "--src", "/nonexistent", "--good", "a", "--bad", "b", "--test", TEST,
+                     "--base", "nosuchconfig"]) == 2
+    assert "--base nosuchconfig: not one of tinyconfig" in capsys.readouterr().err
 
 
 # ---- harness run --bisect-exit ------------------------------------------------------------
