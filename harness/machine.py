@@ -290,6 +290,7 @@ def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
     plan, skipped = accel_plan(spec.accel)
     plan = list(plan)
     notes = [skipped] if skipped else []
+    retried = False
     for attempt, accel in enumerate(plan, start=1):
         qspec = qemu_spec(spec, accel, qemu_bin)
         progress(f"booting {spec.kernel.release} under {accel.upper()}")
@@ -310,8 +311,8 @@ def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
             child.terminate(force=True)
             child.close()
             log.flush()
-            if isinstance(e, BootPanic) and accel == "tcg" and len(plan) == attempt and \
-                    not any(n.startswith("tcg boot panic") for n in notes) and tcg_text_poke_flake(e.console):
+            if isinstance(e, BootPanic) and accel == "tcg" and not retried and tcg_text_poke_flake(e.console):
+                retried = True
                 notes.append(f"tcg boot panic, retried once: {e}")
                 progress(f"{e} (int3 from code patching: a TCG cross-modifying-code flake); booting again")
                 plan.append("tcg")
