@@ -23,6 +23,7 @@ import dataclasses
 import fcntl
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -283,7 +284,7 @@ class SeriesRun:
         stopped = ""
         for i, patch in enumerate(s.patches, 1):
             if stopped:
-                self.rows.append(Row(i, patch.subject, patch.commit, patch.files, apply=Step.NOT_RUN, note=stopped))
+                self.rows.append(untested(i, patch, stopped))
                 continue
             row = self.apply(i, patch)
             if row.apply is Step.FAILED:
@@ -319,21 +320,15 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
     staging = cache_dir() / "series" / "incoming" / f"{os.getpid()}-{time.monotonic_ns()}"
     try:
         series = load_series(req, repo, staging)
-    except BaseException:
-        _rmtree(staging)
-        raise
-    try:
         out = make_run_dir(req.out or default_out(series), None)
-    except InputError:
-        _rmtree(staging)
-        raise
-    if staging.exists():
-        (out / "patches").mkdir(exist_ok=True)
-        for f in sorted(staging.iterdir()):
-            os.replace(f, out / "patches" / f.name)
-        _rmtree(staging)
-        series = dataclasses.replace(series, patches=tuple(
-            dataclasses.replace(p, path=out / "patches" / p.path.name) if p.path else p for p in series.patches))
+        if staging.exists():  # the messages, kept with the results
+            (out / "patches").mkdir(exist_ok=True)
+            for f in sorted(staging.iterdir()):
+                os.replace(f, out / "patches" / f.name)
+            series = dataclasses.replace(series, patches=tuple(
+                dataclasses.replace(p, path=out / "patches" / p.path.name) if p.path else p for p in series.patches))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     home = cache_dir() / "series" / kbuild._tree_key(repo)
     progress(f"series dir: {out}")
     progress(f"{len(series.patches)} patch(es) on {series.base[:12]}; worktree {home / 'worktree'}")
@@ -342,21 +337,17 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
         sr = SeriesRun(req, series, repo, tree, out, progress, parts)
         try:
             with _sigterm_as_interrupt():
-                code = sr.run()
+                return sr.run()
         except KeyboardInterrupt:
             _finish(sr, "interrupted")
-            print(series_report.table(sr.rows, sr.with_apply, sr.title()), end="")
-            print(f"series dir: {out}")
             print("harness: interrupted", file=sys.stderr)
             return 130
         except HarnessError:
             _finish(sr, "stopped by an error")
+            raise
+        finally:
             print(series_report.table(sr.rows, sr.with_apply, sr.title()), end="")
             print(f"series dir: {out}")
-            raise
-    print(series_report.table(sr.rows, sr.with_apply, sr.title()), end="")
-    print(f"series dir: {out}")
-    return code
 
 
 @contextmanager
@@ -380,13 +371,10 @@ def _finish(sr: SeriesRun, why: str) -> None:
     """Rows not reached get a note, and the reports are written with what there is."""
     done = {r.index for r in sr.rows}
     if sr.rows:
-        for i, p in enumerate(sr.series.patches, 1):
-            if i not in done:
-                sr.rows.append(Row(i, p.subject, p.commit, p.files, apply=Step.NOT_RUN, note=f"not reached: {why}"))
+        sr.rows += [untested(i, p, f"not reached: {why}") for i, p in enumerate(sr.series.patches, 1) if i not in done]
     sr.save(False)
 
 
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
+def untested(index: int, patch: Patch, note: str) -> Row:
+    """The row of a patch that was not applied (an earlier one failed, or the series stopped)."""
+    return Row(index, patch.subject, patch.commit, patch.files, apply=Step.NOT_RUN, note=note)
