@@ -17,7 +17,7 @@ from typing import Any
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from .report import _TERMINAL_UNSAFE, _one_line, _xml_escape_char, xml_safe
-from .series import Change, Mark, Problem, Row, Step, changed_tests, changes, problems
+from .series import Change, Mark, Problem, Row, Step, changed_tests, changes, first_line, problems
 
 _STEP_WORD = {Step.OK: "ok", Step.FAILED: "FAILED", Step.NOT_RUN: "-"}
 
@@ -139,7 +139,7 @@ def junit(rows: Sequence[Row], with_apply: bool, properties: Mapping[str, str]) 
             elif (r.index, name) in probs:
                 tc.add_failure_info(_one_line(probs[(r.index, name)].text), xml_safe(err) or None, name)
             elif step is Step.FAILED:
-                tc.add_error_info(_one_line(f"{name} failed: {first(err)}"), xml_safe(err) or None, name)
+                tc.add_error_info(_one_line(f"{name} failed: {first_line(err)}"), xml_safe(err) or None, name)
             cases.append(tc)
         for tid, cell in r.tests.items():
             tc = TestCase(_one_line(tid), classname=_suite_name(r))
@@ -154,10 +154,6 @@ def junit(rows: Sequence[Row], with_apply: bool, properties: Mapping[str, str]) 
         suites.append(TestSuite(_suite_name(r), cases, properties=props))
     xml: str = to_xml_report_string(suites)
     return xml
-
-
-def first(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
 
 
 def row_record(r: Row) -> dict[str, Any]:
@@ -178,8 +174,8 @@ def change_record(c: Change) -> dict[str, Any]:
 
 def record(rows: Sequence[Row], info: Mapping[str, Any], finished: bool) -> str:
     """series.json: the request, every row so far, the changes, the problems and the exit code."""
+    probs = problems(rows)
     data = {**info, "finished": finished, "rows": [row_record(r) for r in rows],
             "columns": changed_tests(rows), "changes": [change_record(c) for c in changes(rows)],
-            "problems": [dataclasses.asdict(p) for p in problems(rows)],
-            "exit_code": 1 if problems(rows) else 0}
+            "problems": [dataclasses.asdict(p) for p in probs], "exit_code": 1 if probs else 0}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
