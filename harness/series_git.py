@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .gitrepo import Worktree, git, is_ancestor, resolve_commit
+from .gitrepo import Worktree, commit_info, git, is_ancestor, resolve_commit
 
 PATCH_SUFFIXES = (".patch", ".diff", ".mbx", ".mbox", ".eml")
 COMMITTER = {"GIT_COMMITTER_NAME": "harness series", "GIT_COMMITTER_EMAIL": "series@harness.invalid"}
@@ -139,9 +139,8 @@ def from_range(repo: Path, spec: str) -> Series:
     revs = git(repo, "rev-list", "--reverse", f"{base}..{tip}").stdout.split()
     patches = []
     for rev in revs:
-        subject = git(repo, "show", "-s", "--format=%s", rev).stdout.strip()
-        files = tuple(git(repo, "diff", "--name-only", f"{rev}^", rev).stdout.split())
-        patches.append(Patch(subject, files, commit=rev, origin=rev[:12]))
+        info = commit_info(repo, rev)
+        patches.append(Patch(info["subject"], tuple(info["files"]), commit=rev, origin=rev[:12]))
     return Series(base, tuple(patches), spec, "range")
 
 
