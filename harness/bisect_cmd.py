@@ -88,53 +88,43 @@ class RunOracle:
 # ---- kernels: lists and ranges of Debian packages ------------------------------------------
 
 
-def _spec_of(package: str) -> str:
-    return "debian:" + package.removeprefix("linux-image-").removesuffix("-amd64")
-
-
-def _flavour(package: str) -> str:
-    m = debian._PKG.match(package)
-    return (m.group(2) or "") if m else ""
-
-
-def _is_image(package: str) -> bool:
-    """A real kernel image package, not a meta-package (linux-image-6.12-amd64) or -dbg."""
-    m = debian._PKG.match(package)
-    return bool(m and re.match(r"\d+\.\d+\.\d+", m.group(1)))
-
-
-def packages_between(names: Sequence[str], first: str, last: str) -> list[str]:
-    """The kernel packages from `first` to `last` (both included) among `names`, same flavour,
-    ordered by version (pure)."""
-    lo, hi = debian._version_key(first), debian._version_key(last)
-    if lo > hi:
-        raise InputError(f"--kernels {_spec_of(first)}..{_spec_of(last)}: the range goes backwards "
+def packages_between(kernels: Sequence[debian.AvailableKernel], first: debian.AvailableKernel,
+                     last: debian.AvailableKernel) -> list[debian.AvailableKernel]:
+    """The kernel packages from `first` to `last` (both included), same flavour, in upstream
+    version order across every suite (pure). One package per Debian source version (the
+    host release's build when Debian built the same source twice, +deb12 and +deb13); packages whose modules the
+    archive does not have are left out (they cannot run what needs a disk or 9p, so their
+    verdicts would not be about the kernel)."""
+    if first.key() > last.key():
+        raise InputError(f"--kernels {first.spec}..{last.spec}: the range goes backwards "
                          "(write the older kernel first; --reverse is for finding a fix)")
-    if _flavour(first) != _flavour(last):
-        raise InputError(f"--kernels {_spec_of(first)}..{_spec_of(last)}: the two ends are different flavours")
-    keep = {p for p in names if _is_image(p) and _flavour(p) == _flavour(first)
-            and lo <= debian._version_key(p) <= hi}
-    return sorted(keep | {first, last}, key=debian._version_key)
+    if first.flavour != last.flavour:
+        raise InputError(f"--kernels {first.spec}..{last.spec}: the two ends are different flavours")
+    def same_source(k: debian.AvailableKernel) -> str:  # 6.12.118-1~deb12u1 and 6.12.118-1: one build
+        return k.deb_version.split("~")[0].split("+")[0]
+
+    one: dict[str, debian.AvailableKernel] = {}
+    for k in kernels:
+        if k.flavour != first.flavour or not k.modules or not first.key() <= k.key() <= last.key():
+            continue
+        if same_source(k) not in one or k.key() > one[same_source(k)].key():
+            one[same_source(k)] = k
+    for end in (first, last):
+        one[same_source(end)] = end
+    return sorted(one.values(), key=lambda k: k.key())
 
 
-def _package(spec: str, known: Callable[[str], list[str]]) -> str:
-    """debian:SPEC → its package. Debian's 6.12 ABI names carry "+deb12": `debian:6.12.100`
-    is taken as linux-image-6.12.100+deb12-amd64 when that is the one package apt knows."""
-    pkg = debian.resolve_package(spec.removeprefix("debian:"))
-    names = known(pkg.split(".")[0] + ".") if "." in pkg else []
-    if not names or pkg in names:
-        return pkg
-    stem, flavour = pkg.removesuffix("-amd64"), _flavour(pkg)
-    stem = stem.removesuffix("-" + flavour.rstrip("-")) if flavour else stem
-    alike = [n for n in set(names) if _is_image(n) and _flavour(n) == flavour
-             and re.fullmatch(re.escape(stem) + r"\+deb\d+-" + re.escape(flavour) + "amd64", n)]
-    return alike[0] if len(alike) == 1 else pkg
+def expand_kernels(text: str, kernels: Sequence[debian.AvailableKernel] | None = None) -> list[str]:
+    """`debian:A..debian:B` (every package the harness's apt state knows in between, across
+    suites), a comma list, or both mixed; lines and versions (`debian:6.12`, `debian:6.12.100`)
+    become the concrete package, paths become absolute."""
+    known: list[debian.AvailableKernel] = []
 
+    def all_kernels() -> list[debian.AvailableKernel]:
+        if not known:
+            known.extend(kernels if kernels is not None else debian.available() + debian.cached_kernels())
+        return known
 
-def expand_kernels(text: str, known: Callable[[str], list[str]] | None = None) -> list[str]:
-    """`debian:A..debian:B` (every package apt knows between them), a comma list, or both mixed;
-    bare series (`debian:6.12`) become the concrete package, paths become absolute."""
-    known = known or (lambda prefix: debian._apt_names(prefix) + debian.cached_packages())
     out: list[str] = []
     for item in (x.strip() for x in text.split(",")):
         if not item:
@@ -143,12 +133,11 @@ def expand_kernels(text: str, known: Callable[[str], list[str]] | None = None) -
             a, b = (x.strip() for x in item.split("..", 1))
             if not (a.startswith("debian:") and b.startswith("debian:")):
                 raise InputError(f"--kernels {item}: a range needs debian: specs at both ends")
-            pa, pb = _package(a, known), _package(b, known)
-            majors = {pa.removeprefix("linux-image-").split(".")[0], pb.removeprefix("linux-image-").split(".")[0]}
-            names = [n for m in sorted(majors) for n in known(f"linux-image-{m}.")]
-            out += [_spec_of(p) for p in packages_between(names, pa, pb)]
+            ka = debian.select(a.removeprefix("debian:"), all_kernels())
+            kb = debian.select(b.removeprefix("debian:"), all_kernels())
+            out += [k.spec for k in packages_between(all_kernels(), ka, kb)]
         elif item.startswith("debian:"):
-            out.append(_spec_of(_package(item, known)))
+            out.append(debian.select(item.removeprefix("debian:"), all_kernels()).spec)
         else:
             out.append(str(Path(item).expanduser().resolve()))
     return out

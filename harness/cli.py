@@ -44,7 +44,23 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bisect_cmd.add_run_arguments(p)
 
 
+def _expand_kernel_sets(specs: list[str] | None) -> list[str] | None:
+    """`debian:lines` → the newest package of every line whose packages are complete;
+    `debian:lines-all` → every line, the ones without modules too."""
+    if not specs:
+        return specs
+    out: list[str] = []
+    for spec in specs:
+        if spec in ("debian:lines", "debian:lines-all"):
+            kernels = debian.lines(debian.available(_progress), complete_only=spec == "debian:lines")
+            out += [k.spec for k in kernels]
+        else:
+            out.append(spec)
+    return out
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
+    a.kernel = _expand_kernel_sets(a.kernel)
     req = RunRequest(kernel=a.kernel[0] if a.kernel else None, suites=tuple(a.suite), filters=tuple(a.filter),
                      expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
                      transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
@@ -72,7 +88,32 @@ def _cmd_run(a: argparse.Namespace) -> int:
     return plan.finish(out.run_dir, out.exit_code)  # --baseline: compare, a regression exits 1
 
 
+def _print_available(flavours: bool) -> None:
+    kernels = debian.available(_progress)
+    shown = [k for k in kernels if flavours or not k.flavour]
+    line = ""
+    for k in sorted(shown, key=lambda k: (k.flavour, k.key())):
+        if k.line != line:
+            line = k.line
+            print(f"{line} line (debian:{line}):")
+        note = "" if k.modules else "  (no modules in the archive: boots without them)"
+        up = ".".join(map(str, k.upstream))
+        print(f"  {k.spec:30s} {up:9s} {k.deb_version:22s} {k.suite}{note}")
+    if not flavours:
+        print("(-cloud and -rt flavours too: harness kernel list --available --flavours)")
+
+
 def _cmd_kernel(a: argparse.Namespace) -> int:
+    if a.action == "update":
+        from . import aptstate
+
+        aptstate.update(_progress)
+        n = len(debian.available(_progress))
+        print(f"harness apt state updated: {n} kernel packages in {len(aptstate.SUITES)} suites ({aptstate.root()})")
+        return 0
+    if a.action == "list" and a.available:
+        _print_available(a.flavours)
+        return 0
     if a.action == "list":
         for pkg in debian.cached_packages():
             dk = debian.load_cached(pkg)
@@ -175,8 +216,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run(sub)
-    k = sub.add_parser("kernel", help="list or fetch cached kernels")
-    k.add_argument("action", choices=["list", "fetch"])
+    k = sub.add_parser("kernel", help="list, fetch or update the kernels the harness knows")
+    k.add_argument("action", choices=["list", "fetch", "update"],
+                   help="list: cached kernels (--available: every one the Debian suites offer); "
+                        "fetch SPEC...: download into the cache; update: refresh the harness's apt lists")
+    k.add_argument("--available", action="store_true", help="with list: every line and version that can be fetched, with its suite")
+    k.add_argument("--flavours", action="store_true", help="with list --available: the -cloud and -rt flavours too")
     k.add_argument("specs", nargs="*", metavar="SPEC")
     sub.add_parser("doctor", help="say what is missing and how to get it")
     runopts.add_commands(sub)

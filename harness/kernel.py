@@ -56,9 +56,13 @@ def _make(spec: str, bz: Path, config_path: Path | None, modules: Path | None, o
 
 
 def _from_debian(spec: str, progress: Progress) -> Kernel:
-    pkg = debian.resolve_package(spec.removeprefix("debian:"))
-    dk = debian.fetch(pkg, progress)
-    return _make(spec, dk.bzimage, dk.config_path, dk.modules_dir, f"debian:{dk.package} {dk.version}")
+    ak = debian.resolve(spec.removeprefix("debian:"), progress)
+    dk = debian.fetch(ak.package, progress, ak.suite)
+    origin = f"debian:{dk.package} {dk.version}" + (f" ({dk.suite})" if dk.suite else "")
+    if dk.modules_dir is None:
+        # 6.19, 7.0 and 7.1 in the archive as of 2026-12: linux-binary-X without linux-modules-X.
+        origin += f"; no modules: {', '.join(dk.missing) or 'none in the package'} not in the archive"
+    return _make(spec, dk.bzimage, dk.config_path, dk.modules_dir, origin)
 
 
 def _from_tree(spec: str, tree: Path) -> Kernel:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect_cmd, cli
+from harness import aptstate, bisect_cmd, cli, debian
 from harness.bisect_cmd import expand_kernels, observe, packages_between
 from harness.errors import BuildError, HarnessError, InputError
 from harness.model import CaseResult, Expectation, Outcome, Verdict
@@ -56,40 +56,53 @@ def test_observe_a_crash_in_the_named_test_is_an_observation() -> None:
 
 # ---- --kernels --------------------------------------------------------------------------------
 
-APT_61 = [f"linux-image-6.1.0-{n}-{f}amd64{x}" for n in range(45, 58) for f in ("", "cloud-", "rt-")
-          for x in ("", "-dbg", "-unsigned")] + [
-    "linux-image-6.12.117+deb12-amd64", "linux-image-6.12.100+deb12-amd64", "linux-image-6.12.100+deb12-cloud-amd64",
-    "linux-image-6.12-amd64"]
+# The recorded `apt-cache madison` of the harness's apt state (every suite, 2026-12-04).
+_DATA = Path(__file__).parent / "data" / "debian"
+KERNELS = debian.available_from(
+    aptstate.parse_madison((_DATA / "apt-cache-madison-linux-image.txt").read_text()),
+    (_DATA / "apt-cache-pkgnames-linux-binary-modules.txt").read_text().split())
+
+
+def _k(spec: str) -> debian.AvailableKernel:
+    return debian.select(spec, KERNELS)
 
 
 def test_packages_between_orders_and_filters() -> None:
-    got = packages_between(APT_61, "linux-image-6.1.0-47-amd64", "linux-image-6.1.0-56-amd64")
-    assert got == [f"linux-image-6.1.0-{n}-amd64" for n in range(47, 57)]
-    cloud = packages_between(APT_61, "linux-image-6.1.0-55-cloud-amd64", "linux-image-6.1.0-56-cloud-amd64")
-    assert cloud == ["linux-image-6.1.0-55-cloud-amd64", "linux-image-6.1.0-56-cloud-amd64"]
+    got = packages_between(KERNELS, _k("6.1.0-47"), _k("6.1.0-56"))
+    assert [k.spec for k in got] == [f"debian:6.1.0-{n}" for n in range(47, 57)]
+    cloud = packages_between(KERNELS, _k("6.1.0-53-cloud"), _k("6.1.0-54-cloud"))
+    assert [k.spec for k in cloud] == ["debian:6.1.0-53-cloud", "debian:6.1.0-54-cloud"]
     with pytest.raises(InputError, match="backwards"):
-        packages_between(APT_61, "linux-image-6.1.0-56-amd64", "linux-image-6.1.0-47-amd64")
+        packages_between(KERNELS, _k("6.1.0-56"), _k("6.1.0-47"))
     with pytest.raises(InputError, match="flavours"):
-        packages_between(APT_61, "linux-image-6.1.0-47-amd64", "linux-image-6.1.0-56-cloud-amd64")
+        packages_between(KERNELS, _k("6.1.0-47"), _k("6.1.0-56-cloud"))
+
+
+def test_packages_between_across_suites() -> None:
+    got = [k.spec for k in packages_between(KERNELS, _k("6.12.118"), _k("7.3.4+deb13"))]
+    assert got[0] == "debian:6.12.118+deb12" and got[-1] == "debian:7.3.4+deb13"
+    assert "debian:6.16.3+deb13" in got and "debian:7.2.12+deb13" in got
+    # 6.19, 7.0 and 7.1 have no modules in the archive: left out.
+    assert not any(s.startswith(("debian:6.19", "debian:7.0", "debian:7.1")) for s in got)
+    ups = [_k(s.removeprefix("debian:")).upstream for s in got]
+    assert ups == sorted(ups)
+    # 6.12.118 was built for bookworm and trixie from one source: one step, the host's build.
+    assert [s for s in got if s.startswith("debian:6.12.118")] == ["debian:6.12.118+deb12"]
 
 
 def test_expand_kernels_ranges_and_lists() -> None:
-    def known(prefix: str) -> list[str]:
-        return [n for n in APT_61 if n.startswith(prefix)] * 2  # apt and the cache both list some
-
-    got = expand_kernels("debian:6.1.0-47..debian:6.1.0-56", known)
-    assert got == [f"debian:6.1.0-{n}" for n in range(47, 57)]
-    got = expand_kernels("debian:6.1.0-56, debian:6.12.100+deb12,debian:6.12.117+deb12-amd64", known)
+    # 6.1.0-55, -56 and -57 are all 6.1.192 (Debian revisions -1, -2, -3): all three kept.
+    got = expand_kernels("debian:6.1.0-55..debian:6.1.0-57", KERNELS)
+    assert got == ["debian:6.1.0-55", "debian:6.1.0-56", "debian:6.1.0-57"]
+    got = expand_kernels("debian:6.1.0-56, debian:6.12.100+deb12,debian:6.12.117+deb12-amd64", KERNELS)
     assert got == ["debian:6.1.0-56", "debian:6.12.100+deb12", "debian:6.12.117+deb12"]
-    mixed = expand_kernels("debian:6.1.0-55..debian:6.1.0-56,debian:6.12.117+deb12", known)
-    assert mixed == ["debian:6.1.0-55", "debian:6.1.0-56", "debian:6.12.117+deb12"]
-    across = expand_kernels("debian:6.1.0-56..debian:6.12.117+deb12", known)
-    assert across == ["debian:6.1.0-56", "debian:6.1.0-57", "debian:6.12.100+deb12", "debian:6.12.117+deb12"]
-    # Debian's 6.12 names carry +deb12; the short form finds them.
-    assert expand_kernels("debian:6.12.100,debian:6.12.117,debian:6.12.100-cloud", known) == [
-        "debian:6.12.100+deb12", "debian:6.12.117+deb12", "debian:6.12.100+deb12-cloud"]
+    mixed = expand_kernels("debian:6.1.0-53..debian:6.1.0-54,debian:6.12.117+deb12", KERNELS)
+    assert mixed == ["debian:6.1.0-53", "debian:6.1.0-54", "debian:6.12.117+deb12"]
+    # Debian's 6.12 names carry +deb12/+deb13; a version or a line finds the host release's.
+    assert expand_kernels("debian:6.12.100,debian:7.3,debian:6.12.100-cloud", KERNELS) == [
+        "debian:6.12.100+deb12", "debian:7.3.4+deb13", "debian:6.12.100+deb12-cloud"]
     with pytest.raises(InputError, match="debian: specs at both ends"):
-        expand_kernels("/boot/vmlinuz..debian:6.1.0-56", known)
+        expand_kernels("/boot/vmlinuz..debian:6.1.0-56", KERNELS)
 
 
 def test_bisect_command_input_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,9 @@ to vm_ops->access, which [vvar] does not have. So:
   process_vm_readv() on our own [vvar] fails with EFAULT,
   pread() of /proc/self/mem at [vvar] fails with EIO.
 Any other outcome (data read, another errno) is reported as not ok with what
-was observed. No [vvar] mapping (other arch, vdso=0) gives SKIP.
+was observed. No [vvar] mapping (other arch, vdso=0) gives SKIP, and so does a [vvar]
+that is not a PFN mapping (no "pf" in its VmFlags): newer kernels back the vDSO data with
+ordinary pages, and then there is no pfnmap here to test.
 """
 
 import errno
@@ -31,10 +33,24 @@ def _vvar() -> Optional[_ktap.Mapping]:
     return m
 
 
+def _not_a_pfnmap(m: _ktap.Mapping) -> Optional[_ktap.Outcome]:
+    """SKIP unless [vvar] really is VM_PFNMAP (the precondition the case is named after)."""
+    flags = _mm.vm_flags(m.start)
+    if flags is None:
+        return skip("no VmFlags for %s in /proc/self/smaps: cannot tell whether it is a pfnmap" % VVAR)
+    diag("%s VmFlags: %s" % (VVAR, " ".join(flags)))
+    if "pf" not in flags:
+        return skip("%s is not a VM_PFNMAP mapping on this kernel (VmFlags: %s)" % (VVAR, " ".join(flags)))
+    return None
+
+
 def case_process_vm_readv() -> _ktap.Outcome:
     m = _vvar()
     if m is None:
         return skip("no %s mapping in /proc/self/maps" % VVAR)
+    not_pfnmap = _not_a_pfnmap(m)
+    if not_pfnmap is not None:
+        return not_pfnmap
     r, _ = _mm.process_vm_readv_self(m.start, _mm.PAGE_SIZE)
     if r.value < 0:
         diag("process_vm_readv(self, %s, %d bytes) = %d, errno %s" % (VVAR, _mm.PAGE_SIZE, r.value, errno_name(r.errno)))
@@ -51,6 +67,9 @@ def case_proc_self_mem() -> _ktap.Outcome:
     m = _vvar()
     if m is None:
         return skip("no %s mapping in /proc/self/maps" % VVAR)
+    not_pfnmap = _not_a_pfnmap(m)
+    if not_pfnmap is not None:
+        return not_pfnmap
     r, data = _mm.proc_self_mem_read(m.start, _mm.PAGE_SIZE)
     if r.value < 0 and r.errno in (errno.EACCES, errno.EPERM, errno.ENOENT):
         return skip("cannot open /proc/self/mem: %s" % errno_name(r.errno))
