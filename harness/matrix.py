@@ -361,7 +361,11 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
                          "error": res.error, "elapsed_s": res.elapsed_s})
         fp_rel = next((str((j.request.out / "fingerprint.json").relative_to(top)) for j in mine
                        if j.request.out and (j.request.out / "fingerprint.json").is_file()), "")
-        entries.append({"label": label, "fingerprint": fp_rel, "runs": runs})
+        kinfo = fingerprints.get(label, {}).get("kernel")
+        kinfo = kinfo if isinstance(kinfo, dict) else {}
+        # which package this label was tonight: `compare` pairs kernels of one line by it
+        entries.append({"label": label, "fingerprint": fp_rel, "release": kinfo.get("release"),
+                        "version": kinfo.get("version"), "runs": runs})
     cases = resultset.summarize(records, where=str(top))
     rs = resultset.ResultSet(str(top), tuple(cases), tuple(labels), fingerprints)
     with open(top / "results.jsonl", "w", encoding="ascii") as f:
