@@ -245,9 +245,11 @@ def comparison_page(c: Comparison, title: str = "comparison", footer: str = "") 
     headline = "No regressions" if not regs else f"{len(regs)} regression{'s' if len(regs) != 1 else ''}"
     sub = ", ".join(f"{counts[k]} {k.value}" for k in KIND_ORDER)
     body = [f'<p>old: <span class="id">{esc(c.old_source)}</span><br>new: <span class="id">{esc(c.new_source)}</span></p>']
-    renamed = [(a, b) for a, b in c.kernel_pairs if a != b]
-    if renamed:
-        body.append("<p>kernels matched: " + ", ".join(f"{esc(a)} → {esc(b)}" for a, b in renamed) + "</p>")
+    moved = [p for p in c.pairings if p.moved]
+    body += [f'<p class="line-move">{esc(p.text("→"))}</p>' for p in moved if p.same_line]
+    across = [p.text("→") for p in moved if not p.same_line]
+    if across:
+        body.append("<p>kernels matched: " + ", ".join(esc(t) for t in across) + "</p>")
     body.append("<table><tbody>" + "".join(f"<tr><th>{esc(k.value)}</th><td>{counts[k]}</td></tr>" for k in KIND_ORDER)
                 + "</tbody></table>")
     for kind in KIND_ORDER:

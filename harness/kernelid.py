@@ -135,12 +135,12 @@ class Pairing:
     def same_line(self) -> bool:
         return bool(self.old.line) and self.old.line == self.new.line
 
-    def text(self) -> str:
+    def text(self, arrow: str = "->") -> str:
         """"6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)", or for kernels of two lines
         (only two single-kernel runs pair those) "debian:6.1.0-56 -> debian:6.12"."""
         if self.same_line:
-            return f"{self.old.line} line: {self.old.describe()} -> {self.new.describe()}"
-        return f"{self.old.label or '?'} -> {self.new.label or '?'}"
+            return f"{self.old.line} line: {self.old.describe()} {arrow} {self.new.describe()}"
+        return f"{self.old.label or '?'} {arrow} {self.new.label or '?'}"
 
 
 def pair(old: Sequence[KernelId], new: Sequence[KernelId]) -> list[Pairing]:
