@@ -110,7 +110,7 @@ def classify(old: CaseSummary | None, new: CaseSummary | None) -> Kind:
 
 
 def compare(old: ResultSet, new: ResultSet) -> Comparison:
-    pairings = pair(old.kernel_ids(), new.kernel_ids())
+    pairings = sorted(pair(old.kernel_ids(), new.kernel_ids()), key=lambda p: p.new.sort_key())  # 6.1 before 6.12
     pairs = {p.old.label: p.new.label for p in pairings}  # old label -> new label
     old_by_key = {(pairs.get(c.kernel, f"\0{c.kernel}"), c.id): c for c in old.cases}
     new_by_key = new.by_key()

@@ -151,7 +151,7 @@ def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
     order = [Verdict.PASS, Verdict.FAIL, Verdict.SKIP, Verdict.XFAIL, Verdict.XPASS, Verdict.ERROR, Verdict.FLAKY]
     width = max((len(k) for k in rs.kernels), default=6)
     lines = [f"{'kernel':<{width}}  {'release':<34} " + " ".join(f"{v.value:>5}" for v in order) + "  runs"]
-    for k in rs.kernels:
+    for k in rs.kernels_by_version():  # oldest upstream first, like report.html
         fp = rs.fingerprints.get(k, {})
         kinfo = fp.get("kernel") if isinstance(fp.get("kernel"), dict) else {}
         release = f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?"

@@ -225,6 +225,7 @@ def test_new_packages_of_each_line_are_compared_with_the_old_ones(tmp_path: Path
         assert "6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)" in text
     assert "6.12 line: 6.12.117+deb12 -> 6.12.118+deb12" in text
     assert text.count("7.2 line: 7.2.11+deb13 -> 7.2.12+deb13") == 1 and "kernels matched" not in text
+    assert text.index("6.1 line") < text.index("6.12 line") < text.index("7.2 line")  # version order
     j = compare.to_json(c)
     assert [k["how"] for k in j["kernels"]] == ["line"] * 3
     assert j["kernels"][0]["new"]["line"] == "6.1"

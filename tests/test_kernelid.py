@@ -85,3 +85,11 @@ def test_single_kernels_pair_whatever_they_are() -> None:
     assert p.text() == "debian:6.1.0-56 -> debian:6.12"
     (p,) = pair([identify("")], [identify("")])
     assert not p.moved
+
+
+def test_a_single_run_against_a_matrix_pairs_by_line() -> None:
+    """Last night one kernel, tonight a matrix: the 6.1 run lines up with tonight's 6.1."""
+    old = _ids(("debian:6.1.0-56", "6.1.0-56-amd64", "6.1.192"))
+    new = _ids(("debian:6.12", "6.12.118+deb12-amd64", "6.12.118"), ("debian:6.1.0-57", "6.1.0-57-amd64", "6.1.193"))
+    (p,) = pair(old, new)
+    assert (p.how, p.new.label) == ("line", "debian:6.1.0-57")
