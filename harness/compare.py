@@ -1,8 +1,11 @@
 """Compare two sets of results (last night's and tonight's): what changed? Pure.
 
-Cases are matched by (kernel label, case id). When each side holds exactly one kernel the two
-are matched whatever their labels, so `compare` also answers "what differs between 6.1 and
-6.12?" and a nightly `debian:6.12` that moved to a newer package still lines up.
+Cases are matched by (kernel, case id). When each side holds exactly one kernel the two are
+matched whatever their labels, so `compare` also answers "what differs between 6.1 and 6.12?".
+Otherwise a kernel is matched by its label, and what is left by its LINE (kernelid: upstream
+major.minor plus flavour), so a matrix whose debian:6.1.0-56 became debian:6.1.0-57 overnight
+compares 6.1 with 6.1 instead of listing every case as removed and new. Each pairing whose
+package changed is said once ("6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)").
 
 Every case falls in exactly one kind:
 
@@ -25,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from .kernelid import KernelId, Pairing, pair
 from .model import Verdict
 from .resultset import CaseSummary, ResultSet
 
@@ -63,6 +67,12 @@ class Comparison:
     new_source: str
     kernel_pairs: tuple[tuple[str, str], ...]  # (old label, new label) matched with each other
     changes: tuple[Change, ...]
+    pairings: tuple[Pairing, ...] = ()  # the same pairs with each side's package and line
+
+    def moves(self) -> list[str]:
+        """One line per kernel whose package (or label) changed: "6.1 line: 6.1.0-56 (6.1.192)
+        -> 6.1.0-57 (6.1.193)", or "debian:6.1.0-56 -> debian:6.12" across lines."""
+        return [p.text() for p in self.pairings if p.moved]
 
     def of(self, kind: Kind) -> list[Change]:
         return [c for c in self.changes if c.kind is kind]
@@ -99,22 +109,16 @@ def classify(old: CaseSummary | None, new: CaseSummary | None) -> Kind:
     return Kind.KNOWN if new.verdict is Verdict.XFAIL else Kind.UNCHANGED
 
 
-def _pair_kernels(old: ResultSet, new: ResultSet) -> dict[str, str]:
-    """old label -> new label."""
-    if len(old.kernels) == 1 and len(new.kernels) == 1:
-        return {old.kernels[0]: new.kernels[0]}
-    return {k: k for k in old.kernels if k in new.kernels}
-
-
 def compare(old: ResultSet, new: ResultSet) -> Comparison:
-    pairs = _pair_kernels(old, new)
+    pairings = sorted(pair(old.kernel_ids(), new.kernel_ids()), key=lambda p: p.new.sort_key())  # 6.1 before 6.12
+    pairs = {p.old.label: p.new.label for p in pairings}  # old label -> new label
     old_by_key = {(pairs.get(c.kernel, f"\0{c.kernel}"), c.id): c for c in old.cases}
     new_by_key = new.by_key()
     changes = [Change(k, i, classify(old_by_key.get((k, i)), c), old_by_key.get((k, i)), c)
                for (k, i), c in new_by_key.items()]
     changes += [Change(c.kernel, c.id, Kind.REMOVED, c, None)
                 for key, c in old_by_key.items() if key not in new_by_key]
-    return Comparison(old.source, new.source, tuple(pairs.items()), tuple(changes))
+    return Comparison(old.source, new.source, tuple(pairs.items()), tuple(changes), tuple(pairings))
 
 
 # ---- text and JSON ---------------------------------------------------------------------------
@@ -143,9 +147,11 @@ def summary_line(c: Comparison) -> str:
 def render_text(c: Comparison) -> str:
     """Every case that is not unchanged, grouped by kind, then the counts."""
     lines = [f"old: {c.old_source}", f"new: {c.new_source}"]
-    renamed = [f"{a or '?'} -> {b or '?'}" for a, b in c.kernel_pairs if a != b]
-    if renamed:
-        lines.append("kernels matched: " + ", ".join(renamed))
+    moved = [p for p in c.pairings if p.moved]
+    lines += [p.text() for p in moved if p.same_line]
+    across = [p.text() for p in moved if not p.same_line]
+    if across:
+        lines.append("kernels matched: " + ", ".join(across))
     shown = [ch for ch in c.changes if ch.kind is not Kind.UNCHANGED or ch.verdict_changed]
     width = min(max((len(ch.id) for ch in shown), default=0), 60)
     for kind in KIND_ORDER:
@@ -168,9 +174,14 @@ def to_json(c: Comparison) -> dict[str, Any]:
         return {"kernel": s.kernel, "verdict": s.verdict.value, "verdicts": [v.value for v in s.verdicts],
                 "pass_rate": round(s.pass_rate, 4), "reason": s.reason}
 
+    def kernel(k: KernelId) -> dict[str, Any]:
+        return {"label": k.label, "release": k.release, "upstream": k.upstream_text, "line": k.line}
+
     return {
         "old": c.old_source, "new": c.new_source,
         "kernel_pairs": [list(p) for p in c.kernel_pairs],
+        "kernels": [{"how": p.how, "moved": p.moved, "old": kernel(p.old), "new": kernel(p.new)}
+                    for p in c.pairings],
         "counts": {k.value: c.counts()[k] for k in KIND_ORDER},
         "regressions": len(c.regressions),
         "changes": [{"kernel": ch.kernel, "id": ch.id, "kind": ch.kind.value,

@@ -2,9 +2,11 @@
 
 A page is one file with its CSS inline and no script, no font, no image, nothing fetched: it
 opens from a CI artifact store, a mail attachment or file://. It leads with a coloured banner
-(green: everything as expected / no regression; red: not), then the per-kernel matrix, then the
-cases a person has to read (unexpected verdicts with their output and the kernel's reports),
-then the known gaps and the skips.
+(green: everything as expected / no regression; red: not), the kernels, then the cases a person
+has to read (unexpected verdicts with their output and the kernel's reports), then the matrix:
+kernels as columns in upstream version order (6.1 < 6.12 < 7.0), a cell that differs from the
+kernel to its left marked, the cases that change somewhere along the kernels first and then all
+of them; then the known gaps and the skips.
 """
 
 from __future__ import annotations
@@ -46,8 +48,19 @@ h2{margin:26px 0 8px;font-size:18px;border-bottom:1px solid #ccc;padding-bottom:
 table{border-collapse:collapse;background:#fff}
 th,td{border:1px solid #d0d0d0;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0}
-table.matrix td.v{text-align:center;font-weight:600;min-width:72px}
+table.matrix td.v{text-align:center;font-weight:600}
 tr.prog th{background:#e4e8ee;font-weight:600}
+table.matrix{table-layout:fixed}
+table.matrix col.idcol{width:27em} table.matrix col.kcol{width:5.8em}
+table.matrix th,table.matrix td{padding:2px 5px;overflow-wrap:break-word}
+table.matrix thead th{position:sticky;top:0;z-index:1}
+table.matrix td.chg,.chg-sample{box-shadow:inset 4px 0 0 #1d1d1d}
+.chg-sample{background:#fff;color:#1d1d1d;border:1px solid #1d1d1d}
+span.mark{font-weight:700;color:#1d1d1d}
+tr.changes td.id{font-weight:600}
+details.grid{margin:6px 0}
+details.grid summary{cursor:pointer;font-weight:600;padding:2px 0}
+p.legend{margin:4px 0;color:#444}
 td.id,span.id{font-family:ui-monospace,monospace;font-size:13px}
 .tag{display:inline-block;padding:0 6px;border-radius:3px;font-weight:600;font-size:12px}
 article.case{background:#fff;border:1px solid #d0d0d0;border-left-width:6px;margin:10px 0;padding:6px 12px}
@@ -103,7 +116,7 @@ def _kernels_table(rs: ResultSet, errors: Mapping[str, str]) -> list[str]:
     head = "".join(f"<th>{v.value}</th>" for v in order)
     rows = ["<h2 id=\"kernels\">Kernels</h2>", "<table><thead><tr><th>kernel</th><th>release</th>"
             f"<th>version</th><th>accel</th><th>boot</th><th>run</th>{head}<th>note</th></tr></thead><tbody>"]
-    for k in rs.kernels:
+    for k in rs.kernels_by_version():
         fp = rs.fingerprints.get(k, {})
         counts = Counter(c.verdict for c in rs.of_kernel(k))
         boot = _fact(fp, "machine", "boot_s")
@@ -117,30 +130,105 @@ def _kernels_table(rs: ResultSet, errors: Mapping[str, str]) -> list[str]:
     return rows
 
 
-def _matrix_table(rs: ResultSet) -> list[str]:
-    cells = {c.key: c for c in rs.cases}
-    ids: dict[str, list[str]] = {}  # program -> ids, first-seen order
+GRID_OPEN_MAX = 100  # cases: a bigger full grid starts folded, one <details> per program
+CHANGE_MARK = "Δ"  # before a verdict that changes from the kernel to its left (and class "chg")
+
+
+def _grid_ids(rs: ResultSet) -> dict[str, list[str]]:
+    """program -> its case ids, first-seen order."""
+    ids: dict[str, list[str]] = {}
     for c in rs.cases:
         if c.id not in ids.setdefault(c.program, []):
             ids[c.program].append(c.id)
-    head = "".join(f"<th>{esc(k or '(unnamed)')}</th>" for k in rs.kernels)
-    rows = ['<h2 id="matrix">Matrix</h2>',
-            f'<table class="matrix"><thead><tr><th>case</th>{head}</tr></thead><tbody>']
+    return ids
+
+
+def changed_cells(rs: ResultSet, kernels: Sequence[str]) -> dict[str, list[bool]]:
+    """case id -> per kernel column, whether its verdict differs from the column to its left
+    (a case missing on one kernel and present on its neighbour differs too). Pure."""
+    by = rs.by_key()
+    out: dict[str, list[bool]] = {}
+    for c in rs.cases:
+        if c.id in out:
+            continue
+        seen = [by[(k, c.id)].verdict if (k, c.id) in by else None for k in kernels]
+        out[c.id] = [i > 0 and seen[i] is not seen[i - 1] for i in range(len(seen))]
+    return out
+
+
+def _grid_head(rs: ResultSet, kernels: Sequence[str]) -> str:
+    ids = {k.label: k for k in rs.kernel_ids()}
+    # "debian:<wbr>6.12": a narrow column breaks the label after the prefix, not inside the version
+    head = "".join(f'<th>{esc(k or "(unnamed)").replace(":", ":<wbr>", 1)}<br>'
+                   f'<span class="muted">{esc(ids[k].upstream_text)}</span></th>' for k in kernels)
+    # fixed column widths: the per-program tables of the grid line up under each other
+    cols = f'<colgroup><col class="idcol"><col class="kcol" span="{len(kernels)}"></colgroup>'
+    return f"{cols}<thead><tr><th>case</th>{head}</tr></thead>"
+
+
+def _grid_row(rs: ResultSet, kernels: Sequence[str], case_id: str, changed: Sequence[bool],
+              cells: Mapping[tuple[str, str], CaseSummary]) -> str:
+    tds = []
+    for i, k in enumerate(kernels):
+        cell = cells.get((k, case_id))
+        mark = f'<span class="mark">{CHANGE_MARK}</span> ' if changed[i] else ""
+        cls = " chg" if changed[i] else ""
+        if cell is None:
+            tds.append(f'<td class="v muted{cls}">{mark}-</td>')
+            continue
+        rate = cell.rate_text()
+        tip = cell.reason or cell.expect_reason
+        if changed[i]:
+            left = cells.get((kernels[i - 1], case_id))
+            tip = f"changes from {kernels[i - 1]} ({left.verdict.value if left else 'not run'})" + \
+                (f": {tip}" if tip else "")
+        tds.append(f'<td class="v v-{cell.verdict.value}{cls}" title="{esc(tip)}">{mark}{cell.verdict.value}'
+                   f'{(" " + esc(rate)) if rate else ""}</td>')
+    tr = '<tr class="changes">' if any(changed) else "<tr>"
+    return f'{tr}<td class="id">{esc(case_id)}</td>{"".join(tds)}</tr>'
+
+
+def _legend(kernels: Sequence[str]) -> str:
+    return (f'<p class="legend">Kernels in upstream version order, oldest on the left. '
+            f'<span class="tag chg-sample">{CHANGE_MARK}</span> marks a verdict that changes from the kernel '
+            f'to its left; hover a cell for its reason.</p>' if len(kernels) > 1 else "")
+
+
+def _matrix_table(rs: ResultSet) -> list[str]:
+    """For several kernels, first the cases whose verdict changes somewhere along the kernels,
+    then every case; a grid of more than GRID_OPEN_MAX cases is folded per program."""
+    kernels = rs.kernels_by_version()
+    cells = {c.key: c for c in rs.cases}
+    ids = _grid_ids(rs)
+    changed = changed_cells(rs, kernels)
+    n_ids = sum(len(v) for v in ids.values())
+    head = _grid_head(rs, kernels)
+    ncol = len(kernels) + 1
+    rows: list[str] = []
+    if len(kernels) > 1:
+        moving = {p: [i for i in v if any(changed[i])] for p, v in ids.items()}
+        n_moving = sum(len(v) for v in moving.values())
+        rows.append(f'<h2 id="changes">Changes across kernels ({n_moving} of {n_ids} cases)</h2>')
+        if n_moving:
+            rows += [_legend(kernels), f'<table class="matrix">{head}<tbody>']
+            for program, prog_ids in moving.items():
+                if prog_ids:
+                    rows.append(f'<tr class="prog"><th colspan="{ncol}">{esc(program)}</th></tr>')
+                    rows += [_grid_row(rs, kernels, i, changed[i], cells) for i in prog_ids]
+            rows.append("</tbody></table>")
+        else:
+            rows.append("<p>Every case has the same verdict on every kernel.</p>")
+    rows += [f'<h2 id="matrix">Matrix ({n_ids} cases × {len(kernels)} kernel{"s" if len(kernels) != 1 else ""})</h2>',
+             _legend(kernels)]
+    open_ = " open" if n_ids <= GRID_OPEN_MAX else ""
     for program, prog_ids in ids.items():
-        rows.append(f'<tr class="prog"><th colspan="{len(rs.kernels) + 1}">{esc(program)}</th></tr>')
-        for case_id in prog_ids:
-            tds = []
-            for k in rs.kernels:
-                cell = cells.get((k, case_id))
-                if cell is None:
-                    tds.append('<td class="v muted">-</td>')
-                    continue
-                rate = cell.rate_text()
-                tip = cell.reason or cell.expect_reason
-                tds.append(f'<td class="v v-{cell.verdict.value}" title="{esc(tip)}">{cell.verdict.value}'
-                           f'{(" " + esc(rate)) if rate else ""}</td>')
-            rows.append(f'<tr><td class="id">{esc(case_id)}</td>{"".join(tds)}</tr>')
-    rows.append("</tbody></table>")
+        n_chg = sum(1 for i in prog_ids if any(changed[i]))
+        note = f", {n_chg} changing across kernels" if len(kernels) > 1 else ""
+        rows.append(f'<details class="grid"{open_}><summary>{esc(program)} '
+                    f'<span class="muted">({len(prog_ids)} cases{note})</span></summary>')
+        rows.append(f'<table class="matrix">{head}<tbody>')
+        rows += [_grid_row(rs, kernels, i, changed[i], cells) for i in prog_ids]
+        rows.append("</tbody></table></details>")
     return rows
 
 
@@ -245,9 +333,11 @@ def comparison_page(c: Comparison, title: str = "comparison", footer: str = "") 
     headline = "No regressions" if not regs else f"{len(regs)} regression{'s' if len(regs) != 1 else ''}"
     sub = ", ".join(f"{counts[k]} {k.value}" for k in KIND_ORDER)
     body = [f'<p>old: <span class="id">{esc(c.old_source)}</span><br>new: <span class="id">{esc(c.new_source)}</span></p>']
-    renamed = [(a, b) for a, b in c.kernel_pairs if a != b]
-    if renamed:
-        body.append("<p>kernels matched: " + ", ".join(f"{esc(a)} → {esc(b)}" for a, b in renamed) + "</p>")
+    moved = [p for p in c.pairings if p.moved]
+    body += [f'<p class="line-move">{esc(p.text("→"))}</p>' for p in moved if p.same_line]
+    across = [p.text("→") for p in moved if not p.same_line]
+    if across:
+        body.append("<p>kernels matched: " + ", ".join(esc(t) for t in across) + "</p>")
     body.append("<table><tbody>" + "".join(f"<tr><th>{esc(k.value)}</th><td>{counts[k]}</td></tr>" for k in KIND_ORDER)
                 + "</tbody></table>")
     for kind in KIND_ORDER:

@@ -151,7 +151,7 @@ def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
     order = [Verdict.PASS, Verdict.FAIL, Verdict.SKIP, Verdict.XFAIL, Verdict.XPASS, Verdict.ERROR, Verdict.FLAKY]
     width = max((len(k) for k in rs.kernels), default=6)
     lines = [f"{'kernel':<{width}}  {'release':<34} " + " ".join(f"{v.value:>5}" for v in order) + "  runs"]
-    for k in rs.kernels:
+    for k in rs.kernels_by_version():  # oldest upstream first, like report.html
         fp = rs.fingerprints.get(k, {})
         kinfo = fp.get("kernel") if isinstance(fp.get("kernel"), dict) else {}
         release = f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?"
@@ -361,7 +361,11 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
                          "error": res.error, "elapsed_s": res.elapsed_s})
         fp_rel = next((str((j.request.out / "fingerprint.json").relative_to(top)) for j in mine
                        if j.request.out and (j.request.out / "fingerprint.json").is_file()), "")
-        entries.append({"label": label, "fingerprint": fp_rel, "runs": runs})
+        kinfo = fingerprints.get(label, {}).get("kernel")
+        kinfo = kinfo if isinstance(kinfo, dict) else {}
+        # which package this label was tonight: `compare` pairs kernels of one line by it
+        entries.append({"label": label, "fingerprint": fp_rel, "release": kinfo.get("release"),
+                        "version": kinfo.get("version"), "runs": runs})
     cases = resultset.summarize(records, where=str(top))
     rs = resultset.ResultSet(str(top), tuple(cases), tuple(labels), fingerprints)
     with open(top / "results.jsonl", "w", encoding="ascii") as f:

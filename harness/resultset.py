@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .kernelid import KernelId, identify, in_version_order
 from .model import Verdict
 from .report import read_results
 
@@ -78,6 +79,14 @@ class ResultSet:
 
     def of_kernel(self, kernel: str) -> list[CaseSummary]:
         return [c for c in self.cases if c.kernel == kernel]
+
+    def kernel_ids(self) -> list[KernelId]:
+        """Each kernel's identity (package, upstream version, line), in run order."""
+        return [identify(k, self.fingerprints.get(k)) for k in self.kernels]
+
+    def kernels_by_version(self) -> list[str]:
+        """The labels oldest upstream version first (6.1 < 6.12 < 7.0), unknown kernels last."""
+        return [k.label for k in in_version_order(self.kernel_ids())]
 
 
 def aggregate_verdict(verdicts: Sequence[Verdict]) -> Verdict:
@@ -201,6 +210,11 @@ def load(path: Path) -> ResultSet:
             fp = folder / str(k.get("fingerprint", "")) if isinstance(k, dict) and k.get("fingerprint") else None
             if fp is not None and fp.is_file():
                 fps[str(k["label"])] = _read_json(fp)
+            elif isinstance(k, dict) and "label" in k and (k.get("release") or k.get("version")):
+                # the matrix dir copied without its per-kernel run dirs: matrix.json still says
+                # which package each kernel was (written since the kernel lines of issue 12)
+                fps[str(k["label"])] = {"kernel": {"spec": k["label"], "release": k.get("release") or "",
+                                                   "version": k.get("version") or ""}}
         cases = summarize(_results(results), where=str(results))
     else:
         fp_path = folder / "fingerprint.json"

@@ -38,3 +38,39 @@ def set_verdict(recs: list[dict[str, Any]], case_id: str, verdict: str, reason: 
         if reason:
             r["reason"] = reason
     return recs
+
+
+# One package of each Debian kernel line the harness covers: (label, uname -r, upstream version).
+LINES = [
+    ("debian:6.1", "6.1.0-57-amd64", "6.1.193"), ("debian:6.12", "6.12.118+deb12-amd64", "6.12.118"),
+    ("debian:6.16", "6.16.12+deb13-amd64", "6.16.12"), ("debian:6.17", "6.17.13+deb13-amd64", "6.17.13"),
+    ("debian:6.18", "6.18.9+deb13-amd64", "6.18.9"), ("debian:6.19", "6.19.7+deb13-amd64", "6.19.7"),
+    ("debian:7.0", "7.0.5+deb13-amd64", "7.0.5"), ("debian:7.1", "7.1.3+deb13-amd64", "7.1.3"),
+    ("debian:7.2", "7.2.12+deb13-amd64", "7.2.12"), ("debian:7.3", "7.3.4+deb13-amd64", "7.3.4"),
+]
+
+
+def synthetic_matrix(dst: Path, kernels: list[tuple[str, str, str]], identity: str = "fingerprint",
+                     edit: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda k, r: r,
+                     src: Path = RUN_612) -> Path:
+    """A matrix dir at `dst` of `kernels` (label, uname -r, upstream version), each with `src`'s
+    cases passed through edit(label, records). `identity` says where the package is recorded:
+    "fingerprint" (per-kernel fingerprint.json, as a run writes), "matrix.json" (only there:
+    the matrix dir copied without its run dirs) or "none" (a matrix written before either)."""
+    fp0 = json.loads((src / "fingerprint.json").read_text())
+    entries, recs = [], []
+    for label, release, version in kernels:
+        recs += [dict(r, kernel=label) for r in edit(label, records(src))]
+        entry: dict[str, Any] = {"label": label, "runs": []}
+        if identity == "fingerprint":
+            rel = f"{label.replace(':', '-')}/r1/fingerprint.json"
+            (dst / rel).parent.mkdir(parents=True)
+            fp = dict(fp0, kernel=dict(fp0["kernel"], spec=label, release=release, version=version))
+            (dst / rel).write_text(json.dumps(fp))
+            entry["fingerprint"] = rel
+        elif identity == "matrix.json":
+            entry.update(release=release, version=version)
+        entries.append(entry)
+    write_records(dst, recs)
+    (dst / "matrix.json").write_text(json.dumps({"kernels": entries, "repeat": 1}))
+    return dst

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from results_data import MATRIX, RUN_61, RUN_612, edited_copy, set_verdict
+from results_data import MATRIX, RUN_61, RUN_612, edited_copy, set_verdict, synthetic_matrix
 from test_cli_errors import assert_one_error, cli
 
 
@@ -31,6 +31,19 @@ def test_compare_regression_exits_1(tmp_path: Path) -> None:
 def test_compare_across_kernels_is_not_a_regression(tmp_path: Path) -> None:
     p = cli(tmp_path, "compare", str(RUN_61), str(RUN_612))
     assert p.returncode == 0 and "kernels matched: debian:6.1.0-56 -> debian:6.12" in p.stdout
+
+
+def test_compare_pairs_new_packages_of_a_kernel_line(tmp_path: Path) -> None:
+    old = synthetic_matrix(tmp_path / "n1", [("debian:6.1.0-56", "6.1.0-56-amd64", "6.1.192"),
+                                             ("debian:6.12", "6.12.117+deb12-amd64", "6.12.117")])
+    new = synthetic_matrix(tmp_path / "n2", [("debian:6.1.0-57", "6.1.0-57-amd64", "6.1.193"),
+                                             ("debian:6.12", "6.12.118+deb12-amd64", "6.12.118")])
+    p = cli(tmp_path, "compare", str(old), str(new), "--out", str(tmp_path / "cmp"))
+    assert p.returncode == 0, p.stderr
+    assert "6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)" in p.stdout
+    assert "6.12 line: 6.12.117+deb12 -> 6.12.118+deb12" in p.stdout
+    assert " 0 new, 0 removed," in p.stdout
+    assert "6.1 line: 6.1.0-56 (6.1.192) → 6.1.0-57 (6.1.193)" in (tmp_path / "cmp" / "compare.html").read_text()
 
 
 @pytest.mark.parametrize("make, words", [

@@ -13,7 +13,8 @@ from harness import compare, resultset
 from harness.compare import Kind
 from harness.errors import InputError
 from harness.model import Verdict
-from results_data import MATRIX, RUN_61, RUN_612, edited_copy, records, set_verdict, write_records
+from results_data import (MATRIX, RUN_61, RUN_612, edited_copy, records, set_verdict, synthetic_matrix,
+                          write_records)
 
 PASSING = "cow.unshare.vmsplice.base"  # PASS on both recorded kernels
 XFAIL_61 = "cow.unshare.odirect-write.base"  # XFAIL on 6.1, PASS on 6.12
@@ -192,3 +193,68 @@ def test_kernels_of_a_matrix_are_matched_by_label(tmp_path: Path) -> None:
     assert n[Kind.NEW] + n[Kind.REGRESSION] == 28  # every debian:6.1.0-56 case is new
     assert n[Kind.REMOVED] == 1 and c.of(Kind.REMOVED)[0].kernel == "debian:6.6"
     assert c.exit_code == 0
+
+
+# ---- kernel lines: tonight's matrix runs newer packages than last night's --------------------
+
+NIGHT1 = [("debian:6.1.0-56", "6.1.0-56-amd64", "6.1.192"), ("debian:6.12.117+deb12", "6.12.117+deb12-amd64", "6.12.117"),
+          ("debian:7.2.11+deb13", "7.2.11+deb13-amd64", "7.2.11")]
+NIGHT2 = [("debian:6.1.0-57", "6.1.0-57-amd64", "6.1.193"), ("debian:6.12.118+deb12", "6.12.118+deb12-amd64", "6.12.118"),
+          ("debian:7.2.12+deb13", "7.2.12+deb13-amd64", "7.2.12")]
+
+
+def _regress_on_7_2(label: str, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return set_verdict(recs, PASSING, "FAIL", "Leak") if label.startswith("debian:7.2") else recs
+
+
+@pytest.mark.parametrize("identity", ["fingerprint", "matrix.json", "none"])
+def test_new_packages_of_each_line_are_compared_with_the_old_ones(tmp_path: Path, identity: str) -> None:
+    """Cases are matched by (line, id): one regression on the 7.2 line, not 84 removed and 84 new.
+    Old matrix dirs (no fingerprints, no identity in matrix.json) pair by the labels' lines."""
+    old = resultset.load(synthetic_matrix(tmp_path / "n1", NIGHT1, identity))
+    new = resultset.load(synthetic_matrix(tmp_path / "n2", NIGHT2, identity, edit=_regress_on_7_2))
+    c = compare.compare(old, new)
+    n = c.counts()
+    assert n[Kind.NEW] == n[Kind.REMOVED] == 0 and sum(n.values()) == 84
+    assert [(ch.kernel, ch.id) for ch in c.regressions] == [("debian:7.2.12+deb13", PASSING)]
+    assert c.kernel_pairs == tuple(zip([k[0] for k in NIGHT1], [k[0] for k in NIGHT2]))
+    text = compare.render_text(c)
+    if identity == "none":
+        assert "6.1 line: 6.1.0-56 -> 6.1.0-57" in text
+    else:
+        assert "6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)" in text
+    assert "6.12 line: 6.12.117+deb12 -> 6.12.118+deb12" in text
+    assert text.count("7.2 line: 7.2.11+deb13 -> 7.2.12+deb13") == 1 and "kernels matched" not in text
+    assert text.index("6.1 line") < text.index("6.12 line") < text.index("7.2 line")  # version order
+    j = compare.to_json(c)
+    assert [k["how"] for k in j["kernels"]] == ["line"] * 3
+    assert j["kernels"][0]["new"]["line"] == "6.1"
+
+
+def test_the_same_labels_on_both_sides_are_matched_exactly_and_a_moved_package_is_said(tmp_path: Path) -> None:
+    same = [("debian:6.1", "6.1.0-56-amd64", "6.1.192"), ("debian:6.12", "6.12.117+deb12-amd64", "6.12.117")]
+    moved = [("debian:6.1", "6.1.0-57-amd64", "6.1.193"), ("debian:6.12", "6.12.117+deb12-amd64", "6.12.117")]
+    c = compare.compare(resultset.load(synthetic_matrix(tmp_path / "a", same)),
+                        resultset.load(synthetic_matrix(tmp_path / "b", moved)))
+    assert c.kernel_pairs == (("debian:6.1", "debian:6.1"), ("debian:6.12", "debian:6.12"))
+    assert c.moves() == ["6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)"]  # 6.12 did not move
+    assert c.exit_code == 0 and c.counts()[Kind.NEW] == c.counts()[Kind.REMOVED] == 0
+
+
+def test_a_flavour_is_another_line(tmp_path: Path) -> None:
+    old = [("debian:6.12.117+deb12-cloud", "6.12.117+deb12-cloud-amd64", "6.12.117"), NIGHT1[0]]
+    new = [("debian:6.12.118+deb12", "6.12.118+deb12-amd64", "6.12.118"), NIGHT2[0]]
+    c = compare.compare(resultset.load(synthetic_matrix(tmp_path / "a", old)),
+                        resultset.load(synthetic_matrix(tmp_path / "b", new)))
+    n = c.counts()
+    assert n[Kind.REMOVED] == 28 and n[Kind.NEW] + n[Kind.REGRESSION] == 28 and n[Kind.UNCHANGED] + n[Kind.KNOWN] == 28
+    assert c.moves() == ["6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)"]
+
+
+def test_a_matrix_without_the_new_fields_loads_and_compares(tmp_path: Path) -> None:
+    """A matrix.json from before kernel lines, and a bare combined results.jsonl without one."""
+    old_matrix = json.loads((MATRIX / "matrix.json").read_text())
+    assert all("release" not in k for k in old_matrix["kernels"])
+    write_records(tmp_path / "bare", records(MATRIX))
+    c = compare.compare(resultset.load(tmp_path / "bare" / "results.jsonl"), resultset.load(MATRIX))
+    assert c.exit_code == 0 and c.counts()[Kind.UNCHANGED] == 52 and c.moves() == []

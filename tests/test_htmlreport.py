@@ -10,12 +10,12 @@ from pathlib import Path
 
 from harness import compare, htmlreport, kmsg, resultset
 from harness.model import Verdict
-from results_data import MATRIX, RUN_612, edited_copy, set_verdict
+from results_data import LINES, MATRIX, RUN_612, edited_copy, set_verdict, synthetic_matrix
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "report_matrix.html"
 KMSG = Path(__file__).parent / "data" / "kmsg"
 REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
-VOID = {"meta", "br", "hr", "img", "link", "input"}
+VOID = {"meta", "br", "hr", "img", "link", "input", "col", "wbr"}
 
 
 class Checker(HTMLParser):
@@ -77,7 +77,15 @@ def test_the_matrix_page_is_complete_and_self_contained() -> None:
     for case in rs.cases:
         assert case.id in text
     assert "debian:6.1.0-56" in text and "6.1.192" in text
-    assert page.count('class="v v-XFAIL" title=') == 4  # matrix cells (the kernels table has counts)
+    grid = page[page.index('id="matrix"'):]
+    assert grid.count('class="v v-XFAIL" title=') == 4  # matrix cells (the kernels table has counts)
+    # the recorded 6.1 run was given second on the command line; its column comes first
+    assert grid.index("debian:<wbr>6.1.0-56") < grid.index("debian:<wbr>6.12")
+    # what 6.12 does differently: 2 XFAIL -> PASS, 7 SKIP -> PASS, listed first and marked
+    assert "Changes across kernels (9 of 28 cases)" in text
+    changes = page[page.index('id="changes"'):page.index('id="matrix"')]
+    assert changes.count('class="v v-PASS chg"') == 9 and changes.count("<tr class=\"changes\">") == 9
+    assert "changes from the kernel to its left" in text
     assert "Known kernel gaps (XFAIL) (4)" in text and "Skipped (9)" in text
 
 
@@ -121,3 +129,79 @@ def test_the_comparison_page(tmp_path: Path) -> None:
     same = htmlreport.comparison_page(compare.compare(resultset.load(RUN_612), resultset.load(RUN_612)))
     check(same)
     assert 'class="banner ok"' in same and "No regressions" in same
+
+
+def _shuffled_lines() -> list[tuple[str, str, str]]:
+    """The ten kernel lines, given in an order that is neither version nor string order."""
+    order = [7, 2, 9, 0, 5, 3, 8, 1, 6, 4]
+    return [LINES[i] for i in order]
+
+
+def _ten_kernels(tmp_path: Path) -> resultset.ResultSet:
+    def edit(label: str, recs: list[dict[str, object]]) -> list[dict[str, object]]:
+        line = label.removeprefix("debian:")
+        if line in ("6.1", "6.12"):  # a gap fixed in 6.16
+            set_verdict(recs, "cow.unshare.odirect-write.base", "XFAIL")  # type: ignore[arg-type]
+        if line in ("7.1", "7.2", "7.3"):  # a feature gone in 7.1
+            set_verdict(recs, "cow.unshare.vmsplice.base", "SKIP", "no <vmsplice> & \x1b[1mthat\x1b[0m")  # type: ignore[arg-type]
+        if line == "6.18":  # one kernel out of step: changes to it and back
+            set_verdict(recs, "cow.unshare.proc-mem.thp", "FLAKY")  # type: ignore[arg-type]
+        return recs
+    return resultset.load(synthetic_matrix(tmp_path / "ten", _shuffled_lines(), edit=edit))  # type: ignore[arg-type]
+
+
+def test_kernels_are_columns_in_upstream_version_order_and_changes_are_marked(tmp_path: Path) -> None:
+    rs = _ten_kernels(tmp_path)
+    assert rs.kernels[0] == "debian:7.1"  # the command-line order
+    page = htmlreport.run_page(rs, "ten kernels")
+    c = check(page)
+    labels = [k for k, _, _ in LINES]
+    for section in ("changes", "matrix"):
+        part = page[page.index(f'id="{section}"'):]
+        heads = [part.index(f"{esc_label(k)}<br>") for k in labels]
+        assert heads == sorted(heads), section  # 6.1 < 6.12 < 6.16 < ... < 7.0 < ... < 7.3
+    kernels_table = page[page.index('id="kernels"'):page.index('id="unexpected"')]
+    assert [kernels_table.index(f"<th>{k}</th>") for k in labels] == sorted(kernels_table.index(f"<th>{k}</th>") for k in labels)
+    changed = htmlreport.changed_cells(rs, rs.kernels_by_version())
+    assert changed["cow.unshare.odirect-write.base"] == [i == 2 for i in range(10)]  # XFAIL | PASS from 6.16
+    assert changed["cow.unshare.vmsplice.base"] == [i == 7 for i in range(10)]  # PASS | SKIP from 7.1
+    assert changed["cow.unshare.proc-mem.thp"] == [i in (4, 5) for i in range(10)]  # into 6.18 and out again
+    assert not any(changed["cow.unshare.vmsplice.thp"])
+    text = " ".join(c.text)
+    assert "Changes across kernels (3 of 28 cases)" in text and "Matrix (28 cases × 10 kernels)" in text
+    changes = page[page.index('id="changes"'):page.index('id="matrix"')]
+    assert changes.count(' chg"') == 4 and changes.count(htmlreport.CHANGE_MARK) == 4 + 1  # + the legend's
+    assert 'title="changes from debian:6.12 (XFAIL)' in changes
+    assert "no &lt;vmsplice&gt; &amp; " in page and "\x1b" not in page
+    # the cases a person must read stay on top
+    assert page.index('id="unexpected"') < page.index('id="splats"') < page.index('id="changes"') < page.index('id="matrix"')
+
+
+def esc_label(label: str) -> str:
+    return label.replace(":", ":<wbr>", 1)
+
+
+def test_a_big_matrix_is_readable(tmp_path: Path) -> None:
+    """420 cases on 10 kernels: the changing rows first, the full grid folded per program."""
+    ids = [f"cow.synthetic.case-{n}" for n in range(420)]
+    cases = []
+    for i, (label, _, _) in enumerate(LINES):
+        for n, case_id in enumerate(ids):
+            v = Verdict.XFAIL if n % 100 == 0 and i < 4 else Verdict.PASS
+            cases.append(resultset.CaseSummary(label, case_id, f"prog{n // 150}", v, (v,), "", ""))
+    rs = resultset.ResultSet("big", tuple(cases), tuple(k for k, _, _ in reversed(LINES)))
+    page = htmlreport.run_page(rs, "big")
+    check(page)
+    assert "Changes across kernels (5 of 420 cases)" in page
+    changes = page[page.index('id="changes"'):page.index('id="matrix"')]
+    assert changes.count("<tr class=\"changes\">") == 5 and "<details" not in changes
+    grid = page[page.index('id="matrix"'):]
+    assert grid.count('<details class="grid">') == 3 and "<details class=\"grid\" open>" not in grid
+    assert "(150 cases, 2 changing across kernels)" in grid
+
+
+def test_one_kernel_has_no_changes_section() -> None:
+    page = htmlreport.run_page(resultset.load(RUN_612), "run")
+    check(page)
+    assert 'id="changes"' not in page and "Matrix (28 cases × 1 kernel)" in page and " chg" not in page
+    assert '<details class="grid" open>' in page

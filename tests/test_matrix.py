@@ -111,6 +111,9 @@ def test_finish_writes_the_combined_reports(tmp_path: Path) -> None:
     assert rs.kernels == ("debian:6.12", "debian:6.1.0-56") and len(rs.cases) == 56
     m = json.loads((top / "matrix.json").read_text())
     assert m["cases"] == 28 and m["jobs"] == 2 and [k["runs"][0]["dir"] for k in m["kernels"]] == ["debian-6.12/r1", "debian-6.1.0-56/r1"]
+    # each kernel's package, for `compare` to pair the 6.1 line with itself when it moves on
+    assert [(k["release"], k["version"]) for k in m["kernels"]] == [("6.12.117+deb12-amd64", "6.12.117"),
+                                                                    ("6.1.0-56-amd64", "6.1.192")]
     root = ET.parse(top / "junit.xml").getroot()
     suites = [s.get("name") for s in root.iter("testsuite")]
     assert "debian:6.12 cow_unshare" in suites and "debian:6.1.0-56 cow_vmsplice" in suites
