@@ -325,6 +325,12 @@ def _locate(root: Path) -> tuple[str, str, str, str | None]:
             if (root / vm).is_file():
                 has_modules = (root / mods / r / "kernel").is_dir()
                 return r, vm, cfg, f"{mods}/{r}" if has_modules else None
+    # linux-binary-X alone (its modules and base packages missing from the archive): the image,
+    # without a config or modules.
+    images = sorted((root / "boot").glob("vmlinuz-*")) if (root / "boot").is_dir() else []
+    if len(images) == 1:
+        r = images[0].name.removeprefix("vmlinuz-")
+        return r, f"boot/vmlinuz-{r}", f"boot/config-{r}", None
     raise KernelError("no vmlinuz in it (not a kernel image package)")
 
 

@@ -1,6 +1,6 @@
 """Kernel source trees: `harness source fetch debian:6.12` and `harness source list`.
 
-Debian ships the kernel source as a package (linux-source-6.12, linux-source-6.1) holding one
+Debian ships the kernel source as a package (linux-source-6.1, -6.12, -7.2, -7.3) holding one
 tarball, /usr/src/linux-source-<series>.tar.xz. The package comes from the Debian archive, so a
 fresh machine can build a real kernel with no network but the package registries. The tarball is
 unpacked once into $XDG_CACHE_HOME/harness/sources/debian/<package>-<version>/ and reused.
@@ -8,11 +8,11 @@ unpacked once into $XDG_CACHE_HOME/harness/sources/debian/<package>-<version>/ a
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -52,22 +52,6 @@ def _installed_version(package: str) -> str:
     return r.stdout.split()[-1]
 
 
-def _install(package: str, progress: Progress) -> None:
-    if not shutil.which("apt-get"):
-        raise ToolMissing("apt-get not found: `harness source fetch` needs a Debian system")
-    progress(f"installing {package} (apt-get install)")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0 and "Unable to locate package" in r.stderr:
-        subprocess.run([*sudo, "apt-get", "update", "-qq"], capture_output=True, env=env)
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise InputError(f"apt-get install {package} failed: {last}")
-
-
 def _tarball(package: str) -> Path:
     series = package.removeprefix("linux-source-")
     tar = Path("/usr/src") / f"linux-source-{series}.tar.xz"
@@ -100,20 +84,52 @@ def _unpack(tar: Path, dest: Path, version: str, progress: Progress) -> Path:
     return dest
 
 
+def _dest(package: str, version: str) -> Path:
+    # No "~" (or ":") in the path: make and kbuild's path checks are not fond of them.
+    return sources_cache() / "debian" / re.sub(r"[^A-Za-z0-9.+_-]", "_", f"{package}-{version}")
+
+
+def _from_apt_state(package: str, progress: Progress) -> SourceTree | None:
+    """Download the newest `package` from the harness's apt state (every suite: 7.2 and 7.3 are
+    in trixie-backports), and unpack its tarball; None if no suite has it."""
+    from . import aptstate
+    from .debian import upstream_of
+
+    aptstate.ensure_fresh(progress)
+    versions = [pv for pv in aptstate.madison([package]) if pv.name == package]
+    if not versions:
+        return None
+    version = max(versions, key=lambda pv: (upstream_of(pv.version), pv.version)).version
+    dest = _dest(package, version)
+    if not (dest / _DONE).is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
+            deb = aptstate.download([f"{package}={version}"], Path(tmp), progress)[f"{package}={version}"]
+            progress(f"unpacking {deb.name}")
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "root")], check=True)
+            tars = sorted((Path(tmp) / "root" / "usr" / "src").glob("linux-source-*.tar.*"))
+            if not tars:
+                raise InputError(f"{deb.name}: no /usr/src/linux-source-*.tar.* in it")
+            _unpack(tars[0], dest, version, progress)
+    return SourceTree("", package, version, dest)
+
+
 def fetch(spec: str, progress: Progress = lambda s: None) -> SourceTree:
-    """Install the source package if needed and unpack it into the cache (once per version)."""
+    """The unpacked tree of a kernel line (once per version, in the cache): from the installed
+    linux-source package when the host has it, else downloaded through the harness's own apt
+    state (the host's apt is not changed)."""
     package = package_for(spec)
     version = _installed_version(package)
-    if not version:
-        _install(package, progress)
-        version = _installed_version(package)
-        if not version:
-            raise InputError(f"{package}: apt-get said it installed it, dpkg does not know it")
-    # No "~" (or ":") in the path: make and kbuild's path checks are not fond of them.
-    dest = sources_cache() / "debian" / re.sub(r"[^A-Za-z0-9.+_-]", "_", f"{package}-{version}")
-    if not (dest / _DONE).is_file():
-        _unpack(_tarball(package), dest, version, progress)
-    return SourceTree(spec, package, version, dest)
+    if version:
+        dest = _dest(package, version)
+        if not (dest / _DONE).is_file():
+            _unpack(_tarball(package), dest, version, progress)
+        return SourceTree(spec, package, version, dest)
+    tree = _from_apt_state(package, progress)
+    if tree is None:
+        raise InputError(f"{spec}: no {package} package in the Debian suites the harness knows "
+                         "(linux-source-6.1, -6.12, -7.2 and -7.3 are there as of 2026-12)")
+    return SourceTree(spec, package, tree.version, tree.root)
 
 
 def cached() -> list[SourceTree]:

@@ -12,9 +12,10 @@ import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
-from .errors import BuildError, InputError, ToolMissing
+from .errors import BuildError, InputError, KernelError, ToolMissing
 from .model import Kernel
 from .paths import REPO_ROOT, cache_dir
 
@@ -112,9 +113,13 @@ def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
 WARN_MODULE_SRC = FAULTS_SRC / "warn_module"
 
 
-def _headers_for(kernel: Kernel) -> Path | None:
-    """Where to build an out-of-tree module for `kernel`: the distro's headers package, or the
-    tree the kernel was built in."""
+def _headers_for(kernel: Kernel, progress: Callable[[str], None]) -> Path | None:
+    """Where to build an out-of-tree module for `kernel`: a Debian kernel's headers from the
+    harness's apt state (headers.py), or the tree the kernel was built in."""
+    from . import headers
+
+    if kernel.origin.startswith("debian:"):
+        return headers.for_debian(kernel.release, progress)
     for cand in (Path(f"/usr/src/linux-headers-{kernel.release}"),
                  Path(f"/lib/modules/{kernel.release}/build")):
         if (cand / "Makefile").is_file():
@@ -124,24 +129,36 @@ def _headers_for(kernel: Kernel) -> Path | None:
     return None
 
 
-def kernel_payload(kernel: Kernel, selected: list[Selected]) -> dict[str, Path]:
+def kernel_payload(kernel: Kernel, selected: list[Selected],
+                   progress: Callable[[str], None] = lambda s: None) -> dict[str, Path]:
     """Guest files that must be built for the kernel itself: the fault drill's WARN module.
-    Without headers for this kernel the file is left out and that case SKIPs, saying why."""
+    When it cannot be built here (no headers, not the kernel's compiler) the module is left out
+    and the guest's case SKIPs with the reason written beside it (faults/harness_warn.ko.why)."""
+    from . import headers
+
     if not any(s.program.suite == "faults" for s in selected):
-        return {}
-    headers = _headers_for(kernel)
-    if headers is None:
         return {}
     out = cache_dir() / "warn_module" / kernel.release
     out.mkdir(parents=True, exist_ok=True)
+    why = out / "harness_warn.ko.why"
+    try:
+        cc = headers.compiler_for(kernel)  # before any download: trixie kernels need gcc-14
+        tree = _headers_for(kernel, progress)
+    except (BuildError, KernelError) as e:
+        progress(f"fault drill: the WARN module is left out: {e}")
+        why.write_text(f"{e}\n")
+        return {"faults/harness_warn.ko.why": why}
+    if tree is None:
+        why.write_text(f"no headers for {kernel.release} on this host\n")
+        return {"faults/harness_warn.ko.why": why}
     for f in WARN_MODULE_SRC.iterdir():
         shutil.copyfile(f, out / f.name)
-    r = subprocess.run(["make", "-s", "-C", str(headers), f"M={out}", "modules"],
+    r = subprocess.run(["make", "-s", "-C", str(tree), f"M={out}", f"CC={cc}", "modules"],
                        capture_output=True, text=True)
     ko = out / "harness_warn.ko"
     if r.returncode != 0 or not ko.is_file():
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BuildError(f"building the fault drill's WARN module against {headers} failed: {last}")
+        raise BuildError(f"building the fault drill's WARN module against {tree} failed: {last}")
     return {"faults/harness_warn.ko": ko}
 
 

@@ -179,6 +179,12 @@ def test_locate_split_layout_without_modules(tmp_path: Path) -> None:
     assert debian._locate(tmp_path)[3] is None
 
 
+def test_locate_binary_package_alone(tmp_path: Path) -> None:
+    r = "6.19.14+deb13-amd64"  # linux-binary-X only: linux-modules-X and linux-base-X missing
+    _layout(tmp_path, [f"boot/vmlinuz-{r}", "usr/share/doc/linux-binary-x/changelog.gz"])
+    assert debian._locate(tmp_path) == (r, f"boot/vmlinuz-{r}", f"boot/config-{r}", None)
+
+
 def test_locate_refuses_what_is_not_a_kernel(tmp_path: Path) -> None:
     _layout(tmp_path, ["usr/share/doc/linux-image-x/changelog.gz"])
     with pytest.raises(KernelError, match="not a kernel image package"):

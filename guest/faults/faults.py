@@ -76,10 +76,17 @@ def kernel_report() -> _ktap.Outcome:
 WARN_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness_warn.ko")
 
 
+WHY_NO_MODULE = WARN_MODULE + ".why"  # the host's reason, when it could not build the module
+
+
 def kernel_warn() -> _ktap.Outcome:
     if not os.path.exists(WARN_MODULE):
-        return skip("no harness_warn.ko: the host has no headers for this kernel "
-                    "(apt-get install linux-headers-$(uname -r))")
+        try:
+            with open(WHY_NO_MODULE) as f:
+                why = f.read().strip()
+        except OSError:
+            why = "the host has no headers for this kernel"
+        return skip(f"no harness_warn.ko: {why}")
     r = subprocess.run(["insmod", WARN_MODULE], capture_output=True, text=True)
     if r.returncode != 0:
         return skip(f"insmod harness_warn.ko failed: {r.stderr.strip()}")
