@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything harness needs on a Debian 12 machine, idempotently:
 # apt packages, the Python package (editable, with test extras), and the Debian kernels the
-# project's vm tests boot (into the harness cache under XDG_CACHE_HOME).
+# project's vm tests boot (into the harness cache under XDG_CACHE_HOME). Kernel headers, for the
+# fault drill's module, come through the harness's apt state when a run needs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,14 +46,12 @@ fi
 "$PY" -m pip install "${pip_flags[@]}" -e ".[test]" 2>&1 | grep -v -e "^WARNING: Running pip as" -e "notice" || true
 command -v harness >/dev/null || { echo "ci/setup.sh: 'harness' is not on PATH after install" >&2; exit 1; }
 
-# The kernels the vm tests and the default job boot (cached; a no-op when already there).
-harness kernel fetch debian:6.12 debian:6.1.0-56 | tee /tmp/harness-setup-kernels.txt
-# Headers of the default kernel: the fault drill builds a tiny WARN module against them.
-release=$(awk '$1 == "debian:6.12:" {print $2}' /tmp/harness-setup-kernels.txt)
-if [ -n "$release" ] && ! dpkg-query -W -f='${Status}' "linux-headers-$release" 2>/dev/null | grep -q "install ok installed"; then
-    echo "ci/setup.sh: installing linux-headers-$release"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "linux-headers-$release" >/dev/null
-fi
+# The harness's own apt state (bookworm, trixie and their updates/security/backports, under
+# $XDG_CACHE_HOME/harness/apt; /etc/apt is not changed), then the kernels the vm tests and the
+# default job boot (cached; a no-op when already there): the default 6.12, the old 6.1 and the
+# newest line from trixie-backports.
+harness kernel update
+harness kernel fetch debian:6.12 debian:6.1.0-56 debian:7.3
 # The 6.12 source tree, unpacked once into the cache (~150 MB package, ~30 s to unpack): the
 # Kconfig test and `harness build` use it.
 harness source fetch debian:6.12 >/dev/null
