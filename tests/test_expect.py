@@ -476,3 +476,41 @@ def test_repo_rules_describe_old_kernels() -> None:
     assert expectation_for(rs, "cow.vmsplice.unmap-in-child.thp", kernel("5.10.0")).expect == "fail"
     assert expectation_for(rs, "cow.iouring.mprotect-ro-rw.base", kernel("5.10.0")).expect == "fail"
     assert expectation_for(rs, "cow.iouring.mprotect-ro-rw.base", kernel("5.4.0")).expect == "pass"
+
+
+GUP = {"CONFIG_GUP_TEST": "y"}
+
+
+@pytest.mark.parametrize(("case", "release", "config", "want"), [
+    # gup_test: skipped on Debian (no CONFIG_GUP_TEST), held to pass where the kernel has it
+    ("cow.gup-pin-ro.cow-shared.base", "6.12.117", {}, "skip"),
+    ("cow.gup-benchmark.longterm-rw-pin.tmpfs-shared", "6.1.192", {}, "skip"),
+    ("cow.gup-pin-ro.cow-shared.base", "6.12.117", GUP, "pass"),
+    ("cow.gup-fast-longterm.rw-pin.ext4-shared", "6.12.117", GUP, "pass"),
+    # 6.1 with gup_test: no PIN_LONGTERM_TEST (6.2), but PIN_LONGTERM_BENCHMARK runs
+    ("cow.gup-pin-ro.private-mapping.zeropage", "6.1.192", GUP, "skip"),
+    ("cow.gup-fast-longterm.rw-pin.ext4-shared", "6.1.192", GUP, "skip"),
+    ("cow.gup-benchmark.longterm-rw-pin.ext4-shared", "6.1.192", GUP, "fail"),
+    ("cow.gup-fast-longterm.rw-pin.ext4-shared", "6.2.0", GUP, "fail"),
+    # anonymous mTHP came in 6.8
+    ("cow.fork.child-keeps-data.mthp-64k", "6.1.192", {}, "skip"),
+    ("cow.fork.child-keeps-data.mthp-64k", "6.7.12", {}, "skip"),
+    ("cow.fork.child-keeps-data.mthp-64k", "6.8.0", {}, "pass"),
+    ("cow.fork.child-keeps-data.mthp-64k", "6.12.117", {}, "pass"),
+    ("cow.iouring.write-private-mapping.ext4-private", "6.1.192", {}, "skip"),
+    ("cow.iouring.write-private-mapping.ext4-private", "6.12.117", {}, "pass"),
+    # no rule hides an environment gap: 1 GiB hugetlb pages are the guest's to provide
+    ("cow.fork.child-keeps-data.hugetlb-1g", "6.1.192", {}, "pass"),
+    ("cow.fork.child-keeps-data.hugetlb-1g", "6.12.117", GUP, "pass"),
+    ("cow.vmsplice.unmap-in-child.hugetlb-1g", "6.12.117", {}, "fail"),
+])
+def test_repo_skip_rules(case: str, release: str, config: dict[str, str], want: str) -> None:
+    assert expectation_for(load(REPO_FILE), case, kernel(release, config)).expect == want
+
+
+def test_repo_skip_rules_say_where_why_and_since_when() -> None:
+    skips = [r for r in load(REPO_FILE).rules if r.expect == "skip"]
+    assert skips
+    for r in skips:
+        assert (r.kernel is not None or r.config) and r.reason and r.commit, r.source
+        assert not any("hugetlb" in g for g in r.match), r.source
