@@ -13,8 +13,11 @@ The expectations file (``expectations.yaml`` at the repo root) looks like::
 
 ``match`` globs use fnmatch, case-sensitively, against the whole case id. ``config`` values are
 compared as text with the kernel's .config ("y", "m", "250"); "n" means the option is unset.
-``expect: skip`` means the case cannot run usefully on that kernel (a missing feature); see
-``judge`` for what happens if it runs anyway.
+``expect: skip`` says why the case cannot run on that kernel or config (a feature that came
+later, an option the kernel lacks); it needs a ``reason`` and a ``commit`` (the commit or
+version that brought the feature, or what provides the option). A case that SKIPs with no such
+rule is an unexpected verdict (ERROR), so the harness's environment breaking never looks
+green; a case a skip rule covers that runs anyway is held to pass. See ``judge``.
 
 Precedence: rules are tried in file order and the LAST rule that matches wins, so a specific
 rule written after a general one overrides it. A case no rule matches is expected to pass.
@@ -198,8 +201,8 @@ def expectation_for(rules: RuleSet, case_id: str, kernel: Kernel) -> Expectation
 # ---------------------------------------------------------------------------------------------
 # Judge
 
-# expect "skip" says the case is not expected to run usefully on this kernel (missing feature);
-# if it runs anyway, it is held to the ordinary standard: OK is PASS, NOT_OK is FAIL.
+# expect "skip" says why the case cannot run on this kernel or config (a missing feature or
+# option); if it runs anyway, it is held to the ordinary standard: OK is PASS, NOT_OK is FAIL.
 _JUDGE: dict[tuple[Outcome, str], Verdict] = {
     (Outcome.OK, "pass"): Verdict.PASS,
     (Outcome.OK, "fail"): Verdict.XPASS,  # stale expectation, or the fix was backported
@@ -207,7 +210,18 @@ _JUDGE: dict[tuple[Outcome, str], Verdict] = {
     (Outcome.NOT_OK, "pass"): Verdict.FAIL,
     (Outcome.NOT_OK, "fail"): Verdict.XFAIL,
     (Outcome.NOT_OK, "skip"): Verdict.FAIL,
+    # No silent SKIP: a case that did not run is fine only where a rule says why it cannot.
+    # Any other skip (no swap, no scratch disk, a feature that should be there) is the
+    # harness's environment or the kernel going wrong, and must not look green.
+    (Outcome.SKIP, "pass"): Verdict.ERROR,
+    (Outcome.SKIP, "fail"): Verdict.ERROR,
+    (Outcome.SKIP, "skip"): Verdict.SKIP,
+    (Outcome.TODO, "pass"): Verdict.ERROR,
+    (Outcome.TODO, "fail"): Verdict.ERROR,
+    (Outcome.TODO, "skip"): Verdict.SKIP,
 }
+
+UNEXPECTED_SKIP = "skipped, and no expectation says why"
 
 
 def judge(outcome: Outcome, exp: Expectation) -> Verdict:
@@ -218,22 +232,31 @@ def judge(outcome: Outcome, exp: Expectation) -> Verdict:
     ============  =====  =====  =====
     OK            PASS   XPASS  PASS
     NOT_OK        FAIL   XFAIL  FAIL
-    SKIP          SKIP   SKIP   SKIP
+    SKIP          ERROR  ERROR  SKIP    (ERROR: an unexpected skip, see judge_case)
+    TODO          ERROR  ERROR  SKIP
     XFAIL         XFAIL  XFAIL  XFAIL   (the test itself knows the gap)
-    TODO          SKIP   SKIP   SKIP
     ERROR         ERROR  ERROR  ERROR
     ============  =====  =====  =====
     """
     if outcome is Outcome.ERROR:
         return Verdict.ERROR
-    if outcome in (Outcome.SKIP, Outcome.TODO):
-        return Verdict.SKIP
     if outcome is Outcome.XFAIL:
         return Verdict.XFAIL
     try:
         return _JUDGE[(outcome, exp.expect)]
     except KeyError:
         raise InputError(f"bad expectation {exp.expect!r} from {exp.source or 'default'}") from None
+
+
+def judge_case(outcome: Outcome, exp: Expectation, reason: str) -> tuple[Verdict, str]:
+    """The verdict and the reason to report with it: the test's own reason, except for a skip
+    that no `expect: skip` rule explains, which says so first (the verdict is then ERROR):
+    "skipped, and no expectation says why: no swap"."""
+    verdict = judge(outcome, exp)
+    if verdict is Verdict.ERROR and outcome in (Outcome.SKIP, Outcome.TODO):
+        what = UNEXPECTED_SKIP if outcome is Outcome.SKIP else f"TODO: {UNEXPECTED_SKIP}"
+        return verdict, f"{what}: {reason or 'the test gave no reason'}"
+    return verdict, reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +398,13 @@ class _Reader:
         reason = self.optional(fields, "reason", what)
         if expect != "pass" and not reason:
             raise self.error(node, f"{what}: expect {expect} needs a 'reason'")
+        commit = self.optional(fields, "commit", what, numbers_ok=True)
+        if expect == "skip" and not commit:
+            raise self.error(node, f"{what}: expect skip needs a 'commit' (the commit or version that "
+                                   "brought the feature, or what provides the config option)")
+        if expect == "skip" and kernel is None and not config:
+            raise self.error(node, f"{what}: expect skip needs a 'kernel' or 'config' condition "
+                                   "(on which kernels the case cannot run)")
         return Rule(
             match=match,
             expect=expect,
@@ -382,7 +412,7 @@ class _Reader:
             kernel=kernel,
             config=config,
             reason=reason,
-            commit=self.optional(fields, "commit", what, numbers_ok=True),
+            commit=commit,
         )
 
     def globs(self, key: Node, node: Node, what: str) -> tuple[str, ...]:

@@ -7,7 +7,9 @@ properties of schema v4.0 are used and the document says version 4.0, so it is v
 How our verdicts map onto KCIDB's status, which is about the tested code:
 PASS -> PASS; FAIL -> FAIL; XFAIL -> FAIL with waived (a known kernel gap, not news);
 XPASS -> PASS (the kernel did better than our expectation: the expectation is stale);
-SKIP -> SKIP; ERROR -> ERROR; FLAKY -> FAIL (it failed in some runs). The harness verdict,
+SKIP -> SKIP (only a skip an expectation explains: the kernel lacks the feature or option);
+ERROR -> ERROR (including a skip nothing explains: the harness's environment or the kernel
+went wrong, see expect.judge); FLAKY -> FAIL (it failed in some runs). The harness verdict,
 pass rate and expectation ride along in `misc`.
 
 Ids: a checkout and a build are named after the kernel itself (its package or release), so the

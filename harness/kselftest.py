@@ -200,16 +200,18 @@ def case_results(program: str, prefix: str, filters: tuple[str, ...], root: Test
         word = "not ok" if node.outcome is Outcome.NOT_OK else "ok"
         line = f"{word} {node.number or ''} {node.name}".rstrip()
         output = "\n".join([*(f"# {d}" for d in node.diagnostics), line])
-        out.append(CaseResult(cid, program, node.outcome, expect.judge(node.outcome, exp), reason, output, exp))
+        verdict, reason = expect.judge_case(node.outcome, exp, reason)
+        out.append(CaseResult(cid, program, node.outcome, verdict, reason, output, exp))
     if matched_any:
         return out
     exp = expect.expectation_for(rules, prefix, kernel)
     diag = "\n".join(root.diagnostics)
-    if root.outcome is Outcome.SKIP:
-        return [CaseResult(prefix, program, Outcome.SKIP, Verdict.SKIP, root.reason or "skipped", diag, exp)]
+    if root.outcome is Outcome.SKIP:  # skipped whole ("1..0 # SKIP why")
+        verdict, why = expect.judge_case(Outcome.SKIP, exp, root.reason)
+        return [CaseResult(prefix, program, Outcome.SKIP, verdict, why, diag, exp)]
     if root.children:  # results came back, the filters took them all
-        why = f"no result matched --filter {' '.join(filters)}"
-        return [CaseResult(prefix, program, Outcome.SKIP, Verdict.SKIP, why, "", exp)]
+        verdict, why = expect.judge_case(Outcome.SKIP, exp, f"no result matched --filter {' '.join(filters)}")
+        return [CaseResult(prefix, program, Outcome.SKIP, verdict, why, "", exp)]
     why = program_error or root.reason or "the program reported no results"
     return [CaseResult(prefix, program, Outcome.ERROR, Verdict.ERROR, why, diag, exp)]
 

@@ -44,9 +44,9 @@ def case_results(sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: K
         reason = node.reason
         if node.outcome is Outcome.ERROR and program_error:
             reason = f"{reason}; {program_error}" if reason else program_error
+        verdict, reason = expect.judge_case(node.outcome, exp, reason)
         out.append(CaseResult(
-            case_id, sel.program.name, node.outcome, expect.judge(node.outcome, exp),
-            reason, "\n".join(node.diagnostics), exp,
+            case_id, sel.program.name, node.outcome, verdict, reason, "\n".join(node.diagnostics), exp,
         ))
     return out
 
@@ -120,9 +120,9 @@ def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSe
             out.append(_error(case_id, sel.program.name, reason, excerpt, exp, titles))
             return out, list(sel.ids[n + 1:])
         outcome, reason = _marker_outcome(m)
+        verdict, reason = expect.judge_case(outcome, exp, reason)
         note = "(recovered from the kernel log: the guest was lost later in this program)"
-        out.append(CaseResult(case_id, sel.program.name, outcome, expect.judge(outcome, exp),
-                              reason, note, exp))
+        out.append(CaseResult(case_id, sel.program.name, outcome, verdict, reason, note, exp))
     return with_kernel_reports(out, section, sel.ids, fail_on_kernel_report), []
 
 

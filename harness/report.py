@@ -73,7 +73,8 @@ def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
 def junit_xml(results: Sequence[CaseResult], properties: Mapping[str, str]) -> str:
     """JUnit XML: one testsuite per program (first-seen order), the run properties on each.
 
-    FAIL, XPASS and FLAKY are failures, ERROR an error, SKIP skipped; XFAIL passes with a
+    FAIL, XPASS and FLAKY are failures, ERROR an error (a skip no `expect: skip` rule explains
+    is one too: expect.judge), SKIP skipped; XFAIL passes with a
     system-out saying it was an expected failure and why. With no results at all, one empty
     suite still carries the properties, so the run's environment is on record.
     """

@@ -13,6 +13,7 @@ from harness.expect import (
     RuleSet,
     expectation_for,
     judge,
+    judge_case,
     load,
     matching_rules,
     parse,
@@ -56,12 +57,13 @@ def error_of(text: str) -> str:
 def test_good_file_loads_with_sources_and_fields() -> None:
     rs = load(DATA / "good.yaml")
     assert rs.path == str(DATA / "good.yaml")
-    assert [r.source for r in rs.rules] == [f"{DATA / 'good.yaml'}:{n}" for n in (4, 9, 14, 23)]
+    assert [r.source for r in rs.rules] == [f"{DATA / 'good.yaml'}:{n}" for n in (4, 9, 15, 24)]
     hugetlb, skip, pin, override = rs.rules
     assert hugetlb.match == ("cow.vmsplice.*.hugetlb-*",)
     assert (hugetlb.expect, hugetlb.commit, hugetlb.kernel) == ("fail", "none", None)
     assert skip.match == ("cow.pin.ro.*", "cow.pin.ro-fast.*")
     assert skip.config == (("CONFIG_GUP_TEST", "n"),)
+    assert skip.commit.startswith("none:")
     assert pin.config == (("CONFIG_GUP_TEST", "y"), ("CONFIG_HZ", "250"))  # an int kept as text
     assert pin.commit == "84209e87c696"
     assert pin.kernel is not None and pin.kernel.spec == ">=5.19,<6.2"
@@ -134,6 +136,9 @@ Y = "version: 1\nrules:\n"
         (Y + "  - match: a\n    expect: pass\n    config: [CONFIG_X]\n", 5, "config: expected a mapping"),
         (Y + "  - match: a\n    expect: pass\n    config:\n      CONFIG_X: y\n      CONFIG_X: m\n", 7, "dup"),
         (Y + "  - match: a\n    expect: skip\n    reason: '   '\n", 3, "expect skip needs a 'reason'"),
+        # a skip rule says on which kernels the case cannot run, why, and since which change
+        (Y + "  - match: a\n    expect: skip\n    kernel: '<6.8'\n    reason: r\n", 3, "expect skip needs a 'commit'"),
+        (Y + "  - match: a\n    expect: skip\n    reason: r\n    commit: c\n", 3, "needs a 'kernel' or 'config'"),
         (Y + "  - match: a\n    expect: fail\n    reason: [x]\n", 5, "reason: expected a string"),
         (Y + "  - match: a\n    expect: pass\n    commit: true\n", 5, "commit: expected a string"),
         # syntax errors point at the offending line
@@ -338,6 +343,7 @@ def config_rules() -> RuleSet:
     expect: skip
     config: {CONFIG_GUP_TEST: n}
     reason: no gup_test
+    commit: "none: a debug option"
   - match: "*"
     expect: fail
     config: {CONFIG_GUP_TEST: y, CONFIG_HZ: 250, CONFIG_LOCALVERSION: "-test"}
@@ -386,9 +392,10 @@ JUDGE_TABLE = {
     #                 expect: pass          fail           skip
     Outcome.OK: (Verdict.PASS, Verdict.XPASS, Verdict.PASS),
     Outcome.NOT_OK: (Verdict.FAIL, Verdict.XFAIL, Verdict.FAIL),
-    Outcome.SKIP: (Verdict.SKIP, Verdict.SKIP, Verdict.SKIP),
+    # no silent SKIP: a skip is as expected only where an `expect: skip` rule says why
+    Outcome.SKIP: (Verdict.ERROR, Verdict.ERROR, Verdict.SKIP),
     Outcome.XFAIL: (Verdict.XFAIL, Verdict.XFAIL, Verdict.XFAIL),
-    Outcome.TODO: (Verdict.SKIP, Verdict.SKIP, Verdict.SKIP),
+    Outcome.TODO: (Verdict.ERROR, Verdict.ERROR, Verdict.SKIP),
     Outcome.ERROR: (Verdict.ERROR, Verdict.ERROR, Verdict.ERROR),
 }
 
@@ -408,6 +415,41 @@ def test_judge_table_covers_every_outcome() -> None:
 def test_judge_rejects_unknown_expectation() -> None:
     with pytest.raises(InputError, match="bad expectation"):
         judge(Outcome.OK, Expectation(expect="flaky", source="x.yaml:3"))
+
+
+@pytest.mark.parametrize("expect", ["pass", "fail"])
+def test_unexpected_skip_is_error_and_says_no_expectation_explains_it(expect: str) -> None:
+    verdict, reason = judge_case(Outcome.SKIP, Expectation(expect=expect, reason="r"), "no swap")
+    assert verdict is Verdict.ERROR and verdict.unexpected
+    assert reason == "skipped, and no expectation says why: no swap"
+
+
+def test_expected_skip_keeps_the_tests_reason() -> None:
+    exp = Expectation(expect="skip", reason="mTHP came in 6.8", commit="3485b88390b0", source="e.yaml:3")
+    assert judge_case(Outcome.SKIP, exp, "no mTHP sysfs") == (Verdict.SKIP, "no mTHP sysfs")
+    assert not Verdict.SKIP.unexpected
+
+
+def test_unexpected_todo_and_a_skip_without_reason() -> None:
+    assert judge_case(Outcome.TODO, Expectation("pass"), "later") == \
+        (Verdict.ERROR, "TODO: skipped, and no expectation says why: later")
+    assert judge_case(Outcome.SKIP, Expectation("pass"), "") == \
+        (Verdict.ERROR, "skipped, and no expectation says why: the test gave no reason")
+
+
+@pytest.mark.parametrize("outcome", [o for o in Outcome if o not in (Outcome.SKIP, Outcome.TODO)])
+@pytest.mark.parametrize("expect", ["pass", "fail", "skip"])
+def test_judge_case_keeps_the_reason_of_anything_but_a_skip(outcome: Outcome, expect: str) -> None:
+    exp = Expectation(expect=expect, reason="r")
+    assert judge_case(outcome, exp, "why") == (judge(outcome, exp), "why")
+
+
+def test_a_skip_rule_that_does_not_apply_leaves_the_skip_unexpected() -> None:
+    rs = rules('  - match: "cow.*.mthp-*"\n    expect: skip\n    kernel: "<6.8"\n'
+               '    reason: no mTHP\n    commit: "3485b88390b0 (6.8)"\n')
+    assert judge(Outcome.SKIP, expectation_for(rs, "cow.fork.x.mthp-64k", kernel("6.1.192"))) is Verdict.SKIP
+    assert judge(Outcome.SKIP, expectation_for(rs, "cow.fork.x.mthp-64k", kernel("6.12.117"))) is Verdict.ERROR
+    assert judge(Outcome.SKIP, expectation_for(rs, "cow.fork.x.base", kernel("6.1.192"))) is Verdict.ERROR
 
 
 # --- the repository's own file ----------------------------------------------------------------
@@ -434,3 +476,41 @@ def test_repo_rules_describe_old_kernels() -> None:
     assert expectation_for(rs, "cow.vmsplice.unmap-in-child.thp", kernel("5.10.0")).expect == "fail"
     assert expectation_for(rs, "cow.iouring.mprotect-ro-rw.base", kernel("5.10.0")).expect == "fail"
     assert expectation_for(rs, "cow.iouring.mprotect-ro-rw.base", kernel("5.4.0")).expect == "pass"
+
+
+GUP = {"CONFIG_GUP_TEST": "y"}
+
+
+@pytest.mark.parametrize(("case", "release", "config", "want"), [
+    # gup_test: skipped on Debian (no CONFIG_GUP_TEST), held to pass where the kernel has it
+    ("cow.gup-pin-ro.cow-shared.base", "6.12.117", {}, "skip"),
+    ("cow.gup-benchmark.longterm-rw-pin.tmpfs-shared", "6.1.192", {}, "skip"),
+    ("cow.gup-pin-ro.cow-shared.base", "6.12.117", GUP, "pass"),
+    ("cow.gup-fast-longterm.rw-pin.ext4-shared", "6.12.117", GUP, "pass"),
+    # 6.1 with gup_test: no PIN_LONGTERM_TEST (6.2), but PIN_LONGTERM_BENCHMARK runs
+    ("cow.gup-pin-ro.private-mapping.zeropage", "6.1.192", GUP, "skip"),
+    ("cow.gup-fast-longterm.rw-pin.ext4-shared", "6.1.192", GUP, "skip"),
+    ("cow.gup-benchmark.longterm-rw-pin.ext4-shared", "6.1.192", GUP, "fail"),
+    ("cow.gup-fast-longterm.rw-pin.ext4-shared", "6.2.0", GUP, "fail"),
+    # anonymous mTHP came in 6.8
+    ("cow.fork.child-keeps-data.mthp-64k", "6.1.192", {}, "skip"),
+    ("cow.fork.child-keeps-data.mthp-64k", "6.7.12", {}, "skip"),
+    ("cow.fork.child-keeps-data.mthp-64k", "6.8.0", {}, "pass"),
+    ("cow.fork.child-keeps-data.mthp-64k", "6.12.117", {}, "pass"),
+    ("cow.iouring.write-private-mapping.ext4-private", "6.1.192", {}, "skip"),
+    ("cow.iouring.write-private-mapping.ext4-private", "6.12.117", {}, "pass"),
+    # no rule hides an environment gap: 1 GiB hugetlb pages are the guest's to provide
+    ("cow.fork.child-keeps-data.hugetlb-1g", "6.1.192", {}, "pass"),
+    ("cow.fork.child-keeps-data.hugetlb-1g", "6.12.117", GUP, "pass"),
+    ("cow.vmsplice.unmap-in-child.hugetlb-1g", "6.12.117", {}, "fail"),
+])
+def test_repo_skip_rules(case: str, release: str, config: dict[str, str], want: str) -> None:
+    assert expectation_for(load(REPO_FILE), case, kernel(release, config)).expect == want
+
+
+def test_repo_skip_rules_say_where_why_and_since_when() -> None:
+    skips = [r for r in load(REPO_FILE).rules if r.expect == "skip"]
+    assert skips
+    for r in skips:
+        assert (r.kernel is not None or r.config) and r.reason and r.commit, r.source
+        assert not any("hugetlb" in g for g in r.match), r.source

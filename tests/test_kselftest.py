@@ -127,7 +127,9 @@ def test_case_results_filter_after_the_run_and_judge() -> None:
     assert "# [RUN] Basic COW after fork() ... with base page" in r.output
     assert r.output.endswith("ok 1 No leak from parent into child")
     skipped = byid["kselftest.mm.cow.r-o-gup-pin-on-r-o-mapped-shared-page-with-base-page"]
-    assert skipped.verdict is Verdict.SKIP and skipped.reason == "gup_test not available"
+    # good.yaml has no skip rule for the kselftest's ids: its gup_test skips are unexpected
+    assert skipped.verdict is Verdict.ERROR
+    assert skipped.reason == "skipped, and no expectation says why: gup_test not available"
 
 
 def test_case_results_never_empty() -> None:
@@ -137,10 +139,19 @@ def test_case_results_never_empty() -> None:
         ("kselftest.mm.cow", Verdict.ERROR, "program exited 139: Segmentation fault")]
     skip_all = kselftest.case_results("p", "kselftest.mm.x", (), ktap.parse("TAP version 13\n1..0 # SKIP no swap\n"),
                                       rules(), KERNEL)
-    assert [(r.id, r.verdict, r.reason) for r in skip_all] == [("kselftest.mm.x", Verdict.SKIP, "no swap")]
+    assert [(r.id, r.outcome, r.verdict, r.reason) for r in skip_all] == [
+        ("kselftest.mm.x", Outcome.SKIP, Verdict.ERROR, "skipped, and no expectation says why: no swap")]
     none = kselftest.case_results("p", "kselftest.mm.x", ("nope",), ktap.parse("TAP version 13\n1..1\nok 1 a\n"),
                                   rules(), KERNEL)
-    assert none[0].verdict is Verdict.SKIP and "no result matched --filter" in none[0].reason
+    assert none[0].verdict is Verdict.ERROR and "no result matched --filter" in none[0].reason
+
+
+def test_a_kselftest_skipped_whole_is_expected_where_a_rule_says_why() -> None:
+    rs = expect.parse('version: 1\nrules:\n  - match: "kselftest.mm.x"\n    expect: skip\n'
+                      '    config: {CONFIG_SWAP: n}\n    reason: no swap\n    commit: "none: CONFIG_SWAP"\n', "e.yaml")
+    skip_all = kselftest.case_results("p", "kselftest.mm.x", (), ktap.parse("TAP version 13\n1..0 # SKIP no swap\n"),
+                                      rs, KERNEL)
+    assert [(r.verdict, r.reason, r.expectation.source) for r in skip_all] == [(Verdict.SKIP, "no swap", "e.yaml:3")]
 
 
 def test_not_run_counts_a_kselftest_as_run_when_it_reported_anything() -> None:

@@ -105,6 +105,26 @@ def test_junit_failure_carries_verdict_reason_and_output() -> None:
     assert xpass.get("message", "").startswith("XPASS (expected fail: R/O pin of a shared zeropage")
 
 
+def test_junit_an_unexpected_skip_is_an_error_an_explained_one_skipped() -> None:
+    from harness import expect
+
+    mthp = Expectation("skip", reason="anonymous mTHP came in 6.8", commit="3485b88390b0 (6.8)",
+                       source="expectations.yaml:200")
+    results = []
+    for cid, exp, why in (("cow.fork.swapped", PASS_EXP, "MADV_PAGEOUT did not swap: is swap on?"),
+                          ("cow.fork.mthp-64k", mthp, "no hugepages-64kB: this kernel has no mTHP")):
+        verdict, reason = expect.judge_case(Outcome.SKIP, exp, why)
+        results.append(case(cid, verdict, Outcome.SKIP, reason, expectation=exp))
+    root = parse_xml(report.junit_xml(results, PROPERTIES))
+    error = root.find(".//testcase[@name='cow.fork.swapped']/error")
+    assert error is not None and error.get("type") == "ERROR"
+    assert error.get("message") == "ERROR: skipped, and no expectation says why: MADV_PAGEOUT did not swap: is swap on?"
+    skipped = root.find(".//testcase[@name='cow.fork.mthp-64k']/skipped")
+    assert skipped is not None and skipped.get("message") == "no hugepages-64kB: this kernel has no mTHP"
+    assert report.summary_table(results).splitlines()[-1] == \
+        "harness: 0 passed, 0 failed, 1 skipped, 0 xfail, 0 xpass, 1 error"
+
+
 def test_junit_xfail_passes_with_note() -> None:
     root = parse_xml(report.junit_xml(BASIC, PROPERTIES))
     tc = root.find(".//testcase[@name='cow.ro-pin.zeropage']")

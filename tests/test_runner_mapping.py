@@ -26,6 +26,11 @@ rules:
     kernel: "<6.5"
     reason: "known gap before 6.5"
     commit: "0123456789ab"
+  - match: "cow.c"
+    expect: skip
+    kernel: "<6.8"
+    reason: "no mTHP before 6.8"
+    commit: "3485b88390b0 (6.8)"
 """,
     "exp.yaml",
 )
@@ -47,7 +52,15 @@ def test_named_results_with_expectation_applied() -> None:
     assert r["cow.b"].expectation.source == "exp.yaml:3"
     assert r["cow.b"].output == "leak!"
     assert (r["cow.c"].outcome, r["cow.c"].verdict, r["cow.c"].reason) == (Outcome.SKIP, Verdict.SKIP, "no THP")
+    assert r["cow.c"].expectation.source == "exp.yaml:8"
     assert all(x.program == "cow" for x in res)
+
+
+def test_a_skip_no_rule_explains_is_an_error_with_the_tests_reason() -> None:
+    root = ktap.parse("KTAP version 1\n1..3\nok 1 cow.a\nok 2 cow.b\nok 3 cow.c # SKIP no THP\n")
+    c = by_id(outcomes.case_results(SEL, root, RULES, K612))["cow.c"]  # the skip rule is for <6.8
+    assert (c.outcome, c.verdict) == (Outcome.SKIP, Verdict.ERROR)
+    assert c.reason == "skipped, and no expectation says why: no THP"
 
 
 def test_expectation_depends_on_kernel() -> None:
@@ -90,7 +103,7 @@ def test_number_fallback_for_generic_names() -> None:
     r = by_id(outcomes.case_results(SEL, root, EMPTY, K612))
     assert r["cow.a"].verdict is Verdict.PASS and r["cow.a"].output == "[RUN] first"
     assert r["cow.b"].verdict is Verdict.FAIL and r["cow.b"].reason == ""
-    assert r["cow.c"].verdict is Verdict.SKIP and "MADV_PAGEOUT" in r["cow.c"].reason
+    assert r["cow.c"].verdict is Verdict.ERROR and "MADV_PAGEOUT" in r["cow.c"].reason
 
 
 def test_names_win_over_numbers() -> None:
@@ -145,3 +158,15 @@ def test_guest_facts_keys_match_the_command() -> None:
     keys = [part.split("echo ", 1)[1].split("=", 1)[0] for part in runner.GUEST_FACTS.split(";") if "echo " in part]
     sample = "\n".join(f"{k}=x" for k in keys)
     assert sorted(runner.guest_facts(sample)) == sorted(keys)
+
+
+def test_a_skip_read_back_from_the_kernel_log_is_judged_like_one_from_ktap() -> None:
+    section = ("[    1.000000] harness: ok 1 cow.a\n"
+               "[    1.100000] harness: ok 2 cow.b # SKIP MADV_PAGEOUT did not swap\n"
+               "[    1.200000] harness: ok 3 cow.c # SKIP no THP\n")
+    res, rerun = outcomes.after_guest_loss(SEL, section, "guest lost", RULES, K61)
+    r = by_id(res)
+    assert rerun == [] and r["cow.a"].verdict is Verdict.PASS
+    assert (r["cow.b"].outcome, r["cow.b"].verdict) == (Outcome.SKIP, Verdict.ERROR)
+    assert r["cow.b"].reason == "skipped, and no expectation says why: MADV_PAGEOUT did not swap"
+    assert (r["cow.c"].verdict, r["cow.c"].reason) == (Verdict.SKIP, "no THP")  # the rule for <6.8
