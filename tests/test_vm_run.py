@@ -13,29 +13,31 @@ import pytest
 from cli_run import Run, harness_run
 from known_ids import FIRST_SLICE_IDS
 
-from conftest import TEST_KERNEL, TEST_KERNEL_OLD
+from conftest import TEST_KERNEL, TEST_KERNEL_NEW, TEST_KERNEL_OLD
 
 pytestmark = pytest.mark.vm
 
 # The first slice (issue 2); still asserted by id so a rename cannot drop them silently.
 SLICE_IDS = set(FIRST_SLICE_IDS)
 
-# What differs between the Debian kernels, as observed (SEMANTICS.md section 3 rows), by series.
+# What differs between the Debian kernels, as observed (SEMANTICS.md section 3 rows), by line.
 DIFFERENCES = {
-    #  id                                              6.1        6.12
-    "cow.unshare.odirect-write.base":               ("XFAIL", "PASS"),   # T21 FOLL_GET vs FOLL_PIN
-    "cow.odirect.tmpfs-file.base":                  ("XFAIL", "PASS"),   # T23 tmpfs O_DIRECT
-    "cow.iouring-register-ok.anon-memfd-2vma":      ("XFAIL", "PASS"),   # T07 multi-VMA buffer
-    "cow.iouring-register-ok.ext4-private":         ("XFAIL", "PASS"),   # T02
-    "cow.iouring-register-efault.ext4-shared":      ("XFAIL", "PASS"),   # T01 errno
-    "cow.iouring-register-refused.ext4-shared":     ("PASS", "PASS"),    # T01 refused on both
-    "cow.fork.child-keeps-data.mthp-64k":           ("SKIP", "PASS"),    # mTHP from 6.8
-    "cow.vmsplice.unmap-in-child.hugetlb-2m":       ("XFAIL", "XFAIL"),  # T16 never fixed
-    "cow.vmsplice.unmap-in-child.thp":              ("PASS", "PASS"),    # T15
-    "cow.unshare.process-vm-readv.base":            ("PASS", "PASS"),    # T18
-    "probe.perf-rb.odirect-write":                  ("PASS", "PASS"),    # T28 (fails from 6.14)
-    "probe.pfnmap.vvar.process-vm-readv":           ("PASS", "PASS"),    # T25
+    #  id                                              6.1        6.12       7.3
+    "cow.unshare.odirect-write.base":               ("XFAIL", "PASS",  "PASS"),   # T21 FOLL_GET vs FOLL_PIN
+    "cow.odirect.tmpfs-file.base":                  ("XFAIL", "PASS",  "PASS"),   # T23 tmpfs O_DIRECT
+    "cow.iouring-register-ok.anon-memfd-2vma":      ("XFAIL", "PASS",  "PASS"),   # T07 multi-VMA buffer
+    "cow.iouring-register-ok.ext4-private":         ("XFAIL", "PASS",  "PASS"),   # T02
+    "cow.iouring-register-efault.ext4-shared":      ("XFAIL", "PASS",  "PASS"),   # T01 errno
+    "cow.iouring-register-refused.ext4-shared":     ("PASS",  "PASS",  "PASS"),   # T01 refused on all
+    "cow.fork.child-keeps-data.mthp-64k":           ("SKIP",  "PASS",  "PASS"),   # mTHP from 6.8
+    "cow.vmsplice.unmap-in-child.hugetlb-2m":       ("XFAIL", "XFAIL", "XFAIL"),  # T16 never fixed
+    "cow.vmsplice.unmap-in-child.thp":              ("PASS",  "PASS",  "PASS"),   # T15
+    "cow.unshare.process-vm-readv.base":            ("PASS",  "PASS",  "PASS"),   # T18
+    "probe.perf-rb.vmflags-no-pfnmap":              ("PASS",  "PASS",  "XFAIL"),  # T27 pfnmap from 6.14
+    "probe.perf-rb.odirect-write":                  ("PASS",  "PASS",  "XFAIL"),  # T28 (fails from 6.14)
+    "probe.pfnmap.vvar.process-vm-readv":           ("PASS",  "PASS",  "SKIP"),   # T25; [vvar] not VM_IO from 7.3
 }
+LINES = {"6.1": 0, "6.12": 1, "7.3": 2}
 
 
 def all_ids() -> list[str]:
@@ -44,7 +46,7 @@ def all_ids() -> list[str]:
     return [i for p in suites.programs(["cow", "probes"]) for i in suites.list_ids(p)]
 
 
-@pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD])
+@pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD, TEST_KERNEL_NEW])
 def full_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("run")
     return harness_run(out, "--kernel", request.param, "--junit", str(out / "copy.xml"))
@@ -59,7 +61,8 @@ def test_whole_matrix_runs_with_no_unexpected_verdict(full_run: Run) -> None:
 
 
 def test_kernel_versions_differ_as_observed(full_run: Run) -> None:
-    series = 0 if full_run.fingerprint()["kernel"]["version"].startswith("6.1.") else 1
+    line = ".".join(full_run.fingerprint()["kernel"]["version"].split(".")[:2])
+    series = LINES[line]
     v = full_run.verdicts()
     assert {i: v[i] for i in DIFFERENCES} == {i: d[series] for i, d in DIFFERENCES.items()}
 
