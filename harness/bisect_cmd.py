@@ -122,7 +122,7 @@ def expand_kernels(text: str, kernels: Sequence[debian.AvailableKernel] | None =
 
     def all_kernels() -> list[debian.AvailableKernel]:
         if not known:
-            known.extend(kernels if kernels is not None else debian.available() + debian.cached_kernels())
+            known.extend(kernels if kernels is not None else debian.with_cached(debian.available()))
         return known
 
     out: list[str] = []

@@ -79,6 +79,9 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 0
     out = execute(req, _progress)
     runopts.write_reports(out.run_dir, _progress)
+    if out.bad_input:  # one line, not 423 "not run" lines before it (the run dir has them)
+        print(f"harness: error: {out.error}", file=sys.stderr)
+        return out.exit_code
     if out.crosscheck:
         print(out.crosscheck)
     print(out.summary)

@@ -232,7 +232,8 @@ def cached_kernels() -> list[AvailableKernel]:
         dk = load_cached(pkg)
         parsed = parse_image_name(pkg)
         if dk is not None and parsed is not None:
-            out.append(AvailableKernel(pkg, parsed[0], parsed[1], dk.version, dk.suite or "cache"))
+            out.append(AvailableKernel(pkg, parsed[0], parsed[1], dk.version, dk.suite or "cache",
+                                       modules=dk.modules_dir is not None))
     return sorted(out, key=lambda k: k.key())
 
 
@@ -279,6 +280,12 @@ def lines(kernels: list[AvailableKernel], flavour: str = "", complete_only: bool
     return [newest[ln] for ln in sorted(newest)]
 
 
+def with_cached(kernels: list[AvailableKernel]) -> list[AvailableKernel]:
+    """The archive's kernels plus the cached ones it no longer lists (old packages)."""
+    known = {a.package for a in kernels}
+    return kernels + [k for k in cached_kernels() if k.package not in known]
+
+
 def resolve_package(spec: str, progress: Progress = lambda s: None) -> str:
     """Turn a debian: spec (without the prefix) into a concrete package name."""
     return resolve(spec, progress).package
@@ -295,11 +302,13 @@ def resolve(spec: str, progress: Progress = lambda s: None) -> AvailableKernel:
     try:
         kernels = available(progress)
     except KernelError as e:
+        cached = cached_kernels()
+        if not cached:
+            raise KernelError(f"debian:{spec}: {e}, and no kernel is cached") from None
         progress(f"{e}; choosing among cached kernels")
-        return select(spec, cached_kernels())
-    known = {a.package for a in kernels}
+        return select(spec, cached)
     try:
-        return select(spec, kernels + [k for k in cached_kernels() if k.package not in known])
+        return select(spec, with_cached(kernels))
     except KernelError:
         when = aptstate.last_update() or 0
         if time.time() - when < 3600:

@@ -64,6 +64,9 @@ class RunOutcome:
     # The stage the run was in when it ended: prepare | build_guest | boot | run | done. A bisect
     # tells a kernel that does not boot (boot, or run without a result) from a broken harness.
     stage: str = ""
+    # The run ended on bad input (an unknown kernel, an archive that cannot be reached...):
+    # the CLI prints the one error line, not the table of cases that were not run.
+    bad_input: bool = False
 
 
 def guest_results(out: RunOutcome, ids: Collection[str] | None = None) -> list[CaseResult] | None:
@@ -388,6 +391,7 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
         why = f"not run: {e}"
         run.outcome.error = str(e)
         run.outcome.exit_code = e.exit_code
+        run.outcome.bad_input = isinstance(e, InputError) and run.outcome.stage == "prepare"
         if not run.selected:
             raise
     finally:
