@@ -229,3 +229,19 @@ def test_memory_not_a_number(tmp_path: Path) -> None:
 
 def test_no_command(tmp_path: Path) -> None:
     assert_usage_error(cli(tmp_path), "command")
+
+
+def test_debian_archive_that_cannot_be_reached(tmp_path: Path) -> None:
+    # A fresh cache (no apt lists, no kernels) and a mirror nobody listens on.
+    p = cli(tmp_path, *run_args(tmp_path, "--kernel", "debian:7.3"),
+            env={"HARNESS_DEBIAN_MIRROR": "http://127.0.0.1:9"})
+    assert_one_error(p, "debian:7.3", "cannot reach the Debian archive", "no kernel is cached",
+                     allow_progress=True)
+
+
+def test_kernel_list_available_unreachable(tmp_path: Path) -> None:
+    p = cli(tmp_path, "kernel", "list", "--available", env={"HARNESS_DEBIAN_MIRROR": "http://127.0.0.1:9"})
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stdout == ""
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("harness: error: ")]
+    assert len(errors) == 1 and "cannot reach the Debian archive" in errors[0], p.stderr
+    assert p.stderr.splitlines()[-1] == errors[0]  # the progress line first, the error last
