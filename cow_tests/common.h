@@ -355,7 +355,7 @@ struct cow_op {
 /*
  * The whole program: "--list", "ID...", or no argument for every case.
  * Returns the exit code: 0 all ok/skip, 1 any not ok, 2 usage error.
- * Environment: COW_CASE_TIMEOUT (seconds per case, default 60).
+ * Environment: COW_CASE_TIMEOUT (seconds per case, default 60; x5 for 1 GiB hugetlb cases).
  */
 int cow_main(int argc, char **argv, const char *prefix,
 	     const struct cow_op *ops, size_t nops);

@@ -45,7 +45,8 @@ class MachineSpec:
     cpus: int = 2
     boot_timeout_s: float = 300.0
     kvm_probe_s: float = 15.0
-    append: str = ""  # extra kernel command line
+    append: str = ""  # extra kernel command line (the user's, last)
+    kernel_args: tuple[str, ...] = ()  # the harness's own, e.g. boot-time hugetlb pools
     drives: tuple[Path, ...] = field(default=())
 
 
@@ -55,14 +56,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cmdline(append: str = "") -> str:
+def cmdline(append: str = "", kernel_args: tuple[str, ...] = ()) -> str:
     # panic=-1 with -no-reboot: a panicking guest makes QEMU exit instead of hanging.
     # loglevel=5: warnings and worse (every kernel splat, and the "harness:" case markers the
     # guest writes at level 4) reach the console even if the guest dies; chattier boot
     # messages stay in dmesg. printk.devkmsg=on: the markers must never be rate-limited.
     base = ("console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=5 "
             "printk.devkmsg=on")
-    return f"{base} {append}".strip()
+    # The user's --append goes last: where a parameter is given twice, the kernel mostly keeps
+    # the last one.
+    return " ".join([base, *kernel_args, append]).strip()
 
 
 _SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108, NUL included)
@@ -81,7 +84,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
     opts = spec.image.options
     return QemuSpec(
         qemu=qemu_bin, kernel=spec.kernel.bzimage, initrd=spec.image.initramfs,
-        cmdline=cmdline(spec.append), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
+        cmdline=cmdline(spec.append, spec.kernel_args), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,

@@ -13,7 +13,7 @@ running job and waits for their reports; a second SIGINT in a job could cut its 
 
 The default -j is what the host allows: one guest per core (a TCG guest keeps about one host
 core busy; measured in bench/parallel.py) and no more guests than fit in the available memory
-with 512 MiB of QEMU overhead each.
+with 512 MiB of QEMU overhead each (a guest's size is what its cases take: harness/hugepages.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
 
-from . import __version__, expect, outcomes, publish, report, resultset, suites
+from . import __version__, expect, hugepages, outcomes, publish, report, resultset, suites
 from .errors import HarnessError, InputError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .model import CaseResult, Expectation, Outcome, Verdict
@@ -308,6 +308,9 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
         selected = [suites.Selected(s.program, tuple(i for i in s.ids if i in set(ids))) for s in selected]
         selected = [s for s in selected if s.ids]
         progress(f"[matrix] shard {req.shard[0]}/{req.shard[1]}: {len(ids)} cases")
+    # The guests' real size (1 GiB hugetlb pages make it 5 GiB): the default -j counts it, and a
+    # --memory too small for them is refused here, once, not by every job.
+    guest = hugepages.plan(ids, req.base.memory_mib)
     labels = list(req.kernels) or [DEFAULT_KERNEL]
     top = make_run_dir(req.base.out, "matrix-" + "+".join(dir_tag(k) for k in labels))
     kernels: dict[str, Any] = {}
@@ -317,9 +320,9 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
         except HarnessError as e:
             progress(f"[matrix] {label}: {e} (its runs will say so)")
     jobs = plan(req, top, filters) if ids else []
-    width = min(req.jobs or host_default_jobs(req.base.memory_mib), max(1, len(jobs)))
+    width = min(req.jobs or host_default_jobs(guest.memory_mib), max(1, len(jobs)))
     progress(f"[matrix] {len(labels)} kernel(s) x {req.repeat} run(s), {len(ids)} cases each, "
-             f"{width} at a time -> {top}")
+             f"{width} at a time ({guest.memory_mib} MiB guests) -> {top}")
     t0 = time.monotonic()
     sched = Scheduler(jobs, width, progress)
     interrupted = False

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from . import __version__, disks, expect, image, ktap, machine, outcomes, qemu, report, suites
+from . import __version__, disks, expect, hugepages, image, ktap, machine, outcomes, qemu, report, suites
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
                      TransportError)
 from .kernel import resolve as resolve_kernel
@@ -45,7 +45,7 @@ class RunRequest:
     out: Path | None = None
     accel: str = "auto"
     transport: str = "console"  # console | ssh
-    memory_mib: int = 1024
+    memory_mib: int | None = None  # None: 1024, or what the selected cases' 1 GiB pages take
     cpus: int = 2
     append: str = ""
     timeout_s: float | None = None  # per program; None: the program's own default
@@ -125,6 +125,9 @@ GUEST_FACTS = (
     "d=no; e=no; while read -r _ mnt fs _; do [ $fs = debugfs ] && d=yes; "
     "[ $mnt = /mnt/ext4 ] && e=$fs; done < /proc/mounts; echo debugfs=$d; echo scratch_fs=$e; "
     "f hugepages_free /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages; "
+    # The boot-time 1 GiB pool (empty: the kernel or CPU has no 1 GiB pages).
+    "f hugepages_1g /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages; "
+    "f hugepages_1g_free /sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages; "
     "test -e /sys/kernel/debug/gup_test && echo gup_test=yes || echo gup_test=no"
 )
 
@@ -138,6 +141,16 @@ def guest_facts(text: str) -> dict[str, str]:
     return facts
 
 
+def hugepages_1g_shortfall(asked: int, guest: dict[str, str]) -> str:
+    """A note when the kernel reserved fewer 1 GiB pages than asked ("" when it has them all):
+    the hugetlb-1g cases then SKIP, and this says why before they do."""
+    got = guest.get("hugepages_1g", "")
+    if not asked or (got.isdigit() and int(got) >= asked):
+        return ""
+    return (f"the kernel reserved {got or 'no'} of {asked} boot-time 1 GiB hugetlb pages "
+            f"(dmesg: HugeTLB); the hugetlb-1g cases will SKIP")
+
+
 class _Run:
     """State of one run, so the finally path can report whatever was reached."""
 
@@ -149,6 +162,7 @@ class _Run:
         self.rules = expect.load(req.expectations)
         self.kernel: Kernel | None = None
         self.selected: list[suites.Selected] = []
+        self.memory = hugepages.GuestMemory(req.memory_mib or hugepages.DEFAULT_MEMORY_MIB)
         self.log = report.ResultsLog(self.outcome.run_dir / "results.jsonl")
         self.fingerprint: dict[str, object] = {
             "harness": __version__, "host": platform.uname()._asdict(),
@@ -173,7 +187,10 @@ class _Run:
     def prepare(self) -> list[suites.Selected]:
         image.require_qemu()  # fail fast: before building tests, fetching a kernel, writing an initramfs
         progs = suites.programs(list(self.req.suites), self.req.kernel)
-        self.selected = suites.select(progs, list(self.req.filters))
+        selected = suites.select(progs, list(self.req.filters))
+        # Before self.selected: a --memory too small for the cases is one error line, no report.
+        self.memory = hugepages.plan((i for s in selected for i in s.ids), self.req.memory_mib)
+        self.selected = selected
         self.all_ids = {p.name: suites.list_ids(p) for p in progs}
         self.kernel = resolve_kernel(self.req.kernel, self.say)
         k = self.kernel
@@ -206,10 +223,14 @@ class _Run:
             host_key=self.keys.host_key_bytes if self.keys else b"")
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
-                                        memory_mib=self.req.memory_mib, cpus=self.req.cpus,
-                                        append=self.req.append, drives=drives)
+                                        memory_mib=self.memory.memory_mib, cpus=self.req.cpus,
+                                        append=self.req.append, kernel_args=self.memory.kernel_args,
+                                        drives=drives)
         self.fingerprint["machine"] = {"modules_loaded": list(img.modules_loaded),
-                                       "modules_missing": list(img.modules_missing)}
+                                       "modules_missing": list(img.modules_missing),
+                                       "memory_mib": self.memory.memory_mib,
+                                       "hugepages_1g_asked": self.memory.hugepages_1g,
+                                       "kernel_args": list(self.memory.kernel_args)}
         if img.modules_missing and self.kernel.modules_dir is None:
             # Debian 6.19/7.0/7.1 as of 2026-12: linux-binary-X is in the archive, its modules not.
             self.say(f"warning: {self.kernel.release} has no modules here, so no "
@@ -244,7 +265,10 @@ class _Run:
 
     def run_all(self) -> None:
         facts = self.transport.run(GUEST_FACTS, 60.0)
-        self.fingerprint["guest"] = guest_facts(facts.text())
+        self.fingerprint["guest"] = guest = guest_facts(facts.text())
+        short = hugepages_1g_shortfall(self.memory.hugepages_1g, guest)
+        if short:
+            self.say(short)
         self.fingerprint["boot_to_first_test_s"] = round(time.monotonic() - self.t0, 2)
         (self.outcome.run_dir / "output").mkdir(exist_ok=True)
         queue = deque(self.selected)

@@ -34,7 +34,7 @@ def add_each_run_arguments(p: argparse.ArgumentParser, suite_help: str = "") -> 
     r.add_argument("--suite", action="append", default=[], metavar="NAME", help=suite_help or None)
     r.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
     r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    r.add_argument("--memory", type=int, default=1024, metavar="MIB")
+    r.add_argument("--memory", type=int, metavar="MIB", help="default as for harness run")
     r.add_argument("--cpus", type=int, default=2)
     r.add_argument("--append", default="", metavar="ARGS")
     r.add_argument("--timeout", type=float, metavar="S")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import qemu
+from harness import hugepages, machine, qemu
 from harness.qemu import QemuSpec, Share
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -36,7 +36,20 @@ KVM = QemuSpec(
     drives=(Path("/runs/r2/swap.img"), Path("/runs/r2/scratch.img")),
 )
 
-SPECS = {"tcg": TCG, "kvm_shares_ssh_drives": KVM}
+# A selection with *.hugetlb-1g cases: the guest size and kernel words come from hugepages.plan.
+_HUGE = hugepages.plan(["cow.fork.child-keeps-data.hugetlb-1g", "cow.fork.child-keeps-data.base"], None)
+TCG_HUGETLB_1G = QemuSpec(
+    qemu="/usr/bin/qemu-system-x86_64",
+    kernel=Path("/cache/kernels/debian/linux-image-6.12.117+deb12-amd64/boot/vmlinuz-6.12.117+deb12-amd64"),
+    initrd=Path("/runs/r3/initramfs.cpio"),
+    cmdline=machine.cmdline("", _HUGE.kernel_args),
+    accel="tcg",
+    memory_mib=_HUGE.memory_mib,
+    monitor_socket=Path("/runs/r3/monitor.sock"),
+    drives=(Path("/runs/r3/scratch.img"), Path("/runs/r3/swap.img")),
+)
+
+SPECS = {"tcg": TCG, "kvm_shares_ssh_drives": KVM, "tcg_hugetlb_1g": TCG_HUGETLB_1G}
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -133,6 +146,13 @@ def test_accel_and_cpu() -> None:
     assert option_values(qemu.argv(KVM), "-cpu") == ["host"]
     assert option_values(qemu.argv(KVM), "-m") == ["2048M"]
     assert option_values(qemu.argv(KVM), "-smp") == ["4"]
+
+
+def test_hugetlb_1g_guest_size_and_boot_time_pool() -> None:
+    a = qemu.argv(TCG_HUGETLB_1G)
+    assert option_values(a, "-m") == ["5120M"]
+    (line,) = option_values(a, "-append")
+    assert line.split()[-3:] == ["hugepagesz=1G", "hugepages=2", "default_hugepagesz=2M"]
 
 
 def test_drives_in_order_as_raw_virtio() -> None:

@@ -71,6 +71,8 @@ def test_guest_environment_is_recorded(full_run: Run) -> None:
     g = full_run.fingerprint()["guest"]
     assert g["scratch_fs"] == "ext4" and g["swap_devices"] == "1" and g["nr_hugepages"] == "16"
     assert g["debugfs"] == "yes"
+    # The whole suite has *.hugetlb-1g cases: two boot-time 1 GiB pages beside the 2 MiB pool.
+    assert g["hugepages_1g"] == "2" and full_run.fingerprint()["machine"]["hugepages_1g_asked"] == 2
 
 
 def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
@@ -94,6 +96,24 @@ def test_run_dir_keeps_everything(full_run: Run) -> None:
     assert b"harness: boot attempt" in (full_run.out / "console.log").read_bytes()
     assert b"Linux version " + full_run.fingerprint()["guest"]["kernel"].encode() in (full_run.out / "dmesg.log").read_bytes()
     assert "harness:" in full_run.stdout and " 0 failed" in full_run.stdout
+
+
+def test_hugetlb_1g_cases_run_on_boot_time_pages(tmp_path: Path) -> None:
+    """*.hugetlb-1g cases get a 5 GiB guest with hugepagesz=1G hugepages=2: they run (two fork
+    cases, ~40 s each under TCG: the kernel clears and copies a whole GiB), not SKIP."""
+    run = harness_run(tmp_path / "out", "--kernel", TEST_KERNEL, "--filter", "cow.fork.*.hugetlb-1g")
+    assert run.rc == 0, run.stderr[-2000:]
+    assert run.verdicts() == {"cow.fork.child-keeps-data.hugetlb-1g": "PASS",
+                              "cow.fork.parent-keeps-data.hugetlb-1g": "PASS"}
+    cases = list(run.junit().iter("testcase"))
+    assert len(cases) == 2 and not [c for c in cases if c.find("skipped") is not None]
+    fp = run.fingerprint()
+    assert fp["request"]["memory_mib"] is None  # not given: the harness sized the guest
+    assert fp["machine"]["memory_mib"] == 5120 and fp["machine"]["hugepages_1g_asked"] == 2
+    assert fp["guest"]["hugepages_1g"] == "2" and fp["guest"]["nr_hugepages"] == "16"
+    argv = json.loads((run.out / "qemu-argv.json").read_text())
+    assert argv[argv.index("-m") + 1] == "5120M"
+    assert "hugepagesz=1G hugepages=2" in argv[argv.index("-append") + 1]
 
 
 def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
