@@ -48,4 +48,9 @@ fi
 # at -j2, then seconds of build and about a minute of tests per patch.
 "$PY" -m pytest -m slow -ra -s tests/test_slow_series.py || failed=1
 
+# --- bisect across Debian suites (issue 12): the packages from 6.12.118 (bookworm-security) to
+# 7.3.4 (trixie-backports) in upstream version order; the first with a VM_PFNMAP perf ring
+# buffer is 6.16.3 (Debian has no 6.14/6.15). About 6 steps, a few minutes plus downloads.
+"$PY" -m pytest -m slow -ra tests/test_slow_bisect_line.py || failed=1
+
 exit "$failed"
