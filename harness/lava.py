@@ -118,7 +118,7 @@ def device_dictionary(memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg",
     worker run by hand with lava-run needs the rendered form. The options mirror the harness's
     own QEMU argv (harness/qemu.py): same machine, CPU model, memory and accelerator.
     """
-    accel_opt = "tcg,thread=multi" if accel == "tcg" else accel
+    accel_opt = "tcg,thread=single" if accel == "tcg" else accel  # as harness/qemu.py, and why
     return {
         "device_type": "qemu",
         "hostname": "harness-qemu-x86-64",
@@ -141,7 +141,7 @@ def device_dictionary(memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg",
             "boot": {"connections": {"serial": None}, "methods": {"qemu": {"parameters": {
                 "command": qemu,
                 "options": ["-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
-                            "-serial mon:stdio", "-machine pc", "-cpu max", f"-m {memory_mib}M",
+                            "-serial mon:stdio", "-machine pc", "-cpu max,erms=off,fsrm=off" if accel == "tcg" else "-cpu host", f"-m {memory_mib}M",
                             f"-smp {cpus}", f"-accel {accel_opt}", "-nic none", "-device virtio-rng-pci"],
             }}}},
         },

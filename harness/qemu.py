@@ -46,7 +46,13 @@ def argv(spec: QemuSpec) -> list[str]:
         # (memcpy/memset above 2 KiB) use exactly those. Without them they
         # use rep movsq/stosq and vector loops: a 1 GiB hugetlb COW case went from ~30 s to ~6 s
         # (6.12, 2026-12-04). COW and pinning semantics do not depend on either flag.
-        a += ["-accel", "tcg,thread=multi", "-cpu", "max,erms=off,fsrm=off"]
+        # thread=single: under multi-threaded TCG a vCPU can run stale translated code while
+        # the other one patches kernel text (jump labels, text_poke's int3 protocol), and the
+        # guest dies of "Oops: int3" in __schedule: seen during boot (6.12) and after the perf
+        # probes toggled perf's static keys (6.16.3, 7.3.4), 2 of ~25 runs on 2026-12-04.
+        # Round-robin vCPUs see every code change at once; a whole 7.3 run took 59.8 s against
+        # 57.0 s multi-threaded.
+        a += ["-accel", "tcg,thread=single", "-cpu", "max,erms=off,fsrm=off"]
     a += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd), "-append", spec.cmdline]
     # signal=off: Ctrl-C belongs to the harness, which then shuts QEMU down itself.
     a += ["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]
