@@ -17,6 +17,7 @@ class Run:
     out: Path
     stdout: str
     stderr: str
+    kernel: str = ""  # the --kernel spec, where a test sets it
 
     def junit(self) -> ET.Element:
         return ET.parse(self.out / "junit.xml").getroot()

@@ -46,16 +46,33 @@ def all_ids() -> list[str]:
     return [i for p in suites.programs(["cow", "probes"]) for i in suites.list_ids(p)]
 
 
+# A known flake of kernels >= 6.17 (README, "Known flake"): a fork child of a 1 GiB hugetlb area
+# now and then finds its page not mapped and reads zeros (seen on 6.17.13, 6.18.15 and 7.3.4,
+# fork-while-registered and fork-mprotect; never on 6.1, 6.12 or 6.16). These tests judge the
+# harness, so on 7.3 they run every case but the hugetlb-1g ones; ci/nightly.sh runs the whole
+# line with them, where the flake is reported, not hidden.
+WITHOUT_1G = {TEST_KERNEL_NEW}
+
+
+def expected_ids(kernel: str) -> list[str]:
+    ids = all_ids()
+    return [i for i in ids if not i.endswith(".hugetlb-1g")] if kernel in WITHOUT_1G else ids
+
+
 @pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD, TEST_KERNEL_NEW])
 def full_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("run")
-    return harness_run(out, "--kernel", request.param, "--junit", str(out / "copy.xml"))
+    select = ([a for i in expected_ids(request.param) for a in ("--filter", i)]
+              if request.param in WITHOUT_1G else [])
+    run = harness_run(out, "--kernel", request.param, "--junit", str(out / "copy.xml"), *select)
+    run.kernel = request.param
+    return run
 
 
 def test_whole_matrix_runs_with_no_unexpected_verdict(full_run: Run) -> None:
     assert full_run.rc == 0, full_run.stderr[-2000:]
     v = full_run.verdicts()
-    assert sorted(v) == sorted(all_ids())
+    assert sorted(v) == sorted(expected_ids(full_run.kernel))
     assert set(v.values()) <= {"PASS", "SKIP", "XFAIL"}
     assert all(v[i] == "PASS" for i in SLICE_IDS)
 
@@ -72,13 +89,15 @@ def test_guest_environment_is_recorded(full_run: Run) -> None:
     assert g["scratch_fs"] == "ext4" and g["swap_devices"] == "1" and g["nr_hugepages"] == "16"
     assert g["debugfs"] == "yes"
     # The whole suite has *.hugetlb-1g cases: two boot-time 1 GiB pages beside the 2 MiB pool.
-    assert g["hugepages_1g"] == "2" and full_run.fingerprint()["machine"]["hugepages_1g_asked"] == 2
+    asked = 0 if full_run.kernel in WITHOUT_1G else 2
+    assert full_run.fingerprint()["machine"]["hugepages_1g_asked"] == asked
+    assert g["hugepages_1g"] == str(asked)
 
 
 def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
     root = full_run.junit()
     cases = [c.get("name") for c in root.iter("testcase")]
-    assert sorted(cases) == sorted(all_ids())
+    assert sorted(cases) == sorted(expected_ids(full_run.kernel))
     assert {s.get("name") for s in root.iter("testsuite")} >= {"cow_fork", "cow_vmsplice", "cow_iouring", "pfnmap_vvar"}
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     fp = full_run.fingerprint()
