@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import compare, matrix, publish, resultset, suites
+from . import compare, matrix, publish, resultset, suites, terminal
 from .errors import HarnessError, InputError
 from .runner import DEFAULT_EXPECTATIONS, RunRequest, list_cases
 
@@ -152,6 +152,8 @@ def dispatch(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int 
                 print(f"{case_id:60s} {exp.expect}" + (f"  # {exp.reason}" if exp.reason else ""))
         return 0
     out = matrix.run_matrix(matrix.MatrixRequest(req, kernels, a.jobs, a.repeat, shard), progress)
-    print(out.summary, end="")
-    print(f"run dir: {out.run_dir}")
+    detail = terminal.detail_of(a.verbose, a.quiet)
+    print(out.for_terminal(a.repeat, detail), end="")
+    if detail != "quiet" or out.exit_code != 0:
+        print(f"run dir: {out.run_dir}")
     return Plain(req, baseline).finish(out.run_dir, out.exit_code)
