@@ -249,8 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
                 "build": _cmd_build, "source": _cmd_source}
     try:
+        if a.command in ("run", "bisect", "series", "build"):
+            runopts.check_numbers(a)  # before a kernel is fetched or a guest built
         return handlers[a.command](a)
     except HarnessError as e:
+        if getattr(a, "bisect_exit", False):  # under git bisect run, where 2 would mean "bad"
+            return bisect_cmd.git_abort(str(e))
         print(f"harness: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
