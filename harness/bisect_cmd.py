@@ -267,13 +267,18 @@ def bisect_exit_code(decision: Decision, reverse: bool) -> int:
     return GIT_GOOD if good != reverse else GIT_BAD
 
 
+def git_abort(msg: str) -> int:
+    """The one error line and exit code of a `--bisect-exit` run that cannot decide anything:
+    128 stops git bisect run (2 would mark the commit bad)."""
+    print(f"harness: error: {msg} (--bisect-exit: exit {GIT_ABORT}, git bisect run stops)", file=sys.stderr)
+    return GIT_ABORT
+
+
 def run_for_git_bisect(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int:
     """`harness run ... --bisect-exit`: one run, its exit code in git bisect run's terms. Only
     what the commit decides maps to 0/1/125; a problem of the harness or of the command line is
     128, which makes git bisect run stop instead of marking every commit."""
-    def abort(msg: str) -> int:
-        print(f"harness: error: {msg} (--bisect-exit: exit {GIT_ABORT}, git bisect run stops)", file=sys.stderr)
-        return GIT_ABORT
+    abort = git_abort
 
     if len(a.kernel or ()) > 1 or a.repeat != 1 or a.shard or a.baseline or a.list:
         return abort("--bisect-exit takes one --kernel and no --repeat/--shard/--baseline/--list")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, qemu, runopts, series_cmd
+from . import __version__, bisect_cmd, debian, qemu, runopts, series_cmd, terminal
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -41,6 +41,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported")
     p.add_argument("--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("-v", "--verbose", action="store_true",
+                       help="at the end, list every case that did not pass, one per line (as summary.txt)")
+    shown.add_argument("-q", "--quiet", action="store_true",
+                       help="at the end, show only the unexpected cases and the verdict line")
     runopts.add_run_arguments(p)
     bisect_cmd.add_run_arguments(p)
 
@@ -83,10 +88,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if out.bad_input:  # one line, not 423 "not run" lines before it (the run dir has them)
         print(f"harness: error: {out.error}", file=sys.stderr)
         return out.exit_code
-    if out.crosscheck:
+    detail = terminal.detail_of(a.verbose, a.quiet)
+    if out.crosscheck and detail != "quiet":
         print(out.crosscheck)
-    print(out.summary)
-    print(f"run dir: {out.run_dir}")
+    print(terminal.run_summary(out.results, detail))
+    if detail != "quiet" or out.exit_code != 0:  # quiet: the run dir only when there is something to look at
+        print(f"run dir: {out.run_dir}")
     if out.error:
         print(f"harness: error: {out.error}", file=sys.stderr)
     return plan.finish(out.run_dir, out.exit_code)  # --baseline: compare, a regression exits 1
@@ -242,8 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
                 "build": _cmd_build, "source": _cmd_source}
     try:
+        if a.command in ("run", "bisect", "series", "build"):
+            runopts.check_numbers(a)  # before a kernel is fetched or a guest built
         return handlers[a.command](a)
     except HarnessError as e:
+        if getattr(a, "bisect_exit", False):  # under git bisect run, where 2 would mean "bad"
+            return bisect_cmd.git_abort(str(e))
         print(f"harness: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
 
-from . import __version__, expect, hugepages, outcomes, publish, report, resultset, suites
+from . import __version__, expect, hugepages, outcomes, publish, report, resultset, suites, terminal
 from .errors import HarnessError, InputError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .model import CaseResult, Expectation, Outcome, Verdict
@@ -73,9 +73,15 @@ class JobResult:
 class MatrixOutcome:
     run_dir: Path
     exit_code: int = 0
-    summary: str = ""
+    summary: str = ""  # summary.txt, and the error line below if there is one
     results: resultset.ResultSet | None = None
     jobs: dict[tuple[str, int], JobResult] = field(default_factory=dict)
+    error: str = ""  # the combined --junit could not be written
+
+    def for_terminal(self, repeat: int, detail: str) -> str:
+        """The end of the run as the terminal shows it (terminal_text), with the error line."""
+        text = self.summary if self.results is None else terminal_text(self.results, self.jobs, repeat, detail)
+        return text + (f"harness: error: {self.error}\n" if self.error else "")
 
 
 # ---- pure helpers ---------------------------------------------------------------------------
@@ -147,11 +153,12 @@ def case_result(c: resultset.CaseSummary) -> CaseResult:
                       c.duration_s, c.kernel_events)
 
 
-def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int) -> str:
+def kernel_table(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int) -> list[str]:
+    """One line per kernel, oldest upstream first (like report.html): its release and counts."""
     order = [Verdict.PASS, Verdict.FAIL, Verdict.SKIP, Verdict.XFAIL, Verdict.XPASS, Verdict.ERROR, Verdict.FLAKY]
     width = max((len(k) for k in rs.kernels), default=6)
     lines = [f"{'kernel':<{width}}  {'release':<34} " + " ".join(f"{v.value:>5}" for v in order) + "  runs"]
-    for k in rs.kernels_by_version():  # oldest upstream first, like report.html
+    for k in rs.kernels_by_version():
         fp = rs.fingerprints.get(k, {})
         kinfo = fp.get("kernel") if isinstance(fp.get("kernel"), dict) else {}
         release = f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?"
@@ -160,19 +167,50 @@ def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
         codes = ",".join(str(j.exit_code) for j in runs)
         lines.append(f"{k:<{width}}  {release:<34} " + " ".join(f"{counts[v]:>5}" for v in order)
                      + f"  exit {codes}")
-    errors = [f"{k} run {r}: {j.error}" for (k, r), j in jobs.items() if j.error]
+    return lines
+
+
+def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int) -> str:
+    """summary.txt (and `harness run -v`): the kernel table, every non-PASS case one per line,
+    the jobs' errors, the counts."""
+    lines = kernel_table(rs, jobs, repeat)
+    width = max((len(k) for k in rs.kernels), default=6)
     bad = [c for c in rs.cases if c.verdict is not Verdict.PASS]
     if bad:
         lines.append("")
         idw = min(max(len(c.id) for c in bad), 64)
         for c in bad:
             rate = f" {c.rate_text()}" if c.rate_text() else ""
-            lines.append(f"{c.verdict.value + rate:<9} {c.kernel:<{width}}  {c.id:<{idw}}  {' '.join(c.reason.split())[:150]}".rstrip())
+            lines.append(f"{c.verdict.value + rate:<9} {c.kernel:<{width}}  {c.id:<{idw}}  "
+                         f"{report.terminal_line(c.reason)[:150]}".rstrip())
+    errors = [f"{k} run {r}: {j.error}" for (k, r), j in jobs.items() if j.error]
     if errors:
         lines += ["", *errors]
     lines.append("")
     lines += report.count_lines(Counter(c.verdict for c in rs.cases))
     return "\n".join(lines) + "\n"
+
+
+def terminal_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int,
+                  detail: str = "normal") -> str:
+    """What `harness run` shows at the end of a matrix, at a terminal.DETAILS detail: the kernel
+    table, the unexpected cases with their output, the jobs' errors, the SKIPs and XFAILs
+    grouped by reason with each kernel's count, the counts. verbose: summary.txt; quiet: the
+    unexpected cases, the errors and the final line."""
+    if detail == "verbose":
+        return summary_text(rs, jobs, repeat)
+    cases = [c for k in rs.kernels_by_version() for c in rs.of_kernel(k)]
+    unexpected = [line for c in cases if c.verdict.unexpected
+                  for line in terminal.unexpected_lines(case_result(c), c.kernel, c.rate_text())]
+    errors = [report.terminal_line(f"{k} run {r}: {j.error}") for (k, r), j in jobs.items() if j.error]
+    counts = report.count_lines(Counter(c.verdict for c in rs.cases))
+    if detail == "quiet":
+        blocks = [unexpected, errors, counts[-1:]]
+    else:
+        groups = terminal.group_expected([(c.kernel, case_result(c)) for c in cases])
+        blocks = [kernel_table(rs, jobs, repeat), unexpected, errors,
+                  terminal.group_lines(groups, by_kernel=len(rs.kernels) > 1), counts]
+    return "\n\n".join("\n".join(b) for b in blocks if b) + "\n"
 
 
 # ---- the jobs --------------------------------------------------------------------------------
@@ -412,7 +450,7 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
         code = 1
     else:
         code = 0
-    outcome = MatrixOutcome(top, code, summary, rs, dict(results))
+    outcome = MatrixOutcome(top, code, summary, rs, dict(results), error)
     if error:
         outcome.summary += f"harness: error: {error}\n"
     return outcome

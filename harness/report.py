@@ -67,6 +67,18 @@ def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
     return unsafe.sub(_xml_escape_char, flat)
 
 
+def terminal_line(text: str) -> str:
+    """text as one line a terminal shows literally: whitespace runs become one space, control
+    characters (C1 and ESC included) and smuggled bytes visible escapes."""
+    return _one_line(text, _TERMINAL_UNSAFE)
+
+
+def terminal_text_line(line: str) -> str:
+    """One line of a test's output for a terminal: its indentation kept (tabs expanded), control
+    characters and smuggled bytes as visible escapes."""
+    return _TERMINAL_UNSAFE.sub(_xml_escape_char, line.expandtabs(8).rstrip())
+
+
 # ---- JUnit -----------------------------------------------------------------------------
 
 
@@ -159,11 +171,11 @@ def count_lines(counts: Mapping[Verdict, int]) -> list[str]:
 
 
 def _case_lines(results: Sequence[CaseResult]) -> list[str]:
-    ids = [_one_line(r.id, _TERMINAL_UNSAFE) for r in results]
+    ids = [terminal_line(r.id) for r in results]
     width = min(max((len(i) for i in ids), default=0), 72)
     lines = []
     for r, case_id in zip(results, ids):
-        reason = _one_line(r.reason, _TERMINAL_UNSAFE)
+        reason = terminal_line(r.reason)
         lines.append(f"{r.verdict.value:<5}  {case_id:<{width}}  {reason}".rstrip())
     return lines
 

@@ -6,15 +6,53 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Callable
 
-from . import compare, matrix, publish, resultset, suites
+from . import compare, matrix, publish, resultset, suites, terminal
 from .errors import HarnessError, InputError
 from .runner import DEFAULT_EXPECTATIONS, RunRequest, list_cases
 
 Progress = Callable[[str], None]
+MIN_MEMORY_MIB = 128  # below this no Debian kernel gets to our init
+
+
+def host_memory_mib() -> int | None:
+    """MemTotal of this host in MiB; None when /proc/meminfo cannot say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_numbers(a: argparse.Namespace, host_mib: int | None = None) -> None:
+    """Refuse a number no run can use, before anything starts (one InputError line, exit 2):
+    the options of `harness run` and of the commands that run it (bisect, series, build) that
+    this namespace has. `host_mib` is the host's memory (default: MemTotal)."""
+    v = vars(a)
+    if v.get("cpus") is not None and a.cpus < 1:
+        raise InputError(f"--cpus {a.cpus}: must be 1 or more")
+    if v.get("memory") is not None:
+        if a.memory < MIN_MEMORY_MIB:
+            raise InputError(f"--memory {a.memory}: a guest needs at least {MIN_MEMORY_MIB} MiB")
+        total = host_mib if host_mib is not None else host_memory_mib()
+        if total is not None and a.memory > total:
+            raise InputError(f"--memory {a.memory}: more than this host has ({total} MiB, MemTotal in /proc/meminfo)")
+    if v.get("timeout") is not None and not (math.isfinite(a.timeout) and a.timeout > 0):
+        raise InputError(f"--timeout {a.timeout:g}: must be more than 0 seconds")
+    if v.get("jobs") is not None and a.jobs < 1:
+        raise InputError(f"-j {a.jobs}: must be 1 or more")
+    if v.get("repeat") is not None and a.repeat < 1:
+        raise InputError(f"--repeat {a.repeat}: must be 1 or more")
+    if v.get("max_reboots") is not None and a.max_reboots < 0:
+        raise InputError(f"--max-reboots {a.max_reboots}: must be 0 or more")
+    if v.get("shard") is not None:
+        matrix.parse_shard(a.shard)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -130,8 +168,6 @@ def dispatch(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int 
     return the Plain run for cli.py (or 0 when --shard leaves it nothing to run)."""
     kernels = tuple(a.kernel or ())
     shard = matrix.parse_shard(a.shard) if a.shard else None
-    if a.jobs is not None and a.jobs < 1:
-        raise InputError(f"-j {a.jobs}: must be 1 or more")
     baseline = publish.load_baseline(a.baseline) if a.baseline is not None else None
     if len(kernels) <= 1 and a.repeat == 1:
         if shard is not None:
@@ -152,6 +188,8 @@ def dispatch(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int 
                 print(f"{case_id:60s} {exp.expect}" + (f"  # {exp.reason}" if exp.reason else ""))
         return 0
     out = matrix.run_matrix(matrix.MatrixRequest(req, kernels, a.jobs, a.repeat, shard), progress)
-    print(out.summary, end="")
-    print(f"run dir: {out.run_dir}")
+    detail = terminal.detail_of(a.verbose, a.quiet)
+    print(out.for_terminal(a.repeat, detail), end="")
+    if detail != "quiet" or out.exit_code != 0:
+        print(f"run dir: {out.run_dir}")
     return Plain(req, baseline).finish(out.run_dir, out.exit_code)

@@ -256,3 +256,80 @@ def test_kernel_list_available_unreachable(tmp_path: Path) -> None:
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("harness: error: ")]
     assert len(errors) == 1 and "cannot reach the Debian archive" in errors[0], p.stderr
     assert p.stderr.splitlines()[-1] == errors[0]  # the progress line first, the error last
+
+
+# --- numbers, checked before anything starts ------------------------------------------------
+
+HUGE_MIB = str(1 << 40)  # more than any host has
+
+BAD_NUMBERS = [
+    (["--cpus", "0"], "--cpus 0", "1 or more"),
+    (["--cpus", "-2"], "--cpus -2", "1 or more"),
+    (["--memory", "64"], "--memory 64", "at least 128 MiB"),
+    (["--memory", "0"], "--memory 0", "at least 128 MiB"),
+    (["--memory", HUGE_MIB], f"--memory {HUGE_MIB}", "more than this host has", "MemTotal"),
+    (["--timeout", "0"], "--timeout 0", "more than 0 seconds"),
+    (["--timeout", "-5"], "--timeout -5", "more than 0 seconds"),
+    (["--timeout", "nan"], "--timeout nan", "more than 0 seconds"),
+    (["-j", "0"], "-j 0", "1 or more"),
+    (["--jobs", "-1"], "-j -1", "1 or more"),
+    (["--repeat", "0"], "--repeat 0", "1 or more"),
+    (["--max-reboots", "-1"], "--max-reboots -1", "0 or more"),
+    (["--shard", "0/4"], "--shard 0/4", "1 <= I <= N"),
+    (["--shard", "5/4"], "--shard 5/4", "1 <= I <= N"),
+    (["--shard", "1/0"], "--shard 1/0", "1 <= I <= N"),
+    (["--shard", "a/b"], "--shard a/b", "1 <= I <= N"),
+    (["--shard", "2"], "--shard 2", "1 <= I <= N"),
+]
+
+
+def assert_refused_up_front(p: subprocess.CompletedProcess[str], out: Path, *words: str) -> None:
+    assert_one_error(p, *words)  # and nothing else on stderr: no progress, nothing fetched
+    assert "not run" not in p.stdout and "Traceback" not in p.stdout, p.stdout
+    assert p.stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("args,words", [(a, w) for a, *w in BAD_NUMBERS], ids=[" ".join(a) for a, *_ in BAD_NUMBERS])
+def test_run_refuses_a_bad_number_before_anything_starts(tmp_path: Path, args: list[str], words: list[str]) -> None:
+    # A kernel that does not exist: had the number got through, the error would name the kernel.
+    out = tmp_path / "out"
+    p = cli(tmp_path, "run", "--kernel", str(tmp_path / "no-such-vmlinuz"), "--out", str(out), *args)
+    assert_refused_up_front(p, out, *words)
+
+
+def test_a_matrix_refuses_a_bad_number_before_anything_starts(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    p = cli(tmp_path, "run", "--kernel", "debian:6.12", "--kernel", "debian:6.1", "--out", str(out),
+            "--memory", "100", "-j", "2")
+    assert_refused_up_front(p, out, "--memory 100", "at least 128 MiB")
+
+
+@pytest.mark.parametrize("command", [
+    ["bisect", "--kernels", "debian:6.1.0-50,debian:6.1.0-56", "--test", "cow.fork.x.base"],
+    ["series", "HEAD~2..HEAD", "--src", "."],
+])
+@pytest.mark.parametrize("args,words", [(["--cpus", "0"], ["--cpus 0"]), (["--timeout", "0"], ["--timeout 0"]),
+                                        (["--max-reboots", "-3"], ["--max-reboots -3"]),
+                                        (["--memory", HUGE_MIB], ["more than this host has"]),
+                                        (["-j", "0"], ["-j 0"])])
+def test_bisect_and_series_refuse_bad_numbers_too(tmp_path: Path, command: list[str], args: list[str],
+                                                  words: list[str]) -> None:
+    out = tmp_path / "out"
+    p = cli(tmp_path, *command, "--out", str(out), *args)
+    assert_refused_up_front(p, out, *words)
+
+
+def test_under_git_bisect_run_a_bad_number_stops_the_bisect(tmp_path: Path) -> None:
+    p = cli(tmp_path, "run", "--kernel", str(tmp_path / "vmlinuz"), "--filter", "cow.*", "--bisect-exit",
+            "--cpus", "0")
+    assert p.returncode == 128 and "Traceback" not in p.stderr  # 2 would mark the commit bad
+    assert p.stderr.splitlines() == ["harness: error: --cpus 0: must be 1 or more (--bisect-exit: exit 128, git bisect run stops)"]
+
+
+def test_numbers_at_their_limits_are_accepted(tmp_path: Path) -> None:
+    """--cpus 1 --memory 128 --timeout 0.5 -j 1 --repeat 1 --max-reboots 0 --shard 1/1 get past
+    the check: the run then fails on the missing kernel, not on a number."""
+    p = cli(tmp_path, *run_args(tmp_path, "--kernel", str(tmp_path / "no-such-vmlinuz"), "--cpus", "1",
+                                "--memory", "128", "--timeout", "0.5", "-j", "1", "--repeat", "1",
+                                "--max-reboots", "0", "--shard", "1/1"))
+    assert_one_error(p, "no-such-vmlinuz", "no such kernel file")

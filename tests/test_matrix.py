@@ -142,6 +142,25 @@ def test_a_case_that_differs_between_repeats_is_flaky_and_fails_the_run(tmp_path
     assert failure is not None and failure.get("type") == "FLAKY"
 
 
+def test_the_terminal_groups_the_skips_and_shows_each_kernels_count(tmp_path: Path) -> None:
+    bad = edited_copy(RUN_612, tmp_path / "bad",
+                      lambda r: set_verdict(r, "cow.unshare.vmsplice.base", "FAIL", "Leak\x1b[2J from parent"))
+    req, jobs, top = _matrix_dir(tmp_path, {("debian:6.12", 1): bad, ("debian:6.1.0-56", 1): RUN_61})
+    results = {(j.label, j.repeat): JobResult(0 if j.label != "debian:6.12" else 1, "", 30.0) for j in jobs}
+    out = matrix.finish(req, top, ["debian:6.12", "debian:6.1.0-56"], jobs, results, False, 41.0, 2)
+    text = out.for_terminal(1, "normal")
+    blocks = [b.splitlines() for b in text.split("\n\n")]
+    assert [b[0].split()[0] for b in blocks] == ["kernel", "FAIL", "2", "verdicts:"]
+    assert blocks[1][0] == "FAIL   debian:6.12  cow.unshare.vmsplice.base  Leak\\x1b[2J from parent"
+    xfail = blocks[2].index("2 XFAIL  hugetlb COW reuse decided by mapcount: the page vmspliced before the unmap "
+                            "is written in place, the pipe yields the new data  (cow.vmsplice.unmap-in-child.hugetlb-2m)")
+    assert blocks[2][xfail + 1].split() == ["on", "debian:6.1.0-56", "1,", "debian:6.12", "1"]  # oldest first
+    assert out.for_terminal(1, "verbose") == out.summary == (top / "summary.txt").read_text()
+    quiet = out.for_terminal(1, "quiet").splitlines()
+    assert quiet[0].startswith("FAIL ") and quiet[-1].startswith("harness: 42 passed, 1 failed")
+    assert not any(line.startswith(("kernel ", "verdicts:")) or "SKIP " in line for line in quiet)
+
+
 def test_an_infrastructure_error_in_one_job_is_exit_2(tmp_path: Path) -> None:
     req, jobs, top = _matrix_dir(tmp_path, {("debian:6.12", 1): RUN_612, ("debian:6.1.0-56", 1): RUN_61})
     results = {("debian:6.12", 1): JobResult(0, "", 1.0), ("debian:6.1.0-56", 1): JobResult(2, "guest lost", 1.0)}
