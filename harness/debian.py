@@ -40,9 +40,20 @@ _PKG = re.compile(rf"^linux-image-(?P<abi>{_ABI})-(?:(?P<flavour>cloud|rt)-)?amd
 _LINE = re.compile(r"^(?P<line>\d+\.\d+)(?:-(?P<flavour>cloud|rt))?$")
 _UPSTREAM = re.compile(r"^(?P<up>\d+\.\d+\.\d+)(?:-(?P<flavour>cloud|rt))?$")
 _FULL = re.compile(rf"^(?P<abi>{_ABI})(?:-(?P<flavour>cloud|rt))?$")
+
+
+def _host_debian_release(os_release: Path = Path("/etc/os-release"), default: int = 12) -> int:
+    """The host's Debian major release (VERSION_ID), 12 when it cannot be told."""
+    try:
+        m = re.search(r'^VERSION_ID="?(\d+)', os_release.read_text(), re.M)
+    except OSError:
+        return default
+    return int(m.group(1)) if m else default
+
+
 # Debian's kernels for the host's release carry +debN of it; on a tie the host's build wins
 # (its compiler is the host's, which is what building a module against it needs).
-HOST_DEB = 12
+HOST_DEB = _host_debian_release()
 
 
 @dataclass(frozen=True)
