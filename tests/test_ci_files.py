@@ -33,7 +33,12 @@ def test_github_workflow() -> None:
     download = next(s for s in steps if s.get("uses", "").startswith("actions/download-artifact"))
     upload = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact")]
     assert download["with"]["name"] in {u["with"]["name"] for u in upload}  # tonight's is tomorrow's baseline
-    assert job["env"]["HARNESS_BASELINE"] == download["with"]["path"] + "/matrix"
+    # upload-artifact@v4 roots the artifact at the least common ancestor of the included paths
+    # (exclusions do not count): one included directory → its contents at the artifact's top.
+    matrix_upload = next(u for u in upload if u["with"]["name"] == download["with"]["name"])
+    included = [ln for ln in matrix_upload["with"]["path"].split() if not ln.startswith("!")]
+    assert included == ["nightly-out/matrix"]
+    assert job["env"]["HARNESS_BASELINE"] == download["with"]["path"]
     assert any("junit" in u for u in uses)
     assert "schedule" in wf[True] if True in wf else "schedule" in wf["on"]  # YAML 1.1 reads `on` as True
 
