@@ -206,7 +206,9 @@ def diff_table(grid: Grid, kernels: Sequence[str], names: Mapping[str, str]) -> 
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def legend() -> str:
+def legend(grid: Grid) -> str:
+    """The marks of the verdicts in the grid (only those: no red sample on a passing page)."""
+    present = {c.verdict for c in grid.cells.values()}
     return ('<p class="legend">' + " ".join(
-        f'<span class="tag v-{v.value}">{MARKS[v]}</span> {v.value}' for v in MARKS) +
+        f'<span class="tag v-{v.value}">{MARKS[v]}</span> {v.value}' for v in MARKS if v in present) +
         "; an empty cell: no such case. Hover a cell for the case id, verdict and reason.</p>")

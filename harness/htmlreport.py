@@ -242,7 +242,7 @@ def _cow_grids(rs: ResultSet) -> list[str]:
     kernels = rs.kernels_by_version()
     ids = {k.label: k for k in rs.kernel_ids()}
     rows = [f'<h2 id="cow-grid">COW suite: operation × memory type ({len(grid.ops)} × {len(grid.mems)})</h2>',
-            cowgrid.legend()]
+            cowgrid.legend(grid)]
     if len(kernels) > 1:
         names = cowgrid.short_names([ids[k] for k in kernels])
         n_diff = len(cowgrid.differing(grid, kernels))
