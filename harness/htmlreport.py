@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from . import cowgrid
 from .compare import KIND_ORDER, Change, Comparison, Kind
 from .model import Verdict
 from .report import xml_safe
@@ -73,7 +74,7 @@ footer{padding:10px 28px;color:#777;font-size:12px}
 
 
 def _css() -> str:
-    rules = [_CSS]
+    rules = [_CSS, cowgrid.CSS]
     for v, (bg, fg) in COLOURS.items():
         rules.append(f".v-{v.value}{{background:{bg};color:{fg}}}")
         rules.append(f"article.v-{v.value}{{border-left-color:{fg}}}")
@@ -232,6 +233,42 @@ def _matrix_table(rs: ResultSet) -> list[str]:
     return rows
 
 
+def _cow_grids(rs: ResultSet) -> list[str]:
+    """The COW suite per kernel as an operation x memory-type grid; for several kernels, first
+    the cells that differ between them, and each kernel's grid folded (the newest open)."""
+    grid = cowgrid.build(rs.cases)
+    if not grid.size:
+        return []
+    kernels = rs.kernels_by_version()
+    ids = {k.label: k for k in rs.kernel_ids()}
+    rows = [f'<h2 id="cow-grid">COW suite: operation × memory type ({len(grid.ops)} × {len(grid.mems)})</h2>',
+            cowgrid.legend(grid)]
+    if len(kernels) > 1:
+        names = cowgrid.short_names([ids[k] for k in kernels])
+        n_diff = len(cowgrid.differing(grid, kernels))
+        rows.append(f'<h3 id="cow-diff">Cells that differ between kernels ({n_diff})</h3>')
+        if n_diff:
+            rows.append(f'<p class="legend">Only the rows and columns with a difference. Each cell: the verdict on the '
+                        f'oldest kernel, then each kernel where it changes ({esc(", ".join(names[k] + " = " + k for k in kernels))}).</p>')
+            rows.append(cowgrid.diff_table(grid, kernels, names))
+        else:
+            rows.append("<p>Every COW case has the same verdict on every kernel.</p>")
+    for i, k in enumerate(kernels):
+        mine = [c for c in grid.cells.values() if c.kernel == k]
+        if not mine:
+            continue
+        counts = Counter(c.verdict for c in mine)
+        summary = f"{esc(k or '(unnamed)')} <span class=\"muted\">({len(mine)} cases: " + \
+            ", ".join(f"{counts[v]} {v.value}" for v in COLOURS if counts[v]) + ")</span>"
+        if len(kernels) > 1:
+            open_ = " open" if i == len(kernels) - 1 else ""
+            rows.append(f'<details class="cow"{open_}><summary>{summary}</summary>')
+            rows += [cowgrid.kernel_table(grid, k), "</details>"]
+        else:
+            rows += [f"<p>{summary}</p>", cowgrid.kernel_table(grid, k)]
+    return rows
+
+
 def _output_block(output: str, open_: bool) -> str:
     if not output.strip():
         return ""
@@ -307,6 +344,7 @@ def run_page(rs: ResultSet, title: str, errors: Mapping[str, str] | None = None,
     body.append(f'<h2 id="unexpected">Unexpected ({len(unexpected)})</h2>')
     body += [_case_article(c, True) for c in unexpected] or ["<p>None.</p>"]
     body += _splats(rs.cases)
+    body += _cow_grids(rs)
     body += _matrix_table(rs)
     body += _simple_table("Known kernel gaps (XFAIL)", "known", [c for c in rs.cases if c.verdict is Verdict.XFAIL], "why")
     body += _simple_table("Skipped", "skipped", [c for c in rs.cases if c.verdict is Verdict.SKIP], "reason")

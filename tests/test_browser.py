@@ -81,3 +81,37 @@ def test_the_comparison_page_renders_red_on_a_regression(tmp_path: Path) -> None
     _, _, rows = screenshot(htmlreport.comparison_page(compare.compare(resultset.load(RUN_612), resultset.load(RUN_612))),
                             tmp_path, "same")
     assert pngread.near(dominant(rows, 5, 60), pngread.hex_rgb(htmlreport.BANNER_OK))
+
+
+DOCS_PNG = Path(__file__).parent.parent / "docs" / "report.png"
+
+
+def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path: Path) -> None:
+    """The realistic page (423 cases on two kernels): the grid tables have one row per operation
+    and one column per memory type, and on a tall screen the grid's verdict colours show. The
+    screenshot is kept as docs/report.png (the README shows it)."""
+    import re
+
+    from results_data import whole_suite_matrix
+    page = htmlreport.run_page(whole_suite_matrix(), "debian:6.1.0-56 and debian:6.12, every case")
+    tables = re.findall(r'<table class="cowgrid" data-kernel="[^"]+">(.*?)</table>', page)
+    assert len(tables) == 2
+    for t in tables:
+        assert t.count("<tr>") == 1 + 37 and t.count('<th class="mem"') == 32 and t.count("<td") == 37 * 32
+    global WIDTH, HEIGHT
+    saved = (WIDTH, HEIGHT)
+    WIDTH, HEIGHT = 1280, 1750
+    try:
+        w, h, rows = screenshot(page, tmp_path, "grid")
+    finally:
+        WIDTH, HEIGHT = saved
+    assert (w, h) == (1280, 1750)
+    # the grid's lower half (the newest kernel's open grid): PASS cells, SKIP cells, XFAIL cells
+    lower = rows[h // 2:]
+    assert count_near(lower, htmlreport.COLOURS[Verdict.PASS][0]) > 20000
+    assert count_near(lower, htmlreport.COLOURS[Verdict.SKIP][0]) > 10000
+    assert count_near(lower, htmlreport.COLOURS[Verdict.XFAIL][0]) > 500
+    png = tmp_path / "grid.png"
+    assert png.stat().st_size < 300_000
+    DOCS_PNG.parent.mkdir(exist_ok=True)
+    DOCS_PNG.write_bytes(png.read_bytes())

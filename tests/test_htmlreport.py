@@ -205,3 +205,58 @@ def test_one_kernel_has_no_changes_section() -> None:
     check(page)
     assert 'id="changes"' not in page and "Matrix (28 cases × 1 kernel)" in page and " chg" not in page
     assert '<details class="grid" open>' in page
+
+
+def test_memory_types_are_columns_in_family_order() -> None:
+    from harness import cowgrid
+    mems = ["ext4-shared", "zzz", "mthp-1024k", "hugetlb-1g", "thp", "mthp-16k", "anon-shared", "base-swapped",
+            "memfd-private", "huge-zeropage", "tmpfs-private", "hugetlb-2m", "zeropage", "mthp-128k", "base"]
+    assert sorted(mems, key=cowgrid.memtype_key) == [
+        "base", "base-swapped", "thp", "mthp-16k", "mthp-128k", "mthp-1024k", "hugetlb-2m", "hugetlb-1g",
+        "zeropage", "huge-zeropage", "memfd-private", "tmpfs-private", "ext4-shared", "anon-shared", "zzz"]
+    assert cowgrid.split_id("cow.fork.child-keeps-data.thp") == ("cow.fork.child-keeps-data", "thp")
+    assert cowgrid.split_id("probe.perf-rb.odirect-write") is None and cowgrid.split_id("cow.x") is None
+
+
+def test_the_cow_grid_of_the_whole_suite_on_two_kernels() -> None:
+    from results_data import whole_suite_matrix
+    rs = whole_suite_matrix()
+    page = htmlreport.run_page(rs, "whole suite")
+    c = check(page)
+    text = " ".join(c.text)
+    assert "COW suite: operation × memory type (37 × 32)" in text
+    grids = re.findall(r'<table class="cowgrid" data-kernel="([^"]+)">(.*?)</table>', page)
+    assert [k for k, _ in grids] == ["debian:6.1.0-56", "debian:6.12"]  # version order
+    for _, table in grids:
+        assert table.count("<tr>") == 1 + 37 and table.count('<th class="mem"') == 32
+        assert table.count("<td") == 37 * 32 and table.count('<td class="none">') == 37 * 32 - 416
+    one = grids[1][1]
+    assert ('title="cow.vmsplice.unmap-in-child.hugetlb-2m: XFAIL - ' in one
+            and 'title="cow.fork.child-keeps-data.thp: PASS">✓</td>' in one)
+    # folded per kernel, the newest open; the probes are not in the grid but stay in the lists
+    assert page.count('<details class="cow">') == 1 and page.count('<details class="cow" open>') == 1
+    assert "probe.perf-rb.odirect-write" in text and "probe.perf-rb" not in "".join(t for _, t in grids)
+    diff = page[page.index('id="cow-diff"'):page.index('<details class="cow"')]
+    assert "Cells that differ between kernels (77)" in diff
+    assert ('title="cow.unshare.odirect-write.base: debian:6.1.0-56 XFAIL → debian:6.12 PASS">'
+            '<span class="v-XFAIL">xf</span> → 6.12 <span class="v-PASS">✓</span></td>') in diff
+    assert '<th class="mem" scope="col">hugetlb-2m</th>' not in diff  # no column without a difference
+
+
+def test_the_diff_grid_names_each_kernel_where_a_cell_changes(tmp_path: Path) -> None:
+    rs = _ten_kernels(tmp_path)
+    page = htmlreport.run_page(rs, "ten kernels")
+    check(page)
+    diff = page[page.index('id="cow-diff"'):page.index('<details class="cow"')]
+    assert "Cells that differ between kernels (3)" in diff
+    # into 6.18 and out again; a SKIP from 7.1 on
+    assert '<span class="v-PASS">✓</span> → 6.18 <span class="v-FLAKY">~</span> → 6.19 <span class="v-PASS">✓</span>' in diff
+    assert '<span class="v-PASS">✓</span> → 7.1 <span class="v-SKIP">s</span></td>' in diff
+    assert page.count('<details class="cow"') == 10 and page.count('<details class="cow" open>') == 1
+
+
+def test_one_kernel_has_its_grid_unfolded_and_no_diff() -> None:
+    page = htmlreport.run_page(resultset.load(RUN_612), "run")
+    check(page)
+    assert 'id="cow-grid"' in page and 'id="cow-diff"' not in page and '<details class="cow"' not in page
+    assert page.count('<table class="cowgrid"') == 1
