@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, qemu, runopts, series_cmd, terminal
+from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, series_cmd, terminal
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -238,6 +238,7 @@ def parser() -> argparse.ArgumentParser:
     runopts.add_commands(sub)
     bisect_cmd.add_command(sub)
     series_cmd.add_command(sub)
+    expreport_cmd.add_command(sub)
     _add_build(sub)
     return p
 
@@ -247,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress),
                 "series": lambda a: series_cmd.cmd_series(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
                 "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
-                "build": _cmd_build, "source": _cmd_source}
+                "build": _cmd_build, "source": _cmd_source,
+                "expectations": lambda a: expreport_cmd.cmd_expectations(a, _progress)}
     try:
         if a.command in ("run", "bisect", "series", "build"):
             runopts.check_numbers(a)  # before a kernel is fetched or a guest built
