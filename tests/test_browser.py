@@ -4,6 +4,8 @@ the verdict colours of the matrix on screen."""
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 import shutil
 import subprocess
@@ -89,7 +91,7 @@ DOCS_PNG = Path(__file__).parent.parent / "docs" / "report.png"
 def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path: Path) -> None:
     """The realistic page (423 cases on two kernels): the grid tables have one row per operation
     and one column per memory type, and on a tall screen the grid's verdict colours show. The
-    screenshot is kept as docs/report.png (the README shows it)."""
+    screenshot is kept as docs/report.png (the README shows it; HARNESS_REGEN_GOLDEN=1 rewrites it)."""
     import re
 
     from results_data import whole_suite_matrix
@@ -113,5 +115,6 @@ def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path
     assert count_near(lower, htmlreport.COLOURS[Verdict.XFAIL][0]) > 500
     png = tmp_path / "grid.png"
     assert png.stat().st_size < 300_000
-    DOCS_PNG.parent.mkdir(exist_ok=True)
-    DOCS_PNG.write_bytes(png.read_bytes())
+    if os.environ.get("HARNESS_REGEN_GOLDEN"):  # like the golden files: rewritten on purpose only
+        DOCS_PNG.parent.mkdir(exist_ok=True)
+        DOCS_PNG.write_bytes(png.read_bytes())
