@@ -41,7 +41,7 @@ def ok(stdout: bytes, rc: int = 0, stderr: bytes = b"") -> CommandResult:
 
 SESSIONS: dict[str, list[Step]] = {
     "basic": [
-        Step("uname -r", ok(b"6.12.117+deb12-amd64\n")),
+        Step("uname -r", ok(b"6.12.118+deb12-amd64\n")),
         Step(r"printf 'crlf\r\nline\n'", ok(b"crlf\r\nline\n")),
         Step(r"printf '\377\376not utf-8\200\n'", ok(b"\xff\xfenot utf-8\x80\n")),
         Step("echo to-out; echo to-err >&2; exit 3", ok(b"to-out\n", 3, b"to-err\n")),
