@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import hashlib
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence

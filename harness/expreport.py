@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .expect import UNEXPECTED_SKIP, Rule, RuleSet, judge
-from .model import Expectation, Kernel, KernelVersion, Outcome, Verdict
+from .model import Kernel, KernelVersion, Outcome, Verdict
 
 KSELFTEST_PREFIX = "kselftest."  # their ids are known only after a run (suites.list_ids)
 

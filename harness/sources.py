@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import InputError, ToolMissing
+from .errors import InputError
 from .paths import cache_dir
 
 Progress = Callable[[str], None]
