@@ -145,14 +145,10 @@ def _nearest(want: tuple[int, ...], flavour: str, kernels: list[AvailableKernel]
     if line:
         near = sorted(line, key=lambda k: abs(k.upstream[2] - (want[2] if len(want) > 2 else 0)))[:3]
     else:
-        newest: dict[tuple[int, int], AvailableKernel] = {}
-        for k in same:
-            if k.upstream[:2] not in newest or k.key() > newest[k.upstream[:2]].key():
-                newest[k.upstream[:2]] = k
-        lines = sorted(newest)
-        below = [ln for ln in lines if ln < tuple(want[:2])][-2:]
-        above = [ln for ln in lines if ln > tuple(want[:2])][:2]
-        near = [newest[ln] for ln in below + above]
+        newest = lines(same, flavour=None, complete_only=False)
+        below = [k for k in newest if k.upstream[:2] < tuple(want[:2])][-2:]
+        above = [k for k in newest if k.upstream[:2] > tuple(want[:2])][:2]
+        near = below + above
     return ", ".join(k.spec for k in sorted(near, key=lambda k: k.key()))
 
 
@@ -277,13 +273,14 @@ def available(progress: Progress = lambda s: None, refresh: bool = False) -> lis
     return kernels
 
 
-def lines(kernels: list[AvailableKernel], flavour: str = "", complete_only: bool = True) -> list[AvailableKernel]:
-    """The newest package of every line (6.1, 6.12, …, 7.3) of a flavour, in version order (pure).
-
-    complete_only leaves out lines whose newest package has no modules in the archive."""
+def lines(kernels: list[AvailableKernel], flavour: str | None = "",
+          complete_only: bool = True) -> list[AvailableKernel]:
+    """The newest package of every line (6.1, 6.12, …, 7.3) of a flavour (None: any), in version
+    order (pure). complete_only leaves out packages whose modules the archive lacks, so a line
+    that has only such packages (6.19, 7.0, 7.1 as of 2026-12) drops out."""
     newest: dict[tuple[int, int], AvailableKernel] = {}
     for k in kernels:
-        if k.flavour != flavour or (complete_only and not k.modules):
+        if (flavour is not None and k.flavour != flavour) or (complete_only and not k.modules):
             continue
         ln = k.upstream[:2]
         if ln not in newest or k.key() > newest[ln].key():
@@ -324,7 +321,7 @@ def resolve(spec: str, progress: Progress = lambda s: None) -> AvailableKernel:
         when = aptstate.last_update() or 0
         if time.time() - when < 3600:
             raise
-        return select(spec, available(progress, refresh=True))
+        return select(spec, with_cached(available(progress, refresh=True)))
 
 
 # ---- download and unpack --------------------------------------------------------------------
@@ -356,9 +353,8 @@ def _locate(root: Path) -> tuple[str, str, str, str | None]:
 
 def _companions(deb: Path, abi_flavour: str) -> list[str]:
     """For a split (6.19+) meta package: the linux-binary/-modules/-base packages it needs."""
-    r = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True)
     want = re.compile(rf"^linux-(binary|modules|base)-{re.escape(abi_flavour)}$")
-    return [n for n in aptstate.parse_depends(r.stdout) if want.match(n)]
+    return [n for n in aptstate.parse_depends(_deb_field(deb, "Depends")) if want.match(n)]
 
 
 def _deb_field(deb: Path, name: str) -> str:
