@@ -10,6 +10,8 @@ APT_PACKAGES=(
     qemu-system-x86      # the guest machine
     busybox-static       # the guest's init and tools
     liburing-dev         # static liburing.a for cow_tests
+    libibverbs-dev ibverbs-providers  # static libibverbs + the soft-RoCE provider for cow_rdma
+    iproute2             # `rdma link add` in the guest (from the shared /usr)
     gcc make libc6-dev   # building cow_tests
     kmod                 # depmod for Debian kernel modules
     e2fsprogs util-linux # mkfs.ext4 and mkswap for the scratch disks

@@ -26,6 +26,8 @@ VIRTIO_MODULES = ["virtio_pci"]  # built in on Debian 6.12, a module on 6.1
 USR_MODULES = ["9p", "9pnet_virtio"]
 NET_MODULES = ["virtio_net"]
 DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
+# Soft-RoCE for the RDMA registration cases (cow_rdma), on eth0; its deps come from modules.dep.
+RDMA_MODULES = ["crc32_generic", "crc32_pclmul", "rdma_rxe"]  # rxe asks the crypto API for "crc32" (ICRC)
 _DIRS = ["bin", "sbin", "dev", "proc", "sys", "tmp", "run", "usr", "root", "root/.ssh", "mnt",
          "var", "etc", "etc/harness", "etc/dropbear", "lib", "harness"]
 
@@ -44,6 +46,7 @@ class GuestOptions:
     net: bool = False
     disk: bool = False  # virtio disks attached: vda ext4 scratch, vdb swap
     hugepages: int = 0  # 2 MiB hugetlb pages to reserve at boot
+    rdma: bool = False  # a NIC, rdma_rxe and an rxe link on eth0 (needs share_usr: iproute2's rdma)
     authorized_key: str = ""  # OpenSSH public key line for root, with net
     host_key: bytes = b""  # dropbear-format host key, with net
 
@@ -97,7 +100,7 @@ def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry],
 def _env_file(opts: GuestOptions) -> bytes:
     env = {"HARNESS_NONCE": opts.nonce, "HARNESS_USR": str(int(opts.share_usr)),
            "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
-           "HARNESS_HUGEPAGES": str(opts.hugepages)}
+           "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma))}
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
 
 
@@ -117,8 +120,8 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
     if opts.net:
         ents.append(cpio.Entry.file("root/.ssh/authorized_keys", opts.authorized_key.encode(), 0o600))
         ents.append(cpio.Entry.file("etc/dropbear/host_key", opts.host_key, 0o600))
-    wanted = ((USR_MODULES if opts.share_usr else []) + (NET_MODULES if opts.net else [])
-              + (DISK_MODULES if opts.disk else []))
+    wanted = ((USR_MODULES if opts.share_usr else []) + (NET_MODULES if opts.net or opts.rdma else [])
+              + (DISK_MODULES if opts.disk else []) + (RDMA_MODULES if opts.rdma else []))
     if wanted:
         wanted = VIRTIO_MODULES + wanted
     mod_ents, res = module_entries(kernel, wanted)

@@ -86,7 +86,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         qemu=qemu_bin, kernel=spec.kernel.bzimage, initrd=spec.image.initramfs,
         cmdline=cmdline(spec.append, spec.kernel_args), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
-        ssh_port=_free_port() if opts.net else None,
+        ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
     )
 

@@ -25,6 +25,7 @@ class QemuSpec:
     cpus: int = 2
     shares: tuple[Share, ...] = ()
     ssh_port: int | None = None  # host 127.0.0.1 port forwarded to guest :22
+    nic: bool = False  # a NIC without the SSH forward (the rxe RDMA device sits on it)
     monitor_socket: Path | None = None  # HMP on a unix socket (sysrq, NMI, quit)
     drives: tuple[Path, ...] = field(default=())  # raw images as virtio-blk disks, in order
 
@@ -65,6 +66,8 @@ def argv(spec: QemuSpec) -> list[str]:
         # restrict=on: the guest reaches nothing on the host or beyond; only the forward gets in.
         a += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
               "-device", "virtio-net-pci,netdev=n0"]
+    elif spec.nic:
+        a += ["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0"]
     else:
         a += ["-nic", "none"]
     for i, d in enumerate(spec.drives):

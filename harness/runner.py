@@ -208,6 +208,7 @@ class _Run:
         files.update(suites.kernel_payload(self.kernel, self.selected, self.say))
         files["run-test.sh"] = GUEST_DIR / "run-test.sh"
         needs_python = any(s.program.needs_usr for s in self.selected)
+        rdma = any(s.program.needs_rdma for s in self.selected)  # rxe on eth0; iproute2 from /usr
         ssh = self.req.transport == "ssh"
         self.keys = None
         if ssh:
@@ -218,7 +219,7 @@ class _Run:
         # disk, swap, and reserved 2 MiB hugetlb pages.
         drives = disks.make(rd)
         opts = image.GuestOptions(
-            nonce=secrets.token_hex(8), share_usr=needs_python or ssh, net=ssh, disk=True,
+            nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
             hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
             host_key=self.keys.host_key_bytes if self.keys else b"")
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")

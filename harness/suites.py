@@ -40,6 +40,7 @@ class Program:
     kind: str = "harness"
     id_prefix: str = ""
     guest_cwd: str = ""  # run from this directory in the guest ("" = wherever the agent is)
+    needs_rdma: bool = False  # the guest must have an RDMA (soft-RoCE) device
 
     @property
     def needs_usr(self) -> bool:
@@ -58,6 +59,9 @@ class Selected:
     program: Program
     ids: tuple[str, ...]
     filters: tuple[str, ...] = ()  # kselftest: applied to the parsed ids after the run
+
+
+RDMA_PROGRAMS = frozenset({"cow_rdma"})  # registrations on a soft-RoCE device (cow_tests/cow_rdma.c)
 
 
 def _cow_build_dir() -> Path:
@@ -79,10 +83,13 @@ def build_cow() -> list[Program]:
     r = subprocess.run(["make", "-s", "-C", str(COW_SRC), f"O={out}"], capture_output=True, text=True)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        hint = " (is liburing-dev installed? run ci/setup.sh)" if "uring" in r.stderr else ""
+        hint = (" (is liburing-dev installed? run ci/setup.sh)" if "uring" in r.stderr else
+                " (are libibverbs-dev and ibverbs-providers installed? run ci/setup.sh)"
+                if "verbs" in r.stderr or "rxe" in r.stderr else "")
         raise BuildError(f"building cow_tests failed: {last}{hint}")
     progs = sorted(p for p in out.iterdir() if p.is_file() and p.stat().st_mode & 0o111)
-    return [Program(p.name, "cow", p, f"cow_tests/{p.name}") for p in progs]
+    return [Program(p.name, "cow", p, f"cow_tests/{p.name}", needs_rdma=p.name in RDMA_PROGRAMS)
+            for p in progs]
 
 
 def probes() -> list[Program]:

@@ -82,7 +82,7 @@ EXPECTATIONS = Path(__file__).parent.parent / "expectations.yaml"
 
 def whole_suite_matrix() -> Any:
     """The recorded two-kernel matrix (MATRIX: 28 real cases on debian:6.1.0-56 and debian:6.12)
-    grown to every case of our programs and probes (the 423 ids of tests/data/golden/case_ids)
+    grown to every case of our programs and probes (the ids of tests/data/golden/case_ids)
     on both kernels: a recorded case as recorded, any other as expectations.yaml says it comes
     out on that kernel with Debian's config (no CONFIG_GUP_TEST), which is what the whole-suite
     run of 2026-11-21 on these two kernels observed (0 unexpected verdicts). For the pages of a

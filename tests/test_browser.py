@@ -99,7 +99,7 @@ def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path
     tables = re.findall(r'<table class="cowgrid" data-kernel="[^"]+">(.*?)</table>', page)
     assert len(tables) == 2
     for t in tables:
-        assert t.count("<tr>") == 1 + 37 and t.count('<th class="mem"') == 32 and t.count("<td") == 37 * 32
+        assert t.count("<tr>") == 1 + 46 and t.count('<th class="mem"') == 32 and t.count("<td") == 46 * 32
     global WIDTH, HEIGHT
     saved = (WIDTH, HEIGHT)
     WIDTH, HEIGHT = 1280, 1750

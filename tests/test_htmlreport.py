@@ -224,12 +224,12 @@ def test_the_cow_grid_of_the_whole_suite_on_two_kernels() -> None:
     page = htmlreport.run_page(rs, "whole suite")
     c = check(page)
     text = " ".join(c.text)
-    assert "COW suite: operation × memory type (37 × 32)" in text
+    assert "COW suite: operation × memory type (46 × 32)" in text
     grids = re.findall(r'<table class="cowgrid" data-kernel="([^"]+)">(.*?)</table>', page)
     assert [k for k, _ in grids] == ["debian:6.1.0-56", "debian:6.12"]  # version order
     for _, table in grids:
-        assert table.count("<tr>") == 1 + 37 and table.count('<th class="mem"') == 32
-        assert table.count("<td") == 37 * 32 and table.count('<td class="none">') == 37 * 32 - 416
+        assert table.count("<tr>") == 1 + 46 and table.count('<th class="mem"') == 32
+        assert table.count("<td") == 46 * 32 and table.count('<td class="none">') == 46 * 32 - 465
     one = grids[1][1]
     assert ('title="cow.vmsplice.unmap-in-child.hugetlb-2m: XFAIL - ' in one
             and 'title="cow.fork.child-keeps-data.thp: PASS">✓</td>' in one)
@@ -237,10 +237,10 @@ def test_the_cow_grid_of_the_whole_suite_on_two_kernels() -> None:
     assert page.count('<details class="cow">') == 1 and page.count('<details class="cow" open>') == 1
     assert "probe.perf-rb.odirect-write" in text and "probe.perf-rb" not in "".join(t for _, t in grids)
     diff = page[page.index('id="cow-diff"'):page.index('<details class="cow"')]
-    assert "Cells that differ between kernels (77)" in diff
+    assert "Cells that differ between kernels (90)" in diff
     assert ('title="cow.unshare.odirect-write.base: debian:6.1.0-56 XFAIL → debian:6.12 PASS">'
             '<span class="v-XFAIL">xf</span> → 6.12 <span class="v-PASS">✓</span></td>') in diff
-    assert '<th class="mem" scope="col">hugetlb-2m</th>' not in diff  # no column without a difference
+    assert '<th class="mem" scope="col">hugetlb-1g</th>' not in diff  # no column without a difference
 
 
 def test_the_diff_grid_names_each_kernel_where_a_cell_changes(tmp_path: Path) -> None:
