@@ -109,6 +109,8 @@ static enum status need_rdma(struct result *r)
 	if (n > 0)
 		return ST_PASS;
 	read_text(RDMA_WHY_FILE, why, sizeof(why));
+	if (!why[0] && !access("/sys/class/infiniband/rxe0", F_OK))
+		snprintf(why, sizeof(why), "rxe0 exists, but libibverbs finds no device: is ib_uverbs loaded (/dev/infiniband)?");
 	return res_skip(r, "no RDMA device in the guest (%s)",
 			why[0] ? why : "needs rdma_rxe and an rxe link on eth0, which the harness sets up");
 }

@@ -27,7 +27,9 @@ USR_MODULES = ["9p", "9pnet_virtio"]
 NET_MODULES = ["virtio_net"]
 DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
 # Soft-RoCE for the RDMA registration cases (cow_rdma), on eth0; its deps come from modules.dep.
-RDMA_MODULES = ["crc32_generic", "crc32_pclmul", "rdma_rxe"]  # rxe asks the crypto API for "crc32" (ICRC)
+# rxe asks the crypto API for "crc32" (ICRC; a module on Debian 6.1 and 6.12, none on 7.3); ib_uverbs gives userspace its
+# /dev/infiniband/uverbsN (no longer a dependency of rdma_rxe in 7.x).
+RDMA_MODULES = ["crc32_generic", "crc32_pclmul", "ib_uverbs", "rdma_rxe"]
 _DIRS = ["bin", "sbin", "dev", "proc", "sys", "tmp", "run", "usr", "root", "root/.ssh", "mnt",
          "var", "etc", "etc/harness", "etc/dropbear", "lib", "harness"]
 
