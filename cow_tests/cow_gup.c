@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Long-term pins taken through the kernel's gup_test debugfs interface
- * (CONFIG_GUP_TEST, /sys/kernel/debug/gup_test). Without it every case
- * SKIPs with "gup_test not available" (Debian does not build it).
+ * (CONFIG_GUP_TEST, /sys/kernel/debug/gup_test), or, on kernels without it
+ * (every distro kernel), through the harness's own module harness_pin
+ * (cow_tests/pin_module, /sys/kernel/debug/harness_pin), which answers the
+ * same ioctls. COW_PINNER says which: gup_test, module, or unset for gup_test
+ * if present, else the module. With neither every case SKIPs with the reason.
  *
  * PIN_LONGTERM_TEST_START pins a range (R/O, or R/W with USE_WRITE; through
  * GUP, or GUP-fast with USE_FAST), PIN_LONGTERM_TEST_READ copies what the
@@ -31,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -64,6 +68,20 @@ struct gup_test {
 #define GUP_FOLL_WRITE 0x01
 
 #define GUP_TEST_FILE "/sys/kernel/debug/gup_test"
+#define HARNESS_PIN_FILE "/sys/kernel/debug/harness_pin"
+/* Written by the harness when it could not build or load the module. */
+#define HARNESS_PIN_WHY "/harness/modules/harness_pin.ko.why"
+
+static const char *pinner_file(void)
+{
+	const char *p = getenv("COW_PINNER");
+
+	if (p && !strcmp(p, "module"))
+		return HARNESS_PIN_FILE;
+	if ((p && !strcmp(p, "gup_test")) || !access(GUP_TEST_FILE, F_OK))
+		return GUP_TEST_FILE;
+	return HARNESS_PIN_FILE;
+}
 
 /* Op arg bits. */
 #define USE_FAST	0x01	/* GUP-fast */
@@ -74,18 +92,28 @@ struct gup_test {
 
 static enum status need_gup_test(struct result *r)
 {
-	if (access(GUP_TEST_FILE, F_OK))
+	const char *f = pinner_file();
+	char why[160] = "";
+
+	if (!access(f, F_OK))
+		return ST_PASS;
+	if (!strcmp(f, GUP_TEST_FILE))
 		return res_skip(r, "gup_test not available (%s: %s; needs CONFIG_GUP_TEST and debugfs)",
 				GUP_TEST_FILE, errno_name(errno));
-	return ST_PASS;
+	read_text(HARNESS_PIN_WHY, why, sizeof(why));
+	return res_skip(r, "no long-term pinner: no gup_test (needs CONFIG_GUP_TEST) and no harness_pin module (%s)",
+			why[0] ? why : "not loaded");
 }
 
 static int gup_open(struct result *r)
 {
-	int fd = open(GUP_TEST_FILE, O_RDWR | O_CLOEXEC);
+	const char *f = pinner_file();
+	int fd = open(f, O_RDWR | O_CLOEXEC);
 
 	if (fd < 0)
-		res_skip(r, "gup_test not available: open %s: %s", GUP_TEST_FILE, errno_name(errno));
+		res_skip(r, "pinner not available: open %s: %s", f, errno_name(errno));
+	else
+		diag("pinner: %s", f);
 	return fd;
 }
 

@@ -40,6 +40,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kernel-reports", choices=["fail", "report"], default="fail",
                    help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported")
     p.add_argument("--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)")
+    p.add_argument("--pinner", choices=["auto", "gup_test", "module"], default="auto",
+                   help="cow_gup's long-term pins: the kernel's gup_test if it has one, else the harness_pin "
+                        "module (auto, default), or only that one")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("-v", "--verbose", action="store_true",
@@ -71,7 +74,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
                      expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
                      transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
                      timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
-                     max_reboots=a.max_reboots)
+                     max_reboots=a.max_reboots, pinner=a.pinner)
     if a.bisect_exit:  # under `git bisect run`: 0 good, 1 bad, 125 skip, 128 abort
         return bisect_cmd.run_for_git_bisect(a, req, _progress)
     plan = runopts.dispatch(a, req, _progress)  # several kernels or --repeat: a matrix, run there

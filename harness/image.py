@@ -49,6 +49,7 @@ class GuestOptions:
     disk: bool = False  # virtio disks attached: vda ext4 scratch, vdb swap
     hugepages: int = 0  # 2 MiB hugetlb pages to reserve at boot
     rdma: bool = False  # a NIC, rdma_rxe and an rxe link on eth0 (needs share_usr: iproute2's rdma)
+    pinner: str = "auto"  # COW_PINNER for cow_gup: auto | gup_test | module
     authorized_key: str = ""  # OpenSSH public key line for root, with net
     host_key: bytes = b""  # dropbear-format host key, with net
 
@@ -102,7 +103,8 @@ def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry],
 def _env_file(opts: GuestOptions) -> bytes:
     env = {"HARNESS_NONCE": opts.nonce, "HARNESS_USR": str(int(opts.share_usr)),
            "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
-           "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma))}
+           "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma)),
+           "HARNESS_PINNER": opts.pinner}
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
 
 

@@ -51,6 +51,9 @@ class RunRequest:
     timeout_s: float | None = None  # per program; None: the program's own default
     fail_on_kernel_report: bool = True  # a case that made the kernel WARN/BUG/... is FAIL
     max_reboots: int = 3
+    # Who takes cow_gup's long-term pins: gup_test where the kernel has it, else the harness_pin
+    # module (auto); or that one only (gup_test | module: the cross-check runs both).
+    pinner: str = "auto"
 
 
 @dataclass
@@ -128,7 +131,10 @@ GUEST_FACTS = (
     # The boot-time 1 GiB pool (empty: the kernel or CPU has no 1 GiB pages).
     "f hugepages_1g /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages; "
     "f hugepages_1g_free /sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages; "
-    "test -e /sys/kernel/debug/gup_test && echo gup_test=yes || echo gup_test=no"
+    "test -e /sys/kernel/debug/gup_test && echo gup_test=yes || echo gup_test=no; "
+    "test -e /sys/kernel/debug/harness_pin && echo harness_pin=yes || echo harness_pin=no; "
+    "f harness_pin_why /harness/modules/harness_pin.ko.why; f pinner /etc/harness/pinner; "
+    "f rdma_why /run/harness-rdma.why; test -e /sys/class/infiniband/rxe0 && echo rdma=rxe0 || echo rdma=none"
 )
 
 
@@ -205,7 +211,7 @@ class _Run:
         assert self.kernel is not None
         rd = self.outcome.run_dir
         files = suites.payload_files(self.selected)
-        files.update(suites.kernel_payload(self.kernel, self.selected, self.say))
+        files.update(suites.kernel_payload(self.kernel, self.selected, self.say, self.req.pinner))
         files["run-test.sh"] = GUEST_DIR / "run-test.sh"
         needs_python = any(s.program.needs_usr for s in self.selected)
         rdma = any(s.program.needs_rdma for s in self.selected)  # rxe on eth0; iproute2 from /usr
@@ -221,7 +227,7 @@ class _Run:
         opts = image.GuestOptions(
             nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
             hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
-            host_key=self.keys.host_key_bytes if self.keys else b"")
+            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner)
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
                                         memory_mib=self.memory.memory_mib, cpus=self.req.cpus,

@@ -41,6 +41,7 @@ class Program:
     id_prefix: str = ""
     guest_cwd: str = ""  # run from this directory in the guest ("" = wherever the agent is)
     needs_rdma: bool = False  # the guest must have an RDMA (soft-RoCE) device
+    needs_pin: bool = False  # takes long-term pins through gup_test or the harness_pin module
 
     @property
     def needs_usr(self) -> bool:
@@ -62,6 +63,7 @@ class Selected:
 
 
 RDMA_PROGRAMS = frozenset({"cow_rdma"})  # registrations on a soft-RoCE device (cow_tests/cow_rdma.c)
+PIN_PROGRAMS = frozenset({"cow_gup"})  # gup_test's interface, or the harness_pin module's
 
 
 def _cow_build_dir() -> Path:
@@ -88,8 +90,8 @@ def build_cow() -> list[Program]:
                 if "verbs" in r.stderr or "rxe" in r.stderr else "")
         raise BuildError(f"building cow_tests failed: {last}{hint}")
     progs = sorted(p for p in out.iterdir() if p.is_file() and p.stat().st_mode & 0o111)
-    return [Program(p.name, "cow", p, f"cow_tests/{p.name}", needs_rdma=p.name in RDMA_PROGRAMS)
-            for p in progs]
+    return [Program(p.name, "cow", p, f"cow_tests/{p.name}", needs_rdma=p.name in RDMA_PROGRAMS,
+                    needs_pin=p.name in PIN_PROGRAMS) for p in progs]
 
 
 def probes() -> list[Program]:
@@ -136,37 +138,66 @@ def _headers_for(kernel: Kernel, progress: Callable[[str], None]) -> Path | None
     return None
 
 
-def kernel_payload(kernel: Kernel, selected: list[Selected],
-                   progress: Callable[[str], None] = lambda s: None) -> dict[str, Path]:
-    """Guest files that must be built for the kernel itself: the fault drill's WARN module.
-    When it cannot be built here (no headers, not the kernel's compiler) the module is left out
-    and the guest's case SKIPs with the reason written beside it (faults/harness_warn.ko.why)."""
+def _module(kernel: Kernel, src: Path, name: str, what: str, progress: Callable[[str], None],
+            strict: bool) -> tuple[Path, bool]:
+    """Build the out-of-tree module in `src` for `kernel` (cached per release, rebuilt when the
+    source changes). Returns (the .ko, True), or (a file saying why there is none, False) when
+    it cannot be built here: no headers, not the kernel's compiler, or (unless strict, which
+    raises BuildError) a failed build."""
     from . import headers
 
-    if not any(s.program.suite == "faults" for s in selected):
-        return {}
-    out = cache_dir() / "warn_module" / kernel.release
+    out = cache_dir() / f"{name}_module" / kernel.release
     out.mkdir(parents=True, exist_ok=True)
-    why = out / "harness_warn.ko.why"
+    why = out / f"{name}.ko.why"
     try:
         cc = headers.compiler_for(kernel)  # before any download: trixie kernels need gcc-14
         tree = _headers_for(kernel, progress)
     except (BuildError, KernelError) as e:
-        progress(f"fault drill: the WARN module is left out: {e}")
+        progress(f"{what}: the {name} module is left out: {e}")
         why.write_text(f"{e}\n")
-        return {"faults/harness_warn.ko.why": why}
+        return why, False
     if tree is None:
         why.write_text(f"no headers for {kernel.release} on this host\n")
-        return {"faults/harness_warn.ko.why": why}
-    for f in WARN_MODULE_SRC.iterdir():
-        shutil.copyfile(f, out / f.name)
+        return why, False
+    for f in src.iterdir():
+        dst = out / f.name
+        if not dst.is_file() or dst.read_bytes() != f.read_bytes():  # keep make incremental
+            shutil.copyfile(f, dst)
     r = subprocess.run(["make", "-s", "-C", str(tree), f"M={out}", f"CC={cc}", "modules"],
                        capture_output=True, text=True)
-    ko = out / "harness_warn.ko"
+    ko = out / f"{name}.ko"
     if r.returncode != 0 or not ko.is_file():
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BuildError(f"building the fault drill's WARN module against {tree} failed: {last}")
-    return {"faults/harness_warn.ko": ko}
+        msg = f"building the {what} module {name} against {tree} failed: {last}"
+        if strict:
+            raise BuildError(msg)
+        progress(f"warning: {msg}")
+        why.write_text(msg + "\n")
+        return why, False
+    return ko, True
+
+
+PIN_MODULE_SRC = COW_SRC / "pin_module"
+PINNERS = ("auto", "gup_test", "module")
+
+
+def kernel_payload(kernel: Kernel, selected: list[Selected],
+                   progress: Callable[[str], None] = lambda s: None,
+                   pinner: str = "auto") -> dict[str, Path]:
+    """Guest files that must be built for the kernel itself: the fault drill's WARN module, and
+    the harness_pin module (cow_tests/pin_module) that gives cow_gup its long-term pins where
+    the kernel has no gup_test (unless --pinner gup_test). When one cannot be built here (no
+    headers, not the kernel's compiler) it is left out, and the cases that need it SKIP with
+    the reason written beside it (faults/harness_warn.ko.why, modules/harness_pin.ko.why)."""
+    files: dict[str, Path] = {}
+    if any(s.program.suite == "faults" for s in selected):
+        path, ok = _module(kernel, WARN_MODULE_SRC, "harness_warn", "fault drill", progress, strict=True)
+        files["faults/harness_warn.ko" if ok else "faults/harness_warn.ko.why"] = path
+    wants_pin = any(s.program.needs_pin for s in selected)
+    if wants_pin and pinner != "gup_test" and (pinner == "module" or kernel.config.get("CONFIG_GUP_TEST") != "y"):
+        path, ok = _module(kernel, PIN_MODULE_SRC, "harness_pin", "long-term pin", progress, strict=False)
+        files["modules/harness_pin.ko" if ok else "modules/harness_pin.ko.why"] = path
+    return files
 
 
 SUITES = {"cow": build_cow, "probes": probes, "faults": faults}
