@@ -84,3 +84,71 @@ def summary(ps: list[Pair]) -> str:
 
 def disagreements(ps: list[Pair]) -> list[Pair]:
     return [p for p in ps if p.status == "DISAGREE"]
+
+
+# ---- two pinners of the same behaviour ----------------------------------------------------------
+# An RDMA registration (cow_rdma: ib_umem_get → pin_user_pages_fast) and a gup_test / harness_pin
+# pin (cow_gup) of the same memory, followed by the same change, must observe the same thing.
+# Before 6.2 they differ by design where ib_umem_get's FOLL_WRITE|FOLL_FORCE (b40656aa7d55
+# removed it) broke COW before pinning: those pairs are compared from 6.2 on only.
+RDMA_SINCE = (6, 2)
+_RDMA_GUP: tuple[tuple[str, str, tuple[int, ...] | None, tuple[str, ...]], ...] = (
+    # R/O pin of a MAP_PRIVATE non-anonymous page, write through the mapping: the pin sees it.
+    ("rdma-ro.write", "gup-fast-pin-ro.private-mapping", RDMA_SINCE,
+     ("zeropage", "memfd-private", "tmpfs-private", "ext4-private")),
+    # R/O pin of a MAP_PRIVATE file page, pwrite to the file: the pin keeps the snapshot.
+    ("rdma-ro.file-update", "gup-pin-ro.file-update", RDMA_SINCE,
+     ("memfd-private", "tmpfs-private", "ext4-private")),
+    # R/O pin of an exclusive anonymous page mapped R/O, then mapped R/W and written.
+    ("rdma-ro.ro-mapping", "gup-fast-pin-ro.exclusive", RDMA_SINCE, ("base", "thp", "hugetlb-2m")),
+    # R/W long-term pin of a MAP_SHARED file: granted (tmpfs, memfd), refused on ext4 from 6.5.
+    ("rdma-rw.shared", "gup-fast-longterm.rw-pin", None, ("memfd-shared", "tmpfs-shared", "ext4-shared")),
+)
+
+
+@dataclass(frozen=True)
+class PinnerPair:
+    rdma: CaseResult
+    gup: CaseResult
+    compared: bool  # False: the kernel predates the version from which the two must agree
+
+    @property
+    def status(self) -> str:
+        a, b = observed(self.rdma), observed(self.gup)
+        if not self.compared:
+            return "differ by design"
+        if a in ("skip", "error") or b in ("skip", "error"):
+            return "not compared"
+        return "agree" if a == b else "DISAGREE"
+
+
+def rdma_gup_map() -> list[tuple[str, str, tuple[int, ...] | None]]:
+    """(our RDMA id, our gup id, the version from which they must agree or None) for every pair."""
+    return [(f"cow.{r}.{m}", f"cow.{g}.{m}", since) for r, g, since, mems in _RDMA_GUP for m in mems]
+
+
+def pinner_pairs(results: list[CaseResult], version: tuple[int, ...]) -> list[PinnerPair]:
+    by_id = {r.id: r for r in results}
+    out = []
+    for rid, gid, since in rdma_gup_map():
+        a, b = by_id.get(rid), by_id.get(gid)
+        if a is not None and b is not None:
+            out.append(PinnerPair(a, b, since is None or tuple(version[:len(since)]) >= since))
+    return out
+
+
+def pinner_table(ps: list[PinnerPair], pinner: str) -> str:
+    lines = [f"Two pinners of the same behaviour: RDMA registration (rxe) vs cow_gup ({pinner})",
+             f"{'status':16s} {'rdma':6s} {'gup':6s} RDMA case  <->  gup case"]
+    for p in ps:
+        lines.append(f"{p.status:16s} {p.rdma.verdict.value:6s} {p.gup.verdict.value:6s} "
+                     f"{p.rdma.id}  <->  {p.gup.id}")
+    lines.append(pinner_summary(ps))
+    return "\n".join(lines)
+
+
+def pinner_summary(ps: list[PinnerPair]) -> str:
+    n = {s: sum(1 for p in ps if p.status == s) for s in ("agree", "DISAGREE", "not compared", "differ by design")}
+    return (f"pinner cross-check: {len(ps)} pairs: {n['agree']} agree, {n['DISAGREE']} disagree, "
+            f"{n['not compared']} not compared, {n['differ by design']} not compared before "
+            f"{'.'.join(map(str, RDMA_SINCE))} (FOLL_WRITE|FOLL_FORCE in ib_umem_get)")

@@ -434,20 +434,36 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
             run.finish(why)
     if run.outcome.exit_code == 0 and any(r.verdict.unexpected for r in run.outcome.results):
         run.outcome.exit_code = 1
-    _crosscheck(run.outcome)
+    _crosscheck(run.outcome, run.kernel, run.fingerprint)
     return run.outcome
 
 
-def _crosscheck(out: RunOutcome) -> None:
-    """Our verdicts against upstream's where both suites cover a case; a disagreement is exit 1."""
+def _crosscheck(out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict[str, object] | None = None) -> None:
+    """Our verdicts against upstream's where both suites cover a case, and our two kinds of
+    long-term pin (RDMA, gup) against each other; a disagreement is exit 1."""
     from . import crosscheck
 
-    if not crosscheck.applies(out.results):
+    texts, shown, disagree = [], [], False
+    if crosscheck.applies(out.results):
+        pairs = crosscheck.pairs(out.results)
+        texts.append(crosscheck.table(pairs))
+        shown.append(texts[-1])
+        disagree = bool(crosscheck.disagreements(pairs))
+    pp = crosscheck.pinner_pairs(out.results, kernel.version.as_tuple() if kernel is not None else ())
+    if pp:
+        guest = (fingerprint or {}).get("guest")
+        pinner = str(guest.get("pinner", "?")) if isinstance(guest, dict) else "?"
+        texts.append(crosscheck.pinner_table(pp, pinner))
+        bad = [p for p in pp if p.status == "DISAGREE"]
+        # On the terminal: the count, and the pairs that disagree (the table is in crosscheck.txt).
+        shown.append("\n".join([*(f"DISAGREE  {p.rdma.id} ({p.rdma.verdict.value})  <->  {p.gup.id} "
+                                   f"({p.gup.verdict.value})" for p in bad), crosscheck.pinner_summary(pp)]))
+        disagree = disagree or bool(bad)
+    if not texts:
         return
-    pairs = crosscheck.pairs(out.results)
-    out.crosscheck = crosscheck.table(pairs)
-    (out.run_dir / "crosscheck.txt").write_text(out.crosscheck + "\n")
-    if crosscheck.disagreements(pairs) and out.exit_code == 0:
+    out.crosscheck = "\n\n".join(shown)
+    (out.run_dir / "crosscheck.txt").write_text("\n\n".join(texts) + "\n")
+    if disagree and out.exit_code == 0:
         out.exit_code = 1
 
 
