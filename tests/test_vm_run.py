@@ -37,6 +37,16 @@ DIFFERENCES = {
     "probe.perf-rb.odirect-write":                  ("PASS",  "PASS",  "XFAIL"),  # T28 (fails from 6.14)
     "probe.pfnmap.vvar.process-vm-readv":           ("PASS",  "PASS",  "SKIP"),   # T25; [vvar] not VM_IO from 7.3
     "probe.pfnmap.vvar.proc-self-mem":              ("PASS",  "PASS",  "SKIP"),   # T26; same
+    # Long-term pins on stock kernels: harness_pin (built for Debian 12's kernels; not for 7.3 on a
+    # gcc-12 host) and RDMA registrations on soft-RoCE (seed 004 on 6.1 vs 6.12).
+    "cow.gup-pin-ro.private-mapping.memfd-private": ("XFAIL", "PASS",  "SKIP"),   # T34 84209e87c696
+    "cow.gup-fast-longterm.rw-pin.ext4-shared":     ("XFAIL", "PASS",  "SKIP"),   # T32 (6.5)
+    "cow.gup-pin-ro.exclusive.base":                ("PASS",  "PASS",  "SKIP"),
+    "cow.rdma-ro.write.zeropage":                   ("PASS",  "PASS",  "PASS"),   # FOLL_WRITE on 6.1
+    "cow.rdma-ro.soft-dirty.base":                  ("XFAIL", "PASS",  "PASS"),   # b40656aa7d55
+    "cow.rdma-ro.uffd-wp.base":                     ("XFAIL", "PASS",  "PASS"),   # b40656aa7d55
+    "cow.rdma-ro.ro-mapping.memfd-shared":          ("XFAIL", "PASS",  "PASS"),   # b40656aa7d55
+    "cow.rdma-rw.shared.ext4-shared":               ("XFAIL", "PASS",  "PASS"),   # T32 (6.5)
 }
 LINES = {"6.1": 0, "6.12": 1, "7.3": 2}
 
@@ -97,6 +107,14 @@ def test_guest_environment_is_recorded(full_run: Run) -> None:
     asked = 0 if full_run.kernel in WITHOUT_1G else 2
     assert full_run.fingerprint()["machine"]["hugepages_1g_asked"] == asked
     assert g["hugepages_1g"] == str(asked)
+    # cow_rdma ran: the guest had its soft-RoCE device; cow_gup's pinner (no gup_test on Debian)
+    assert g["rdma"] == "rxe0" and g["rdma_why"] == ""
+    debian13 = int(full_run.fingerprint()["kernel"]["version"].split(".")[0]) >= 7
+    if debian13:  # 7.3: a gcc-14 kernel, a gcc-12 host: no module, and the reason recorded
+        assert g["pinner"] == "none" and "gcc-14" in g["harness_pin_why"]
+    else:
+        assert g["pinner"] == "module" and g["harness_pin"] == "yes" and g["gup_test"] == "no"
+        assert " 0 disagree" in (full_run.out / "crosscheck.txt").read_text()
 
 
 def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
