@@ -32,11 +32,11 @@
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include "rdma_pin.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -48,327 +48,62 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <infiniband/verbs.h>
 
-/*
- * Linked statically, libnl (under libibverbs) pulls in glibc's NSS lookups,
- * which a static binary cannot use (and the linker warns about). Nothing here
- * resolves names or protocols: these stand in for them and always fail.
- */
-int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-		struct addrinfo **res)
-{
-	(void)node; (void)service; (void)hints;
-	*res = NULL;
-	return EAI_FAIL;
-}
-
-void freeaddrinfo(struct addrinfo *res)
-{
-	(void)res;
-}
-
-struct protoent *getprotobynumber(int proto)
-{
-	(void)proto;
-	return NULL;
-}
-
-struct protoent *getprotobyname(const char *name)
-{
-	(void)name;
-	return NULL;
-}
-
-/* Why the guest has no RDMA device, written by the guest's init. */
-#define RDMA_WHY_FILE "/run/harness-rdma.why"
-#define RDMA_CQ_TIMEOUT_S 20
+/* How long the uffd thread waits for a wp fault before it gives up (the registration is over
+ * long before; the RDMA layer itself waits at most 20 s for a completion). */
+#define UFFD_WAIT_S 25
 
 /* Op arg bits. */
 #define MAP_RO		0x01	/* PROT_READ while registering */
 #define FORK_AFTER	0x02	/* fork after registering; the child stays alive */
 
-struct rdma {
-	struct ibv_context *ctx;
-	struct ibv_pd *pd;
-	struct ibv_cq *cq;
-	struct ibv_qp *qp;
-	uint8_t port;
-	int gid_index;
-};
-
 static enum status need_rdma(struct result *r)
 {
-	struct ibv_device **list;
-	char why[200] = "";
-	int n = 0;
+	char why[200];
+	const char *missing = rdma_missing(why, sizeof(why));
 
-	list = ibv_get_device_list(&n);
-	if (list)
-		ibv_free_device_list(list);
-	if (n > 0)
-		return ST_PASS;
-	read_text(RDMA_WHY_FILE, why, sizeof(why));
-	if (!why[0] && !access("/sys/class/infiniband/rxe0", F_OK))
-		snprintf(why, sizeof(why), "rxe0 exists, but libibverbs finds no device: is ib_uverbs loaded (/dev/infiniband)?");
-	return res_skip(r, "no RDMA device in the guest (%s)",
-			why[0] ? why : "needs rdma_rxe and an rxe link on eth0, which the harness sets up");
+	return missing ? res_skip(r, "no RDMA device to register with (%s)", missing) : ST_PASS;
 }
 
-static bool gid_is_ipv4(const union ibv_gid *g)
+/* A failure here is the environment failing after a device was found: FAIL. */
+static enum status open_rdma(struct rdma **rd, struct result *r)
 {
-	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	char err[200] = "";
 
-	return !memcmp(g->raw, v4mapped, sizeof(v4mapped));
-}
-
-/* The GID to address ourselves with: the IPv4-mapped one (eth0's address) if
- * there is one, else the first non-zero one (the link-local default GID). */
-static int pick_gid(struct rdma *rd, int tbl_len)
-{
-	int first = -1;
-
-	for (int i = 0; i < tbl_len; i++) {
-		union ibv_gid g;
-		static const union ibv_gid zero;
-
-		if (ibv_query_gid(rd->ctx, rd->port, i, &g) || !memcmp(&g, &zero, sizeof(g)))
-			continue;
-		if (gid_is_ipv4(&g))
-			return i;
-		if (first < 0)
-			first = i;
-	}
-	return first;
-}
-
-/* Bring the queue pair to RTS, connected to itself. 0 or -errno. */
-static int connect_self(struct rdma *rd, enum ibv_mtu mtu)
-{
-	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = rd->port,
-		.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE,
-	};
-	union ibv_gid gid;
-	int err;
-
-	err = ibv_modify_qp(rd->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
-	if (err)
-		return -err;
-	if (ibv_query_gid(rd->ctx, rd->port, rd->gid_index, &gid))
-		return -errno;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = mtu;
-	a.dest_qp_num = rd->qp->qp_num;
-	a.rq_psn = 0;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 12;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.grh.dgid = gid;
-	a.ah_attr.grh.sgid_index = (uint8_t)rd->gid_index;
-	a.ah_attr.grh.hop_limit = 1;
-	a.ah_attr.port_num = rd->port;
-	err = ibv_modify_qp(rd->qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-			    IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
-	if (err)
-		return -err;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.sq_psn = 0;
-	a.max_rd_atomic = 1;
-	err = ibv_modify_qp(rd->qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			    IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
-	return -err;
-}
-
-static void rdma_close(struct rdma *rd)
-{
-	if (rd->qp)
-		ibv_destroy_qp(rd->qp);
-	if (rd->cq)
-		ibv_destroy_cq(rd->cq);
-	if (rd->pd)
-		ibv_dealloc_pd(rd->pd);
-	if (rd->ctx)
-		ibv_close_device(rd->ctx);
-	memset(rd, 0, sizeof(*rd));
-}
-
-/* Open the first device and a self-connected RC QP. A failure here is the
- * environment failing after a device was found: the case FAILs. */
-static enum status rdma_open(struct rdma *rd, struct result *r)
-{
-	struct ibv_qp_init_attr qa = { .qp_type = IBV_QPT_RC,
-		.cap = { .max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1 } };
-	struct ibv_port_attr pa;
-	struct ibv_device **list;
-	const char *what;
-	int n = 0, err;
-
-	memset(rd, 0, sizeof(*rd));
-	rd->port = 1;
-	list = ibv_get_device_list(&n);
-	if (!list || n < 1) {
-		if (list)
-			ibv_free_device_list(list);
-		return res_fail(r, "RDMA setup: no device");
-	}
-	rd->ctx = ibv_open_device(list[0]);
-	diag("RDMA device %s", ibv_get_device_name(list[0]));
-	ibv_free_device_list(list);
-	what = "ibv_open_device";
-	if (!rd->ctx)
-		goto fail;
-	what = "ibv_query_port";
-	if (ibv_query_port(rd->ctx, rd->port, &pa))
-		goto fail;
-	what = "a usable GID (is eth0 up with an address?)";
-	errno = ENOENT;
-	rd->gid_index = pick_gid(rd, pa.gid_tbl_len);
-	if (rd->gid_index < 0)
-		goto fail;
-	what = "ibv_alloc_pd";
-	rd->pd = ibv_alloc_pd(rd->ctx);
-	if (!rd->pd)
-		goto fail;
-	what = "ibv_create_cq";
-	rd->cq = ibv_create_cq(rd->ctx, 8, NULL, NULL, 0);
-	if (!rd->cq)
-		goto fail;
-	qa.send_cq = qa.recv_cq = rd->cq;
-	what = "ibv_create_qp";
-	rd->qp = ibv_create_qp(rd->pd, &qa);
-	if (!rd->qp)
-		goto fail;
-	err = connect_self(rd, pa.active_mtu);
-	if (err) {
-		rdma_close(rd);
-		return res_fail(r, "RDMA setup: connecting the queue pair to itself: %s", errno_name(-err));
-	}
+	if (rdma_open(rd, err, sizeof(err)))
+		return res_fail(r, "RDMA setup: %s", err);
 	return ST_PASS;
-fail:
-	err = errno;
-	rdma_close(rd);
-	return res_fail(r, "RDMA setup: %s: %s", what, errno_name(err));
 }
 
-static const char *access_name(int access)
-{
-	return (access & IBV_ACCESS_LOCAL_WRITE) ? "R/W" : "R/O";
-}
-
-/* ibv_reg_mr with a diagnostics line; 0 or -errno. */
-static int reg(struct rdma *rd, void *addr, size_t len, int access, struct ibv_mr **mr)
-{
-	int err;
-
-	*mr = ibv_reg_mr(rd->pd, addr, len, access);
-	err = *mr ? 0 : -(errno ? errno : EIO);
-	diag("ibv_reg_mr(%s, %zu bytes) = %s", access_name(access), len, ret_name(err));
-	return err;
-}
-
-#define ACCESS_RO IBV_ACCESS_REMOTE_READ
-#define ACCESS_RW (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE)
-
-/* One RDMA READ or WRITE between a local and a remote (the same QP) range;
- * 0 or -errno (-EIO with a diagnostics line for a failed completion). */
-static int rdma_xfer(struct rdma *rd, enum ibv_wr_opcode op, struct ibv_mr *local, void *laddr,
-		     size_t len, struct ibv_mr *remote, void *raddr)
-{
-	struct ibv_sge sge = { .addr = (uintptr_t)laddr, .length = (uint32_t)len, .lkey = local->lkey };
-	struct ibv_send_wr wr = { .wr_id = 1, .sg_list = &sge, .num_sge = 1, .opcode = op,
-		.send_flags = IBV_SEND_SIGNALED,
-		.wr.rdma = { .remote_addr = (uintptr_t)raddr, .rkey = remote->rkey } };
-	struct ibv_send_wr *bad = NULL;
-	struct timespec t0, t;
-	struct ibv_wc wc;
-	int n, err;
-
-	err = ibv_post_send(rd->qp, &wr, &bad);
-	if (err)
-		return -err;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while ((n = ibv_poll_cq(rd->cq, 1, &wc)) == 0) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec - t0.tv_sec > RDMA_CQ_TIMEOUT_S) {
-			diag("no completion after %d s", RDMA_CQ_TIMEOUT_S);
-			return -ETIMEDOUT;
-		}
-		usleep(200);
-	}
-	if (n < 0)
-		return -EIO;
-	if (wc.status != IBV_WC_SUCCESS) {
-		diag("%s completion: %s", op == IBV_WR_RDMA_READ ? "RDMA READ" : "RDMA WRITE",
-		     ibv_wc_status_str(wc.status));
-		return -EIO;
-	}
-	return 0;
-}
-
-/* A scratch buffer registered R/W, for the other end of a transfer. */
-struct bounce {
-	char *buf;
-	size_t len;
-	struct ibv_mr *mr;
-};
-
-static int bounce_get(struct rdma *rd, struct bounce *b, size_t len, enum pattern_gen fill)
-{
-	b->len = len;
-	b->mr = NULL;
-	b->buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b->buf == MAP_FAILED) {
-		b->buf = NULL;
-		return -ENOMEM;
-	}
-	pattern_fill(b->buf, len, fill);
-	b->mr = ibv_reg_mr(rd->pd, b->buf, len, ACCESS_RW);
-	return b->mr ? 0 : -(errno ? errno : EIO);
-}
-
-static void bounce_put(struct bounce *b)
-{
-	if (b->mr)
-		ibv_dereg_mr(b->mr);
-	if (b->buf)
-		munmap(b->buf, b->len);
-}
-
-/* RDMA READ the registered area into a bounce buffer and compare it with gen.
- * Sets *same; ST_FAIL (r set) if the read itself failed. */
-static enum status pin_holds(struct rdma *rd, struct ibv_mr *mr, const struct area *a,
+/* RDMA READ the registered area and compare it with gen. Sets *same; ST_FAIL
+ * (r set) if the read itself failed. */
+static enum status pin_holds(struct rdma *rd, struct rdma_mr *mr, const struct area *a,
 			     enum pattern_gen gen, bool *same, struct result *r)
 {
-	struct bounce b;
-	int err = bounce_get(rd, &b, a->size, GEN_ZERO);
+	char *buf = malloc(a->size);
+	int err = buf ? rdma_read(rd, mr, a->mem, buf, a->size) : -ENOMEM;
 
-	if (!err)
-		err = rdma_xfer(rd, IBV_WR_RDMA_READ, b.mr, b.buf, a->size, mr, a->mem);
 	if (err) {
-		bounce_put(&b);
+		free(buf);
 		return res_fail(r, "RDMA READ through the registration: %s", errno_name(-err));
 	}
-	*same = pattern_check("what the registration holds (RDMA READ)", b.buf, a->size, gen);
-	bounce_put(&b);
+	*same = pattern_check("what the registration holds (RDMA READ)", buf, a->size, gen);
+	free(buf);
 	return ST_PASS;
 }
 
 /* RDMA WRITE gen into the registered area. */
-static enum status write_through_pin(struct rdma *rd, struct ibv_mr *mr, const struct area *a,
+static enum status write_through_pin(struct rdma *rd, struct rdma_mr *mr, const struct area *a,
 				     enum pattern_gen gen, struct result *r)
 {
-	struct bounce b;
-	int err = bounce_get(rd, &b, a->size, gen);
+	char *buf = malloc(a->size);
+	int err = -ENOMEM;
 
-	if (!err)
-		err = rdma_xfer(rd, IBV_WR_RDMA_WRITE, b.mr, b.buf, a->size, mr, a->mem);
-	bounce_put(&b);
+	if (buf) {
+		pattern_fill(buf, a->size, gen);
+		err = rdma_write(rd, mr, a->mem, buf, a->size);
+		free(buf);
+	}
 	if (err)
 		return res_fail(r, "RDMA WRITE through the registration: %s", errno_name(-err));
 	return ST_PASS;
@@ -379,19 +114,19 @@ static enum status write_through_pin(struct rdma *rd, struct ibv_mr *mr, const s
 static enum status op_ro_write(struct area *a, int arg, struct result *r)
 {
 	struct twin t = { .p = { .pid = 0 } };
-	struct ibv_mr *mr = NULL;
-	struct rdma rd;
+	struct rdma_mr *mr = NULL;
+	struct rdma *rd = NULL;
 	bool same = false;
 	const char *leak;
 	int err;
 
-	if (rdma_open(&rd, r) != ST_PASS)
+	if (open_rdma(&rd, r) != ST_PASS)
 		return r->status;
 	if ((arg & MAP_RO) && area_protect(a, PROT_READ, "before registering")) {
 		res_fail(r, "mprotect(PROT_READ) failed");
 		goto out;
 	}
-	err = reg(&rd, a->mem, a->size, ACCESS_RO, &mr);
+	err = rdma_reg(rd, a->mem, a->size, false, &mr);
 	if (err) {
 		res_fail(r, "the R/O registration failed: %s%s", errno_name(-err),
 			 (arg & MAP_RO) && (a->type->props & MT_SHARED) ?
@@ -409,7 +144,7 @@ static enum status op_ro_write(struct area *a, int arg, struct result *r)
 	}
 	pattern_fill(a->mem, a->size, GEN_NEW);
 	diag_pagemap("after writing through the mapping", a->mem);
-	if (pin_holds(&rd, mr, a, GEN_NEW, &same, r) != ST_PASS)
+	if (pin_holds(rd, mr, a, GEN_NEW, &same, r) != ST_PASS)
 		goto out_twin;
 	if (!same) {
 		res_fail(r, "the R/O registration does not see the write through the mapping: RDMA reads stale data");
@@ -427,23 +162,23 @@ out_twin:
 		twin_end(&t);
 out:
 	if (mr)
-		ibv_dereg_mr(mr);
-	rdma_close(&rd);
+		rdma_dereg(mr);
+	rdma_close(rd);
 	return r->status;
 }
 
 static enum status op_ro_file_update(struct area *a, int arg, struct result *r)
 {
-	struct ibv_mr *mr = NULL;
-	struct rdma rd;
+	struct rdma_mr *mr = NULL;
+	struct rdma *rd = NULL;
 	bool pin_old = false, map_old;
 	char *buf;
 	int err;
 
 	(void)arg;
-	if (rdma_open(&rd, r) != ST_PASS)
+	if (open_rdma(&rd, r) != ST_PASS)
 		return r->status;
-	err = reg(&rd, a->mem, a->size, ACCESS_RO, &mr);
+	err = rdma_reg(rd, a->mem, a->size, false, &mr);
 	if (err) {
 		res_fail(r, "the R/O registration failed: %s", errno_name(-err));
 		goto out;
@@ -462,7 +197,7 @@ static enum status op_ro_file_update(struct area *a, int arg, struct result *r)
 		goto out;
 	}
 	map_old = pattern_check("what the process sees", a->mem, a->size, a->old);
-	if (pin_holds(&rd, mr, a, a->old, &pin_old, r) != ST_PASS)
+	if (pin_holds(rd, mr, a, a->old, &pin_old, r) != ST_PASS)
 		goto out;
 	if (pin_old != map_old)
 		res_fail(r, "the registration and the process disagree after the file changed (registration %s, process %s)",
@@ -473,16 +208,16 @@ static enum status op_ro_file_update(struct area *a, int arg, struct result *r)
 		res_pass(r, "the registration and the process both keep the MAP_PRIVATE snapshot");
 out:
 	if (mr)
-		ibv_dereg_mr(mr);
-	rdma_close(&rd);
+		rdma_dereg(mr);
+	rdma_close(rd);
 	return r->status;
 }
 
 /* soft-dirty: clear it, check it is clear, register R/O, check again. */
 static enum status op_ro_soft_dirty(struct area *a, int arg, struct result *r)
 {
-	struct ibv_mr *mr = NULL;
-	struct rdma rd;
+	struct rdma_mr *mr = NULL;
+	struct rdma *rd = NULL;
 	uint64_t e = 0;
 	int err;
 
@@ -492,9 +227,9 @@ static enum status op_ro_soft_dirty(struct area *a, int arg, struct result *r)
 	if (pagemap_read(a->mem, &e) || (e & PM_SOFT_DIRTY) || !(e & PM_PRESENT))
 		return res_skip(r, "cannot establish a present, soft-clean page before registering (pagemap 0x%llx)",
 				(unsigned long long)e);
-	if (rdma_open(&rd, r) != ST_PASS)
+	if (open_rdma(&rd, r) != ST_PASS)
 		return r->status;
-	err = reg(&rd, a->mem, a->size, ACCESS_RO, &mr);
+	err = rdma_reg(rd, a->mem, a->size, false, &mr);
 	if (err) {
 		res_fail(r, "the R/O registration failed: %s", errno_name(-err));
 	} else {
@@ -503,9 +238,9 @@ static enum status op_ro_soft_dirty(struct area *a, int arg, struct result *r)
 			res_fail(r, "the R/O registration made the page soft-dirty (a write fault: FOLL_WRITE)");
 		else
 			res_pass(r, "soft-dirty stays clear across the R/O registration");
-		ibv_dereg_mr(mr);
+		rdma_dereg(mr);
 	}
-	rdma_close(&rd);
+	rdma_close(rd);
 	return r->status;
 }
 
@@ -526,7 +261,7 @@ static void *wp_thread(void *p)
 	for (;;) {
 		struct uffd_msg msg;
 
-		if (poll(pfd, 2, (RDMA_CQ_TIMEOUT_S + 5) * 1000) <= 0 || (pfd[1].revents & POLLIN))
+		if (poll(pfd, 2, UFFD_WAIT_S * 1000) <= 0 || (pfd[1].revents & POLLIN))
 			return NULL;
 		if (read(w->uffd, &msg, sizeof(msg)) != sizeof(msg) || msg.event != UFFD_EVENT_PAGEFAULT)
 			continue;
@@ -549,8 +284,8 @@ static enum status op_ro_uffd_wp(struct area *a, int arg, struct result *r)
 					.mode = UFFDIO_REGISTER_MODE_WP };
 	struct uffdio_writeprotect wp = { .range = ureg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
 	struct wp_watch w = { .uffd = -1, .stop = { -1, -1 }, .page = page_size() };
-	struct ibv_mr *mr = NULL;
-	struct rdma rd = { 0 };
+	struct rdma_mr *mr = NULL;
+	struct rdma *rd = NULL;
 	pthread_t th;
 	uint64_t e = 0;
 	int err;
@@ -575,8 +310,8 @@ static enum status op_ro_uffd_wp(struct area *a, int arg, struct result *r)
 		close(w.uffd);
 		return res_fail(r, "cannot start the uffd thread");
 	}
-	if (rdma_open(&rd, r) == ST_PASS) {
-		err = reg(&rd, a->mem, a->size, ACCESS_RO, &mr);
+	if (open_rdma(&rd, r) == ST_PASS) {
+		err = rdma_reg(rd, a->mem, a->size, false, &mr);
 		e = diag_pagemap("after the R/O registration", a->mem);
 		diag("uffd-wp marker after the R/O registration: %s", (e & PM_UFFD_WP) ? "set" : "gone");
 		if (err)
@@ -593,8 +328,8 @@ static enum status op_ro_uffd_wp(struct area *a, int arg, struct result *r)
 			res_pass(r, "no wp fault and the uffd-wp marker stays across the R/O registration");
 	}
 	if (mr)
-		ibv_dereg_mr(mr);
-	rdma_close(&rd);
+		rdma_dereg(mr);
+	rdma_close(rd);
 	close(w.stop[0]);
 	close(w.stop[1]);
 	close(w.uffd);
@@ -606,14 +341,14 @@ static enum status op_ro_uffd_wp(struct area *a, int arg, struct result *r)
 static enum status op_rw_shared(struct area *a, int arg, struct result *r)
 {
 	bool refuse = a->type->props & MT_BLOCKFS;
-	struct ibv_mr *mr = NULL;
-	struct rdma rd;
+	struct rdma_mr *mr = NULL;
+	struct rdma *rd = NULL;
 	int err;
 
 	(void)arg;
-	if (rdma_open(&rd, r) != ST_PASS)
+	if (open_rdma(&rd, r) != ST_PASS)
 		return r->status;
-	err = reg(&rd, a->mem, a->size, ACCESS_RW, &mr);
+	err = rdma_reg(rd, a->mem, a->size, true, &mr);
 	if (refuse) {
 		if (err == -EFAULT)
 			res_pass(r, "refused with EFAULT: no writable long-term pin of a dirty-tracked shared file mapping");
@@ -622,7 +357,7 @@ static enum status op_rw_shared(struct area *a, int arg, struct result *r)
 				 err ? errno_name(-err) : "granted");
 	} else if (err) {
 		res_fail(r, "the R/W registration failed: %s", errno_name(-err));
-	} else if (write_through_pin(&rd, mr, a, GEN_NEW, r) == ST_PASS) {
+	} else if (write_through_pin(rd, mr, a, GEN_NEW, r) == ST_PASS) {
 		if (!pattern_check("the mapping after the RDMA WRITE", a->mem, a->size, GEN_NEW))
 			res_fail(r, "the RDMA WRITE does not show in the shared mapping");
 		else if ((a->type->props & MT_FILE) && !file_holds(a->fd, a->size, GEN_NEW, "file content (pread)"))
@@ -632,22 +367,22 @@ static enum status op_rw_shared(struct area *a, int arg, struct result *r)
 				 (a->type->props & MT_FILE) ? " and the file" : "");
 	}
 	if (mr)
-		ibv_dereg_mr(mr);
-	rdma_close(&rd);
+		rdma_dereg(mr);
+	rdma_close(rd);
 	return r->status;
 }
 
 static enum status op_rw_private(struct area *a, int arg, struct result *r)
 {
 	struct twin t = { .p = { .pid = 0 } };
-	struct ibv_mr *mr = NULL;
-	struct rdma rd;
+	struct rdma_mr *mr = NULL;
+	struct rdma *rd = NULL;
 	const char *leak;
 	int err;
 
-	if (rdma_open(&rd, r) != ST_PASS)
+	if (open_rdma(&rd, r) != ST_PASS)
 		return r->status;
-	err = reg(&rd, a->mem, a->size, ACCESS_RW, &mr);
+	err = rdma_reg(rd, a->mem, a->size, true, &mr);
 	if (err) {
 		res_fail(r, "the R/W registration failed: %s", errno_name(-err));
 		goto out;
@@ -656,7 +391,7 @@ static enum status op_rw_private(struct area *a, int arg, struct result *r)
 		res_fail(r, "fork failed");
 		goto out;
 	}
-	if (write_through_pin(&rd, mr, a, GEN_NEW, r) != ST_PASS)
+	if (write_through_pin(rd, mr, a, GEN_NEW, r) != ST_PASS)
 		goto out_twin;
 	diag_pagemap("after the RDMA WRITE", a->mem);
 	if (!pattern_check("the mapping after the RDMA WRITE", a->mem, a->size, GEN_NEW)) {
@@ -675,8 +410,8 @@ out_twin:
 		twin_end(&t);
 out:
 	if (mr)
-		ibv_dereg_mr(mr);
-	rdma_close(&rd);
+		rdma_dereg(mr);
+	rdma_close(rd);
 	return r->status;
 }
 

@@ -72,6 +72,9 @@ def _cow_build_dir() -> Path:
     for f in sorted(COW_SRC.glob("*")):
         if f.suffix in (".c", ".h") or f.name == "Makefile":
             h.update(f.name.encode() + f.read_bytes())
+    # cow_rdma is built on libibverbs when the host has it, else on a stub: a different build.
+    r = subprocess.run(["gcc", "-print-file-name=librxe-rdmav34.a"], capture_output=True, text=True)
+    h.update(b"verbs" if "/" in r.stdout else b"no verbs")
     return cache_dir() / "cow_tests" / h.hexdigest()[:16]
 
 

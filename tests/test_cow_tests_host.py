@@ -265,3 +265,16 @@ def test_unknown_id_exits_2(name: str, build_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cow.no-such-case.base" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_cow_rdma_without_libibverbs_skips_saying_what_to_install(tmp_path: Path) -> None:
+    """A host without libibverbs-dev builds cow_rdma on rdma_none.c: same ids, every case a SKIP
+    that names the missing packages (not a build failure that takes the other programs along)."""
+    proc = subprocess.run(["make", "-s", "-C", str(COW_DIR), f"O={tmp_path}", "HAVE_VERBS=0", f"{tmp_path}/cow_rdma"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ids = subprocess.run([str(tmp_path / "cow_rdma"), "--list"], capture_output=True, text=True).stdout.split()
+    assert ids == (GOLDEN_IDS / "cow_rdma.txt").read_text().split()
+    out = subprocess.run([str(tmp_path / "cow_rdma"), ids[0]], capture_output=True, text=True, timeout=60).stdout
+    assert (f"ok 1 {ids[0]} # SKIP no RDMA device to register with (cow_rdma was built without libibverbs: "
+            "install libibverbs-dev and ibverbs-providers on the host (ci/setup.sh))") in out.splitlines()
