@@ -11,6 +11,8 @@ failed=0
 # kernels/lean.config + kernels/cow.config (~15-20 min at -j2 with a cold ccache, a few minutes
 # warm), and run our cow suite with upstream mm/cow and mm/gup_longterm on it, cross-checked.
 "$PY" -m pytest -m slow -ra tests/test_slow_source_build.py || failed=1
+# The three long-term pinners (gup_test, harness_pin, RDMA) on one kernel built with all of them.
+"$PY" -m pytest -m slow -ra tests/test_slow_pinners.py || failed=1
 
 # --- kernel matrix, and what changed since last night (issues 8, 12): the newest package of every
 # Debian kernel line whose packages are complete (debian:lines: 6.1, 6.12, 6.16, 6.17, 6.18, 7.2,
