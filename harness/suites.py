@@ -170,8 +170,12 @@ def _module(kernel: Kernel, src: Path, name: str, what: str, progress: Callable[
                        capture_output=True, text=True)
     ko = out / f"{name}.ko"
     if r.returncode != 0 or not ko.is_file():
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        msg = f"building the {what} module {name} against {tree} failed: {last}"
+        (out / "build.log").write_text(r.stdout + r.stderr)
+        lines = r.stderr.strip().splitlines()
+        # The compiler's error, not make's "*** [...] Error 1" that follows it.
+        errors = [ln for ln in lines if "error" in ln.lower() and not ln.startswith(("make", "  "))]
+        last = (errors or lines or ["no output"])[-1].strip()
+        msg = f"building the {what} module {name} against {tree} failed: {last} (log: {out / 'build.log'})"
         if strict:
             raise BuildError(msg)
         progress(f"warning: {msg}")

@@ -139,6 +139,15 @@ def test_no_network_without_ssh() -> None:
     assert "-netdev" not in a and "-fsdev" not in a and "-drive" not in a and "-monitor" not in a
 
 
+def test_rdma_gets_a_restricted_nic_without_any_forward() -> None:
+    import dataclasses
+
+    a = qemu.argv(dataclasses.replace(TCG, nic=True))
+    (netdev,) = option_values(a, "-netdev")
+    assert split_opts(netdev) == ["user", "id=n0", "restrict=on"]
+    assert "virtio-net-pci,netdev=n0" in option_values(a, "-device") and "-nic" not in a
+
+
 def test_accel_and_cpu() -> None:
     assert option_values(qemu.argv(TCG), "-accel") == ["tcg,thread=single"]  # no MTTCG int3 flake
     # No ERMS/FSRM under TCG: byte-at-a-time rep movsb/stosb made 1 GiB cases ~5x slower.
