@@ -27,7 +27,7 @@ VARIANTS = {
 
 def one(kernel: str, case: str, out: Path) -> tuple[float, float]:
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "harness", "run", "--kernel", kernel, "--filter", case,
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--kernel", kernel, "--filter", case,
                         "--out", str(out), "-q"], capture_output=True, text=True)
     wall = time.monotonic() - t0
     if r.returncode != 0:

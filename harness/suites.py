@@ -162,13 +162,17 @@ def _module(kernel: Kernel, src: Path, name: str, what: str, progress: Callable[
     if tree is None:
         why.write_text(f"no headers for {kernel.release} on this host\n")
         return why, False
+    changed = False
     for f in src.iterdir():
         dst = out / f.name
-        if not dst.is_file() or dst.read_bytes() != f.read_bytes():  # keep make incremental
+        if not dst.is_file() or dst.read_bytes() != f.read_bytes():
             shutil.copyfile(f, dst)
+            changed = True
+    ko = out / f"{name}.ko"
+    if ko.is_file() and not changed:  # built from these sources before (kbuild's no-op costs ~1 s)
+        return ko, True
     r = subprocess.run(["make", "-s", "-C", str(tree), f"M={out}", f"CC={cc}", "modules"],
                        capture_output=True, text=True)
-    ko = out / f"{name}.ko"
     if r.returncode != 0 or not ko.is_file():
         (out / "build.log").write_text(r.stdout + r.stderr)
         lines = r.stderr.strip().splitlines()
