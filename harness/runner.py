@@ -314,6 +314,9 @@ class _Run:
         root = ktap.parse(r.stdout.decode("utf-8", "surrogateescape"))
         results = outcomes.case_results(sel, root,
                                         self.rules, self.kernel, err)
+        broken = ktap.plan_problem(root, len(sel.ids) if prog.kind == "harness" else None)
+        if broken:
+            results = outcomes.program_invalid(results, broken)
         leftover: list[str] = []
         if timed_out:
             results, leftover = outcomes.after_timeout(sel, results, limit)
