@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,13 +19,9 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from .errors import InputError
 from .model import CaseResult, Verdict
-
-# Everything outside the XML 1.0 Char production: C0 controls but tab/LF/CR, surrogates,
-# U+FFFE and U+FFFF.
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# For a terminal line: every control character, C1 included (a stray ESC [ would recolour or
-# move the cursor).
-_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The sanitisers live in safetext; these names are kept for the writers that import them here.
+from .safetext import (_TERMINAL_UNSAFE, _XML_ILLEGAL, _one_line, _xml_escape_char,  # noqa: F401
+                       terminal_line, terminal_text_line, xml_safe)
 
 # Verdict order in counts and the final line, and the word each has there.
 _VERDICT_WORDS = (
@@ -40,43 +35,6 @@ _VERDICT_WORDS = (
 # Counted only when present, so a run without --repeat reports exactly as before.
 _REPEAT_WORDS = ((Verdict.FLAKY, "flaky"),)
 _EMPTY_SUITE = "harness"
-
-
-def xml_safe(text: str) -> str:
-    """text with every character XML 1.0 forbids replaced by a visible escape.
-
-    Bytes smuggled in by surrogateescape come out as ``\\xNN`` of the original byte, C0
-    controls as ``\\xNN`` too, anything else illegal as U+FFFD. CRLF becomes LF (an XML parser
-    would do that anyway).
-    """
-    return _XML_ILLEGAL.sub(_xml_escape_char, text.replace("\r\n", "\n"))
-
-
-def _xml_escape_char(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte 0x80..0xff
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x20 or 0x7F <= code <= 0x9F:
-        return f"\\x{code:02x}"
-    return "\ufffd"
-
-
-def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
-    """Single-line form for attributes and table cells (XML attributes lose newlines)."""
-    flat = " ".join(text.split())
-    return unsafe.sub(_xml_escape_char, flat)
-
-
-def terminal_line(text: str) -> str:
-    """text as one line a terminal shows literally: whitespace runs become one space, control
-    characters (C1 and ESC included) and smuggled bytes visible escapes."""
-    return _one_line(text, _TERMINAL_UNSAFE)
-
-
-def terminal_text_line(line: str) -> str:
-    """One line of a test's output for a terminal: its indentation kept (tabs expanded), control
-    characters and smuggled bytes as visible escapes."""
-    return _TERMINAL_UNSAFE.sub(_xml_escape_char, line.expandtabs(8).rstrip())
 
 
 # ---- JUnit -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ did not come back is an ERROR that says why.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 import platform
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from . import __version__, disks, expect, hugepages, image, ktap, machine, outcomes, qemu, report, suites
+from . import __version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report, suites
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
                      TransportError)
 from .kernel import resolve as resolve_kernel
@@ -113,6 +112,33 @@ def make_run_dir(out: Path | None, kernel_spec: str | None) -> Path:
     return out.resolve()
 
 
+def bounded(r: CaseResult) -> CaseResult:
+    """A result as it may be stored: output, reason and kernel report titles within limits.py
+    (head and tail kept, what was dropped said in place)."""
+    events = r.kernel_events
+    if len(events) > limits.MAX_KERNEL_EVENTS:
+        events = (*events[:limits.MAX_KERNEL_EVENTS - 1],
+                  f"(+{len(events) - limits.MAX_KERNEL_EVENTS + 1} more kernel reports)")
+    events = tuple(limits.head_tail(e, limits.MAX_REASON_CHARS) for e in events)
+    out = limits.head_tail(r.output, limits.MAX_CASE_OUTPUT_CHARS)
+    reason = limits.head_tail(r.reason, limits.MAX_REASON_CHARS)
+    if (out, reason, events) == (r.output, r.reason, r.kernel_events):
+        return r
+    return dataclasses.replace(r, output=out, reason=reason, kernel_events=events)
+
+
+def dmesg_text(log: bytes) -> bytes:
+    """dmesg.log from the guest's gzip'd dmesg: bounded as program output is; what is not gzip
+    (a broken guest) is kept as a note, never a traceback."""
+    if not log:
+        return b""
+    try:
+        data, note = limits.gunzip(log)
+    except limits.DecompressError as e:
+        return f"[harness: the guest's dmesg did not come back as gzip ({e}); {len(log)} bytes came]\n".encode()
+    return data + (f"\n[harness: {note}]\n".encode() if note else b"")
+
+
 # Guest state recorded in the fingerprint. Shell builtins only (read, echo, test): every fork
 # costs ~10 ms under TCG.
 GUEST_FACTS = (
@@ -186,6 +212,7 @@ class _Run:
 
     def record(self, results: list[CaseResult]) -> None:
         for r in results:
+            r = bounded(r)
             self.log.append(r)
             self.outcome.results.append(r)
             self.done.add(r.id)
@@ -287,7 +314,7 @@ class _Run:
         # The whole kernel log, whatever the console loglevel let through during the run.
         # Compressed: the serial console moves ~80 KB/s under TCG.
         log = self.transport.run("dmesg | gzip -1", 60.0).stdout
-        (self.outcome.run_dir / "dmesg.log").write_bytes(gzip.decompress(log) if log else b"")
+        (self.outcome.run_dir / "dmesg.log").write_bytes(dmesg_text(log))
 
     def run_program(self, sel: suites.Selected) -> list[str]:
         """Run one program (or what is left of it); record its results; return the ids that
@@ -311,6 +338,10 @@ class _Run:
         dt = time.monotonic() - t1
         self.save_output(prog.name, r)
         err = "" if r.rc in (0, 1) else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
+        if r.note:  # output over the limits: say so where cases went missing, and here
+            self.say(f"  {prog.name}: the harness cut its output: {r.note}")
+            err = f"{err}; " if err else ""
+            err += f"the harness cut the program's output: {r.note}"
         root = ktap.parse(r.stdout.decode("utf-8", "surrogateescape"))
         results = outcomes.case_results(sel, root,
                                         self.rules, self.kernel, err)
@@ -337,10 +368,12 @@ class _Run:
         """The console from `offset` up to the program's end marker. Over SSH the console is
         read by a background thread: give it a moment to catch up with the marker."""
         deadline = time.monotonic() + 5.0
+        needle, pos = f"harness: end {program} ".encode(), offset
         while True:
-            text = self.machine.log_since(offset)
-            if f"harness: end {program} " in text or time.monotonic() > deadline:
-                return text
+            size = self.machine.log_offset()
+            if self.machine.log_has(pos, needle) or time.monotonic() > deadline:
+                return self.machine.log_since(offset)
+            pos = max(offset, size - len(needle))  # read only what is new on the next look
             time.sleep(0.1)
 
     def lost_guest(self, sel: suites.Selected, offset: int, err: TransportError, dt: float) -> list[str]:
@@ -358,7 +391,9 @@ class _Run:
             why = "the guest died (QEMU exited)"
         m.kill()
         section = m.log_since(offset)
-        (self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console").write_text(section)
+        with open(self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console", "a",
+                  encoding="utf-8") as f:  # appended: a program can lose the guest twice
+            f.write(section)
         results, leftover = outcomes.after_guest_loss(sel, section, why, self.rules, self.kernel,
                                                       self.req.fail_on_kernel_report)
         self.record(results)

@@ -122,3 +122,91 @@ def test_head_tail_stream_is_bounded() -> None:
     assert h.total == 4000 and h.dropped == 3980
     assert h.value().startswith(b"0000000100") and h.value().endswith(b"9709980999")
     assert b"3980 bytes dropped" in h.value()
+
+
+# ---- per-case output, dmesg, console.log, SSH ------------------------------------------------------
+
+
+def test_a_stored_result_is_bounded_and_says_what_was_cut() -> None:
+    from harness import runner
+    from harness.model import CaseResult, Expectation
+
+    r = CaseResult("a", "p", Outcome.NOT_OK, Verdict.FAIL, "r" * 100_000, "x\n" * 1_000_000,
+                   Expectation("pass"), kernel_events=tuple(f"WARNING {i}" for i in range(5000)))
+    b = runner.bounded(r)
+    assert len(b.output) < limits.MAX_CASE_OUTPUT_CHARS + 200 and "characters dropped here" in b.output
+    assert len(b.reason) < limits.MAX_REASON_CHARS + 200
+    assert len(b.kernel_events) == limits.MAX_KERNEL_EVENTS and "+4951 more" in b.kernel_events[-1]
+    small = CaseResult("a", "p", Outcome.OK, Verdict.PASS, "", "fine", Expectation("pass"))
+    assert runner.bounded(small) is small
+
+
+@pytest.mark.parametrize("junk", [b"junk", bytes(range(256)), b"\x1f\x8b\x08"])
+def test_garbage_instead_of_gzipped_dmesg_is_a_note(junk: bytes) -> None:
+    from harness import runner
+
+    assert runner.dmesg_text(junk).startswith(b"[harness: the guest's dmesg did not come back as gzip")
+    assert runner.dmesg_text(gzip.compress(b"[0.0] hello\n")) == b"[0.0] hello\n"
+    assert runner.dmesg_text(gzip.compress(b"x" * 1000)[:12]).endswith(b"[harness: the gzip stream ends early, after 1 bytes]\n")
+
+
+def test_console_log_keeps_head_and_tail_and_closes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from harness.consolelog import ConsoleLog
+
+    path = tmp_path / "console.log"
+    log = ConsoleLog(path, head_bytes=1000, tail_bytes=500)
+    for i in range(10_000):
+        log.write(b"line %05d\n" % i)
+    assert path.stat().st_size == 1000  # the tail waits in memory
+    log.close()
+    log.close()  # idempotent (kill after shutdown)
+    data = path.read_bytes()
+    assert data.startswith(b"line 00000\n") and data.endswith(b"line 09999\n")
+    assert b"bytes dropped here" in data and len(data) < 1000 + 500 + 300
+    again = ConsoleLog(path, head_bytes=1000, tail_bytes=500)  # the next boot: the bound is the file's
+    again.write(b"more\n")
+    again.close()
+    assert path.read_bytes().endswith(b"more\n")
+
+
+def test_log_since_reads_a_bounded_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from harness import machine
+
+    m = machine.Machine.__new__(machine.Machine)
+    m.spec = type("S", (), {"run_dir": tmp_path})()  # type: ignore[assignment]
+    (tmp_path / "console.log").write_bytes(b"a" * 5000 + b"harness: end x " + b"b" * 5000)
+    text = m.log_since(10, limit=1000)
+    assert len(text) < 1200 and text.startswith("a" * 500) and text.endswith("b" * 500)
+    assert m.log_has(10, b"harness: end x ") and not m.log_has(6000, b"harness: end x ")
+
+
+class _Chan:
+    """A paramiko channel that sends `total` bytes of stdout, then EOF."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self.eof_received = False
+
+    def fileno(self) -> int:
+        return 0
+
+    def recv_ready(self) -> bool:
+        if not self.left:
+            self.eof_received = True
+        return self.left > 0
+
+    def recv(self, n: int) -> bytes:
+        n = min(n, self.left)
+        self.left -= n
+        return b"y" * n
+
+    def recv_stderr_ready(self) -> bool:
+        return False
+
+
+def test_ssh_receive_is_bounded() -> None:
+    from harness import sshtransport
+
+    out, err, note = sshtransport._drain(_Chan(64 << 20), time.monotonic() + 60)  # type: ignore[arg-type]
+    assert len(out) < limits.MAX_PROGRAM_STDOUT_BYTES + 200 and err == b""
+    assert note.startswith(f"{(64 << 20) - limits.MAX_PROGRAM_STDOUT_BYTES} of {64 << 20} bytes of stdout dropped")
