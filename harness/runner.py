@@ -14,15 +14,18 @@ import os
 import platform
 import secrets
 import shutil
+import signal
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from . import __version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report, suites
+from . import (__version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report,
+               reportio, rundir, signals, suites)
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
-                     TransportError)
+                     ReportWriteError, TransportError)
 from .kernel import resolve as resolve_kernel
 from .image import GUEST_DIR
 from .model import CaseResult, Expectation, Kernel
@@ -53,6 +56,7 @@ class RunRequest:
     # Who takes cow_gup's long-term pins: gup_test where the kernel has it, else the harness_pin
     # module (auto); or that one only (gup_test | module: the cross-check runs both).
     pinner: str = "auto"
+    out_reuse: bool = False  # --out may hold an earlier run: its files are removed first
 
 
 @dataclass
@@ -76,7 +80,9 @@ def guest_results(out: RunOutcome, ids: Collection[str] | None = None) -> list[C
     None when it ran none of them because the kernel did not boot or was lost first (for
     bisect and series, a boot failure). Ctrl-C is re-raised; a run that stopped before booting
     is the harness's problem, not the kernel's: a HarnessError."""
-    if out.exit_code == 130:
+    if out.exit_code == signals.EXIT_SIGTERM:
+        raise signals.Terminated()
+    if out.exit_code == signals.EXIT_SIGINT:
         raise KeyboardInterrupt
     real = [r for r in out.results if not r.reason.startswith("not run") and (ids is None or r.id in ids)]
     if not real and out.exit_code == 2:
@@ -98,18 +104,7 @@ def check_junit_path(junit: Path | None) -> None:
         raise InputError(f"--junit {junit}: not a writable file path")
 
 
-def make_run_dir(out: Path | None, kernel_spec: str | None) -> Path:
-    if out is None:
-        tag = (kernel_spec or "default").replace("/", "_").replace(":", "-")[-40:]
-        out = Path("harness-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".writable"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"--out {out}: not a writable directory ({e.strerror})") from None
-    return out.resolve()
+make_run_dir = rundir.make_run_dir  # matrix and series import it from here
 
 
 def bounded(r: CaseResult) -> CaseResult:
@@ -190,8 +185,13 @@ class _Run:
         self.req, self.progress = req, progress
         self.t0 = time.monotonic()
         check_junit_path(req.junit)
-        self.outcome = RunOutcome(make_run_dir(req.out, req.kernel))
-        self.rules = expect.load(req.expectations)
+        run_dir, self.lock = rundir.claim(req.out, req.kernel, req.out_reuse)
+        self.outcome = RunOutcome(run_dir)
+        try:
+            self.rules = expect.load(req.expectations)
+        except BaseException:
+            self.lock.release()
+            raise
         self.kernel: Kernel | None = None
         self.selected: list[suites.Selected] = []
         self.memory = hugepages.GuestMemory(req.memory_mib or hugepages.DEFAULT_MEMORY_MIB)
@@ -211,11 +211,13 @@ class _Run:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
 
     def record(self, results: list[CaseResult]) -> None:
-        for r in results:
-            r = bounded(r)
+        """Results into the run (JUnit's source) first, then results.jsonl: a log that cannot
+        be written (ReportWriteError, the run stops) loses them from neither report."""
+        kept = [bounded(r) for r in results]
+        self.outcome.results += kept
+        self.done.update(r.id for r in kept)
+        for r in kept:
             self.log.append(r)
-            self.outcome.results.append(r)
-            self.done.add(r.id)
 
     def prepare(self) -> list[suites.Selected]:
         image.require_qemu()  # fail fast: before building tests, fetching a kernel, writing an initramfs
@@ -404,16 +406,29 @@ class _Run:
 
     def save_output(self, name: str, r: CommandResult) -> None:
         outdir = self.outcome.run_dir / "output"
-        with open(outdir / f"{name}.ktap", "ab") as f:  # appended: a program may run in pieces
-            f.write(r.stdout)
-        with open(outdir / f"{name}.stderr", "ab") as f:
-            f.write(r.stderr)
+        try:
+            with open(outdir / f"{name}.ktap", "ab") as f:  # appended: a program may run in pieces
+                f.write(r.stdout)
+            with open(outdir / f"{name}.stderr", "ab") as f:
+                f.write(r.stderr)
+        except OSError as e:
+            raise ReportWriteError(f"cannot write {outdir / name}.*: {e.strerror or e}") from None
 
     def finish(self, why_missing: str) -> None:
+        """Every report, whatever stopped the run: JUnit first (the scratch images go before it,
+        which frees 512 MiB on a full disk). A write that fails is said in outcome.error (exit
+        2) and the other reports are still written; a JUnit the run dir cannot take goes to
+        --junit, then beside the run dir, then to the temp dir."""
         rd = self.outcome.run_dir
-        disks.remove(rd)
-        for sel in self.selected:
-            self.record(outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel))
+        errors: list[str] = []
+        try:
+            disks.remove(rd)
+        except OSError as e:
+            errors.append(f"cannot remove the scratch images: {e.strerror or e}")
+        missing = [bounded(r) for sel in self.selected
+                   for r in outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel)]
+        self.outcome.results += missing
+        self.done.update(r.id for r in missing)
         props = {"harness.version": __version__}
         k = self.fingerprint.get("kernel")
         if isinstance(k, dict):
@@ -422,21 +437,63 @@ class _Run:
         if isinstance(mach, dict) and "accel" in mach:  # not there when stopped before the boot
             props.update({"accel": str(mach["accel"]), "qemu": str(mach["qemu"])})
         xml = report.junit_xml(self.outcome.results, props)
-        (rd / "junit.xml").write_text(xml)
-        if self.req.junit is not None:
+        self.outcome.summary = report.summary_table(self.outcome.results)
+        errors += self._write_junit(xml)
+        for r in missing:
             try:
-                self.req.junit.write_text(xml)
-            except OSError as e:  # the run dir copy above is already on disk
-                self.outcome.error = f"--junit {self.req.junit}: {e.strerror} (junit.xml is in the run dir)"
+                self.log.append(r)
+            except ReportWriteError as e:
+                errors.append(str(e))
+                break
         self.fingerprint["reboots"] = self.reboots
         self.fingerprint["total_s"] = round(time.monotonic() - self.t0, 2)
-        (rd / "fingerprint.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
-        self.outcome.summary = report.summary_table(self.outcome.results)
-        (rd / "summary.txt").write_text(self.outcome.summary + "\n")
+        for name, text in (("fingerprint.json", json.dumps(self.fingerprint, indent=2) + "\n"),
+                           ("summary.txt", self.outcome.summary + "\n")):
+            try:
+                reportio.write_text(rd / name, text)
+            except ReportWriteError as e:
+                errors.append(str(e))
+        if errors:
+            first = self.outcome.error
+            self.outcome.error = "; ".join(([first] if first else []) + errors)
+            if self.outcome.exit_code in (0, 1):
+                self.outcome.exit_code = 2
+
+    def _write_junit(self, xml: str) -> list[str]:
+        """junit.xml into the run dir and the --junit copy; when neither could be written, the
+        first of a sibling of the run dir and the temp dir that takes it. Returns the errors."""
+        rd, errors = self.outcome.run_dir, []
+        written = []
+        for path in [rd / "junit.xml", *([self.req.junit] if self.req.junit is not None else [])]:
+            try:
+                reportio.write_text(path, xml)
+                written.append(path)
+            except ReportWriteError as e:
+                errors.append(str(e))
+        if not written:
+            for path in (rd.parent / f"{rd.name}.junit.xml",
+                         Path(tempfile.gettempdir()) / f"harness-{rd.name}.junit.xml"):
+                try:
+                    reportio.write_text(path, xml)
+                    reportio.write_text(path.with_name(path.name.replace(".junit.xml", ".summary.txt")),
+                                        self.outcome.summary + "\n")
+                except ReportWriteError as e:
+                    errors.append(str(e))
+                    continue
+                errors.append(f"junit.xml and summary.txt written to {path.parent} instead")
+                break
+        return errors
 
 
 def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
     run = _Run(req, progress)
+    try:
+        return _execute(run)
+    finally:
+        run.lock.release()
+
+
+def _execute(run: _Run) -> RunOutcome:
     why = "not run: the harness stopped before this case"
     try:
         run.outcome.stage = "prepare"
@@ -448,28 +505,39 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
         run.outcome.stage = "run"
         run.run_all()
         run.outcome.stage = "done"
-    except KeyboardInterrupt:
-        why = "not run: interrupted (Ctrl-C)"
-        run.outcome.error = "interrupted"
-        run.outcome.exit_code = 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        code = signals.exit_code(e)
+        why = f"not run: {signals.reason(code)}"
+        run.outcome.error = signals.reason(code).split(" ")[0]
+        run.outcome.exit_code = code
     except TransportError as e:
         why = f"not run: guest lost ({e})"
         run.outcome.error = str(e)
         run.outcome.exit_code = 2
-    except HarnessError as e:
+    except (HarnessError, OSError) as e:
+        if isinstance(e, OSError):  # a disk or file the harness needs failed under it
+            e = ReportWriteError(f"{e.filename or 'I/O'}: {e.strerror or e}")
         why = f"not run: {e}"
         run.outcome.error = str(e)
         run.outcome.exit_code = e.exit_code
         run.outcome.bad_input = isinstance(e, InputError) and run.outcome.stage == "prepare"
         if not run.selected:
-            raise
+            raise e from None
     finally:
-        m = getattr(run, "machine", None)
-        if m is not None:
-            # After Ctrl-C or a lost guest the agent may never read a poweroff: kill QEMU.
-            m.shutdown() if run.outcome.exit_code == 0 else m.kill()
-        if run.selected:
-            run.finish(why)
+        # A second Ctrl-C or SIGTERM while QEMU is stopped and the reports are written is only
+        # noted: cutting them short would lose the JUnit.
+        with signals.held() as seen:
+            m = getattr(run, "machine", None)
+            if m is not None:
+                # After Ctrl-C or a lost guest the agent may never read a poweroff: kill QEMU.
+                m.shutdown() if run.outcome.exit_code == 0 else m.kill()
+            if run.selected:
+                run.finish(why)
+            elif run.outcome.stage:
+                disks.remove(run.outcome.run_dir)
+        if seen and run.outcome.exit_code in (0, 1, 2):
+            run.outcome.exit_code = signals.EXIT_SIGTERM if signal.SIGTERM in seen else signals.EXIT_SIGINT
+            run.outcome.error = run.outcome.error or signals.reason(run.outcome.exit_code)
     if run.outcome.exit_code == 0 and any(r.verdict.unexpected for r in run.outcome.results):
         run.outcome.exit_code = 1
     _crosscheck(run.outcome, run.kernel, run.fingerprint)
@@ -500,7 +568,10 @@ def _crosscheck(out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict
     if not texts:
         return
     out.crosscheck = "\n\n".join(shown)
-    (out.run_dir / "crosscheck.txt").write_text("\n\n".join(texts) + "\n")
+    try:
+        reportio.write_text(out.run_dir / "crosscheck.txt", "\n\n".join(texts) + "\n")
+    except ReportWriteError as e:
+        out.error = f"{out.error}; {e}" if out.error else str(e)
     if disagree and out.exit_code == 0:
         out.exit_code = 1
 
