@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 
 # Everything outside the XML 1.0 Char production: C0 controls but tab/LF/CR, surrogates,
-# U+FFFE and U+FFFF.
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# U+FFFE and U+FFFF; and DEL and the C1 controls, which XML allows but discourages: a JUnit
+# message is also printed by CI tools to terminals, where U+009B is a CSI.
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # For a terminal line: every control character, C1 included (a stray ESC [ would recolour or
 # move the cursor; U+009B is a one-character CSI on many terminals).
 _TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
