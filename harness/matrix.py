@@ -395,11 +395,19 @@ def _run_matrix(req: MatrixRequest, top: Path, labels: list[str], rules: expect.
     return finish(req, top, labels, jobs, sched.results, interrupted, time.monotonic() - t0, width)
 
 
+def _job_problem(res: JobResult, note: str) -> None:
+    """A job's files were damaged: said in its error, and the matrix exits 2 for it."""
+    res.error = f"{res.error}; {note}" if res.error else note
+    if res.exit_code in (0, 1):
+        res.exit_code = 2
+
+
 def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
             results: dict[tuple[str, int], JobResult], interrupted: bool, elapsed_s: float,
             width: int = 1) -> MatrixOutcome:
     records: list[dict[str, Any]] = []
     fingerprints: dict[str, dict[str, Any]] = {}
+    good_fps: dict[str, str] = {}
     entries = []
     for label in labels:
         mine = [j for j in jobs if j.label == label]
@@ -412,8 +420,7 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
             records += [{**r, "kernel": label} for r in mine_records]
             res = results.setdefault((label, j.repeat), JobResult())
             if bad:
-                note = f"{bad} unreadable line(s) in {out / 'results.jsonl'} skipped"
-                res.error = f"{res.error}; {note}" if res.error else note
+                _job_problem(res, f"{bad} unreadable line(s) in {out / 'results.jsonl'} skipped")
             fp = out / "fingerprint.json"
             if label not in fingerprints and fp.is_file():
                 try:
@@ -421,12 +428,12 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
                     if not isinstance(fprint, dict):
                         raise ValueError("not an object")
                     fingerprints[label] = fprint
+                    good_fps[label] = str(fp.relative_to(top))
                 except ValueError:
-                    res.error = (f"{res.error}; " if res.error else "") + f"{fp} is not JSON (torn?)"
+                    _job_problem(res, f"{fp} is not JSON (torn?)")
             runs.append({"dir": str(out.relative_to(top)), "exit_code": res.exit_code,
                          "error": res.error, "elapsed_s": res.elapsed_s})
-        fp_rel = next((str((j.request.out / "fingerprint.json").relative_to(top)) for j in mine
-                       if j.request.out and (j.request.out / "fingerprint.json").is_file()), "")
+        fp_rel = good_fps.get(label, "")  # a torn one is not named: `compare` would refuse the dir
         kinfo = fingerprints.get(label, {}).get("kernel")
         kinfo = kinfo if isinstance(kinfo, dict) else {}
         # which package this label was tonight: `compare` pairs kernels of one line by it
