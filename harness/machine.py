@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import tempfile
 import threading
@@ -73,11 +74,17 @@ def cmdline(append: str = "", kernel_args: tuple[str, ...] = ()) -> str:
 _SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108, NUL included)
 
 
+MONITOR_DIR = "qemu"  # in the run dir, mode 0700: the HMP monitor can run `migrate "exec:..."`
+
+
 def monitor_socket_path(run_dir: Path) -> Path:
-    """The monitor socket in the run dir, or, when that path is too long for a unix socket
-    (QEMU would not start), in a short private directory under the temp dir."""
-    path = run_dir / "monitor.sock"
+    """The monitor socket in a private (0700) directory of the run dir, or, when that path is
+    too long for a unix socket (QEMU would not start), in a private directory under the temp
+    dir (removed with the machine). QEMU creates the socket 0600 (its umask is 077: _start)."""
+    path = run_dir / MONITOR_DIR / "monitor.sock"
     if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path.parent, 0o700)  # an older run's dir, or a umask that cut the mode
         return path
     return Path(tempfile.mkdtemp(prefix="harness-mon-")) / "monitor.sock"
 
@@ -90,6 +97,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
+        sandbox=qemu.sandbox_supported(qemu_bin),
     )
 
 
@@ -232,6 +240,13 @@ class Machine:
             self.child.terminate(force=True)
         self.child.close()
         self._log.close()
+        self._remove_private_dirs()
+
+    def _remove_private_dirs(self) -> None:
+        """The temp dir a too-long monitor socket path had to use (monitor_socket_path)."""
+        mon = self.qspec.monitor_socket
+        if mon is not None and mon.parent.name.startswith("harness-mon-"):
+            shutil.rmtree(mon.parent, ignore_errors=True)
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
         """Power the guest off; kill QEMU if it does not go. Safe to call twice."""
@@ -246,6 +261,7 @@ class Machine:
             self.child.terminate(force=True)
         self.child.close()
         self._log.close()
+        self._remove_private_dirs()
 
 
 def _read_until_prompt(sock: socket.socket) -> bytes:
@@ -268,7 +284,9 @@ def _start(spec: MachineSpec, qspec: QemuSpec, log: ConsoleLog, attempt: int) ->
     argv = qemu.argv(qspec)
     _write_argv(spec.run_dir, argv, attempt)
     log.write(f"\n=== harness: boot attempt {attempt}, accel={qspec.accel} ===\n".encode())
-    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False)
+    # A minimal environment, and umask 077: what QEMU creates (the monitor socket) is 0600.
+    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False,
+                          env=qemu.environment(), preexec_fn=lambda: os.umask(0o077))
     child.logfile_read = log
     return child
 

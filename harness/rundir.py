@@ -27,7 +27,7 @@ RUN_FILES = ("results.jsonl", "junit.xml", "summary.txt", "fingerprint.json", "c
              "dmesg.log", "qemu-argv.txt", "qemu-argv.json", "kernel-config", "initramfs.cpio",
              "report.html", "kcidb.json", "crosscheck.txt", "matrix.json", "monitor.sock",
              "compare.txt", "compare.json", "compare.html", "scratch-ext4.img", "scratch-swap.img")
-RUN_DIRS = ("output", "ssh")
+RUN_DIRS = ("output", "ssh", "qemu")
 _MARKS = ("results.jsonl", "junit.xml", "matrix.json", "console.log")
 
 

@@ -92,9 +92,11 @@ def make_keys(run_dir: Path) -> SshKeys:
     """Fresh keys for one run: the client's (for root in the guest) and the guest's host key."""
     kdir = run_dir / "ssh"
     kdir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(kdir, 0o700)
     client, host = kdir / "client_ed25519", kdir / "host_ed25519.dropbear"
     authorized = _client_key(client)
     host_public = _dropbear_key(host)
+    os.chmod(host, 0o600)  # the guest's private host key
     (kdir / "client_ed25519.pub").write_text(authorized + "\n")
     (kdir / "known_hosts.pub").write_text(host_public + "\n")
     return SshKeys(client, authorized, host, host.read_bytes(), host_public)
