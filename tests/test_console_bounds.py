@@ -39,7 +39,7 @@ def test_a_gzip_bomb_in_a_reply_is_cut() -> None:
     r = console.run("true", 120)
     child.terminate(force=True)
     assert len(r.stdout) <= limits.MAX_PROGRAM_STDOUT_BYTES + 200
-    assert "ratio cap" in r.note
+    assert "size cap" in r.note
 
 
 def test_a_reply_over_the_limit_keeps_its_head_and_its_timeout() -> None:

@@ -69,15 +69,27 @@ def test_a_plan_bigger_than_the_cases_asked_is_an_error_of_the_program() -> None
 # ---- gzip -------------------------------------------------------------------------------------
 
 
-def test_a_gzip_bomb_is_cut_by_the_ratio_cap() -> None:
+def test_a_gzip_bomb_is_cut_by_the_size_cap() -> None:
     bomb = gzip.compress(bytes(300 << 20), 9)  # ~300 KiB in, 300 MiB out
     tracemalloc.start()
     data, note = limits.gunzip(bomb)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(data) <= limits.MAX_PROGRAM_STDOUT_BYTES + 200
-    assert "ratio cap" in note and "dropped from the middle" in note
+    assert "size cap" in note and "dropped from the middle" in note
     assert peak < 3 * limits.MAX_PROGRAM_STDOUT_BYTES
+
+
+def test_a_small_gzip_bomb_is_cut_by_the_ratio_cap() -> None:
+    bomb = gzip.compress(bytes(40 << 20), 9)  # ~40 KiB in: 1030:1
+    data, note = limits.gunzip(bomb)
+    assert "ratio cap" in note and len(bomb) * limits.MAX_GZIP_RATIO <= 40 << 20
+
+
+def test_a_flood_below_the_ratio_cap_keeps_its_last_results() -> None:
+    flood = b"".join(b"# flood %08d %s\n" % (i, b"x" * 4000) for i in range(16_000)) + b"ok 1 last\n"
+    data, note = limits.gunzip(gzip.compress(flood, 1))
+    assert data.endswith(b"ok 1 last\n") and "ratio cap" not in note and "dropped from the middle" in note
 
 
 def test_big_output_keeps_head_and_tail() -> None:
