@@ -172,3 +172,22 @@ def test_default_run_dirs_are_never_shared(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     a, b = rundir.make_run_dir(None, "debian:6.12"), rundir.make_run_dir(None, "debian:6.12")
     assert a != b
+
+
+# ---- bisect ---------------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_a_bisect_like_ctrl_c_with_143(tmp_path: Path) -> None:
+    from bisect_fakes import TableOracle
+    from test_bisect_loop import bisect, table
+
+    class Cancelled(TableOracle):
+        def __call__(self, cand: str, step_dir: Path):  # type: ignore[no-untyped-def]
+            if len(self.calls) == 2:
+                raise signals.Terminated()  # what SIGTERM raises under signals.sigterm_as_interrupt
+            return super().__call__(cand, step_dir)
+
+    out = bisect(tmp_path, Cancelled(table("debian:6.1.0-52")), junit=tmp_path / "j.xml").run()
+    assert out.exit_code == 143 and out.answer is None
+    assert ET.parse(tmp_path / "j.xml").getroot().tag == "testsuites"
+    assert "rerun the same command" in (tmp_path / "b" / "summary.txt").read_text()
