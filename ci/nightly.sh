@@ -25,7 +25,7 @@ failed=0
 # kcidb.json, summary.txt, compare.{txt,json,html}, one run dir per kernel), lava/ (a LAVA job
 # with its artefacts, for a lab).
 out=${HARNESS_NIGHTLY_OUT:-nightly-out}
-rm -rf "$out/matrix" "$out/lava" && mkdir -p "$out"
+rm -rf "$out/matrix" "$out/matrix-no-modules" "$out/lava" && mkdir -p "$out"  # --out refuses an earlier run
 matrix=(run --kernel debian:lines -j "${HARNESS_JOBS:-2}"
         --out "$out/matrix" --junit "$out/junit.xml")
 if [ -n "${HARNESS_BASELINE:-}" ] && [ -f "$HARNESS_BASELINE/results.jsonl" ]; then

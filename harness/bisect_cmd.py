@@ -73,7 +73,7 @@ class RunOracle:
         filters = tuple(exact_glob(t) for t in self.policy.tests)
         for k in range(1, self.policy.runs + 1):
             req = dataclasses.replace(self.base, kernel=spec, filters=filters, junit=None,
-                                      out=step_dir / f"r{k}")
+                                      out=step_dir / f"r{k}", out_reuse=True)  # a resumed step redoes it
             t1 = time.monotonic()
             out = execute(req, lambda s: self.progress(f"      {s}"))
             runs.append(dataclasses.replace(observe(out, self.policy.tests), seconds=time.monotonic() - t1))
@@ -295,8 +295,8 @@ def run_for_git_bisect(a: argparse.Namespace, req: RunRequest, progress: Progres
         out = execute(req, progress)
     except HarnessError as e:
         return abort(str(e))
-    if out.exit_code == 130:
-        return 130
+    if out.exit_code in (130, 143):  # Ctrl-C or SIGTERM: no verdict for git
+        return out.exit_code
     print(out.summary)
     print(f"run dir: {out.run_dir}")
     tests = tuple(dict.fromkeys(r.id for r in out.results))

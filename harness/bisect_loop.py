@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import bisect_report
+from . import bisect_report, reportio, signals
 from .bisect import (Answer, Policy, Side, StepRecord, StepResult, answer_to_dict, confidence,
                      decide, endpoint_message, plan, side_of, step_from_dict, step_to_dict)
 from .errors import HarnessError, InputError
@@ -183,12 +183,13 @@ class Bisect:
         try:
             out.answer = self._search()
             out.exit_code = out.answer.exit_code
-        except KeyboardInterrupt:
-            out.exit_code = 130
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (a CI cancel): 130 or 143
+            out.exit_code = signals.exit_code(e)
             self.progress(f"interrupted: {len(self.records)} step(s) saved in {self.dir / STATE}; "
                           "run the same command again to continue")
         finally:
-            out.text = self.write(out.answer)
+            with signals.held():  # a second Ctrl-C must not cut the JUnit short
+                out.text = self.write(out.answer)
         return out
 
     def _search(self) -> Answer:
@@ -231,7 +232,7 @@ class Bisect:
         step_dir = self.dir / "steps" / f"{n:02d}"
         shutil.rmtree(step_dir, ignore_errors=True)  # what an interrupted attempt left
         step_dir.mkdir(parents=True)
-        (step_dir / "candidate.txt").write_text(f"{cand}\n{self.space.label(cand)}\n")
+        reportio.write_text(step_dir / "candidate.txt", f"{cand}\n{self.space.label(cand)}\n")
         self.progress(f"step {n}: {self.space.label(cand)} ({role})")
         self.space.checkout(cand)
         res = self.oracle(cand, step_dir)
@@ -258,12 +259,8 @@ class Bisect:
         self.save(answer)
         pol = self.policy
         log = bisect_report.step_log(self.records, pol)
-        (self.dir / "steps.txt").write_text(bisect_report.describe_policy(pol) + "\n\n" + log)
         text = bisect_report.final_text(answer, self.records, pol, time.monotonic() - self.t0) if answer else \
             f"bisect stopped after {len(self.records)} step(s); rerun the same command to continue\n"
-        (self.dir / "summary.txt").write_text(text)
-        for name, content in self.space.files().items():
-            (self.dir / name).write_text(content)
         props = {"bisect.kind": self.space.kind, "bisect.tests": " ".join(pol.tests),
                  "bisect.judge": pol.judge.value, "bisect.runs": str(pol.runs),
                  "bisect.reverse": str(pol.reverse).lower(),
@@ -271,8 +268,12 @@ class Bisect:
                  "bisect.first": " ".join(answer.first) if answer else "",
                  "bisect.confidence": str(answer.confidence.value) if answer and answer.confidence else ""}
         xml = bisect_report.junit(self.records, answer, pol, props)
-        (self.dir / "junit.xml").write_text(xml)
+        reportio.write_text(self.dir / "junit.xml", xml)  # first: what CI reads
         if self.junit is not None:
             self.junit.parent.mkdir(parents=True, exist_ok=True)
-            self.junit.write_text(xml)
+            reportio.write_text(self.junit, xml)
+        reportio.write_text(self.dir / "steps.txt", bisect_report.describe_policy(pol) + "\n\n" + log)
+        reportio.write_text(self.dir / "summary.txt", text)
+        for name, content in self.space.files().items():
+            reportio.write_text(self.dir / name, content)
         return log + "\n" + text

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, series_cmd, terminal
+from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, terminal
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -18,7 +18,13 @@ from .runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
 
 
 def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(safetext.terminal_text(msg), file=sys.stderr, flush=True)
+
+
+def _error_line(msg: str) -> str:
+    """The one `harness: error:` line: guest text in it (a boot panic, dropbear's log) shown
+    literally, never as terminal control."""
+    return f"harness: error: {safetext.terminal_line(msg)}"
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,6 +36,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit XML here")
     p.add_argument("--out", type=Path, metavar="DIR", help="run directory (default ./harness-runs/<time>-<kernel>)")
+    p.add_argument("--out-reuse", action="store_true",
+                   help="--out may hold an earlier run: remove its files first (else that is refused)")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     p.add_argument("--transport", choices=["console", "ssh"], default="console")
     p.add_argument("--memory", type=int, metavar="MIB",
@@ -74,7 +82,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
                      expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
                      transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
                      timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
-                     max_reboots=a.max_reboots, pinner=a.pinner)
+                     max_reboots=a.max_reboots, pinner=a.pinner, out_reuse=a.out_reuse)
     if a.bisect_exit:  # under `git bisect run`: 0 good, 1 bad, 125 skip, 128 abort
         return bisect_cmd.run_for_git_bisect(a, req, _progress)
     plan = runopts.dispatch(a, req, _progress)  # several kernels or --repeat: a matrix, run there
@@ -89,7 +97,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     out = execute(req, _progress)
     runopts.write_reports(out.run_dir, _progress)
     if out.bad_input:  # one line, not 423 "not run" lines before it (the run dir has them)
-        print(f"harness: error: {out.error}", file=sys.stderr)
+        print(_error_line(out.error), file=sys.stderr)
         return out.exit_code
     detail = terminal.detail_of(a.verbose, a.quiet)
     if out.crosscheck and detail != "quiet":
@@ -98,7 +106,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if detail != "quiet" or out.exit_code != 0:  # quiet: the run dir only when there is something to look at
         print(f"run dir: {out.run_dir}")
     if out.error:
-        print(f"harness: error: {out.error}", file=sys.stderr)
+        print(_error_line(out.error), file=sys.stderr)
     return plan.finish(out.run_dir, out.exit_code)  # --baseline: compare, a regression exits 1
 
 
@@ -256,15 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.command in ("run", "bisect", "series", "build"):
             runopts.check_numbers(a)  # before a kernel is fetched or a guest built
-        return handlers[a.command](a)
+        with signals.sigterm_as_interrupt():  # a CI cancel ends like Ctrl-C: reports written
+            return handlers[a.command](a)
     except HarnessError as e:
         if getattr(a, "bisect_exit", False):  # under git bisect run, where 2 would mean "bad"
-            return bisect_cmd.git_abort(str(e))
-        print(f"harness: error: {e}", file=sys.stderr)
+            return bisect_cmd.git_abort(safetext.terminal_line(str(e)))
+        print(_error_line(str(e)), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        code = signals.exit_code(e)
+        print(f"harness: {signals.reason(code)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

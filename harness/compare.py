@@ -31,6 +31,7 @@ from typing import Any
 from .kernelid import KernelId, Pairing, pair
 from .model import Verdict
 from .resultset import CaseSummary, ResultSet
+from .safetext import terminal_line
 
 
 class Kind(str, enum.Enum):
@@ -133,9 +134,9 @@ def _verdict_text(c: CaseSummary | None) -> str:
 
 def change_line(ch: Change, width: int = 0) -> str:
     now = ch.new or ch.old
-    reason = " ".join(((now.reason or now.expect_reason) if now else "").split())[:160]
-    label = f"{ch.kernel}  " if ch.kernel else ""
-    return (f"{ch.kind.value.upper():<13} {label}{ch.id:<{width}}  "
+    reason = terminal_line((now.reason or now.expect_reason) if now else "")[:160]
+    label = f"{terminal_line(ch.kernel)}  " if ch.kernel else ""
+    return (f"{ch.kind.value.upper():<13} {label}{terminal_line(ch.id):<{width}}  "
             f"{_verdict_text(ch.old)} -> {_verdict_text(ch.new)}  {reason}").rstrip()
 
 
@@ -146,10 +147,10 @@ def summary_line(c: Comparison) -> str:
 
 def render_text(c: Comparison) -> str:
     """Every case that is not unchanged, grouped by kind, then the counts."""
-    lines = [f"old: {c.old_source}", f"new: {c.new_source}"]
+    lines = [f"old: {terminal_line(c.old_source)}", f"new: {terminal_line(c.new_source)}"]
     moved = [p for p in c.pairings if p.moved]
-    lines += [p.text() for p in moved if p.same_line]
-    across = [p.text() for p in moved if not p.same_line]
+    lines += [terminal_line(p.text()) for p in moved if p.same_line]
+    across = [terminal_line(p.text()) for p in moved if not p.same_line]
     if across:
         lines.append("kernels matched: " + ", ".join(across))
     shown = [ch for ch in c.changes if ch.kind is not Kind.UNCHANGED or ch.verdict_changed]
@@ -162,7 +163,8 @@ def render_text(c: Comparison) -> str:
     flaky = c.flaky
     if flaky:
         lines += ["", "flaky (pass rate = runs as expected / runs):"]
-        lines += [f"  {ch.kernel}  {ch.id}  {ch.new.rate_text()}" for ch in flaky if ch.new]
+        lines += [f"  {terminal_line(ch.kernel)}  {terminal_line(ch.id)}  {ch.new.rate_text()}"
+                  for ch in flaky if ch.new]
     lines += ["", summary_line(c)]
     return "\n".join(lines) + "\n"
 

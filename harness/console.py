@@ -4,17 +4,72 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 
 import pexpect
 
 from .errors import CommandTimeout, GuestUnresponsive, TransportError
+from .limits import MAX_REPLY_BYTES
 from .transport import (CommandResult, Frame, as_shell, end_marker, parse_frame, put_commands,
                         request_line, resend_line)
 
 _RESEND_TRIES = 3
 MAX_LINE = 3000  # bytes; the guest tty's canonical line limit is 4095
 LONG_COMMAND = "/tmp/.agent-long-command"
+READ_CHUNK = 65536  # bytes per read from QEMU's stdio (pexpect's maxread)
+# A console line longer than this without a newline is noise (the agent's lines are base64, 76
+# columns): only its end is kept, in case a reply line starts there.
+MAX_LINE_BYTES = 64 * 1024
+_LINE_END_KEPT = 256
+
+
+class _Reply:
+    """One reply as it arrives on a console the kernel also writes to. Only the lines that
+    carry the request's tag are kept (what parse_frame reads; printk noise in between is in
+    console.log already), at most MAX_REPLY_BYTES of them; the rest is counted in `cut`.
+    Every byte is scanned once, so waiting costs time linear in what came (pexpect rescans
+    its whole buffer on every read: 32 MiB before the marker took 7 s, 64 MiB half a minute)."""
+
+    def __init__(self, req_id: str) -> None:
+        self.marker = end_marker(req_id)
+        self.tag = f"{req_id}:".encode()
+        self.kept = bytearray()
+        self.cut = 0
+        self.timed_out_line = b""
+        self._partial = b""  # the line being received
+
+    def add(self, data: bytes) -> bytes | None:
+        """Take data; once the end marker came, return what followed it (else None)."""
+        buf = self._partial + data
+        m = self.marker.search(buf)
+        if m is not None:
+            self._keep(buf[:m.start()] + b"\n")
+            self.rc, self.md5 = int(m.group(1)), m.group(2).decode()
+            return buf[m.end():]
+        nl = buf.rfind(b"\n")
+        self._keep(buf[:nl + 1])
+        self._partial = buf[nl + 1:]
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._partial = self._partial[-_LINE_END_KEPT:]
+        return None
+
+    def _keep(self, lines: bytes) -> None:
+        pos = lines.find(self.tag)
+        while pos >= 0:
+            start = lines.rfind(b"\n", 0, pos) + 1
+            end = lines.find(b"\n", pos)
+            line = lines[start:end + 1]
+            if b":T:" in line[pos - start:]:
+                self.timed_out_line = line
+            elif len(self.kept) + len(line) <= MAX_REPLY_BYTES and not self.cut:
+                self.kept += line
+            else:
+                self.cut += len(line)
+            pos = lines.find(self.tag, end)
+
+    def text(self) -> bytes:
+        return bytes(self.kept) + self.timed_out_line
 
 
 class ConsoleTransport:
@@ -26,8 +81,9 @@ class ConsoleTransport:
     name = "console"
     GRACE_S = 20.0
 
-    def __init__(self, child: pexpect.spawn) -> None:
+    def __init__(self, child: pexpect.spawn, clock: Callable[[], float] = time.monotonic) -> None:
         self._child = child
+        self._clock = clock  # a test's replayed console brings its own
         self._prefix = "c" + secrets.token_hex(4)
         self._seq = 0
 
@@ -37,14 +93,25 @@ class ConsoleTransport:
 
     def _exchange(self, line: bytes, req_id: str, wait_s: float, what: str) -> Frame:
         self._child.send(line)
-        try:
-            self._child.expect(end_marker(req_id), timeout=wait_s)
-        except pexpect.TIMEOUT:
-            raise GuestUnresponsive(f"console: no reply to {what} within {wait_s:.0f}s: the guest is not responding") from None
-        except pexpect.EOF:
-            raise TransportError("console: QEMU exited while a command was running") from None
-        m = self._child.match
-        return parse_frame(req_id, self._child.before, int(m.group(1)), m.group(2).decode())
+        reply = _Reply(req_id)
+        deadline = self._clock() + wait_s
+        data = self._child.buffer  # what an earlier read left after its marker
+        self._child.buffer = b""
+        while True:
+            rest = reply.add(data) if data else None
+            if rest is not None:
+                break
+            left = deadline - self._clock()
+            if left <= 0:
+                raise GuestUnresponsive(f"console: no reply to {what} within {wait_s:.0f}s: the guest is not responding")
+            try:
+                data = self._child.read_nonblocking(READ_CHUNK, timeout=min(left, 1.0))
+            except pexpect.TIMEOUT:
+                data = b""
+            except pexpect.EOF:
+                raise TransportError("console: QEMU exited while a command was running") from None
+        self._child.buffer = rest  # the marker's second copy, and whatever follows
+        return parse_frame(req_id, reply.text(), reply.rc, reply.md5, cut=reply.cut)
 
     def run(self, command: str | Sequence[str], timeout_s: float = 60.0) -> CommandResult:
         cmd = as_shell(command)
@@ -65,7 +132,7 @@ class ConsoleTransport:
                 raise TransportError(f"console: reply to {what} corrupted {tries} times")
             req_id = self._next_id()
             frame = self._exchange(resend_line(req_id), req_id, 30.0, what)
-        result = CommandResult(frame.rc, frame.stdout, frame.stderr)
+        result = CommandResult(frame.rc, frame.stdout, frame.stderr, frame.note)
         if frame.timed_out:
             raise CommandTimeout(f"console: {what} killed after {limit}s", partial=result)
         return result

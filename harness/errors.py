@@ -66,3 +66,8 @@ class CommandTimeout(TransportError):
 
 class GuestUnresponsive(TransportError):
     """The guest stopped answering altogether: a kernel hang, not a test hang."""
+
+
+class ReportWriteError(HarnessError):
+    """A report or result file could not be written (a full disk, a read-only or vanished run
+    dir): exit 2, never a traceback, and the other reports are still attempted."""

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cpio, modules
+from . import cpio, modules, reportio
 from .errors import BuildError, ToolMissing
 from .model import Kernel
 from .paths import REPO_ROOT
@@ -149,7 +149,8 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
 def build(kernel: Kernel, payload: Payload, opts: GuestOptions, out: Path) -> GuestImage:
     """Write the initramfs for this run to `out` (a file in the run dir)."""
     ents, res = entries_for(kernel, payload, opts)
-    out.write_bytes(cpio.archive(ents))
+    # 0600: with SSH it holds the guest's host private key.
+    reportio.write_bytes(out, cpio.archive(ents), mode=0o600)
     return GuestImage(out, res.load_order, res.missing, opts)
 
 

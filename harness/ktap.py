@@ -10,7 +10,10 @@ The input is what a serial console or a pipe gave us, not a clean TAP stream:
   ``ok N No leak from parent into child``), so results are kept in order with the lines that
   came before them, never deduplicated;
 - a guest that crashes or is killed cuts the output off: planned results that never came become
-  Outcome.ERROR nodes, so a crash can never read as a shorter, passing run.
+  Outcome.ERROR nodes, so a crash can never read as a shorter, passing run;
+- the guest may lie: a plan line (``1..50000000``) must not make the host allocate what it
+  says. A plan above limits.MAX_KTAP_PLAN fills nothing and is reported in the root's reason
+  (plan_problem), and a document makes at most limits.MAX_KTAP_NODES result nodes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from .limits import MAX_KTAP_NODES, MAX_KTAP_PLAN
 from .model import Outcome, TestNode
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL/ST) and the two-byte escapes (ESC c = reset, which
@@ -225,6 +229,7 @@ class _Parser:
         self.after_bail: list[str] = []
         self.root_children: tuple[TestNode, ...] | None = None
         self.root_trailing: list[str] = []
+        self.budget = _Budget()
 
     # -- feeding
 
@@ -283,6 +288,8 @@ class _Parser:
         top = self.stack[-1]
         if top.plan is None:
             top.plan, top.plan_comment = n, comment
+            if n > MAX_KTAP_PLAN:
+                self.budget.too_big.append(n)
 
     def _subtest(self, indent: int, name: str) -> None:
         top = self.stack[-1]
@@ -299,6 +306,8 @@ class _Parser:
         self._close_deeper_than(indent, "missing: subtest ended before result {n}")
         top = self.stack[-1]
         number = int(m.group("num")) if m.group("num") else len(top.results) + 1
+        if not self.budget.take(1):
+            return  # counted; the root's reason says how many were dropped
         node = replace(_result_node(m, number), diagnostics=tuple(top.pending))
         if top.waiting is not None:
             w = top.waiting
@@ -310,7 +319,7 @@ class _Parser:
     def _bail_out(self, msg: str) -> None:
         why = "missing: bail out before result {n}: " + msg
         self._close_deeper_than(0, why)
-        self.root_children, trailing = _finish_block(self.stack[0], why)
+        self.root_children, trailing = _finish_block(self.stack[0], why, self.budget)
         self.root_trailing = list(trailing)
         self.bail = msg
 
@@ -325,7 +334,7 @@ class _Parser:
     def _close_deeper_than(self, indent: int, why: str) -> None:
         while len(self.stack) > 1 and self.stack[-1].indent > indent:
             block = self.stack.pop()
-            children, trailing = _finish_block(block, why)
+            children, trailing = _finish_block(block, why, self.budget)
             parent = self.stack[-1]
             _flush_waiting(parent, "missing: no result line after subtest {n}")
             parent.waiting = _Closed(block.name, block.plan, children, trailing)
@@ -337,13 +346,15 @@ class _Parser:
         if self.root_children is None:
             why = "missing: output ended before result {n}"
             self._close_deeper_than(0, why)
-            self.root_children, trailing = _finish_block(root, why)
+            self.root_children, trailing = _finish_block(root, why, self.budget)
             self.root_trailing = list(trailing)
         outcome, reason = Outcome.OK, ""
         if root.plan == 0:
             outcome, reason = Outcome.SKIP, _PLAN_SKIP.sub("", root.plan_comment or "").strip()
         if self.bail is not None:
             reason = f"bail out: {self.bail}"
+        if self.budget.problem():
+            reason = f"{reason}; {self.budget.problem()}" if reason else self.budget.problem()
         return TestNode(
             name="",
             outcome=outcome,
@@ -374,34 +385,79 @@ def _flush_waiting(block: _Block, why: str) -> None:
     block.waiting = None
 
 
-def _finish_block(block: _Block, why: str) -> tuple[tuple[TestNode, ...], tuple[str, ...]]:
+def _finish_block(block: _Block, why: str, budget: "_Budget") -> tuple[tuple[TestNode, ...], tuple[str, ...]]:
     """Results of a block plus ERROR nodes for planned numbers never reported.
 
     The diagnostics after the last result go to the first missing node (they are the crashed
-    test's "# [RUN]" line and the kernel's oops), or are returned as trailing lines.
+    test's "# [RUN]" line and the kernel's oops), or are returned as trailing lines. A plan
+    above MAX_KTAP_PLAN fills nothing; the fill-ins of all blocks together stay within the
+    node budget. Linear in the plan: gaps are merged in, never inserted one by one.
     """
     _flush_waiting(block, why)
-    results = list(block.results)
     trailing = tuple(block.pending)
-    seen = {r.number for r in results}
+    plan = block.plan or 0
+    if plan > MAX_KTAP_PLAN:
+        return tuple(block.results), trailing
+    seen = {r.number for r in block.results}
     last = max((n for n in seen if n is not None), default=0)
-    for n in range(1, (block.plan or 0) + 1):
-        if n in seen:
-            continue
-        if n < last:  # a gap, not a cut-off: keep it where it belongs
-            gap = TestNode(name="", number=n, outcome=Outcome.ERROR,
-                           reason=f"missing: result {n} never reported")
-            results.insert(_position(results, n), gap)
-            continue
+    missing = [n for n in range(1, plan + 1) if n not in seen]
+    gaps = [n for n in missing if n < last]
+    ends = [n for n in missing if n >= last]
+    if not budget.take(len(missing)):
+        return tuple(block.results), trailing
+    # A gap goes before the first result (in printed order) numbered above it: as the gaps
+    # grow, that position only moves right, so one pass places them all.
+    results: list[TestNode] = []
+    g = 0
+    for r in block.results:
+        while g < len(gaps) and r.number is not None and r.number > gaps[g]:
+            results.append(TestNode(name="", number=gaps[g], outcome=Outcome.ERROR,
+                                    reason=f"missing: result {gaps[g]} never reported"))
+            g += 1
+        results.append(r)
+    for n in ends:  # a cut-off: the output ended before them
         results.append(TestNode(name="", number=n, outcome=Outcome.ERROR,
                                 reason=why.format(n=n), diagnostics=trailing))
         trailing = ()
     return tuple(results), trailing
 
 
-def _position(results: list[TestNode], n: int) -> int:
-    """Index of the first result numbered above n (results keep their printed order)."""
-    for i, r in enumerate(results):
-        if r.number is not None and r.number > n:
-            return i
-    return len(results)
+class _Budget:
+    """Result nodes one document may still make (MAX_KTAP_NODES), and what was refused."""
+
+    def __init__(self) -> None:
+        self.left = MAX_KTAP_NODES
+        self.refused = 0
+        self.too_big: list[int] = []
+
+    def take(self, n: int) -> bool:
+        if n > self.left:
+            self.refused += n
+            return False
+        self.left -= n
+        return True
+
+    def problem(self) -> str:
+        parts = []
+        if self.too_big:
+            parts.append(f"KTAP plan 1..{self.too_big[0]} is more than the {MAX_KTAP_PLAN} "
+                         "results the harness accepts from one program")
+        if self.refused:
+            parts.append(f"{self.refused} KTAP results dropped: more than the {MAX_KTAP_NODES} "
+                         "result nodes the harness keeps of one program")
+        return "; ".join(parts)
+
+
+_BUDGET_PROBLEM = re.compile(r"KTAP plan 1\.\.\d+ is more than [^;]*|\d+ KTAP results dropped: [^;]*")
+
+
+def plan_problem(root: TestNode, asked: int | None = None) -> str:
+    """Why a program's KTAP cannot be trusted as a whole ("" when it can): a plan above the
+    cap, results dropped for the node budget, or (when `asked` is known) a top-level plan
+    announcing more results than the cases it was asked to run."""
+    found = _BUDGET_PROBLEM.findall(root.reason)
+    if found:
+        return "; ".join(found)
+    if asked is not None and root.plan is not None and root.plan > asked:
+        return f"KTAP plan 1..{root.plan} announces more results than the {asked} cases it was asked to run"
+    return ""

@@ -11,20 +11,23 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, IO
+from typing import Callable
 
 import pexpect
 
-from . import qemu
+from . import qemu, safetext
 from .console import ConsoleTransport
+from .consolelog import ConsoleLog
 from .errors import AccelUnusable, BootPanic, BootTimeout, InputError, MachineError
 from .image import GuestImage, require_qemu
+from .limits import MAX_CONSOLE_SECTION_BYTES, dropped_note
 from .model import Kernel
 from .paths import cache_dir
 from .qemu import QemuSpec, Share
@@ -71,11 +74,17 @@ def cmdline(append: str = "", kernel_args: tuple[str, ...] = ()) -> str:
 _SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108, NUL included)
 
 
+MONITOR_DIR = "qemu"  # in the run dir, mode 0700: the HMP monitor can run `migrate "exec:..."`
+
+
 def monitor_socket_path(run_dir: Path) -> Path:
-    """The monitor socket in the run dir, or, when that path is too long for a unix socket
-    (QEMU would not start), in a short private directory under the temp dir."""
-    path = run_dir / "monitor.sock"
+    """The monitor socket in a private (0700) directory of the run dir, or, when that path is
+    too long for a unix socket (QEMU would not start), in a private directory under the temp
+    dir (removed with the machine). QEMU creates the socket 0600 (its umask is 077: _start)."""
+    path = run_dir / MONITOR_DIR / "monitor.sock"
     if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path.parent, 0o700)  # an older run's dir, or a umask that cut the mode
         return path
     return Path(tempfile.mkdtemp(prefix="harness-mon-")) / "monitor.sock"
 
@@ -88,6 +97,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
+        sandbox=qemu.sandbox_supported(qemu_bin),
     )
 
 
@@ -124,7 +134,7 @@ def _remember_kvm_broken(why: str) -> None:
 
 
 class Machine:
-    def __init__(self, spec: MachineSpec, qspec: QemuSpec, child: pexpect.spawn, log: IO[bytes],
+    def __init__(self, spec: MachineSpec, qspec: QemuSpec, child: pexpect.spawn, log: ConsoleLog,
                  boot_s: float, accel_note: str) -> None:
         self.spec, self.qspec, self.child, self._log = spec, qspec, child, log
         self.accel = qspec.accel
@@ -144,10 +154,31 @@ class Machine:
     def log_offset(self) -> int:
         return self.console_log.stat().st_size
 
-    def log_since(self, offset: int) -> str:
+    def log_since(self, offset: int, limit: int = MAX_CONSOLE_SECTION_BYTES) -> str:
+        """The console from `offset` on, at most `limit` bytes of it (head and tail)."""
+        with open(self.console_log, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            if size - offset <= limit:
+                data = f.read()
+            else:
+                head = f.read(limit // 2)
+                f.seek(size - limit // 2)
+                dropped = size - offset - limit
+                data = head + b"\n" + dropped_note(dropped).encode() + b"\n" + f.read()
+        return data.decode("utf-8", "replace")
+
+    def log_has(self, offset: int, needle: bytes) -> bool:
+        """Whether the console from `offset` on holds `needle` (read in pieces, never whole)."""
+        chunk = 1 << 20
         with open(self.console_log, "rb") as f:
             f.seek(offset)
-            return f.read().decode("utf-8", "replace")
+            carry = b""
+            while piece := f.read(chunk):
+                if needle in carry + piece:
+                    return True
+                carry = piece[-len(needle):]
+        return False
 
     def drain(self, seconds: float) -> None:
         """Read the console for `seconds` (into console.log), e.g. while the kernel dumps stacks."""
@@ -208,7 +239,14 @@ class Machine:
         if self.child.isalive():
             self.child.terminate(force=True)
         self.child.close()
-        self._log.flush()
+        self._log.close()
+        self._remove_private_dirs()
+
+    def _remove_private_dirs(self) -> None:
+        """The temp dir a too-long monitor socket path had to use (monitor_socket_path)."""
+        mon = self.qspec.monitor_socket
+        if mon is not None and mon.parent.name.startswith("harness-mon-"):
+            shutil.rmtree(mon.parent, ignore_errors=True)
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
         """Power the guest off; kill QEMU if it does not go. Safe to call twice."""
@@ -216,13 +254,14 @@ class Machine:
         if self.child.isalive():
             try:
                 self.console.send_only("sync; poweroff -f")
-                self.child.expect(pexpect.EOF, timeout=timeout_s)
+                expect_bounded(self.child, [], timeout_s)
             except (pexpect.TIMEOUT, OSError):
                 pass
         if self.child.isalive():
             self.child.terminate(force=True)
         self.child.close()
-        self._log.flush()
+        self._log.close()
+        self._remove_private_dirs()
 
 
 def _read_until_prompt(sock: socket.socket) -> bytes:
@@ -241,38 +280,79 @@ def _write_argv(run_dir: Path, argv: list[str], attempt: int) -> None:
         f.write(f"# attempt {attempt}\n{shlex.join(argv)}\n")
 
 
-def _start(spec: MachineSpec, qspec: QemuSpec, log: IO[bytes], attempt: int) -> pexpect.spawn:
+def _start(spec: MachineSpec, qspec: QemuSpec, log: ConsoleLog, attempt: int) -> pexpect.spawn:
     argv = qemu.argv(qspec)
     _write_argv(spec.run_dir, argv, attempt)
     log.write(f"\n=== harness: boot attempt {attempt}, accel={qspec.accel} ===\n".encode())
-    log.flush()
-    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False)
+    # A minimal environment, and umask 077: what QEMU creates (the monitor socket) is 0600.
+    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False,
+                          env=qemu.environment(), preexec_fn=lambda: os.umask(0o077))
     child.logfile_read = log
     return child
+
+
+# What the boot wait keeps of the console (in console.log all the same): enough for a panic's
+# report and the lines before it; a kernel flooding its console during boot costs no more.
+_BOOT_WINDOW_BYTES = 1 << 20
+_BOOT_OVERLAP_BYTES = 4096  # a line that straddles two reads is searched again whole
+EOF_SEEN, TIMED_OUT = -1, -2
+
+
+def expect_bounded(child: pexpect.spawn, patterns: list[re.Pattern[bytes]],
+                   timeout_s: float) -> tuple[int, re.Match[bytes] | None, bytes]:
+    """pexpect's expect in linear time and bounded memory: (index of the pattern that matched
+    first, its match, the console up to the match's end, at most _BOOT_WINDOW_BYTES of it), or
+    (EOF_SEEN | TIMED_OUT, None, the last of the console). pexpect itself keeps and rescans
+    everything before a match."""
+    deadline = time.monotonic() + timeout_s
+    window = bytearray(child.buffer)
+    child.buffer = b""
+    scanned = 0
+    while True:
+        found: tuple[int, re.Match[bytes]] | None = None
+        for i, p in enumerate(patterns):
+            m = p.search(window, max(0, scanned - _BOOT_OVERLAP_BYTES))
+            if m is not None and (found is None or m.start() < found[1].start()):
+                found = (i, m)
+        if found is not None:
+            child.buffer = bytes(window[found[1].end():])
+            return found[0], found[1], bytes(window[:found[1].end()])
+        if len(window) > _BOOT_WINDOW_BYTES:
+            del window[:len(window) - _BOOT_WINDOW_BYTES]
+        scanned = len(window)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return TIMED_OUT, None, bytes(window)
+        try:
+            window += child.read_nonblocking(65536, timeout=min(left, 1.0))
+        except pexpect.TIMEOUT:
+            continue
+        except pexpect.EOF:
+            return EOF_SEEN, None, bytes(window)
 
 
 def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str) -> None:
     nonce = spec.image.options.nonce.encode()
     ready = re.compile(rb"harness-ready:" + re.escape(nonce) + rb":")
     if accel == "kvm":
-        i = child.expect([ready, _KVM_DEAD, _LIFE, pexpect.EOF, pexpect.TIMEOUT], timeout=spec.kvm_probe_s)
+        i, _, _ = expect_bounded(child, [ready, _KVM_DEAD, _LIFE], spec.kvm_probe_s)
         if i == 0:
             return
         if i == 1:
             raise AccelUnusable("KVM internal error (nested virtualization?)")
-        if i == 3:
+        if i == EOF_SEEN:
             raise AccelUnusable("QEMU exited under KVM before the kernel started")
-        if i == 4:
+        if i == TIMED_OUT:
             raise AccelUnusable(f"no sign of life under KVM within {spec.kvm_probe_s:.0f}s")
-    i = child.expect([ready, _KVM_DEAD, _PANIC, pexpect.EOF, pexpect.TIMEOUT], timeout=spec.boot_timeout_s)
+    i, m, seen = expect_bounded(child, [ready, _KVM_DEAD, _PANIC], spec.boot_timeout_s)
     if i == 0:
         return
     if i == 1 and accel == "kvm":
         raise AccelUnusable("KVM internal error (nested virtualization?)")
-    if i == 2:
-        raise BootPanic(f"kernel panicked during boot: {child.after.decode(errors='replace').strip()}",
-                        bytes(child.before or b"") + bytes(child.after or b""))
-    if i == 3:
+    if i == 2 and m is not None:
+        line = safetext.terminal_line(m.group(0).decode("utf-8", "replace"))
+        raise BootPanic(f"kernel panicked during boot: {line}", seen)
+    if i == EOF_SEEN:
         raise MachineError("QEMU exited before the guest was ready (see console.log)")
     raise BootTimeout(f"guest not ready within {spec.boot_timeout_s:.0f}s (see console.log)")
 
@@ -289,7 +369,15 @@ def tcg_text_poke_flake(console: bytes) -> bool:
 
 def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
     qemu_bin = require_qemu()
-    log = open(spec.run_dir / "console.log", "ab", buffering=0)
+    log = ConsoleLog(spec.run_dir / "console.log")
+    try:
+        return _boot(spec, qemu_bin, log, progress)
+    except BaseException:  # Ctrl-C or SIGTERM while waiting for the boot too: no QEMU left
+        log.close()
+        raise
+
+
+def _boot(spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress) -> Machine:
     plan, skipped = accel_plan(spec.accel)
     plan = list(plan)
     notes = [skipped] if skipped else []
@@ -300,10 +388,13 @@ def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
         t0 = time.monotonic()
         child = _start(spec, qspec, log, attempt)
         try:
-            _wait_ready(child, spec, accel)
+            try:
+                _wait_ready(child, spec, accel)
+            except BaseException:
+                child.terminate(force=True)
+                child.close()
+                raise
         except AccelUnusable as e:
-            child.terminate(force=True)
-            child.close()
             notes.append(f"kvm unusable: {e}")
             if attempt == len(plan):
                 raise
@@ -311,9 +402,6 @@ def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
             progress(f"KVM does not work here ({e}); falling back to TCG")
             continue
         except MachineError as e:
-            child.terminate(force=True)
-            child.close()
-            log.flush()
             if isinstance(e, BootPanic) and accel == "tcg" and not retried and tcg_text_poke_flake(e.console):
                 retried = True
                 notes.append(f"tcg boot panic, retried once: {e}")

@@ -35,11 +35,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
 
-from . import __version__, expect, hugepages, outcomes, publish, report, resultset, suites, terminal
+from . import __version__, expect, hugepages, outcomes, publish, report, reportio, resultset, rundir, suites, terminal
 from .errors import HarnessError, InputError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .model import CaseResult, Expectation, Outcome, Verdict
-from .runner import RunRequest, check_junit_path, execute, make_run_dir
+from .runner import RunRequest, check_junit_path, execute
 
 Progress = Callable[[str], None]
 QEMU_OVERHEAD_MIB = 512  # per guest on top of -m: QEMU itself, TCG's translation cache
@@ -161,11 +161,11 @@ def kernel_table(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
     for k in rs.kernels_by_version():
         fp = rs.fingerprints.get(k, {})
         kinfo = fp.get("kernel") if isinstance(fp.get("kernel"), dict) else {}
-        release = f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?"
+        release = report.terminal_line(f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?")
         counts = Counter(c.verdict for c in rs.of_kernel(k))
         runs = [jobs[(k, r)] for r in range(1, repeat + 1) if (k, r) in jobs]
         codes = ",".join(str(j.exit_code) for j in runs)
-        lines.append(f"{k:<{width}}  {release:<34} " + " ".join(f"{counts[v]:>5}" for v in order)
+        lines.append(f"{report.terminal_line(k):<{width}}  {release:<34} " + " ".join(f"{counts[v]:>5}" for v in order)
                      + f"  exit {codes}")
     return lines
 
@@ -181,9 +181,9 @@ def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
         idw = min(max(len(c.id) for c in bad), 64)
         for c in bad:
             rate = f" {c.rate_text()}" if c.rate_text() else ""
-            lines.append(f"{c.verdict.value + rate:<9} {c.kernel:<{width}}  {c.id:<{idw}}  "
-                         f"{report.terminal_line(c.reason)[:150]}".rstrip())
-    errors = [f"{k} run {r}: {j.error}" for (k, r), j in jobs.items() if j.error]
+            lines.append(f"{c.verdict.value + rate:<9} {report.terminal_line(c.kernel):<{width}}  "
+                         f"{report.terminal_line(c.id):<{idw}}  {report.terminal_line(c.reason)[:150]}".rstrip())
+    errors = [report.terminal_line(f"{k} run {r}: {j.error}") for (k, r), j in jobs.items() if j.error]
     if errors:
         lines += ["", *errors]
     lines.append("")
@@ -222,7 +222,7 @@ def _job_main(job: Job, conn: multiprocessing.connection.Connection) -> None:
     tag = f"[{job.label} #{job.repeat}]"
 
     def say(msg: str) -> None:
-        print(f"{tag} {msg}", file=sys.stderr, flush=True)
+        print(report.terminal_line(f"{tag} {msg}"), file=sys.stderr, flush=True)
 
     t0 = time.monotonic()
     try:
@@ -307,15 +307,18 @@ class Scheduler:
 
 def _fill_missing(job: Job, selected: list[suites.Selected], why: str, rules: expect.RuleSet,
                   kernels: dict[str, Any]) -> None:
-    """A job that left no results (never started, or its process died early): every case ERROR."""
+    """Every case a job did not report (it never started, or its process died before or in the
+    middle of the run: OOM, SIGKILL) becomes an ERROR saying why, in its own results.jsonl."""
     out = job.request.out
     assert out is not None
-    if (out / "results.jsonl").exists():
-        return
     out.mkdir(parents=True, exist_ok=True)
     log = report.ResultsLog(out / "results.jsonl")
-    for sel in selected:
-        for r in outcomes.not_run(sel, set(), why, rules, kernels.get(job.label)):
+    records, _ = report.read_results_lenient(log.path)
+    done = {r["id"] for r in records}
+    missing = [r for sel in selected for r in outcomes.not_run(sel, done, why, rules, kernels.get(job.label))]
+    if missing:
+        log.drop_torn_line()
+        for r in missing:
             log.append(r)
 
 
@@ -333,9 +336,6 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
     if dupes:
         raise InputError(f"--kernel {dupes[0]}: given more than once (use --repeat to run it again)")
     check_junit_path(req.base.junit)
-    if req.base.out is not None and (req.base.out / resultset.MATRIX_FILE).exists():
-        # its runs' results.jsonl would be appended to and read back as extra repeats
-        raise InputError(f"--out {req.base.out}: already holds a matrix run; give a new directory")
     rules = expect.load(req.base.expectations)
     selected = suites.select(suites.programs(list(req.base.suites)), list(req.base.filters))  # builds the C tests once
     ids = [i for s in selected for i in s.ids]
@@ -350,7 +350,19 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
     # --memory too small for them is refused here, once, not by every job.
     guest = hugepages.plan(ids, req.base.memory_mib)
     labels = list(req.kernels) or [DEFAULT_KERNEL]
-    top = make_run_dir(req.base.out, "matrix-" + "+".join(dir_tag(k) for k in labels))
+    # Locked for the whole matrix; an earlier run's results (which its jobs would read back as
+    # extra repeats) refused unless --out-reuse.
+    top, lock = rundir.claim(req.base.out, "matrix-" + "+".join(dir_tag(k) for k in labels),
+                             req.base.out_reuse, tuple(dir_tag(k) for k in labels))
+    try:
+        return _run_matrix(req, top, labels, rules, selected, ids, filters, guest, progress)
+    finally:
+        lock.release()
+
+
+def _run_matrix(req: MatrixRequest, top: Path, labels: list[str], rules: expect.RuleSet,
+                selected: list[suites.Selected], ids: list[str], filters: tuple[str, ...],
+                guest: hugepages.GuestMemory, progress: Progress) -> MatrixOutcome:
     kernels: dict[str, Any] = {}
     for label in labels:  # fetched here once, not by two jobs racing on one cache entry
         try:
@@ -376,8 +388,18 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
     for job in jobs:
         res = sched.results.setdefault((job.label, job.repeat), JobResult(-1, "not started: interrupted"))
         why = "not run: interrupted (Ctrl-C)" if res.exit_code in (-1, 130) else f"not run: {res.error}"
-        _fill_missing(job, selected, why, rules, kernels)
+        try:
+            _fill_missing(job, selected, why, rules, kernels)
+        except HarnessError as e:  # a full disk: the job's error says so, the others go on
+            res.error = f"{res.error}; {e}" if res.error else str(e)
     return finish(req, top, labels, jobs, sched.results, interrupted, time.monotonic() - t0, width)
+
+
+def _job_problem(res: JobResult, note: str) -> None:
+    """A job's files were damaged: said in its error, and the matrix exits 2 for it."""
+    res.error = f"{res.error}; {note}" if res.error else note
+    if res.exit_code in (0, 1):
+        res.exit_code = 2
 
 
 def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
@@ -385,6 +407,7 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
             width: int = 1) -> MatrixOutcome:
     records: list[dict[str, Any]] = []
     fingerprints: dict[str, dict[str, Any]] = {}
+    good_fps: dict[str, str] = {}
     entries = []
     for label in labels:
         mine = [j for j in jobs if j.label == label]
@@ -392,16 +415,25 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
         for j in mine:
             out = j.request.out
             assert out is not None
-            if (out / "results.jsonl").exists():
-                records += [{**r, "kernel": label} for r in report.read_results(out / "results.jsonl")]
+            # One job's torn or corrupt files cost it those lines, not the others their report.
+            mine_records, bad = report.read_results_lenient(out / "results.jsonl")
+            records += [{**r, "kernel": label} for r in mine_records]
+            res = results.setdefault((label, j.repeat), JobResult())
+            if bad:
+                _job_problem(res, f"{bad} unreadable line(s) in {out / 'results.jsonl'} skipped")
             fp = out / "fingerprint.json"
             if label not in fingerprints and fp.is_file():
-                fingerprints[label] = json.loads(fp.read_text())
-            res = results.get((label, j.repeat), JobResult())
+                try:
+                    fprint = json.loads(fp.read_bytes().decode("utf-8", "replace"))
+                    if not isinstance(fprint, dict):
+                        raise ValueError("not an object")
+                    fingerprints[label] = fprint
+                    good_fps[label] = str(fp.relative_to(top))
+                except ValueError:
+                    _job_problem(res, f"{fp} is not JSON (torn?)")
             runs.append({"dir": str(out.relative_to(top)), "exit_code": res.exit_code,
                          "error": res.error, "elapsed_s": res.elapsed_s})
-        fp_rel = next((str((j.request.out / "fingerprint.json").relative_to(top)) for j in mine
-                       if j.request.out and (j.request.out / "fingerprint.json").is_file()), "")
+        fp_rel = good_fps.get(label, "")  # a torn one is not named: `compare` would refuse the dir
         kinfo = fingerprints.get(label, {}).get("kernel")
         kinfo = kinfo if isinstance(kinfo, dict) else {}
         # which package this label was tonight: `compare` pairs kernels of one line by it
@@ -423,11 +455,11 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
                 props[key] = str(node[src[1]])
         groups.append((label, [case_result(c) for c in rs.of_kernel(label)], props))
     xml = report.junit_xml_groups(groups)
-    (top / "junit.xml").write_text(xml)
+    reportio.write_text(top / "junit.xml", xml)
     error = ""
     if req.base.junit is not None:
         try:
-            req.base.junit.write_text(xml)
+            reportio.write_text(req.base.junit, xml)
         except OSError as e:
             error = f"--junit {req.base.junit}: {e.strerror} (junit.xml is in the run dir)"
     matrix = {"harness": __version__, "kernels": entries, "repeat": req.repeat,
@@ -435,9 +467,9 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
               "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None,
               "filters": list(req.base.filters), "cases": len({c.id for c in cases}),
               "interrupted": interrupted, "total_s": round(elapsed_s, 2)}
-    (top / resultset.MATRIX_FILE).write_text(json.dumps(matrix, indent=2) + "\n")
+    reportio.write_text(top / resultset.MATRIX_FILE, json.dumps(matrix, indent=2) + "\n")
     summary = summary_text(rs, results, req.repeat)
-    (top / "summary.txt").write_text(summary)
+    reportio.write_text(top / "summary.txt", summary)
     errors = {label: "; ".join(f"run {r}: {res.error}" for (k, r), res in sorted(results.items()) if k == label and res.error)
               for label in labels}
     publish.write_run_reports(top, f"harness matrix {top.name}", errors, rs)

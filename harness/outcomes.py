@@ -51,6 +51,16 @@ def case_results(sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: K
     return out
 
 
+def program_invalid(results: Sequence[CaseResult], why: str) -> list[CaseResult]:
+    """Every case of a program whose KTAP cannot be trusted as a whole (ktap.plan_problem) is
+    ERROR with that reason; what it reported for the case, if anything, is kept in the reason."""
+    out = []
+    for r in results:
+        said = "" if r.outcome is Outcome.ERROR else f" (it reported {r.outcome.value} for this case)"
+        out.append(dataclasses.replace(r, outcome=Outcome.ERROR, verdict=Verdict.ERROR, reason=why + said))
+    return out
+
+
 def not_run(sel: Selected, done: set[str], why: str, rules: expect.RuleSet,
             kernel: Kernel | None) -> list[CaseResult]:
     out = []

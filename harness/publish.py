@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import __version__, compare, htmlreport, kcidb, resultset
+from . import __version__, compare, htmlreport, kcidb, reportio, resultset
 from .errors import InputError
 
 
@@ -33,12 +33,12 @@ def write_run_reports(run_dir: Path, title: str = "", errors: Mapping[str, str] 
     run_dir = Path(run_dir)
     rs = rs or resultset.load(run_dir)
     page = htmlreport.run_page(rs, title or f"harness run {run_dir.name}", errors, _footer(str(run_dir)))
-    (run_dir / "report.html").write_text(page, encoding="utf-8")
+    reportio.write_text(run_dir / "report.html", page)
     start = _start_time(run_dir)
     # Test ids must differ between nights that reuse a directory name (CI's nightly-out/matrix).
     run_id = f"{run_dir.name}-{start[:19].replace('-', '').replace(':', '')}"
     doc = kcidb.document(rs, run_id, start)
-    (run_dir / "kcidb.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    reportio.write_text(run_dir / "kcidb.json", json.dumps(doc, indent=1) + "\n")
     return rs
 
 
@@ -52,11 +52,11 @@ def load_baseline(path: Path) -> resultset.ResultSet:
 
 def write_comparison(c: compare.Comparison, out_dir: Path, stem: str = "compare") -> None:
     out_dir = Path(out_dir)
-    (out_dir / f"{stem}.txt").write_text(compare.render_text(c), encoding="utf-8")
-    (out_dir / f"{stem}.json").write_text(json.dumps(compare.to_json(c), indent=1) + "\n", encoding="utf-8")
+    reportio.write_text(out_dir / f"{stem}.txt", compare.render_text(c))
+    reportio.write_text(out_dir / f"{stem}.json", json.dumps(compare.to_json(c), indent=1) + "\n")
     page = htmlreport.comparison_page(c, f"{Path(c.old_source).name} → {Path(c.new_source).name}",
                                       _footer(f"{c.old_source} → {c.new_source}"))
-    (out_dir / f"{stem}.html").write_text(page, encoding="utf-8")
+    reportio.write_text(out_dir / f"{stem}.html", page)
 
 
 def compare_with_baseline(baseline: resultset.ResultSet, run_dir: Path) -> compare.Comparison:

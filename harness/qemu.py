@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# The guest is untrusted and QEMU is its way out: QEMU's seccomp filter denies what it never needs
+# here. obsolete: old syscalls; elevateprivileges: set*uid/gid; spawn: fork/exec (nothing in
+# our argv runs a helper: user-mode net, 9p in the local model); resourcecontrol: affinity and
+# scheduler changes. QEMU 2.11+ built with libseccomp (Debian's is).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+# QEMU's environment: what it needs and nothing of the harness's (a CI job's token included).
+_ENV_PASSED = ("PATH", "TMPDIR", "LANG", "LC_ALL")
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class QemuSpec:
     nic: bool = False  # a NIC without the SSH forward (the rxe RDMA device sits on it)
     monitor_socket: Path | None = None  # HMP on a unix socket (sysrq, NMI, quit)
     drives: tuple[Path, ...] = field(default=())  # raw images as virtio-blk disks, in order
+    sandbox: bool = False  # -sandbox SANDBOX (machine: where this QEMU has it, sandbox_supported)
 
 
 def _val(p: Path) -> str:
@@ -39,6 +49,8 @@ def argv(spec: QemuSpec) -> list[str]:
     """The exact QEMU command line for `spec`. No shell is ever involved."""
     a = [spec.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
          "-machine", "pc", "-m", f"{spec.memory_mib}M", "-smp", str(spec.cpus)]
+    if spec.sandbox:
+        a += ["-sandbox", SANDBOX]
     if spec.accel == "kvm":
         a += ["-accel", "kvm", "-cpu", "host"]
     else:
@@ -74,6 +86,25 @@ def argv(spec: QemuSpec) -> list[str]:
         a += ["-drive", f"file={_val(d)},format=raw,if=virtio,cache=unsafe,id=d{i}"]
     a += ["-device", "virtio-rng-pci"]
     return a
+
+
+@functools.lru_cache(maxsize=None)
+def sandbox_supported(qemu: str) -> bool:
+    """This QEMU has the seccomp sandbox (built with libseccomp): its -help lists -sandbox."""
+    try:
+        out = subprocess.run([qemu, "-help"], capture_output=True, text=True, timeout=30,
+                             env=environment())
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "-sandbox on" in out.stdout
+
+
+def environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The minimal environment QEMU runs with (pure given `base`, default os.environ)."""
+    src = os.environ if base is None else base
+    env = {k: src[k] for k in _ENV_PASSED if k in src}
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return env
 
 
 def version(qemu: str) -> str:

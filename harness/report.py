@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,15 +17,11 @@ from typing import Any
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from .errors import InputError
+from .errors import InputError, ReportWriteError
 from .model import CaseResult, Verdict
-
-# Everything outside the XML 1.0 Char production: C0 controls but tab/LF/CR, surrogates,
-# U+FFFE and U+FFFF.
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# For a terminal line: every control character, C1 included (a stray ESC [ would recolour or
-# move the cursor).
-_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The sanitisers live in safetext; these names are kept for the writers that import them here.
+from .safetext import (_TERMINAL_UNSAFE, _XML_ILLEGAL, _one_line, _xml_escape_char,  # noqa: F401
+                       terminal_line, terminal_text_line, xml_safe)
 
 # Verdict order in counts and the final line, and the word each has there.
 _VERDICT_WORDS = (
@@ -40,43 +35,6 @@ _VERDICT_WORDS = (
 # Counted only when present, so a run without --repeat reports exactly as before.
 _REPEAT_WORDS = ((Verdict.FLAKY, "flaky"),)
 _EMPTY_SUITE = "harness"
-
-
-def xml_safe(text: str) -> str:
-    """text with every character XML 1.0 forbids replaced by a visible escape.
-
-    Bytes smuggled in by surrogateescape come out as ``\\xNN`` of the original byte, C0
-    controls as ``\\xNN`` too, anything else illegal as U+FFFD. CRLF becomes LF (an XML parser
-    would do that anyway).
-    """
-    return _XML_ILLEGAL.sub(_xml_escape_char, text.replace("\r\n", "\n"))
-
-
-def _xml_escape_char(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte 0x80..0xff
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x20 or 0x7F <= code <= 0x9F:
-        return f"\\x{code:02x}"
-    return "\ufffd"
-
-
-def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
-    """Single-line form for attributes and table cells (XML attributes lose newlines)."""
-    flat = " ".join(text.split())
-    return unsafe.sub(_xml_escape_char, flat)
-
-
-def terminal_line(text: str) -> str:
-    """text as one line a terminal shows literally: whitespace runs become one space, control
-    characters (C1 and ESC included) and smuggled bytes visible escapes."""
-    return _one_line(text, _TERMINAL_UNSAFE)
-
-
-def terminal_text_line(line: str) -> str:
-    """One line of a test's output for a terminal: its indentation kept (tabs expanded), control
-    characters and smuggled bytes as visible escapes."""
-    return _TERMINAL_UNSAFE.sub(_xml_escape_char, line.expandtabs(8).rstrip())
 
 
 # ---- JUnit -----------------------------------------------------------------------------
@@ -205,34 +163,100 @@ def result_record(r: CaseResult) -> dict[str, Any]:
 
 
 class ResultsLog:
-    """results.jsonl, appended as each test ends so a crash loses no finished result."""
+    """results.jsonl, appended and fsynced as each test ends so a crash loses no finished
+    result. A write that fails (a full disk) is cut back off, so the file never holds a torn
+    line before a later one, and raises ReportWriteError."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._dir_synced = False
+
+    def drop_torn_line(self) -> None:
+        """Cut a last line a dead writer left without its newline, so that an append after it
+        does not make it a corrupt line in the middle."""
+        try:
+            with open(self.path, "rb+") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ReportWriteError(f"cannot repair {self.path}: {e.strerror or e}") from None
 
     def append(self, r: CaseResult) -> None:
         # ensure_ascii (the default) writes lone surrogates from surrogateescape'd output as
         # \udcXX escapes: the line stays ASCII and json.loads gives the same string back.
-        line = json.dumps(result_record(r)) + "\n"
-        with open(self.path, "a", encoding="ascii") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        line = (json.dumps(result_record(r)) + "\n").encode("ascii")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ReportWriteError(f"cannot write {self.path}: {e.strerror or e}") from None
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as e:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass
+                raise ReportWriteError(f"cannot append to {self.path}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
+        if not self._dir_synced:  # the file's own entry must survive a crash too
+            from .reportio import fsync_dir
+
+            fsync_dir(self.path.parent)
+            self._dir_synced = True
+
+
+def read_results_lenient(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The readable records of a results.jsonl and how many lines were not (torn by a writer
+    that died, or corrupt): for combining several runs, where one broken file must not cost
+    the others their report. A missing file has no records."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    except OSError:
+        return [], 1
+    records, bad = [], 0
+    for line in data.decode("utf-8", "surrogateescape").split("\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The records of a results.jsonl. A torn last line (no newline: the writer died) is
     dropped; any other undecodable line is an InputError naming file:line."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     lines = text.split("\n")
     records: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError as e:
             if number == len(lines):  # the final piece after the last newline
                 break
             raise InputError(f"{path}:{number}: not a JSON result record: {e}") from e
+        records.append(record)
     return records

@@ -9,21 +9,23 @@ did not come back is an ERROR that says why.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 import platform
 import secrets
 import shutil
+import signal
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from . import __version__, disks, expect, hugepages, image, ktap, machine, outcomes, qemu, report, suites
+from . import (__version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report,
+               reportio, rundir, signals, suites)
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
-                     TransportError)
+                     ReportWriteError, TransportError)
 from .kernel import resolve as resolve_kernel
 from .image import GUEST_DIR
 from .model import CaseResult, Expectation, Kernel
@@ -54,6 +56,7 @@ class RunRequest:
     # Who takes cow_gup's long-term pins: gup_test where the kernel has it, else the harness_pin
     # module (auto); or that one only (gup_test | module: the cross-check runs both).
     pinner: str = "auto"
+    out_reuse: bool = False  # --out may hold an earlier run: its files are removed first
 
 
 @dataclass
@@ -77,7 +80,9 @@ def guest_results(out: RunOutcome, ids: Collection[str] | None = None) -> list[C
     None when it ran none of them because the kernel did not boot or was lost first (for
     bisect and series, a boot failure). Ctrl-C is re-raised; a run that stopped before booting
     is the harness's problem, not the kernel's: a HarnessError."""
-    if out.exit_code == 130:
+    if out.exit_code == signals.EXIT_SIGTERM:
+        raise signals.Terminated()
+    if out.exit_code == signals.EXIT_SIGINT:
         raise KeyboardInterrupt
     real = [r for r in out.results if not r.reason.startswith("not run") and (ids is None or r.id in ids)]
     if not real and out.exit_code == 2:
@@ -99,18 +104,34 @@ def check_junit_path(junit: Path | None) -> None:
         raise InputError(f"--junit {junit}: not a writable file path")
 
 
-def make_run_dir(out: Path | None, kernel_spec: str | None) -> Path:
-    if out is None:
-        tag = (kernel_spec or "default").replace("/", "_").replace(":", "-")[-40:]
-        out = Path("harness-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
+make_run_dir = rundir.make_run_dir  # matrix and series import it from here
+
+
+def bounded(r: CaseResult) -> CaseResult:
+    """A result as it may be stored: output, reason and kernel report titles within limits.py
+    (head and tail kept, what was dropped said in place)."""
+    events = r.kernel_events
+    if len(events) > limits.MAX_KERNEL_EVENTS:
+        events = (*events[:limits.MAX_KERNEL_EVENTS - 1],
+                  f"(+{len(events) - limits.MAX_KERNEL_EVENTS + 1} more kernel reports)")
+    events = tuple(limits.head_tail(e, limits.MAX_REASON_CHARS) for e in events)
+    out = limits.head_tail(r.output, limits.MAX_CASE_OUTPUT_CHARS)
+    reason = limits.head_tail(r.reason, limits.MAX_REASON_CHARS)
+    if (out, reason, events) == (r.output, r.reason, r.kernel_events):
+        return r
+    return dataclasses.replace(r, output=out, reason=reason, kernel_events=events)
+
+
+def dmesg_text(log: bytes) -> bytes:
+    """dmesg.log from the guest's gzip'd dmesg: bounded as program output is; what is not gzip
+    (a broken guest) is kept as a note, never a traceback."""
+    if not log:
+        return b""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".writable"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"--out {out}: not a writable directory ({e.strerror})") from None
-    return out.resolve()
+        data, note = limits.gunzip(log)
+    except limits.DecompressError as e:
+        return f"[harness: the guest's dmesg did not come back as gzip ({e}); {len(log)} bytes came]\n".encode()
+    return data + (f"\n[harness: {note}]\n".encode() if note else b"")
 
 
 # Guest state recorded in the fingerprint. Shell builtins only (read, echo, test): every fork
@@ -164,8 +185,13 @@ class _Run:
         self.req, self.progress = req, progress
         self.t0 = time.monotonic()
         check_junit_path(req.junit)
-        self.outcome = RunOutcome(make_run_dir(req.out, req.kernel))
-        self.rules = expect.load(req.expectations)
+        run_dir, self.lock = rundir.claim(req.out, req.kernel, req.out_reuse)
+        self.outcome = RunOutcome(run_dir)
+        try:
+            self.rules = expect.load(req.expectations)
+        except BaseException:
+            self.lock.release()
+            raise
         self.kernel: Kernel | None = None
         self.selected: list[suites.Selected] = []
         self.memory = hugepages.GuestMemory(req.memory_mib or hugepages.DEFAULT_MEMORY_MIB)
@@ -185,10 +211,13 @@ class _Run:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
 
     def record(self, results: list[CaseResult]) -> None:
-        for r in results:
+        """Results into the run (JUnit's source) first, then results.jsonl: a log that cannot
+        be written (ReportWriteError, the run stops) loses them from neither report."""
+        kept = [bounded(r) for r in results]
+        self.outcome.results += kept
+        self.done.update(r.id for r in kept)
+        for r in kept:
             self.log.append(r)
-            self.outcome.results.append(r)
-            self.done.add(r.id)
 
     def prepare(self) -> list[suites.Selected]:
         image.require_qemu()  # fail fast: before building tests, fetching a kernel, writing an initramfs
@@ -287,7 +316,7 @@ class _Run:
         # The whole kernel log, whatever the console loglevel let through during the run.
         # Compressed: the serial console moves ~80 KB/s under TCG.
         log = self.transport.run("dmesg | gzip -1", 60.0).stdout
-        (self.outcome.run_dir / "dmesg.log").write_bytes(gzip.decompress(log) if log else b"")
+        (self.outcome.run_dir / "dmesg.log").write_bytes(dmesg_text(log))
 
     def run_program(self, sel: suites.Selected) -> list[str]:
         """Run one program (or what is left of it); record its results; return the ids that
@@ -311,9 +340,16 @@ class _Run:
         dt = time.monotonic() - t1
         self.save_output(prog.name, r)
         err = "" if r.rc in (0, 1) else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
+        if r.note:  # output over the limits: say so where cases went missing, and here
+            self.say(f"  {prog.name}: the harness cut its output: {r.note}")
+            err = f"{err}; " if err else ""
+            err += f"the harness cut the program's output: {r.note}"
         root = ktap.parse(r.stdout.decode("utf-8", "surrogateescape"))
         results = outcomes.case_results(sel, root,
                                         self.rules, self.kernel, err)
+        broken = ktap.plan_problem(root, len(sel.ids) if prog.kind == "harness" else None)
+        if broken:
+            results = outcomes.program_invalid(results, broken)
         leftover: list[str] = []
         if timed_out:
             results, leftover = outcomes.after_timeout(sel, results, limit)
@@ -334,10 +370,12 @@ class _Run:
         """The console from `offset` up to the program's end marker. Over SSH the console is
         read by a background thread: give it a moment to catch up with the marker."""
         deadline = time.monotonic() + 5.0
+        needle, pos = f"harness: end {program} ".encode(), offset
         while True:
-            text = self.machine.log_since(offset)
-            if f"harness: end {program} " in text or time.monotonic() > deadline:
-                return text
+            size = self.machine.log_offset()
+            if self.machine.log_has(pos, needle) or time.monotonic() > deadline:
+                return self.machine.log_since(offset)
+            pos = max(offset, size - len(needle))  # read only what is new on the next look
             time.sleep(0.1)
 
     def lost_guest(self, sel: suites.Selected, offset: int, err: TransportError, dt: float) -> list[str]:
@@ -355,7 +393,9 @@ class _Run:
             why = "the guest died (QEMU exited)"
         m.kill()
         section = m.log_since(offset)
-        (self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console").write_text(section)
+        with open(self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console", "a",
+                  encoding="utf-8") as f:  # appended: a program can lose the guest twice
+            f.write(section)
         results, leftover = outcomes.after_guest_loss(sel, section, why, self.rules, self.kernel,
                                                       self.req.fail_on_kernel_report)
         self.record(results)
@@ -366,16 +406,29 @@ class _Run:
 
     def save_output(self, name: str, r: CommandResult) -> None:
         outdir = self.outcome.run_dir / "output"
-        with open(outdir / f"{name}.ktap", "ab") as f:  # appended: a program may run in pieces
-            f.write(r.stdout)
-        with open(outdir / f"{name}.stderr", "ab") as f:
-            f.write(r.stderr)
+        try:
+            with open(outdir / f"{name}.ktap", "ab") as f:  # appended: a program may run in pieces
+                f.write(r.stdout)
+            with open(outdir / f"{name}.stderr", "ab") as f:
+                f.write(r.stderr)
+        except OSError as e:
+            raise ReportWriteError(f"cannot write {outdir / name}.*: {e.strerror or e}") from None
 
     def finish(self, why_missing: str) -> None:
+        """Every report, whatever stopped the run: JUnit first (the scratch images go before it,
+        which frees 512 MiB on a full disk). A write that fails is said in outcome.error (exit
+        2) and the other reports are still written; a JUnit the run dir cannot take goes to
+        --junit, then beside the run dir, then to the temp dir."""
         rd = self.outcome.run_dir
-        disks.remove(rd)
-        for sel in self.selected:
-            self.record(outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel))
+        errors: list[str] = []
+        try:
+            disks.remove(rd)
+        except OSError as e:
+            errors.append(f"cannot remove the scratch images: {e.strerror or e}")
+        missing = [bounded(r) for sel in self.selected
+                   for r in outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel)]
+        self.outcome.results += missing
+        self.done.update(r.id for r in missing)
         props = {"harness.version": __version__}
         k = self.fingerprint.get("kernel")
         if isinstance(k, dict):
@@ -384,21 +437,63 @@ class _Run:
         if isinstance(mach, dict) and "accel" in mach:  # not there when stopped before the boot
             props.update({"accel": str(mach["accel"]), "qemu": str(mach["qemu"])})
         xml = report.junit_xml(self.outcome.results, props)
-        (rd / "junit.xml").write_text(xml)
-        if self.req.junit is not None:
+        self.outcome.summary = report.summary_table(self.outcome.results)
+        errors += self._write_junit(xml)
+        for r in missing:
             try:
-                self.req.junit.write_text(xml)
-            except OSError as e:  # the run dir copy above is already on disk
-                self.outcome.error = f"--junit {self.req.junit}: {e.strerror} (junit.xml is in the run dir)"
+                self.log.append(r)
+            except ReportWriteError as e:
+                errors.append(str(e))
+                break
         self.fingerprint["reboots"] = self.reboots
         self.fingerprint["total_s"] = round(time.monotonic() - self.t0, 2)
-        (rd / "fingerprint.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
-        self.outcome.summary = report.summary_table(self.outcome.results)
-        (rd / "summary.txt").write_text(self.outcome.summary + "\n")
+        for name, text in (("fingerprint.json", json.dumps(self.fingerprint, indent=2) + "\n"),
+                           ("summary.txt", self.outcome.summary + "\n")):
+            try:
+                reportio.write_text(rd / name, text)
+            except ReportWriteError as e:
+                errors.append(str(e))
+        if errors:
+            first = self.outcome.error
+            self.outcome.error = "; ".join(([first] if first else []) + errors)
+            if self.outcome.exit_code in (0, 1):
+                self.outcome.exit_code = 2
+
+    def _write_junit(self, xml: str) -> list[str]:
+        """junit.xml into the run dir and the --junit copy; when neither could be written, the
+        first of a sibling of the run dir and the temp dir that takes it. Returns the errors."""
+        rd, errors = self.outcome.run_dir, []
+        written = []
+        for path in [rd / "junit.xml", *([self.req.junit] if self.req.junit is not None else [])]:
+            try:
+                reportio.write_text(path, xml)
+                written.append(path)
+            except ReportWriteError as e:
+                errors.append(str(e))
+        if not written:
+            for path in (rd.parent / f"{rd.name}.junit.xml",
+                         Path(tempfile.gettempdir()) / f"harness-{rd.name}.junit.xml"):
+                try:
+                    reportio.write_text(path, xml)
+                    reportio.write_text(path.with_name(path.name.replace(".junit.xml", ".summary.txt")),
+                                        self.outcome.summary + "\n")
+                except ReportWriteError as e:
+                    errors.append(str(e))
+                    continue
+                errors.append(f"junit.xml and summary.txt written to {path.parent} instead")
+                break
+        return errors
 
 
 def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
     run = _Run(req, progress)
+    try:
+        return _execute(run)
+    finally:
+        run.lock.release()
+
+
+def _execute(run: _Run) -> RunOutcome:
     why = "not run: the harness stopped before this case"
     try:
         run.outcome.stage = "prepare"
@@ -410,28 +505,39 @@ def execute(req: RunRequest, progress: Progress = lambda s: None) -> RunOutcome:
         run.outcome.stage = "run"
         run.run_all()
         run.outcome.stage = "done"
-    except KeyboardInterrupt:
-        why = "not run: interrupted (Ctrl-C)"
-        run.outcome.error = "interrupted"
-        run.outcome.exit_code = 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        code = signals.exit_code(e)
+        why = f"not run: {signals.reason(code)}"
+        run.outcome.error = signals.reason(code).split(" ")[0]
+        run.outcome.exit_code = code
     except TransportError as e:
         why = f"not run: guest lost ({e})"
         run.outcome.error = str(e)
         run.outcome.exit_code = 2
-    except HarnessError as e:
+    except (HarnessError, OSError) as e:
+        if isinstance(e, OSError):  # a disk or file the harness needs failed under it
+            e = ReportWriteError(f"{e.filename or 'I/O'}: {e.strerror or e}")
         why = f"not run: {e}"
         run.outcome.error = str(e)
         run.outcome.exit_code = e.exit_code
         run.outcome.bad_input = isinstance(e, InputError) and run.outcome.stage == "prepare"
         if not run.selected:
-            raise
+            raise e from None
     finally:
-        m = getattr(run, "machine", None)
-        if m is not None:
-            # After Ctrl-C or a lost guest the agent may never read a poweroff: kill QEMU.
-            m.shutdown() if run.outcome.exit_code == 0 else m.kill()
-        if run.selected:
-            run.finish(why)
+        # A second Ctrl-C or SIGTERM while QEMU is stopped and the reports are written is only
+        # noted: cutting them short would lose the JUnit.
+        with signals.held() as seen:
+            m = getattr(run, "machine", None)
+            if m is not None:
+                # After Ctrl-C or a lost guest the agent may never read a poweroff: kill QEMU.
+                m.shutdown() if run.outcome.exit_code == 0 else m.kill()
+            if run.selected:
+                run.finish(why)
+            elif run.outcome.stage:
+                disks.remove(run.outcome.run_dir)
+        if seen and run.outcome.exit_code in (0, 1, 2):
+            run.outcome.exit_code = signals.EXIT_SIGTERM if signal.SIGTERM in seen else signals.EXIT_SIGINT
+            run.outcome.error = run.outcome.error or signals.reason(run.outcome.exit_code)
     if run.outcome.exit_code == 0 and any(r.verdict.unexpected for r in run.outcome.results):
         run.outcome.exit_code = 1
     _crosscheck(run.outcome, run.kernel, run.fingerprint)
@@ -462,7 +568,10 @@ def _crosscheck(out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict
     if not texts:
         return
     out.crosscheck = "\n\n".join(shown)
-    (out.run_dir / "crosscheck.txt").write_text("\n\n".join(texts) + "\n")
+    try:
+        reportio.write_text(out.run_dir / "crosscheck.txt", "\n\n".join(texts) + "\n")
+    except ReportWriteError as e:
+        out.error = f"{out.error}; {e}" if out.error else str(e)
     if disagree and out.exit_code == 0:
         out.exit_code = 1
 

@@ -182,7 +182,7 @@ def run_row(row: Row, kernel: str, req: SeriesRequest, row_dir: Path, progress: 
     """Boot the row's kernel and run the suites. A guest that never produced a result is a boot
     failure; a run stopped before booting is the harness's problem (HarnessError)."""
     t0 = time.monotonic()
-    out = execute(dataclasses.replace(req.run, kernel=kernel, out=row_dir / "run", junit=None),
+    out = execute(dataclasses.replace(req.run, kernel=kernel, out=row_dir / "run", junit=None, out_reuse=True),
                   lambda s: progress(f"    {s}"))
     real = guest_results(out)
     seconds = round(time.monotonic() - t0, 1)

@@ -29,6 +29,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from . import limits
 from .errors import CommandTimeout, HarnessError, ToolMissing, TransportError
 from .qemu import QemuSpec
 from .transport import CommandResult, Transport, as_shell
@@ -91,9 +92,11 @@ def make_keys(run_dir: Path) -> SshKeys:
     """Fresh keys for one run: the client's (for root in the guest) and the guest's host key."""
     kdir = run_dir / "ssh"
     kdir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(kdir, 0o700)
     client, host = kdir / "client_ed25519", kdir / "host_ed25519.dropbear"
     authorized = _client_key(client)
     host_public = _dropbear_key(host)
+    os.chmod(host, 0o600)  # the guest's private host key
     (kdir / "client_ed25519.pub").write_text(authorized + "\n")
     (kdir / "known_hosts.pub").write_text(host_public + "\n")
     return SshKeys(client, authorized, host, host.read_bytes(), host_public)
@@ -229,7 +232,7 @@ class SshTransport:
             if data:
                 chan.sendall(data)
             chan.shutdown_write()  # stdin EOF, like the console agent's </dev/null
-            out, err = _drain(chan, deadline)
+            out, err, note = _drain(chan, deadline)
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise socket.timeout()
             rc = chan.recv_exit_status()
@@ -244,7 +247,7 @@ class SshTransport:
         chan.close()
         # paramiko reports -1 when the shell itself died of a signal (exit-signal, no status):
         # report 255 as OpenSSH's client does.
-        return CommandResult(255 if rc < 0 else rc, out, err)
+        return CommandResult(255 if rc < 0 else rc, out, err, note)
 
     def _kill(self, pidfile: str) -> None:
         """Kill a timed-out command and its descendants. Dropbear leaves them running when the
@@ -273,17 +276,22 @@ class SshTransport:
         self._client.close()
 
 
-def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
-    """All of stdout and stderr until EOF; socket.timeout at the deadline."""
-    out, err = bytearray(), bytearray()
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes, str]:
+    """All of stdout and stderr until EOF, each bounded as the console's are (head and tail,
+    limits.py), and a note of what was dropped; socket.timeout at the deadline."""
+    out = limits.HeadTail(limits.PROGRAM_STDOUT_HEAD_BYTES,
+                          limits.MAX_PROGRAM_STDOUT_BYTES - limits.PROGRAM_STDOUT_HEAD_BYTES)
+    err = limits.HeadTail(limits.MAX_PROGRAM_STDERR_BYTES // 2, limits.MAX_PROGRAM_STDERR_BYTES // 2)
     fd = chan.fileno()  # a pipe paramiko signals when stdout or stderr has data (or EOF)
     while True:
         while chan.recv_ready():
-            out += chan.recv(65536)
+            out.write(chan.recv(65536))
         while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
+            err.write(chan.recv_stderr(65536))
         if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
-            return bytes(out), bytes(err)
+            notes = [f"{h.dropped} of {h.total} bytes of {name} dropped from the middle"
+                     for name, h in (("stdout", out), ("stderr", err)) if h.dropped]
+            return out.value(), err.value(), "; ".join(notes)
         left = deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout()

@@ -22,6 +22,7 @@ from .paths import REPO_ROOT, cache_dir
 COW_SRC = REPO_ROOT / "cow_tests"
 PROBES_SRC = REPO_ROOT / "guest" / "probes"
 FAULTS_SRC = REPO_ROOT / "guest" / "faults"
+HOSTILE_SRC = REPO_ROOT / "guest" / "hostile"
 GUEST_PYTHON = ("/usr/bin/python3", "-I")  # the host's, shared read-only into the guest
 HOST_PYTHON = (shutil.which("python3") or "python3",)
 
@@ -110,6 +111,14 @@ def faults() -> list[Program]:
     kernel report, one that panics the kernel, with ordinary cases around them."""
     return [Program(p.stem, "faults", p, f"faults/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=20.0)
             for p in sorted(FAULTS_SRC.glob("*.py"))]
+
+
+def hostile() -> list[Program]:
+    """The hostile-guest drill (not a default suite; issue 15): a KTAP plan bomb, a gzip bomb,
+    64 MiB of output, bytes that are not UTF-8, terminal escapes, fence-breaking backticks.
+    Each must end in a complete, valid report and a bounded harness."""
+    return [Program(p.stem, "hostile", p, f"hostile/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=300.0)
+            for p in sorted(HOSTILE_SRC.glob("*.py")) if not p.name.startswith("_")]
 
 
 def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
@@ -211,7 +220,7 @@ def kernel_payload(kernel: Kernel, selected: list[Selected],
     return files
 
 
-SUITES = {"cow": build_cow, "probes": probes, "faults": faults}
+SUITES = {"cow": build_cow, "probes": probes, "faults": faults, "hostile": hostile}
 DEFAULT_SUITES = ("cow", "probes")
 
 
@@ -273,6 +282,8 @@ def select(progs: list[Program], filters: list[str]) -> list[Selected]:
 
 def payload_files(selected: list[Selected]) -> dict[str, Path]:
     files = {s.program.guest_path: s.program.host_path for s in selected}
+    if any(s.program.suite == "hostile" for s in selected):
+        files["hostile/_common.py"] = HOSTILE_SRC / "_common.py"
     if any(s.program.needs_usr for s in selected):
         for helper in PROBES_SRC.glob("_*.py"):
             files[f"probes/{helper.name}"] = helper

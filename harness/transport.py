@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Protocol, Sequence
+
+from . import limits
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class CommandResult:
     rc: int
     stdout: bytes
     stderr: bytes
+    note: str = ""  # what the host cut or could not decode of the reply (limits.py), "" if nothing
 
     def text(self) -> str:
         return self.stdout.decode("utf-8", "replace")
@@ -54,14 +56,20 @@ class Frame:
     stderr: bytes
     intact: bool  # checksum matched: no console noise corrupted the reply
     timed_out: bool = False  # the agent killed the command at its limit
+    note: str = ""  # what was cut or undecodable (CommandResult.note)
 
 
 def end_marker(req_id: str) -> re.Pattern[bytes]:
     return re.compile(re.escape(req_id.encode()) + rb":E:(\d+):([0-9a-f]{32})")
 
 
-def parse_frame(req_id: str, text: bytes, rc: int, md5: str) -> Frame:
-    """Decode the O/R lines of one reply from console text (which may carry printk noise)."""
+def parse_frame(req_id: str, text: bytes, rc: int, md5: str, cut: int = 0) -> Frame:
+    """Decode the O/R lines of one reply from console text (which may carry printk noise).
+
+    `cut`: bytes of the reply the console reader dropped (limits.MAX_REPLY_BYTES); such a reply
+    cannot match its checksum, so the lines that came are decoded as far as they go, and the
+    Frame says what was cut.
+    Decompressed stdout and stderr are bounded (limits.gunzip, MAX_PROGRAM_STDERR_BYTES)."""
     out: list[bytes] = []
     err: list[bytes] = []
     tag_o, tag_r = f"{req_id}:O:".encode(), f"{req_id}:R:".encode()
@@ -76,14 +84,25 @@ def parse_frame(req_id: str, text: bytes, rc: int, md5: str) -> Frame:
             err.append(line[pos_r + len(tag_r):])
     b64_text = b"".join(x + b"\n" for x in out + err)
     intact = hashlib.md5(b64_text).hexdigest() == md5
+    notes = [f"the reply was {cut} bytes over the harness's {limits.MAX_REPLY_BYTES >> 20} MiB "
+             "limit: the rest was dropped"] if cut else []
     try:
         stdout = base64.b64decode(b"".join(out))
         stderr = base64.b64decode(b"".join(err))
-        if compressed and intact:
-            stdout = gzip.decompress(stdout)
-    except (ValueError, OSError, EOFError):
+    except ValueError:
         return Frame(rc, b"", b"", False, timed_out)
-    return Frame(rc, stdout, stderr, intact, timed_out)
+    if not intact and not cut:
+        return Frame(rc, b"", b"", False, timed_out)
+    if compressed:
+        try:
+            stdout, note = limits.gunzip(stdout)
+        except limits.DecompressError as e:
+            stdout, note = b"", f"stdout announced as gzip is not: {e}"
+        notes += [note] if note else []
+    stderr, dropped = limits.head_tail_bytes(stderr, limits.MAX_PROGRAM_STDERR_BYTES)
+    if dropped:
+        notes.append(f"{dropped} bytes of stderr dropped")
+    return Frame(rc, stdout, stderr, True, timed_out, "; ".join(notes))
 
 
 def put_commands(data: bytes, remote: str, mode: int, chunk: int = 2048) -> list[str]:

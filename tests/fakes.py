@@ -20,6 +20,7 @@ from typing import Sequence
 
 import pexpect
 
+from harness.console import ConsoleTransport
 from harness.errors import CommandTimeout, TransportError
 from harness.transport import CommandResult, as_shell
 
@@ -63,6 +64,11 @@ _REQUEST = re.compile(rb"([^\s/]+)/\d+ (\S*)\n")
 _END = re.compile(rb"(\S+?):E:-?\d+:[0-9a-f]{32}")
 
 
+def console_on(fake: "ReplayConsole") -> ConsoleTransport:
+    """A ConsoleTransport reading a replayed console, on the replay's clock."""
+    return ConsoleTransport(fake, fake.clock)  # type: ignore[arg-type]
+
+
 class ReplayConsole:
     """A fake pexpect child replaying console output recorded from a real guest.
 
@@ -85,6 +91,24 @@ class ReplayConsole:
         self.before: bytes = b""
         self.after: bytes = b""
         self.match: re.Match[bytes] | None = None
+        self.buffer = b""  # pexpect's: what a reader left unread
+        self.consumed = b""  # every byte read_nonblocking gave out
+        self.now = 0.0  # a clock that moves only while the reader waits for data
+
+    def clock(self) -> float:
+        return self.now
+
+    def read_nonblocking(self, size: int = 1, timeout: float | None = None) -> bytes:
+        """pexpect's read: what the transcript released, else TIMEOUT after `timeout` (on the
+        fake clock) or EOF once a dead QEMU's output is used up."""
+        if not self._buf:
+            if self._eof:
+                raise pexpect.EOF("replayed transcript ended (QEMU exited)")
+            self.now += timeout or 1.0
+            raise pexpect.TIMEOUT("replayed transcript has nothing more")
+        data, self._buf = self._buf[:size], self._buf[size:]
+        self.consumed += data
+        return data
 
     def send(self, data: bytes) -> int:
         m = _REQUEST.fullmatch(data)

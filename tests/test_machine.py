@@ -101,7 +101,7 @@ def test_qemu_spec_console_only(tmp_path: Path) -> None:
     assert q.accel == "tcg" and q.qemu == "/usr/bin/qemu-system-x86_64"
     assert q.kernel == KERNEL.bzimage and q.initrd == tmp_path / "initramfs.cpio"
     assert q.shares == () and q.ssh_port is None
-    assert q.monitor_socket == tmp_path / "monitor.sock"
+    assert q.monitor_socket == tmp_path / "qemu" / "monitor.sock"  # a 0700 dir: test_qemu_confined
     assert q.cmdline == machine.cmdline()
 
 
@@ -119,7 +119,7 @@ def test_monitor_socket_moves_out_of_a_run_dir_too_long_for_a_unix_socket(tmp_pa
     sock = machine.monitor_socket_path(deep)
     assert sock.name == "monitor.sock" and sock.parent.is_dir()
     assert len(os.fsencode(sock)) <= 107 and not str(sock).startswith(str(deep))
-    assert machine.monitor_socket_path(tmp_path) == tmp_path / "monitor.sock"
+    assert machine.monitor_socket_path(tmp_path) == tmp_path / "qemu" / "monitor.sock"
 
 
 # ---- a boot panic that is TCG's, not the kernel's ---------------------------------------------
@@ -138,7 +138,7 @@ def _fake_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: list[st
 
     monkeypatch.setattr(machine, "require_qemu", lambda: "/bin/sh")
     monkeypatch.setattr(machine, "accel_plan", lambda a: ([accel], ""))
-    monkeypatch.setattr(machine, "qemu_spec", lambda spec, acc, qemu_bin: SimpleNamespace(accel=acc))
+    monkeypatch.setattr(machine, "qemu_spec", lambda spec, acc, qemu_bin: SimpleNamespace(accel=acc, monitor_socket=None))
     monkeypatch.setattr(machine.qemu, "argv", lambda q: ["/bin/sh", "-c", scripts.pop(0)])
     spec = SimpleNamespace(run_dir=tmp_path, kernel=SimpleNamespace(release="6.12-test"), boot_timeout_s=20.0, accel=accel,
                            kvm_probe_s=5.0, image=SimpleNamespace(options=SimpleNamespace(nonce="n0nce")))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import ReplayConsole
+from fakes import ReplayConsole, console_on
 from harness.console import ConsoleTransport
 from harness.errors import CommandTimeout, GuestUnresponsive, TransportError
 from harness.transport import (CommandResult, as_shell, end_marker, parse_frame, put_commands,
@@ -82,7 +82,7 @@ def play(console: ConsoleTransport, steps: list[Step]) -> list[CommandResult | N
 
 def replay(name: str, **kw: object) -> tuple[ConsoleTransport, ReplayConsole]:
     fake = ReplayConsole((DATA / f"{name}.log").read_bytes(), HELD.get(name, frozenset()), **kw)  # type: ignore[arg-type]
-    return ConsoleTransport(fake), fake  # type: ignore[arg-type]
+    return console_on(fake), fake  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", sorted(SESSIONS))
@@ -123,11 +123,11 @@ def test_stale_frame_of_an_abandoned_request_is_skipped() -> None:
     stale = agent_reply("c0000000100001", 0, b"late\n")
     fresh = agent_reply("c0000000100002", 0, b"next\n")
     fake = ReplayConsole(stale + fresh, held=frozenset({0}))
-    console = ConsoleTransport(fake)  # type: ignore[arg-type]
+    console = console_on(fake)  # type: ignore[arg-type]
     with pytest.raises(GuestUnresponsive):
         console.run("sleep 99", 1)
     assert console.run("echo next", 30.0) == ok(b"next\n")
-    assert b"bGF0ZQo=" in fake.before  # base64 of "late\n": the stale frame was there, skipped
+    assert b"bGF0ZQo=" in fake.consumed  # base64 of "late\n": the stale frame was there, skipped
 
 
 # --- synthetic transcripts: cases a real boot shows too rarely to record on demand ---
@@ -161,7 +161,7 @@ def test_synthetic_reply_matches_agent_format() -> None:
 def test_corrupted_every_time_gives_up_with_transport_error() -> None:
     data = bytes(range(256)) * 4
     transcript = b"".join(agent_reply(f"c0000000100{i:03d}", 0, data, noise=NOISE) for i in range(1, 6))
-    console = ConsoleTransport(ReplayConsole(transcript))  # type: ignore[arg-type]
+    console = console_on(ReplayConsole(transcript))  # type: ignore[arg-type]
     with pytest.raises(TransportError, match="corrupted"):
         console.run("cat big", 10)
 
@@ -171,7 +171,7 @@ def test_printk_between_lines_needs_no_resend() -> None:
     first_eol = reply.index(b"\n") + 1
     transcript = reply[:first_eol] + NOISE + reply[first_eol:]
     fake = ReplayConsole(transcript)
-    assert ConsoleTransport(fake).run("x", 10) == ok(b"x" * 300)  # type: ignore[arg-type]
+    assert console_on(fake).run("x", 10) == ok(b"x" * 300)  # type: ignore[arg-type]
     assert [c for _, c in fake.sent] == ["x"]
 
 
@@ -182,7 +182,7 @@ def test_printk_inside_the_first_end_line_is_covered_by_its_copy() -> None:
     broken = end_line[:20] + NOISE + end_line[20:]
     transcript = reply[: -len(end_line)] + broken + end_line + agent_reply("c0000000100002", 0, b"next\n")
     fake = ReplayConsole(transcript)
-    console = ConsoleTransport(fake)  # type: ignore[arg-type]
+    console = console_on(fake)  # type: ignore[arg-type]
     assert console.run("x", 10) == ok(b"data\n", 5)
     assert console.run("y", 10) == ok(b"next\n")
 
@@ -193,20 +193,20 @@ def test_doubled_end_line_is_one_reply() -> None:
     end1 = first[first.rindex(b"c0000000100001:E:"):]
     end2 = second[second.rindex(b"c0000000100002:E:"):]
     fake = ReplayConsole(first + end1 + second + end2)
-    console = ConsoleTransport(fake)  # type: ignore[arg-type]
+    console = console_on(fake)  # type: ignore[arg-type]
     assert console.run("x", 10) == ok(b"a\n")
     assert console.run("y", 10) == ok(b"b\n", 1)
 
 
 def test_qemu_exit_mid_reply_is_transport_error() -> None:
     partial = agent_reply("c0000000100001", 0, b"y" * 500).split(b":E:")[0]
-    console = ConsoleTransport(ReplayConsole(partial, eof=True))  # type: ignore[arg-type]
+    console = console_on(ReplayConsole(partial, eof=True))  # type: ignore[arg-type]
     with pytest.raises(TransportError, match="QEMU exited"):
         console.run("x", 10)
 
 
 def test_no_reply_at_all_means_the_guest_is_unresponsive() -> None:
-    console = ConsoleTransport(ReplayConsole(b"[    1.0] unrelated\r\r\n"))  # type: ignore[arg-type]
+    console = console_on(ReplayConsole(b"[    1.0] unrelated\r\r\n"))  # type: ignore[arg-type]
     with pytest.raises(GuestUnresponsive, match="not responding"):
         console.run("sleep 99", 1)
 
