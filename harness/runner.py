@@ -155,7 +155,10 @@ GUEST_FACTS = (
     "test -e /sys/kernel/debug/gup_test && echo gup_test=yes || echo gup_test=no; "
     "test -e /sys/kernel/debug/harness_pin && echo harness_pin=yes || echo harness_pin=no; "
     "f harness_pin_why /harness/modules/harness_pin.ko.why; f pinner /etc/harness/pinner; "
-    "f rdma_why /run/harness-rdma.why; test -e /sys/class/infiniband/rxe0 && echo rdma=rxe0 || echo rdma=none"
+    "f rdma_why /run/harness-rdma.why; test -e /sys/class/infiniband/rxe0 && echo rdma=rxe0 || echo rdma=none; "
+    # The taint every case starts from (harness_pin, loaded at boot, is O and E): a case is only
+    # blamed for a change from this.
+    "echo tainted=$(cat /proc/sys/kernel/tainted)"
 )
 
 

@@ -114,6 +114,9 @@ def test_guest_environment_is_recorded(full_run: Run) -> None:
         assert g["pinner"] == "none" and "gcc-14" in g["harness_pin_why"]
     else:
         assert g["pinner"] == "module" and g["harness_pin"] == "yes" and g["gup_test"] == "no"
+        # its taint (O: out of tree; E too where modules are signed) is the baseline, not a case's
+        assert int(g["tainted"]) & 1 << 12
+        assert "kernel taint changed" not in (full_run.out / "output" / "cow_gup.ktap").read_text()
         assert " 0 disagree" in (full_run.out / "crosscheck.txt").read_text()
 
 
