@@ -164,6 +164,7 @@ _TOOLS = [
     ("bison", "apt-get install bison (only for harness build)", False),
     ("ccache", "apt-get install ccache (harness build uses it when present)", False),
     ("git", "apt-get install git (only for harness bisect --src and harness series)", False),
+    ("rdma", "apt-get install iproute2 (the guest makes its soft-RoCE device with rdma link add)", False),
 ]
 
 
@@ -176,6 +177,8 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
         print(f"{tool:22s} {state:20s} {path or how}")
     checks = [
         ("liburing.a", Path("/usr/lib/x86_64-linux-gnu/liburing.a").is_file(), "apt-get install liburing-dev", True),
+        ("librxe-rdmav34.a", Path("/usr/lib/x86_64-linux-gnu/librxe-rdmav34.a").is_file(),
+         "apt-get install libibverbs-dev ibverbs-providers (cow_rdma; without them its cases SKIP)", False),
         ("/usr/bin/python3", Path("/usr/bin/python3").is_file(), "apt-get install python3 (the guest's probes run it)", True),
         ("/dev/kvm", qemu.kvm_openable(), "no KVM: guests run under TCG (slower); auto falls back by itself", False),
     ]
