@@ -322,15 +322,7 @@ const char *private_write_leaked(const struct area *a)
 
 int pagemap_read(const void *addr, uint64_t *entry)
 {
-	off_t off = (off_t)((uintptr_t)addr / page_size()) * sizeof(*entry);
-	int fd, err;
-
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	err = pread_full(fd, entry, sizeof(*entry), off);
-	close(fd);
-	return err;
+	return pagemap_range(addr, 1, entry);
 }
 
 uint64_t diag_pagemap(const char *label, const void *addr)
@@ -401,6 +393,54 @@ int clear_soft_dirty(void)
 	else
 		diag("clear_refs: wrote \"4\" (soft-dirty bits cleared)");
 	return err;
+}
+
+int pagemap_range(const void *addr, size_t n, uint64_t *entries)
+{
+	off_t off = (off_t)((uintptr_t)addr / page_size()) * sizeof(*entries);
+	int fd, err;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	err = pread_full(fd, entries, n * sizeof(*entries), off);
+	close(fd);
+	return err;
+}
+
+enum status softdirty_clear_checked(const struct area *a, struct result *r)
+{
+	uint64_t e;
+	int err;
+
+	e = diag_pagemap("before clearing soft-dirty", a->mem);
+	if (!(e & PM_SOFT_DIRTY))
+		return res_skip(r, "soft-dirty is not tracked (sd=0 on a new, written page; CONFIG_MEM_SOFT_DIRTY?): nothing makes the write fault");
+	err = clear_soft_dirty();
+	if (err)
+		return res_skip(r, "cannot clear soft-dirty (clear_refs \"4\": %s): nothing makes the write fault",
+				errno_name(-err));
+	return ST_PASS;
+}
+
+enum status area_sd_clean(const struct area *a, const char *when, struct result *r)
+{
+	size_t n = a->size / page_size(), i;
+	uint64_t *e = malloc(n * sizeof(*e));
+	int err = e ? pagemap_range(a->mem, n, e) : -ENOMEM;
+
+	if (err) {
+		free(e);
+		return res_skip(r, "cannot check soft-dirty %s: pagemap: %s", when, errno_name(-err));
+	}
+	for (i = 0; i < n && !(e[i] & PM_SOFT_DIRTY); i++)
+		;
+	free(e);
+	if (i < n)
+		return res_skip(r, "page %zu of %zu is soft-dirty %s: its write need not fault", i, n,
+				when);
+	diag("soft-dirty %s: sd=0 on all %zu pages", when, n);
+	return ST_PASS;
 }
 
 /* ---- settings journal ------------------------------------------------------- */

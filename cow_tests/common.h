@@ -199,6 +199,20 @@ uint64_t pagemap_pfn(const void *addr);
 long smaps_field_kb(const void *addr, const char *field);
 /* Write "4" to /proc/self/clear_refs; 0 or -errno. Prints what happened. */
 int clear_soft_dirty(void);
+/* n pagemap entries, one per base page from addr on; 0 or -errno. */
+int pagemap_range(const void *addr, size_t n, uint64_t *entries);
+/*
+ * Clear the soft-dirty bits (clear_refs "4") so that the next write to the area
+ * has to fault to set them again (a write-protected PTE: mprotect(RW) does not
+ * map a page writable while it is not soft-dirty). Checks that soft-dirty is
+ * tracked at all: sd=1 on the area's first page before (a new VMA is
+ * soft-dirty; without CONFIG_MEM_SOFT_DIRTY every sd is 0 and nothing forces
+ * a fault), then clears. ST_PASS, else SKIP with the reason.
+ */
+enum status softdirty_clear_checked(const struct area *a, struct result *r);
+/* Every page of the area has sd=0 (its next write must fault); else SKIP
+ * naming the first page that is soft-dirty. `when` names the step for the diag. */
+enum status area_sd_clean(const struct area *a, const char *when, struct result *r);
 
 /* Read a small text file, strip the trailing newline; 0 or -errno. */
 int read_text(const char *path, char *buf, size_t len);
