@@ -12,10 +12,16 @@
  * pinned pages hold, PIN_LONGTERM_TEST_STOP unpins (6.2, c77369b437f9;
  * before, START fails with EINVAL and the case SKIPs).
  *
- * - gup[-fast]-pin-ro.{cow-shared,was-shared,exclusive}: anonymous memory
- *   COW-shared with a live child / previously shared / exclusive, mapped
- *   R/O, R/O-pinned; then mapped R/W and written: the pin must see the write
- *   (the pin unshared the page first, 5.19).
+ * - gup[-fast]-pin-ro.cow-shared: anonymous memory COW-shared with a live
+ *   child (pagemap excl=0, else SKIP), mapped R/O, R/O-pinned; then mapped
+ *   R/W and written: the pin must see the write (the pin unshared the page
+ *   first, 5.19), and the child keeps its data.
+ * - gup[-fast]-pin-ro.{was-shared,exclusive}: anonymous memory previously
+ *   shared (the child exited) / never shared, mapped R/O at the PTE level in
+ *   a R/W VMA (mprotect RO, clear soft-dirty, mprotect RW; pagemap sd=0 on
+ *   every page before the pin and after it, else SKIP), R/O-pinned, written:
+ *   the write faults, and the fault must reuse the pinned page (it is
+ *   exclusive: PageAnonExclusive, 5.19), so the pin sees the write.
  * - gup[-fast]-pin-ro.private-mapping: the same on a MAP_PRIVATE mapping of
  *   the zeropage or a file: the R/O pin must replace it by an anonymous copy
  *   (6.2, 84209e87c696) so the later write is seen.
@@ -89,6 +95,8 @@ static const char *pinner_file(void)
 #define SHARE_COW	0x04	/* fork, the child stays alive */
 #define SHARE_WAS	0x08	/* fork, the child exits before the pin */
 #define MAP_RO		0x10	/* mprotect(PROT_READ) before the pin, RW after */
+#define PTE_RO		0x20	/* before the pin: mprotect RO, clear soft-dirty, mprotect RW
+				 * (the VMA is R/W, the PTEs stay R/O: the write must fault) */
 
 static enum status need_gup_test(struct result *r)
 {
@@ -164,12 +172,33 @@ static enum status pin_holds(int gfd, size_t size, enum pattern_gen gen, bool *s
 	return ST_PASS;
 }
 
+/*
+ * Leave the area mapped R/O at the PTE level in a R/W VMA: mprotect RO, clear
+ * soft-dirty, mprotect RW. With soft-dirty tracked and clear, mprotect(RW)
+ * does not map even an exclusive anonymous page writable (64fe24a3e05e maps
+ * it writable directly otherwise), so the write after the pin takes the write
+ * fault, and do_wp_page() has to reuse the pinned page rather than copy it.
+ */
+static enum status map_pte_ro(struct area *a, struct result *r)
+{
+	if (area_protect(a, PROT_READ, "before the pin"))
+		return res_fail(r, "mprotect(PROT_READ) failed");
+	if (softdirty_clear_checked(a, r) != ST_PASS)
+		return r->status;
+	if (area_protect(a, PROT_READ | PROT_WRITE, "before the pin"))
+		return res_fail(r, "mprotect(PROT_READ|PROT_WRITE) failed");
+	diag_pagemap("R/W VMA, soft-dirty clear, before the pin", a->mem);
+	return area_sd_clean(a, "before the pin", r);
+}
+
 /* Pin R/O, map R/W, write, read the pin back: the pin must see the write. */
 static enum status pin_then_write(int gfd, struct area *a, int arg, struct result *r)
 {
 	bool same = false;
 	int err;
 
+	if ((arg & PTE_RO) && map_pte_ro(a, r) != ST_PASS)
+		return r->status;
 	if ((arg & MAP_RO) && area_protect(a, PROT_READ, "before the pin"))
 		return res_fail(r, "mprotect(PROT_READ) failed");
 	err = pin_start(gfd, a, arg);
@@ -178,6 +207,9 @@ static enum status pin_then_write(int gfd, struct area *a, int arg, struct resul
 	diag_pagemap("after the R/O pin", a->mem);
 	if ((arg & MAP_RO) && area_protect(a, PROT_READ | PROT_WRITE, "after the pin")) {
 		res_fail(r, "mprotect(PROT_READ|PROT_WRITE) failed");
+	} else if ((arg & PTE_RO) && area_sd_clean(a, "after the R/O pin", r) != ST_PASS) {
+		/* The pin itself dirtied a page (unsharing done as a write?): the write
+		 * below need not fault. */
 	} else {
 		pattern_fill(a->mem, a->size, GEN_NEW);
 		diag_pagemap("after writing through the mapping", a->mem);
@@ -205,7 +237,9 @@ static enum status op_pin_ro(struct area *a, int arg, struct result *r)
 	}
 	if (arg & SHARE_WAS)
 		twin_end(&t);
-	if (pin_then_write(gfd, a, arg, r) == ST_PASS && (arg & SHARE_COW))
+	if ((arg & SHARE_COW) && (diag_pagemap("parent after fork (child alive)", a->mem) & PM_EXCLUSIVE)) {
+		res_skip(r, "the page is not COW-shared after fork (pagemap excl=1 with the child alive): nothing to unshare");
+	} else if (pin_then_write(gfd, a, arg, r) == ST_PASS && (arg & SHARE_COW))
 		twin_expect(&t, TW_HOLDS_OLD,
 			    "child's data changed after the parent wrote (leak from parent into child)", r);
 	if (arg & SHARE_COW)
@@ -320,16 +354,16 @@ static enum status op_benchmark(struct area *a, int arg, struct result *r)
 static const struct cow_op ops[] = {
 	GUP_OP("gup-pin-ro.cow-shared", "R/O long-term pin (GUP) of a R/O-mapped page shared with a live child, then write",
 	       op_pin_ro, SHARE_COW | MAP_RO, MEMS_ANON),
-	GUP_OP("gup-pin-ro.was-shared", "R/O long-term pin (GUP) of a R/O-mapped previously shared page, then write",
-	       op_pin_ro, SHARE_WAS | MAP_RO, MEMS_ANON),
-	GUP_OP("gup-pin-ro.exclusive", "R/O long-term pin (GUP) of a R/O-mapped exclusive page, then write",
-	       op_pin_ro, MAP_RO, MEMS_ANON),
+	GUP_OP("gup-pin-ro.was-shared", "R/O long-term pin (GUP) of a previously shared page with R/O PTEs (soft-dirty clear), then a faulting write",
+	       op_pin_ro, SHARE_WAS | PTE_RO, MEMS_ANON),
+	GUP_OP("gup-pin-ro.exclusive", "R/O long-term pin (GUP) of an exclusive page with R/O PTEs (soft-dirty clear), then a faulting write",
+	       op_pin_ro, PTE_RO, MEMS_ANON),
 	GUP_OP("gup-fast-pin-ro.cow-shared", "R/O long-term pin (GUP-fast) of a R/O-mapped page shared with a live child, then write",
 	       op_pin_ro, USE_FAST | SHARE_COW | MAP_RO, MEMS_ANON),
-	GUP_OP("gup-fast-pin-ro.was-shared", "R/O long-term pin (GUP-fast) of a R/O-mapped previously shared page, then write",
-	       op_pin_ro, USE_FAST | SHARE_WAS | MAP_RO, MEMS_ANON),
-	GUP_OP("gup-fast-pin-ro.exclusive", "R/O long-term pin (GUP-fast) of a R/O-mapped exclusive page, then write",
-	       op_pin_ro, USE_FAST | MAP_RO, MEMS_ANON),
+	GUP_OP("gup-fast-pin-ro.was-shared", "R/O long-term pin (GUP-fast) of a previously shared page with R/O PTEs (soft-dirty clear), then a faulting write",
+	       op_pin_ro, USE_FAST | SHARE_WAS | PTE_RO, MEMS_ANON),
+	GUP_OP("gup-fast-pin-ro.exclusive", "R/O long-term pin (GUP-fast) of an exclusive page with R/O PTEs (soft-dirty clear), then a faulting write",
+	       op_pin_ro, USE_FAST | PTE_RO, MEMS_ANON),
 	GUP_OP("gup-pin-ro.private-mapping", "R/O long-term pin (GUP) of a MAP_PRIVATE non-anonymous page, then write",
 	       op_pin_ro, 0, MEMS_NONANON_PRIVATE),
 	GUP_OP("gup-fast-pin-ro.private-mapping", "R/O long-term pin (GUP-fast) of a MAP_PRIVATE non-anonymous page, then write",
