@@ -81,7 +81,7 @@ enum mem_kind {
 	/* special mappings, for the registration cases */
 	MEM_BASE_RO,		/* an anonymous page mapped PROT_READ */
 	MEM_TWO_VMAS,		/* an anonymous page followed by a memfd page: two VMAs */
-	MEM_PERF_RB,		/* a perf ring buffer (user page + 1 data page) */
+	MEM_PERF_RB,		/* a perf ring buffer's user page (1 + 1 data page mapped) */
 	MEM_NKINDS
 };
 

@@ -13,10 +13,15 @@
  *   anonymous page (pagemap file=0 excl=1).
  * - iouring-register-refused: must be refused, with any errno: ext4
  *   MAP_SHARED (writeback needs dirty tracking, a long-term writable pin
- *   defeats it), an anonymous page mapped PROT_READ, a perf ring buffer.
+ *   defeats it), an anonymous page mapped PROT_READ, the user page of a perf
+ *   ring buffer (its VMA has page_mkwrite: dirty-tracked).
  * - iouring-register-efault: the same three, refused with EFAULT: GUP's
- *   refusal (6.5+); before that io_uring refused non-shmem files itself
- *   with EOPNOTSUPP.
+ *   refusal (6.5+: the writable long-term pin of a dirty-tracked shared
+ *   mapping; from 6.14 the perf buffer is VM_PFNMAP, refused by GUP too);
+ *   before 6.5 io_uring refused non-shmem files itself with EOPNOTSUPP,
+ *   after pinning the pages. Only the user page is registered: a write fault
+ *   on a perf data page SIGBUSes on every kernel (probe.perf-rb.
+ *   data-page-write-sigbus), which would make every kernel say EFAULT.
  */
 #define _GNU_SOURCE
 #include "uring.h"

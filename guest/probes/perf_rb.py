@@ -6,7 +6,9 @@ Up to 6.13 a perf ring buffer is a fault-based mapping of ordinary kernel pages
 /proc/self/mem reads of it all work. From 6.14 ("perf: map pages in advance",
 b709eb872e19) it is mapped in advance as VM_PFNMAP|VM_IO ("pf io" in smaps
 VmFlags), GUP refuses it and those fail (EFAULT / EIO). A buffered write() from it
-copies with uaccess and works on every kernel (seed thread 000).
+copies with uaccess and works on every kernel (seed thread 000). On every kernel
+the user page (page 0) of a R/W buffer takes stores and a store into a data page
+SIGBUSes (perf_mmap_fault as page_mkwrite; pfn_mkwrite from 6.14).
 
 Every case checks the fault-based (<=6.13) behaviour, the one Debian 6.1 and 6.12
 have, and reports what it saw; expectations.yaml marks the cases that change as
@@ -59,7 +61,7 @@ class PerfEventAttr(ctypes.Structure):
 class RingBuffer:
     """A mapped perf ring buffer; `error` says why not when it could not be made."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.fd = -1
         self.addr = 0
         self.length = RB_PAGES * _mm.PAGE_SIZE
@@ -90,7 +92,8 @@ class RingBuffer:
             self.error = "mmap of the perf ring buffer (%d pages): %s" % (RB_PAGES, errno_name(m.errno))
             return
         self.addr = m.value
-        diag("perf ring buffer: %d pages at 0x%x" % (RB_PAGES, self.addr))
+        if not quiet:
+            diag("perf ring buffer: %d pages at 0x%x" % (RB_PAGES, self.addr))
 
     def content(self) -> bytes:
         """What the mapping holds, read by this process itself (no GUP)."""
@@ -206,6 +209,59 @@ def case_odirect_write(rb: RingBuffer) -> _ktap.Outcome:
         os.close(fd)
 
 
+def _write_in_child(page: int) -> Tuple[Optional[int], int]:
+    """Fork; the child maps a ring buffer of its own (perf VMAs are VM_DONTCOPY: a forked
+    child does not inherit the parent's) and stores into page `page` of it the byte that is
+    already there. Returns (the signal that killed the child or None, its exit code)."""
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            rb = RingBuffer(quiet=True)  # a diag line from the child would break the KTAP
+            if rb.error is None:
+                where = rb.addr + page * _mm.PAGE_SIZE + 8
+                ctypes.memmove(where, _mm.peek(where, 1), 1)
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return os.WTERMSIG(status), -1
+    return None, os.WEXITSTATUS(status)
+
+
+def _signame(sig: Optional[int]) -> str:
+    import signal
+
+    return "no signal" if sig is None else signal.Signals(sig).name
+
+
+@_with_rb
+def case_user_page_write(rb: RingBuffer) -> _ktap.Outcome:
+    sig, code = _write_in_child(0)
+    diag("store into the user page (page 0) of a R/W ring buffer: %s, exit %d" % (_signame(sig), code))
+    if sig is not None:
+        return fail("a store into the ring buffer's user page killed the process with %s: it must be writable" % _signame(sig))
+    if code != 0:
+        return fail("the child could not map its ring buffer (exit %d)" % code)
+    return ok("the user page of a R/W ring buffer is writable")
+
+
+@_with_rb
+def case_data_page_write(rb: RingBuffer) -> _ktap.Outcome:
+    import signal
+
+    sig, code = _write_in_child(1)
+    diag("store into the data page (page 1) of a R/W ring buffer: %s, exit %d" % (_signame(sig), code))
+    if sig == signal.SIGBUS:
+        return ok("a store into a data page SIGBUSes (perf refuses write faults past page 0)")
+    if sig is None and code == 3:
+        return fail("the child could not map its ring buffer")
+    return fail("a store into a data page of the ring buffer gave %s, expected SIGBUS" % (
+        _signame(sig) if sig is not None else "no fault (the store went through)"))
+
+
 def _remote_read(name: str, reader: Callable[[int, int], Tuple[_mm.Ret, bytes]]) -> Callable[[], _ktap.Outcome]:
     """A case: read the ring buffer through a GUP-based path; must return what it holds."""
 
@@ -227,6 +283,12 @@ CASES = [
     _ktap.Case("probe.perf-rb." + name, run, desc)
     for name, run, desc in (
         ("vmflags-no-pfnmap", case_vmflags, "the perf ring buffer VMA has no pf/io VmFlags (fault-based, <=6.13)"),
+        ("user-page-write", case_user_page_write, "a store into the user page (page 0) of a R/W ring buffer works"),
+        (
+            "data-page-write-sigbus",
+            case_data_page_write,
+            "a store into a data page of a R/W ring buffer SIGBUSes (perf's page_mkwrite / pfn_mkwrite)",
+        ),
         ("buffered-write", case_buffered_write, "a buffered pwrite() from the perf ring buffer works (uaccess)"),
         (
             "odirect-write",
