@@ -10,7 +10,7 @@
  *   proc-mem          /proc/self/mem read, FOLL_GET|FOLL_FORCE: stays 0
  *   vmsplice          FOLL_GET: stays 0
  *   odirect-write     O_DIRECT write from the page to an ext4 file: FOLL_PIN
- *                     since 6.4 (a7e689dd1c06): 0 -> 1; 6.1: FOLL_GET, stays 0
+ *                     since 6.5 (a7e689dd1c06): 0 -> 1; 6.1: FOLL_GET, stays 0
  *   odirect-read      O_DIRECT read into the page: a write, COW broken: 0 -> 1,
  *                     and the child keeps its data
  *
