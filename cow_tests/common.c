@@ -274,11 +274,16 @@ static const char *gen_name(enum pattern_gen gen)
 
 bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_gen gen)
 {
+	return pattern_check_at(who, buf, len, 0, gen);
+}
+
+bool pattern_check_at(const char *who, const void *buf, size_t len, size_t base, enum pattern_gen gen)
+{
 	size_t count[4] = { 0 }, first_bad = len, off, n, i;
 	const uint8_t *p = buf;
 
 	for (off = 0; off < len; off += n) {
-		size_t b = off / PAT_BLOCK;
+		size_t b = (base + off) / PAT_BLOCK;
 		int g;
 
 		n = len - off < PAT_BLOCK ? len - off : PAT_BLOCK;
@@ -300,7 +305,7 @@ bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_ge
 	}
 	diag("%s: %zu bytes in 4 KiB blocks: %zu old, %zu new, %zu zero, %zu mixed: first byte not %s at offset %zu (got 0x%02x, want 0x%02x)",
 	     who, len, count[GEN_OLD], count[GEN_NEW], count[GEN_ZERO], count[3], gen_name(gen),
-	     first_bad, p[first_bad], pattern_byte(first_bad, gen));
+	     base + first_bad, p[first_bad], pattern_byte(base + first_bad, gen));
 	return false;
 }
 
@@ -686,15 +691,16 @@ int peer_wait(struct peer *p, const char *who)
 
 static int twin_splice_unmap(struct twin *t)
 {
-	size_t cap = pipe_grow(t->pipe_wr, t->a->size);
-	ssize_t n = splice_in(t->pipe_wr, t->a->mem, cap < t->a->size ? cap : t->a->size, "twin");
-	int err;
+	ssize_t n;
 
+	if (!t->ps)
+		return CHILD_ERR;
+	n = pipeset_splice(t->ps, t->a->mem, t->a->size, "twin");
 	if (n <= 0)
 		return CHILD_ERR;
-	t->spliced = (size_t)n;
-	err = area_unmap(t->a, "twin");
-	return err ? CHILD_ERR : CHILD_OK;
+	if ((size_t)n < t->a->size)
+		return CHILD_SKIP;
+	return area_unmap(t->a, "twin") ? CHILD_ERR : CHILD_OK;
 }
 
 /* One command in the twin; the answer. */
@@ -722,17 +728,18 @@ static int twin_exec(struct twin *t, int cmd)
 	case TW_SPLICE_UNMAP:
 		return twin_splice_unmap(t);
 	case TW_PIPE_HOLDS_OLD:
-		return pipe_holds(t->pipe_rd, t->spliced, a->old, "twin, pipe content") ?
-		       CHILD_OK : CHILD_BAD;
+		if (!t->ps)
+			return CHILD_ERR;
+		return pipeset_holds(t->ps, a->old, "twin, pipe content") ? CHILD_OK : CHILD_BAD;
 	}
 	return CHILD_ERR;
 }
 
-int twin_start(struct twin *t, struct area *a, int pipe_rd, int pipe_wr)
+int twin_start(struct twin *t, struct area *a, struct pipeset *ps)
 {
 	int ret;
 
-	*t = (struct twin){ .a = a, .pipe_rd = pipe_rd, .pipe_wr = pipe_wr };
+	*t = (struct twin){ .a = a, .ps = ps };
 	ret = peer_fork(&t->p);
 	if (ret < 0) {
 		diag("fork: %s", errno_name(-ret));
@@ -778,11 +785,11 @@ int twin_end(struct twin *t)
 	return peer_wait(&t->p, "twin");
 }
 
-enum status with_twin(struct area *a, int pipe_rd, int pipe_wr, twin_body body, void *ctx,
+enum status with_twin(struct area *a, struct pipeset *ps, twin_body body, void *ctx,
 		      struct result *r)
 {
 	struct twin t;
-	int err = twin_start(&t, a, pipe_rd, pipe_wr);
+	int err = twin_start(&t, a, ps);
 
 	if (err)
 		return res_fail(r, "fork: %s", errno_name(-err));
@@ -827,6 +834,83 @@ ssize_t splice_in(int pipe_wr, const void *mem, size_t len, const char *who)
 bool pipe_holds(int pipe_rd, size_t n, enum pattern_gen gen, const char *who)
 {
 	return fd_holds(pipe_rd, n, -1, gen, who);
+}
+
+enum status pipeset_open(struct pipeset *ps, size_t len, struct result *r)
+{
+	size_t held = 0;
+	int fds[2];
+
+	*ps = (struct pipeset){ .n = 0 };
+	while (held < len && ps->n < PIPESET_MAX) {
+		if (pipe2(fds, O_CLOEXEC))
+			return res_fail(r, "pipe: %s", errno_name(errno));
+		ps->rd[ps->n] = fds[0];
+		ps->wr[ps->n] = fds[1];
+		ps->cap[ps->n] = pipe_grow(fds[1], len - held);
+		if (!ps->cap[ps->n])
+			return res_fail(r, "F_GETPIPE_SZ: %s", errno_name(errno));
+		held += ps->cap[ps->n++];
+	}
+	diag("pipes: %u holding %zu of %zu bytes", ps->n, held < len ? held : len, len);
+	if (held < len)
+		return res_skip(r, "%u pipes hold only %zu of the area's %zu bytes (pipe-max-size, pipe-user-pages-soft): a partial vmsplice would test part of the area",
+				ps->n, held, len);
+	return ST_PASS;
+}
+
+void pipeset_close(struct pipeset *ps)
+{
+	unsigned int i;
+
+	for (i = 0; i < ps->n; i++) {
+		close(ps->rd[i]);
+		close(ps->wr[i]);
+	}
+	ps->n = 0;
+}
+
+ssize_t pipeset_splice(struct pipeset *ps, const void *mem, size_t len, const char *who)
+{
+	size_t done = 0;
+	unsigned int i;
+
+	for (i = 0; i < ps->n && done < len; i++) {
+		size_t want = len - done < ps->cap[i] ? len - done : ps->cap[i];
+		ssize_t n = splice_in(ps->wr[i], (const char *)mem + done, want, who);
+
+		if (n < 0)
+			return done ? (ssize_t)done : n;
+		ps->got[i] = (size_t)n;
+		done += (size_t)n;
+		if ((size_t)n < want)
+			break;
+	}
+	if (done < len)
+		diag("%s: partial vmsplice: %zu of %zu bytes went into the pipes", who, done, len);
+	return (ssize_t)done;
+}
+
+bool pipeset_holds(struct pipeset *ps, enum pattern_gen gen, const char *who)
+{
+	size_t base = 0;
+	bool same = true;
+	unsigned int i;
+
+	for (i = 0; i < ps->n && ps->got[i]; i++) {
+		char *buf = malloc(ps->got[i]);
+		int err = buf ? read_full(ps->rd[i], buf, ps->got[i]) : -ENOMEM;
+
+		if (err) {
+			diag("%s: reading %zu bytes back from pipe %u: %s", who, ps->got[i], i, errno_name(-err));
+			same = false;
+		} else if (!pattern_check_at(who, buf, ps->got[i], base, gen)) {
+			same = false;
+		}
+		free(buf);
+		base += ps->got[i];
+	}
+	return same;
 }
 
 /* ---- files -------------------------------------------------------------------- */

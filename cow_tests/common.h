@@ -169,6 +169,8 @@ void pattern_fill(void *buf, size_t len, enum pattern_gen gen);
  * that differs. Returns true if every byte matches gen.
  */
 bool pattern_check(const char *who, const void *buf, size_t len, enum pattern_gen gen);
+/* The same for bytes that came from offset base (a multiple of 4 KiB) of an area. */
+bool pattern_check_at(const char *who, const void *buf, size_t len, size_t base, enum pattern_gen gen);
 /* pattern_check of the whole area against the content it was set up with. */
 bool area_holds_old(const char *who, const struct area *a);
 /*
@@ -245,8 +247,9 @@ int peer_fork(struct peer *p);
 int peer_send(struct peer *p, char c);
 int peer_recv(struct peer *p);
 
-/* Exit codes (and twin replies) a child uses to report what it observed. */
-enum { CHILD_OK = 0, CHILD_BAD = 1, CHILD_ERR = 2 };
+/* Exit codes (and twin replies) a child uses to report what it observed.
+ * CHILD_SKIP: it could not establish what the case needs (e.g. a partial vmsplice). */
+enum { CHILD_OK = 0, CHILD_BAD = 1, CHILD_ERR = 2, CHILD_SKIP = 3 };
 
 /* Child side: close the channel and _exit(code) after flushing stdout. */
 void peer_exit(struct peer *p, int code) __attribute__((noreturn));
@@ -266,20 +269,22 @@ enum twin_cmd {
 	TW_HOLDS_NEW = 'n',	/* does it hold GEN_NEW? */
 	TW_WRITE = 'w',		/* write GEN_NEW into the area (and check it reads back) */
 	TW_MPROTECT_WRITE = 'm',/* mprotect RO, RW, then TW_WRITE */
-	TW_SPLICE_UNMAP = 's',	/* vmsplice the area into the pipe, munmap it */
-	TW_PIPE_HOLDS_OLD = 'p',/* read what it spliced back from the pipe: the old content? */
+	TW_SPLICE_UNMAP = 's',	/* vmsplice the whole area into the pipes, munmap it
+				 * (CHILD_SKIP if only part of it went in) */
+	TW_PIPE_HOLDS_OLD = 'p',/* read what it spliced back from the pipes: the old content? */
 	TW_EXIT = 'x',		/* exit now */
 };
+
+struct pipeset;
 
 struct twin {
 	struct peer p;
 	struct area *a;
-	int pipe_rd, pipe_wr;	/* for TW_SPLICE_UNMAP / TW_PIPE_HOLDS_OLD, else -1 */
-	size_t spliced;		/* bytes the twin put into the pipe */
+	struct pipeset *ps;	/* for TW_SPLICE_UNMAP / TW_PIPE_HOLDS_OLD, else NULL */
 };
 
-/* Fork the twin (pipe fds may be -1). Returns 0 in the parent or -errno. */
-int twin_start(struct twin *t, struct area *a, int pipe_rd, int pipe_wr);
+/* Fork the twin (ps may be NULL). Returns 0 in the parent or -errno. */
+int twin_start(struct twin *t, struct area *a, struct pipeset *ps);
 /* Send a command, wait for the answer: CHILD_*, or -1 if the twin is gone. */
 int twin_do(struct twin *t, enum twin_cmd cmd);
 /*
@@ -292,10 +297,10 @@ int twin_end(struct twin *t);
 
 typedef enum status (*twin_body)(struct twin *t, void *ctx, struct result *r);
 /*
- * Fork the twin (pipe fds may be -1), run body in the parent, then let the
+ * Fork the twin (ps may be NULL), run body in the parent, then let the
  * twin exit. Returns r->status (a failed fork fails the case).
  */
-enum status with_twin(struct area *a, int pipe_rd, int pipe_wr, twin_body body, void *ctx,
+enum status with_twin(struct area *a, struct pipeset *ps, twin_body body, void *ctx,
 		      struct result *r);
 
 /* ---- common steps ------------------------------------------------------- */
@@ -319,6 +324,30 @@ size_t pipe_grow(int fd, size_t len);
 ssize_t splice_in(int pipe_wr, const void *mem, size_t len, const char *who);
 /* Read n bytes back from the pipe and pattern_check them against gen. */
 bool pipe_holds(int pipe_rd, size_t n, enum pattern_gen gen, const char *who);
+
+/*
+ * Pipes that hold a whole area's vmsplice: one pipe holds at most what the
+ * kernel lets it grow to (pipe-max-size without CAP_SYS_RESOURCE; the slot
+ * array's allocation limit, 256 MiB, with it), so a 1 GiB page takes several.
+ * Pipe i holds the bytes from off[i] of the area on.
+ */
+#define PIPESET_MAX 16
+struct pipeset {
+	unsigned int n;
+	int rd[PIPESET_MAX], wr[PIPESET_MAX];
+	size_t cap[PIPESET_MAX];	/* what pipe i can hold */
+	size_t got[PIPESET_MAX];	/* what was vmspliced into it */
+};
+
+/* Pipes for len bytes; ST_PASS, else SKIP (they cannot hold it all) or FAIL in r.
+ * Close with pipeset_close whatever it returned. */
+enum status pipeset_open(struct pipeset *ps, size_t len, struct result *r);
+void pipeset_close(struct pipeset *ps);
+/* vmsplice [mem, mem+len) into the pipes in order (non-blocking); the bytes
+ * spliced (len when all went in), or -errno if nothing did. */
+ssize_t pipeset_splice(struct pipeset *ps, const void *mem, size_t len, const char *who);
+/* Everything spliced, read back: does it hold gen at the offsets it came from? */
+bool pipeset_holds(struct pipeset *ps, enum pattern_gen gen, const char *who);
 /* read() exactly len bytes; 0 or -errno (-EIO on EOF). */
 int read_full(int fd, void *buf, size_t len);
 

@@ -190,7 +190,7 @@ static enum status op_unshare(struct area *a, int arg, struct result *r)
 	struct unshare_ctx u = { .acc = ACCESS_OF(arg), .want = arg & EXPECT_UNSHARE };
 
 	if (ctx_prepare(u.acc, &u.c, page_size(), r) == ST_PASS)
-		with_twin(a, -1, -1, access_shared_page, &u, r);
+		with_twin(a, NULL, access_shared_page, &u, r);
 	ctx_free(&u.c);
 	return r->status;
 }

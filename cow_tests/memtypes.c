@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -141,19 +142,71 @@ static enum status mthp_enable(size_t kb, struct result *r)
 	return ST_PASS;
 }
 
+/*
+ * An mTHP of the area's size, proven two ways where the kernel lets us:
+ * the per-size counter hugepages-<N>kB/stats/anon_fault_alloc (6.9+) went up
+ * across the fault, and the PFNs (root only) are contiguous and aligned to
+ * the size. Neither available (6.8 without root): SKIP, the order is unproven.
+ */
+static enum status check_mthp_order(struct area *a, long fault_allocs_before, struct result *r)
+{
+	size_t ps = page_size(), n = a->size / ps, i;
+	char path[128];
+	uint64_t *e;
+	long after = -1;
+	bool pfns = false;
+	int err;
+
+	if (fault_allocs_before >= 0) {
+		snprintf(path, sizeof(path), THP_SYSFS "/hugepages-%zukB/stats/anon_fault_alloc",
+			 a->size / 1024);
+		after = read_long(path);
+		diag("mthp: hugepages-%zukB/stats/anon_fault_alloc %ld -> %ld", a->size / 1024,
+		     fault_allocs_before, after);
+		if (after <= fault_allocs_before)
+			return res_skip(r, "the fault did not allocate a %zu kB folio (anon_fault_alloc %ld -> %ld)",
+					a->size / 1024, fault_allocs_before, after);
+	}
+	e = malloc(n * sizeof(*e));
+	err = e ? pagemap_range(a->mem, n, e) : -ENOMEM;
+	if (!err && (e[0] & PM_PFN_MASK)) {
+		uint64_t pfn0 = e[0] & PM_PFN_MASK;
+
+		pfns = true;
+		for (i = 1; i < n && (e[i] & PM_PFN_MASK) == pfn0 + i; i++)
+			;
+		diag("mthp: pfn 0x%llx..0x%llx: %s, %saligned to %zu pages", (unsigned long long)pfn0,
+		     (unsigned long long)(e[n - 1] & PM_PFN_MASK), i == n ? "contiguous" : "NOT contiguous",
+		     pfn0 % n ? "NOT " : "", n);
+		if (i < n || pfn0 % n) {
+			free(e);
+			return res_skip(r, "the %zu kB area is not one naturally aligned folio (pfns not contiguous at page %zu, or misaligned)",
+					a->size / 1024, i);
+		}
+	}
+	free(e);
+	if (after < 0 && !pfns)
+		return res_skip(r, "cannot confirm a %zu kB folio: no hugepages-%zukB/stats (6.9+) and pfns hidden (needs CAP_SYS_ADMIN)",
+				a->size / 1024, a->size / 1024);
+	return ST_PASS;
+}
+
 /* Populate a THP / mTHP with one write fault and check it got one folio. */
 static enum status populate_large(struct area *a, const struct mem_type *t, struct result *r)
 {
 	size_t ps = page_size();
 	const char *knob = (t->variant & V_PMD) ? "enabled" : NULL;
-	char mthp_knob[64];
+	char mthp_knob[64], stats[128];
 	uint64_t first, last;
-	long ahp_kb;
+	long ahp_kb, allocs = -1;
 	int err;
 
 	if (!knob) {
 		snprintf(mthp_knob, sizeof(mthp_knob), "hugepages-%zukB/enabled", (size_t)t->arg);
 		knob = mthp_knob;
+		snprintf(stats, sizeof(stats), THP_SYSFS "/hugepages-%zukB/stats/anon_fault_alloc",
+			 (size_t)t->arg);
+		allocs = read_long(stats);
 	}
 	if ((t->variant & V_PMD) && madvise(a->mem, a->size, MADV_HUGEPAGE))
 		return res_skip(r, "madvise(MADV_HUGEPAGE): %s", errno_name(errno));
@@ -164,6 +217,8 @@ static enum status populate_large(struct area *a, const struct mem_type *t, stru
 	if (!(last & PM_PRESENT))
 		return res_skip(r, "did not get a %zu kB THP populated (last subpage not present after touching byte 0; %s: %s)",
 				a->size / 1024, knob, thp_choice(knob));
+	if (t->variant & V_MTHP)
+		return check_mthp_order(a, allocs, r);
 	if (!pagemap_read(a->mem, &first) && (first & PM_PFN_MASK))
 		diag("large folio: pfn 0x%llx..0x%llx (%s)",
 		     (unsigned long long)(first & PM_PFN_MASK), (unsigned long long)(last & PM_PFN_MASK),
@@ -253,21 +308,23 @@ static enum status map_readonly(struct area *a, struct result *r)
 
 static enum status swap_out(struct area *a, struct result *r)
 {
-	const char *where[2] = { "first", "last" };
-	size_t ps = page_size();
-	uint64_t e;
-	int i;
+	size_t n = a->size / page_size(), i;
+	uint64_t *e;
+	int err;
 
 	if (madvise(a->mem, a->size, MADV_PAGEOUT))
 		return res_skip(r, "madvise(MADV_PAGEOUT): %s", errno_name(errno));
-	for (i = 0; i < 2; i++) {
-		const char *p = i ? a->mem + a->size - ps : a->mem;
-
-		if (pagemap_read(p, &e) || !(e & PM_SWAP))
-			return res_skip(r, "MADV_PAGEOUT did not swap out the %s page (pagemap swap=0): is swap on?",
-					where[i]);
-	}
-	diag("swapped out: pagemap swap=1 on the first and last page");
+	e = malloc(n * sizeof(*e));
+	err = e ? pagemap_range(a->mem, n, e) : -ENOMEM;
+	for (i = 0; !err && i < n && (e[i] & PM_SWAP); i++)
+		;
+	free(e);
+	if (err)
+		return res_skip(r, "cannot check the swap-out: /proc/self/pagemap: %s", errno_name(-err));
+	if (i < n)
+		return res_skip(r, "MADV_PAGEOUT did not swap out page %zu of %zu (pagemap swap=0): is swap on?",
+				i, n);
+	diag("swapped out: pagemap swap=1 on all %zu pages", n);
 	return ST_PASS;
 }
 
@@ -374,6 +431,7 @@ static enum status setup_zeropage(struct area *a, const struct mem_type *t, stru
 	bool huge = t->variant & V_PMD;
 	size_t ps = page_size(), size = huge ? thp_pmd_size() : ps;
 	uint64_t last, pfn, alias_pfn;
+	long rss_kb;
 	int err;
 
 	area_init(a, t);
@@ -407,6 +465,19 @@ static enum status setup_zeropage(struct area *a, const struct mem_type *t, stru
 	if (pfn && alias_pfn && pfn != alias_pfn) {
 		area_free(a);
 		return res_skip(r, "the read fault did not map a shared zeropage (two mappings, two pfns)");
+	}
+	/* Without root the pfns are hidden; the zeropage is not counted in Rss, a page is. */
+	if (pagemap_read(a->mem, &last) || !(last & PM_PRESENT)) {
+		area_free(a);
+		return res_skip(r, "the read fault left the page unmapped (pagemap present=0)");
+	}
+	rss_kb = smaps_field_kb(a->mem, "Rss");
+	diag("zeropage: pagemap present=1, smaps Rss %ld kB", rss_kb);
+	if (rss_kb != 0) {
+		area_free(a);
+		return rss_kb < 0 ?
+		       res_skip(r, "cannot read the VMA's Rss from /proc/self/smaps: %s", errno_name((int)-rss_kb)) :
+		       res_skip(r, "the read fault mapped %ld kB of memory counted in Rss, not the zeropage", rss_kb);
 	}
 	diag_pagemap("zeropage area after read fault", a->mem);
 	return ST_PASS;
