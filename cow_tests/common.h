@@ -55,6 +55,7 @@ enum mem_kind {
 	MEM_THP_PTE_SWAP,	/* the same, swapped out */
 	MEM_THP_SINGLE,		/* one PTE left of a THP (the rest MADV_DONTNEED) */
 	MEM_THP_MREMAP,		/* the upper half of a THP, mremap()ed elsewhere */
+	MEM_THP_MREMAP_KEPT,	/* the lower half of that THP, left in place */
 	MEM_THP_PART_SHARED,	/* a THP whose first page was COW-shared with an exited child */
 	MEM_MTHP_16K,		/* multi-size THPs (6.8+), one folio each */
 	MEM_MTHP_32K,

@@ -42,6 +42,7 @@
 #define V_PTE		0x08	/* PMD split into PTEs by an mprotect of one subpage */
 #define V_SINGLE	0x10	/* only the first PTE kept (the rest MADV_DONTNEED) */
 #define V_MREMAP	0x20	/* the upper half moved elsewhere; it is the area */
+#define V_KEPT		0x100	/* the upper half moved elsewhere; the lower half, left in place, is the area */
 #define V_PART_SHARED	0x40	/* first page COW-shared with a child that exited */
 #define V_RO		0x80	/* mapped PROT_READ after the fill */
 
@@ -258,13 +259,14 @@ static enum status keep_single_pte(struct area *a, struct result *r)
 	return ST_PASS;
 }
 
-static enum status move_upper_half(struct area *a, struct result *r)
+static enum status move_half(struct area *a, bool keep_lower, struct result *r)
 {
 	size_t ps = page_size(), half = a->size / 2;
 	char *res, *target;
 
 	/* The area becomes the upper half: give it the pattern relative to its start. */
-	pattern_fill(a->mem + half, half, GEN_OLD);
+	if (!keep_lower)
+		pattern_fill(a->mem + half, half, GEN_OLD);
 	res = mmap(NULL, half + 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (res == MAP_FAILED)
 		return res_fail(r, "mmap of the mremap target: %s", errno_name(errno));
@@ -272,10 +274,22 @@ static enum status move_upper_half(struct area *a, struct result *r)
 	target = mremap(a->mem + half, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, res + ps);
 	if (target == MAP_FAILED)
 		return res_fail(r, "mremap of the upper half: %s", errno_name(errno));
-	diag("thp-mremap: upper %zu kB moved to %p", half / 1024, (void *)target);
-	a->mem = target;
+	diag("thp-mremap: upper %zu kB moved to %p; the area is the %s half", half / 1024,
+	     (void *)target, keep_lower ? "lower (left in place)" : "upper (moved)");
+	if (!keep_lower)
+		a->mem = target;
 	a->size = half;
 	return ST_PASS;
+}
+
+static enum status move_upper_half(struct area *a, struct result *r)
+{
+	return move_half(a, false, r);
+}
+
+static enum status move_upper_half_keep_lower(struct area *a, struct result *r)
+{
+	return move_half(a, true, r);
 }
 
 static enum status share_first_page(struct area *a, struct result *r)
@@ -336,6 +350,7 @@ static const struct {
 	{ V_PTE, split_pmd },
 	{ V_SINGLE, keep_single_pte },
 	{ V_MREMAP, move_upper_half },
+	{ V_KEPT, move_upper_half_keep_lower },
 	{ V_PART_SHARED, share_first_page },
 	{ V_RO, map_readonly },
 	{ V_SWAP, swap_out },
@@ -649,6 +664,9 @@ const struct mem_type mem_types[MEM_NKINDS] = {
 	[MEM_THP_SINGLE] = ANON("thp-single-pte", "single PTE of a THP", 0, V_PMD | V_SINGLE),
 	[MEM_THP_MREMAP] = ANON("thp-mremap", "THP whose upper half was mremap()ed (the moved half)",
 				0, V_PMD | V_MREMAP),
+	[MEM_THP_MREMAP_KEPT] = ANON("thp-mremap-kept",
+				     "THP whose upper half was mremap()ed (the half left in place)", 0,
+				     V_PMD | V_KEPT),
 	[MEM_THP_PART_SHARED] = ANON("thp-partially-shared",
 				     "THP whose first page was shared with an exited child (MADV_DONTFORK)",
 				     0, V_PMD | V_PART_SHARED),

@@ -37,7 +37,7 @@ MARKS: dict[Verdict, str] = {
 _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"base(-.*)?$", ("base", "base-swapped", "base-readonly")),
     (r"thp(-.*)?$", ("thp", "thp-swapped", "thp-pte", "thp-pte-swapped", "thp-single-pte", "thp-mremap",
-                     "thp-partially-shared")),
+                     "thp-mremap-kept", "thp-partially-shared")),
     (r"mthp-\d+k$", ()),
     (r"hugetlb-.*$", ("hugetlb-2m", "hugetlb-1g", "hugetlb-memfd-private", "hugetlb-memfd-shared")),
     (r"(huge-)?zeropage$", ("zeropage", "huge-zeropage")),

@@ -7,10 +7,15 @@ by itself (hugetlb vmsplice) — both saw the same broken behaviour. Observed cl
   broken — not ok, or the test's own XFAIL
   skip / error — nothing observed; such a pair is listed but not compared.
 A pair where one side saw "works" and the other "broken" is a disagreement.
+
+Some pairings hold only on the guest's filesystems (upstream's "tmpfile" is in /tmp, its "local
+tmpfile" in the kselftest's cwd): where the run's guest facts do not show the filesystem our
+case uses, the pair is listed but not compared, with the reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import upstream_map
@@ -25,9 +30,12 @@ class Pair:
     ours: CaseResult
     upstream: CaseResult
     upstream_text: str  # the RUN line
+    refused: str = ""  # why the two do not test the same memory in this run ("" if they do)
 
     @property
     def status(self) -> str:
+        if self.refused:
+            return "not compared"
         a, b = observed(self.ours), observed(self.upstream)
         if a in ("skip", "error") or b in ("skip", "error"):
             return "not compared"
@@ -48,16 +56,29 @@ def upstream_id(test: str, run_text: str) -> str:
     return f"{KSELFTEST_PREFIX}{test}.{slug(run_text)}"
 
 
-def pairs(results: list[CaseResult]) -> list[Pair]:
-    """Every mapped pair whose two cases are both in the results, in mapping order."""
+def pairs(results: list[CaseResult], guest: Mapping[str, str] | None = None) -> list[Pair]:
+    """Every mapped pair whose two cases are both in the results, in mapping order. `guest`:
+    the run's guest facts (fingerprint "guest"); a pairing that needs a filesystem the facts do
+    not show (or without facts) is refused."""
     by_id = {r.id: r for r in results}
     out = []
     for test, text, ours in upstream_map.pairs():
         up = by_id.get(upstream_id(test, text))
         mine = by_id.get(ours)
         if up is not None and mine is not None:
-            out.append(Pair(mine, up, text))
+            out.append(Pair(mine, up, text, _refused(text, guest or {})))
     return out
+
+
+def _refused(run_text: str, guest: Mapping[str, str]) -> str:
+    need = upstream_map.fs_needed(run_text)
+    if need is None:
+        return ""
+    fact, fs, where = need
+    got = guest.get(fact, "")
+    if got == fs:
+        return ""
+    return f"{where} is {got or 'of unknown type'}, not {fs}: upstream's memory there is not ours"
 
 
 def applies(results: list[CaseResult]) -> bool:
@@ -71,7 +92,7 @@ def table(ps: list[Pair]) -> str:
     lines = [f"{'status':13s} {'ours':6s} {'upstream':8s} our case  <->  upstream case"]
     for p in ps:
         lines.append(f"{p.status:13s} {p.ours.verdict.value:6s} {p.upstream.verdict.value:8s} "
-                     f"{p.ours.id}  <->  {p.upstream.id}")
+                     f"{p.ours.id}  <->  {p.upstream.id}" + (f"  ({p.refused})" if p.refused else ""))
     lines.append(summary(ps))
     return "\n".join(lines)
 
@@ -79,7 +100,7 @@ def table(ps: list[Pair]) -> str:
 def summary(ps: list[Pair]) -> str:
     n = {s: sum(1 for p in ps if p.status == s) for s in ("agree", "DISAGREE", "not compared")}
     return (f"cross-check: {len(ps)} pairs: {n['agree']} agree, {n['DISAGREE']} disagree, "
-            f"{n['not compared']} not compared (skipped or errored on a side)")
+            f"{n['not compared']} not compared (skipped or errored on a side, or not the same memory)")
 
 
 def disagreements(ps: list[Pair]) -> list[Pair]:

@@ -146,8 +146,9 @@ GUEST_FACTS = (
     "echo nr_hugepages=$(cat /proc/sys/vm/nr_hugepages); f memtotal /proc/meminfo; "
     "f perf_event_paranoid /proc/sys/kernel/perf_event_paranoid; "
     "n=0; while read -r l; do n=$((n+1)); done < /proc/swaps; echo swap_devices=$((n-1)); "
-    "d=no; e=no; while read -r _ mnt fs _; do [ $fs = debugfs ] && d=yes; "
-    "[ $mnt = /mnt/ext4 ] && e=$fs; done < /proc/mounts; echo debugfs=$d; echo scratch_fs=$e; "
+    "d=no; e=no; t=no; while read -r _ mnt fs _; do [ $fs = debugfs ] && d=yes; "
+    "[ $mnt = /mnt/ext4 ] && e=$fs; [ $mnt = /tmp ] && t=$fs; done < /proc/mounts; "
+    "echo debugfs=$d; echo scratch_fs=$e; echo tmp_fs=$t; "
     "f hugepages_free /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages; "
     # The boot-time 1 GiB pool (empty: the kernel or CPU has no 1 GiB pages).
     "f hugepages_1g /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages; "
@@ -553,8 +554,10 @@ def _crosscheck(out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict
     from . import crosscheck
 
     texts, shown, disagree = [], [], False
+    facts = (fingerprint or {}).get("guest")
     if crosscheck.applies(out.results):
-        pairs = crosscheck.pairs(out.results)
+        # The guest facts say which filesystems /tmp and the scratch dir are (some pairings need them).
+        pairs = crosscheck.pairs(out.results, facts if isinstance(facts, dict) else None)
         texts.append(crosscheck.table(pairs))
         shown.append(texts[-1])
         disagree = bool(crosscheck.disagreements(pairs))

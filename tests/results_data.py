@@ -80,6 +80,13 @@ CASE_IDS = Path(__file__).parent / "data" / "golden" / "case_ids"
 EXPECTATIONS = Path(__file__).parent.parent / "expectations.yaml"
 
 
+def cow_grid_shape() -> tuple[int, int, int]:
+    """(operations, memory types, cases) of the cow.* ids in tests/data/golden/case_ids: the
+    shape of the COW grid of a whole-suite run."""
+    ids = [i for f in CASE_IDS.glob("cow_*.txt") for i in f.read_text().split()]
+    return (len({i.rpartition(".")[0] for i in ids}), len({i.rpartition(".")[2] for i in ids}), len(ids))
+
+
 def whole_suite_matrix() -> Any:
     """The recorded two-kernel matrix (MATRIX: 28 real cases on debian:6.1.0-56 and debian:6.12)
     grown to every case of our programs and probes (the ids of tests/data/golden/case_ids)

@@ -59,7 +59,7 @@ ALL_PROGRAMS = C_PROGRAMS + PROBES
 
 # The memory types (common.h enum mem_kind, memtypes.c names): the last part of every cow id.
 MEMORY_TYPES = (
-    "base base-swapped thp thp-swapped thp-pte thp-pte-swapped thp-single-pte thp-mremap "
+    "base base-swapped thp thp-swapped thp-pte thp-pte-swapped thp-single-pte thp-mremap thp-mremap-kept "
     "thp-partially-shared mthp-16k mthp-32k mthp-64k mthp-128k mthp-256k mthp-512k mthp-1024k "
     "hugetlb-2m hugetlb-1g zeropage huge-zeropage memfd-private tmpfs-private ext4-private "
     "hugetlb-memfd-private anon-shared memfd-shared tmpfs-shared ext4-shared hugetlb-memfd-shared "
