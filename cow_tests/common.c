@@ -10,16 +10,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -428,7 +431,7 @@ enum status softdirty_clear_checked(const struct area *a, struct result *r)
 	return ST_PASS;
 }
 
-enum status area_sd_clean(const struct area *a, const char *when, struct result *r)
+long area_first_page_not(const struct area *a, uint64_t mask, bool set)
 {
 	size_t n = a->size / page_size(), i;
 	uint64_t *e = malloc(n * sizeof(*e));
@@ -436,16 +439,92 @@ enum status area_sd_clean(const struct area *a, const char *when, struct result 
 
 	if (err) {
 		free(e);
-		return res_skip(r, "cannot check soft-dirty %s: pagemap: %s", when, errno_name(-err));
+		return err;
 	}
-	for (i = 0; i < n && !(e[i] & PM_SOFT_DIRTY); i++)
+	for (i = 0; i < n && (e[i] & mask) == (set ? mask : 0); i++)
 		;
 	free(e);
-	if (i < n)
-		return res_skip(r, "page %zu of %zu is soft-dirty %s: its write need not fault", i, n,
+	return (long)i;
+}
+
+enum status area_sd_clean(const struct area *a, const char *when, struct result *r)
+{
+	size_t n = a->size / page_size();
+	long i = area_first_page_not(a, PM_SOFT_DIRTY, false);
+
+	if (i < 0)
+		return res_skip(r, "cannot check soft-dirty %s: pagemap: %s", when, errno_name((int)-i));
+	if ((size_t)i < n)
+		return res_skip(r, "page %ld of %zu is soft-dirty %s: its write need not fault", i, n,
 				when);
 	diag("soft-dirty %s: sd=0 on all %zu pages", when, n);
 	return ST_PASS;
+}
+
+/* ---- userfaultfd write-protection ---------------------------------------------- */
+
+int uffd_wp_range(int uffd, void *addr, size_t len, bool wp)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &w) ? -errno : 0;
+}
+
+int uffd_wp_area(struct area *a, struct result *r)
+{
+	bool anon = a->type->props & MT_ANON;
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		/* anonymous memory has had WP since 5.7; shmem and hugetlb need this (5.19) */
+		.features = anon ? 0 : UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+	};
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)a->mem, .len = a->size },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	size_t n = a->size / page_size();
+	long i;
+	int fd, err;
+
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		res_skip(r, "userfaultfd: %s", errno_name(errno));
+		return -1;
+	}
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		res_skip(r, "UFFDIO_API (features 0x%llx): %s%s", (unsigned long long)(anon ? 0 :
+			 UFFD_FEATURE_WP_HUGETLBFS_SHMEM), errno_name(errno),
+			 anon ? "" : " (uffd-wp on shmem/hugetlb came in 5.19)");
+		close(fd);
+		return -1;
+	}
+	if (ioctl(fd, UFFDIO_REGISTER, &reg)) {
+		res_skip(r, "UFFDIO_REGISTER(MODE_WP) of the %s: %s", a->type->name, errno_name(errno));
+		close(fd);
+		return -1;
+	}
+	err = uffd_wp_range(fd, a->mem, a->size, true);
+	diag("userfaultfd: registered %zu bytes in WP mode, UFFDIO_WRITEPROTECT = %s", a->size,
+	     ret_name(err));
+	if (err) {
+		res_skip(r, "UFFDIO_WRITEPROTECT: %s", errno_name(-err));
+		close(fd);
+		return -1;
+	}
+	i = area_first_page_not(a, PM_UFFD_WP, true);
+	if (i < 0 || (size_t)i < n) {
+		if (i < 0)
+			res_skip(r, "cannot check the uffd-wp bits: pagemap: %s", errno_name((int)-i));
+		else
+			res_skip(r, "page %ld of %zu has no uffd-wp bit in pagemap after UFFDIO_WRITEPROTECT", i, n);
+		close(fd);
+		return -1;
+	}
+	diag("userfaultfd: uffd-wp=1 on all %zu pages", n);
+	return fd;
 }
 
 /* ---- settings journal ------------------------------------------------------- */

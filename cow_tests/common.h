@@ -216,6 +216,24 @@ enum status softdirty_clear_checked(const struct area *a, struct result *r);
 /* Every page of the area has sd=0 (its next write must fault); else SKIP
  * naming the first page that is soft-dirty. `when` names the step for the diag. */
 enum status area_sd_clean(const struct area *a, const char *when, struct result *r);
+/*
+ * The first page of the area whose pagemap entry has bits `mask` not all
+ * clear (set=false) / not all set (set=true); the number of pages if every
+ * page is as asked; -errno if pagemap is unreadable.
+ */
+long area_first_page_not(const struct area *a, uint64_t mask, bool set);
+
+/*
+ * userfaultfd write-protection of the whole area: register it in WP mode and
+ * write-protect it (shmem and hugetlb need UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+ * 5.19), then check that pagemap shows the uffd-wp bit on every page. The
+ * uffd (close it to unregister), or -1 with r set: SKIP where userfaultfd or
+ * its WP mode is not available for this memory, FAIL if the bit is missing.
+ */
+int uffd_wp_area(struct area *a, struct result *r);
+/* UFFDIO_WRITEPROTECT of [addr, addr+len): protect, or (wp false) unprotect
+ * and wake the faulting threads. 0 or -errno. */
+int uffd_wp_range(int uffd, void *addr, size_t len, bool wp);
 
 /* Read a small text file, strip the trailing newline; 0 or -errno. */
 int read_text(const char *path, char *buf, size_t len);

@@ -53,7 +53,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs gcc, make and a static liburing (liburing-dev)",
 )
 
-C_PROGRAMS = ["cow_fork", "cow_vmsplice", "cow_iouring", "cow_register", "cow_unshare", "cow_gup", "cow_ksm", "cow_rdma"]
+C_PROGRAMS = ["cow_fork", "cow_vmsplice", "cow_iouring", "cow_register", "cow_unshare", "cow_gup", "cow_ksm", "cow_rdma",
+              "cow_force"]
 PROBES = ["pfnmap_vvar", "perf_rb"]
 ALL_PROGRAMS = C_PROGRAMS + PROBES
 
