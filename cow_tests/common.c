@@ -423,11 +423,10 @@ enum status softdirty_clear_checked(const struct area *a, struct result *r)
 
 	e = diag_pagemap("before clearing soft-dirty", a->mem);
 	if (!(e & PM_SOFT_DIRTY))
-		return res_skip(r, "soft-dirty is not tracked (sd=0 on a new, written page; CONFIG_MEM_SOFT_DIRTY?): nothing makes the write fault");
+		return res_skip(r, "soft-dirty is not tracked (sd=0 on a new, written page: no CONFIG_MEM_SOFT_DIRTY?)");
 	err = clear_soft_dirty();
 	if (err)
-		return res_skip(r, "cannot clear soft-dirty (clear_refs \"4\": %s): nothing makes the write fault",
-				errno_name(-err));
+		return res_skip(r, "cannot clear soft-dirty (clear_refs \"4\": %s)", errno_name(-err));
 	return ST_PASS;
 }
 
@@ -782,12 +781,18 @@ static int twin_splice_unmap(struct twin *t)
 	return area_unmap(t->a, "twin") ? CHILD_ERR : CHILD_OK;
 }
 
+int (*twin_hook)(struct twin *t, int cmd);
+
 /* One command in the twin; the answer. */
 static int twin_exec(struct twin *t, int cmd)
 {
 	struct area *a = t->a;
 
 	switch (cmd) {
+	case TW_HOOK_A:
+	case TW_HOOK_B:
+	case TW_HOOK_C:
+		return twin_hook ? twin_hook(t, cmd) : CHILD_ERR;
 	case TW_HOLDS_OLD:
 		diag_pagemap("twin", a->mem);
 		return area_holds_old("twin, its view of the area", a) ? CHILD_OK : CHILD_BAD;

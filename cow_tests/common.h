@@ -292,6 +292,9 @@ enum twin_cmd {
 				 * (CHILD_SKIP if only part of it went in) */
 	TW_PIPE_HOLDS_OLD = 'p',/* read what it spliced back from the pipes: the old content? */
 	TW_EXIT = 'x',		/* exit now */
+	TW_HOOK_A = 'A',	/* program-specific: twin_hook(t, 'A') in the twin */
+	TW_HOOK_B = 'B',	/* program-specific: twin_hook(t, 'B') in the twin */
+	TW_HOOK_C = 'C',	/* program-specific: twin_hook(t, 'C') in the twin */
 };
 
 struct pipeset;
@@ -301,6 +304,10 @@ struct twin {
 	struct area *a;
 	struct pipeset *ps;	/* for TW_SPLICE_UNMAP / TW_PIPE_HOLDS_OLD, else NULL */
 };
+
+/* Set before twin_start by a program that uses TW_HOOK_A/B/C: runs in
+ * the twin, returns its answer (CHILD_*). */
+extern int (*twin_hook)(struct twin *t, int cmd);
 
 /* Fork the twin (ps may be NULL). Returns 0 in the parent or -errno. */
 int twin_start(struct twin *t, struct area *a, struct pipeset *ps);

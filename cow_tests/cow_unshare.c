@@ -17,6 +17,17 @@
  * Each case also checks the data the access moved. odirect.tmpfs-file:
  * tmpfs accepts O_DIRECT since 6.6 (e88e0d366f9c); before, open() fails
  * with EINVAL.
+ *
+ * A R/O access must not look like a write to write tracking (seed 004's
+ * point 2): unsharing a COW-shared page for a pin copies it, and the copy
+ * must keep the soft-dirty and uffd-wp state of the PTE it replaces.
+ *   softdirty-clean.{process-vm-readv,odirect-write}: clear_refs (sd=0 on
+ *       every page, else SKIP), the access, still sd=0 on every page
+ *   uffd-wp-kept.{process-vm-readv,odirect-write}: the area uffd-wp
+ *       protected (the bit on every page, else SKIP), the access, the bit
+ *       still on every page
+ * on COW-shared anonymous memory (a child alive) and on read-faulted
+ * MAP_PRIVATE pagecache / shmem pages; the access covers the whole area.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -195,6 +206,69 @@ static enum status op_unshare(struct area *a, int arg, struct result *r)
 	return r->status;
 }
 
+#define CHECK_UFFD_WP 0x200
+
+struct clean_ctx {
+	enum access acc;
+	bool uffd;		/* check the uffd-wp bits, else the soft-dirty bits */
+	struct access_ctx c;
+};
+
+/* Arm the tracking, do the R/O access on the whole area, check it left no trace. */
+static enum status access_stays_clean(struct twin *t, void *ctx, struct result *r)
+{
+	struct clean_ctx *u = ctx;
+	struct area *a = t->a;
+	size_t n = a->size / page_size();
+	uint64_t bit = u->uffd ? PM_UFFD_WP : PM_SOFT_DIRTY;
+	const char *what = u->uffd ? "uffd-wp" : "soft-dirty";
+	int uffd = -1;
+	long err, i;
+
+	if ((a->type->props & MT_ANON) &&
+	    (diag_pagemap("parent after fork (child alive)", a->mem) & PM_EXCLUSIVE))
+		return res_skip(r, "the page is not COW-shared after fork (pagemap excl=1 with the child alive)");
+	if (u->uffd) {
+		uffd = uffd_wp_area(a, r);
+		if (uffd < 0)
+			return r->status;
+	} else if (softdirty_clear_checked(a, r) != ST_PASS ||
+		   area_sd_clean(a, "before the access", r) != ST_PASS) {
+		return r->status;
+	}
+	err = do_access(u->acc, &u->c, a->mem, a->size);
+	diag_pagemap("after the access", a->mem);
+	if (err)
+		res_fail(r, "%s failed: %s", access_name[u->acc], errno_name((int)-err));
+	else if (!access_data_ok(u->acc, &u->c, a, a->size))
+		res_fail(r, "%s moved the wrong data", access_name[u->acc]);
+	else if ((i = area_first_page_not(a, bit, u->uffd)) < 0)
+		res_fail(r, "pagemap after the access: %s", errno_name((int)-i));
+	else if ((size_t)i < n)
+		res_fail(r, "page %ld of %zu %s after %s (a R/O access must not look like a write)", i, n,
+			 u->uffd ? "lost its uffd-wp bit" : "became soft-dirty", access_name[u->acc]);
+	else
+		res_pass(r, "%s state of all %zu pages unchanged by %s", what, n, access_name[u->acc]);
+	if (uffd >= 0)
+		close(uffd);
+	return r->status;
+}
+
+static enum status op_stays_clean(struct area *a, int arg, struct result *r)
+{
+	struct clean_ctx u = { .acc = ACCESS_OF(arg), .uffd = arg & CHECK_UFFD_WP };
+	struct twin alone = { .a = a };
+
+	if (ctx_prepare(u.acc, &u.c, a->size, r) == ST_PASS) {
+		if (a->type->props & MT_ANON)	/* COW-shared with a live child */
+			with_twin(a, NULL, access_stays_clean, &u, r);
+		else				/* the MAP_PRIVATE pagecache page itself */
+			access_stays_clean(&alone, &u, r);
+	}
+	ctx_free(&u.c);
+	return r->status;
+}
+
 static enum status op_odirect_tmpfs(struct area *a, int arg, struct result *r)
 {
 	struct access_ctx c;
@@ -223,6 +297,9 @@ out:
 }
 
 #define MEMS_UNSHARE (MEM(MEM_BASE) | MEM(MEM_THP))
+#define MEMS_PAGECACHE_PRIVATE (MEM(MEM_MEMFD_PRIVATE) | MEM(MEM_TMPFS_PRIVATE) | MEM(MEM_EXT4_PRIVATE))
+/* uffd-wp: anonymous memory and shmem (ext4 mappings cannot be registered) */
+#define MEMS_UFFD_WP (MEMS_UNSHARE | MEM(MEM_MEMFD_PRIVATE) | MEM(MEM_TMPFS_PRIVATE))
 
 static const struct cow_op ops[] = {
 	{ .name = "unshare.process-vm-readv",
@@ -240,6 +317,18 @@ static const struct cow_op ops[] = {
 	{ .name = "unshare.odirect-read",
 	  .desc = "COW-shared page, O_DIRECT read from ext4 into it: COW broken (excl 0->1), child keeps its data",
 	  .run = op_unshare, .arg = ACC_DIO_READ | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	{ .name = "softdirty-clean.process-vm-readv",
+	  .desc = "clear_refs, process_vm_readv of the whole area (a R/O pin): every page still sd=0",
+	  .run = op_stays_clean, .arg = ACC_READV, .mems = MEMS_UNSHARE | MEMS_PAGECACHE_PRIVATE },
+	{ .name = "softdirty-clean.odirect-write",
+	  .desc = "clear_refs, O_DIRECT write from the whole area to ext4 (a R/O pin): every page still sd=0",
+	  .run = op_stays_clean, .arg = ACC_DIO_WRITE, .mems = MEMS_UNSHARE | MEMS_PAGECACHE_PRIVATE },
+	{ .name = "uffd-wp-kept.process-vm-readv",
+	  .desc = "uffd-wp protect, process_vm_readv of the whole area (a R/O pin): every page keeps its uffd-wp bit",
+	  .run = op_stays_clean, .arg = ACC_READV | CHECK_UFFD_WP, .mems = MEMS_UFFD_WP },
+	{ .name = "uffd-wp-kept.odirect-write",
+	  .desc = "uffd-wp protect, O_DIRECT write from the whole area to ext4 (a R/O pin): every page keeps its uffd-wp bit",
+	  .run = op_stays_clean, .arg = ACC_DIO_WRITE | CHECK_UFFD_WP, .mems = MEMS_UFFD_WP },
 	{ .name = "odirect.tmpfs-file",
 	  .desc = "open a tmpfs file with O_DIRECT, write the page and read it back",
 	  .run = op_odirect_tmpfs, .mems = MEM(MEM_BASE) },
