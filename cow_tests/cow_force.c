@@ -14,7 +14,8 @@
  * /proc/<twin>/mem: a forced write on every kernel whatever proc_mem.
  * force_override says (from 6.12 a kernel may refuse FOLL_FORCE through
  * /proc/<pid>/mem unless the writer is the tracer: CONFIG_PROC_MEM_FORCE_PTRACE,
- * Debian's choice from 6.17 or so). This process keeps the MAP_SHARED view
+ * Debian's choice in its 7.2 and 7.3 packages; 6.12 to 6.18 have ALWAYS_FORCE).
+ * This process keeps the MAP_SHARED view
  * (or a second zeropage mapping) and the file to check.
  *
  * - force-write.file-unchanged: MAP_PRIVATE of the zeropage, a memfd, a tmpfs

@@ -14,7 +14,10 @@
  *   odirect-read      O_DIRECT read into the page: a write, COW broken: 0 -> 1,
  *                     and the child keeps its data
  *
- * Each case also checks the data the access moved. odirect.tmpfs-file:
+ * process-vm-readv and the two O_DIRECT ones run on every anonymous type but
+ * the THP forms made for fork (single PTE, mremap, partially shared);
+ * proc-mem and vmsplice on base and PMD THP. Each case also checks the data
+ * the access moved. odirect.tmpfs-file:
  * tmpfs accepts O_DIRECT since 6.6 (e88e0d366f9c); before, open() fails
  * with EINVAL.
  *
@@ -189,10 +192,16 @@ static enum status access_shared_page(struct twin *t, void *ctx, struct result *
 		return res_fail(r, "%s failed: %s", access_name[u->acc], errno_name((int)-err));
 	if (!access_data_ok(u->acc, &u->c, a, len))
 		return res_fail(r, "%s moved the wrong data", access_name[u->acc]);
-	if (u->acc == ACC_DIO_READ &&
-	    twin_expect(t, TW_HOLDS_OLD, "the O_DIRECT read into the parent's page shows in the child (leak)",
+	/*
+	 * The child reads its view (its data must not have changed) and so maps its page:
+	 * excl (a mapcount of 1) says "not shared" only once both sides map what they
+	 * share. A swapped-out page the access swapped in is mapped by the parent alone
+	 * while the child still holds the swap entry.
+	 */
+	if (twin_expect(t, TW_HOLDS_OLD, "the child's data changed after the parent's access (leak)",
 			r) != ST_PASS)
 		return r->status;
+	e = diag_pagemap("parent after the child read its view", a->mem);
 	return judge_excl(u->acc, e & PM_EXCLUSIVE, u->want, r);
 }
 
@@ -297,6 +306,11 @@ out:
 }
 
 #define MEMS_UNSHARE (MEM(MEM_BASE) | MEM(MEM_THP))
+/* The pins' unsharing beyond base and PMD THP: swapped-out pages (swap-in, then unshare), the
+ * PTE-mapped THP, every mTHP size, and hugetlb, which unshares in hugetlb_wp(). */
+#define MEMS_UNSHARE_ALL (MEMS_UNSHARE | MEM(MEM_BASE_SWAP) | MEM(MEM_THP_SWAP) | MEM(MEM_THP_PTE) | \
+			  MEM(MEM_THP_PTE_SWAP) | MEM_RANGE(MEM_MTHP_16K, MEM_MTHP_1024K) | \
+			  MEM(MEM_HUGETLB_2M) | MEM(MEM_HUGETLB_1G))
 #define MEMS_PAGECACHE_PRIVATE (MEM(MEM_MEMFD_PRIVATE) | MEM(MEM_TMPFS_PRIVATE) | MEM(MEM_EXT4_PRIVATE))
 /* uffd-wp: anonymous memory and shmem (ext4 mappings cannot be registered) */
 #define MEMS_UFFD_WP (MEMS_UNSHARE | MEM(MEM_MEMFD_PRIVATE) | MEM(MEM_TMPFS_PRIVATE))
@@ -304,7 +318,7 @@ out:
 static const struct cow_op ops[] = {
 	{ .name = "unshare.process-vm-readv",
 	  .desc = "COW-shared page, process_vm_readv of it: pinned R/O, must be unshared (excl 0->1)",
-	  .run = op_unshare, .arg = ACC_READV | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	  .run = op_unshare, .arg = ACC_READV | EXPECT_UNSHARE, .mems = MEMS_UNSHARE_ALL },
 	{ .name = "unshare.proc-mem",
 	  .desc = "COW-shared page, pread of /proc/self/mem at it: no pin, stays shared (excl 0)",
 	  .run = op_unshare, .arg = ACC_PROC_MEM, .mems = MEMS_UNSHARE },
@@ -313,10 +327,10 @@ static const struct cow_op ops[] = {
 	  .run = op_unshare, .arg = ACC_VMSPLICE, .mems = MEMS_UNSHARE },
 	{ .name = "unshare.odirect-write",
 	  .desc = "COW-shared page, O_DIRECT write from it to ext4: pinned R/O, unshared (excl 0->1)",
-	  .run = op_unshare, .arg = ACC_DIO_WRITE | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	  .run = op_unshare, .arg = ACC_DIO_WRITE | EXPECT_UNSHARE, .mems = MEMS_UNSHARE_ALL },
 	{ .name = "unshare.odirect-read",
 	  .desc = "COW-shared page, O_DIRECT read from ext4 into it: COW broken (excl 0->1), child keeps its data",
-	  .run = op_unshare, .arg = ACC_DIO_READ | EXPECT_UNSHARE, .mems = MEMS_UNSHARE },
+	  .run = op_unshare, .arg = ACC_DIO_READ | EXPECT_UNSHARE, .mems = MEMS_UNSHARE_ALL },
 	{ .name = "softdirty-clean.process-vm-readv",
 	  .desc = "clear_refs, process_vm_readv of the whole area (a R/O pin): every page still sd=0",
 	  .run = op_stays_clean, .arg = ACC_READV, .mems = MEMS_UNSHARE | MEMS_PAGECACHE_PRIVATE },

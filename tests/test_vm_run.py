@@ -24,6 +24,8 @@ SLICE_IDS = set(FIRST_SLICE_IDS)
 DIFFERENCES = {
     #  id                                              6.1        6.12       7.3
     "cow.unshare.odirect-write.base":               ("XFAIL", "PASS",  "PASS"),   # T21 FOLL_GET vs FOLL_PIN
+    "cow.unshare.odirect-write.hugetlb-2m":         ("XFAIL", "PASS",  "PASS"),   # the same through hugetlb_wp()
+    "cow.unshare.process-vm-readv.base-swapped":    ("PASS",  "PASS",  "PASS"),   # swap-in, then unshare
     "cow.odirect.tmpfs-file.base":                  ("XFAIL", "PASS",  "PASS"),   # T23 tmpfs O_DIRECT
     "cow.iouring-register-ok.anon-memfd-2vma":      ("XFAIL", "PASS",  "PASS"),   # T07 multi-VMA buffer
     "cow.iouring-register-ok.ext4-private":         ("XFAIL", "PASS",  "PASS"),   # T02
