@@ -819,12 +819,11 @@ static int twin_exec(struct twin *t, int cmd)
 	return CHILD_ERR;
 }
 
-int twin_start(struct twin *t, struct area *a, struct pipeset *ps)
+/* Fork the twin set up in *t; in the child, serve commands until told to exit. */
+static int twin_fork(struct twin *t)
 {
-	int ret;
+	int ret = peer_fork(&t->p);
 
-	*t = (struct twin){ .a = a, .ps = ps };
-	ret = peer_fork(&t->p);
 	if (ret < 0) {
 		diag("fork: %s", errno_name(-ret));
 		return ret;
@@ -839,6 +838,26 @@ int twin_start(struct twin *t, struct area *a, struct pipeset *ps)
 		if (peer_send(&t->p, (char)twin_exec(t, cmd)))
 			peer_exit(&t->p, CHILD_ERR);
 	}
+}
+
+int twin_start_pipes(struct twin *t, struct area *a, struct pipeset *ps)
+{
+	*t = (struct twin){ .a = a, .ps = ps };
+	return twin_fork(t);
+}
+
+int twin_start(struct twin *t, struct area *a, int pipe_rd, int pipe_wr)
+{
+	int cap;
+
+	*t = (struct twin){ .a = a };
+	if (pipe_rd >= 0 && pipe_wr >= 0) {
+		cap = fcntl(pipe_wr, F_GETPIPE_SZ);
+		t->one = (struct pipeset){ .n = 1, .rd = { pipe_rd }, .wr = { pipe_wr },
+					   .cap = { cap > 0 ? (size_t)cap : 0 } };
+		t->ps = &t->one;
+	}
+	return twin_fork(t);
 }
 
 int twin_do(struct twin *t, enum twin_cmd cmd)
@@ -869,17 +888,29 @@ int twin_end(struct twin *t)
 	return peer_wait(&t->p, "twin");
 }
 
-enum status with_twin(struct area *a, struct pipeset *ps, twin_body body, void *ctx,
+static enum status twin_run(struct twin *t, int err, twin_body body, void *ctx, struct result *r)
+{
+	if (err)
+		return res_fail(r, "fork: %s", errno_name(-err));
+	body(t, ctx, r);
+	twin_end(t);
+	return r->status;
+}
+
+enum status with_twin(struct area *a, int pipe_rd, int pipe_wr, twin_body body, void *ctx,
 		      struct result *r)
 {
 	struct twin t;
-	int err = twin_start(&t, a, ps);
 
-	if (err)
-		return res_fail(r, "fork: %s", errno_name(-err));
-	body(&t, ctx, r);
-	twin_end(&t);
-	return r->status;
+	return twin_run(&t, twin_start(&t, a, pipe_rd, pipe_wr), body, ctx, r);
+}
+
+enum status with_twin_pipes(struct area *a, struct pipeset *ps, twin_body body, void *ctx,
+			    struct result *r)
+{
+	struct twin t;
+
+	return twin_run(&t, twin_start_pipes(&t, a, ps), body, ctx, r);
 }
 
 /* ---- pipes -------------------------------------------------------------------- */

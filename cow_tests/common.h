@@ -297,20 +297,36 @@ enum twin_cmd {
 	TW_HOOK_C = 'C',	/* program-specific: twin_hook(t, 'C') in the twin */
 };
 
-struct pipeset;
+/*
+ * Pipes that hold a whole area's vmsplice: one pipe holds at most what the
+ * kernel lets it grow to (pipe-max-size without CAP_SYS_RESOURCE; the slot
+ * array's allocation limit, 256 MiB, with it), so a 1 GiB page takes several.
+ * Pipe i holds the bytes from off[i] of the area on.
+ */
+#define PIPESET_MAX 16
+struct pipeset {
+	unsigned int n;
+	int rd[PIPESET_MAX], wr[PIPESET_MAX];
+	size_t cap[PIPESET_MAX];	/* what pipe i can hold */
+	size_t got[PIPESET_MAX];	/* what was vmspliced into it */
+};
 
 struct twin {
 	struct peer p;
 	struct area *a;
 	struct pipeset *ps;	/* for TW_SPLICE_UNMAP / TW_PIPE_HOLDS_OLD, else NULL */
+	struct pipeset one;	/* the one pipe twin_start was given */
 };
 
 /* Set before twin_start by a program that uses TW_HOOK_A/B/C: runs in
  * the twin, returns its answer (CHILD_*). */
 extern int (*twin_hook)(struct twin *t, int cmd);
 
-/* Fork the twin (ps may be NULL). Returns 0 in the parent or -errno. */
-int twin_start(struct twin *t, struct area *a, struct pipeset *ps);
+/* Fork the twin (pipe fds may be -1: no pipe; a pipe holds what F_GETPIPE_SZ says).
+ * Returns 0 in the parent or -errno. */
+int twin_start(struct twin *t, struct area *a, int pipe_rd, int pipe_wr);
+/* The same with pipes enough for the whole area (pipeset_open). */
+int twin_start_pipes(struct twin *t, struct area *a, struct pipeset *ps);
 /* Send a command, wait for the answer: CHILD_*, or -1 if the twin is gone. */
 int twin_do(struct twin *t, enum twin_cmd cmd);
 /*
@@ -323,10 +339,13 @@ int twin_end(struct twin *t);
 
 typedef enum status (*twin_body)(struct twin *t, void *ctx, struct result *r);
 /*
- * Fork the twin (ps may be NULL), run body in the parent, then let the
+ * Fork the twin (pipe fds may be -1), run body in the parent, then let the
  * twin exit. Returns r->status (a failed fork fails the case).
  */
-enum status with_twin(struct area *a, struct pipeset *ps, twin_body body, void *ctx,
+enum status with_twin(struct area *a, int pipe_rd, int pipe_wr, twin_body body, void *ctx,
+		      struct result *r);
+/* The same with pipes enough for the whole area (pipeset_open). */
+enum status with_twin_pipes(struct area *a, struct pipeset *ps, twin_body body, void *ctx,
 		      struct result *r);
 
 /* ---- common steps ------------------------------------------------------- */
@@ -351,21 +370,7 @@ ssize_t splice_in(int pipe_wr, const void *mem, size_t len, const char *who);
 /* Read n bytes back from the pipe and pattern_check them against gen. */
 bool pipe_holds(int pipe_rd, size_t n, enum pattern_gen gen, const char *who);
 
-/*
- * Pipes that hold a whole area's vmsplice: one pipe holds at most what the
- * kernel lets it grow to (pipe-max-size without CAP_SYS_RESOURCE; the slot
- * array's allocation limit, 256 MiB, with it), so a 1 GiB page takes several.
- * Pipe i holds the bytes from off[i] of the area on.
- */
-#define PIPESET_MAX 16
-struct pipeset {
-	unsigned int n;
-	int rd[PIPESET_MAX], wr[PIPESET_MAX];
-	size_t cap[PIPESET_MAX];	/* what pipe i can hold */
-	size_t got[PIPESET_MAX];	/* what was vmspliced into it */
-};
-
-/* Pipes for len bytes; ST_PASS, else SKIP (they cannot hold it all) or FAIL in r.
+/* Pipes (struct pipeset, above) for len bytes; ST_PASS, else SKIP (they cannot hold it all) or FAIL in r.
  * Close with pipeset_close whatever it returned. */
 enum status pipeset_open(struct pipeset *ps, size_t len, struct result *r);
 void pipeset_close(struct pipeset *ps);

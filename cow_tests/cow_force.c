@@ -219,7 +219,7 @@ static enum status op_force_write(struct area *a, int arg, struct result *r)
 		return res_fail(r, "mprotect(PROT_READ) failed");
 	diag_pagemap("PROT_READ mapping before the forced write", a->mem);
 	twin_hook = twin_force;
-	err = twin_start(&t, a, NULL);
+	err = twin_start(&t, a, -1, -1);
 	if (err)
 		return res_fail(r, "fork: %s", errno_name(-err));
 	if (twin_expect(&t, TW_HOOK_A, "", r) != ST_PASS) {

@@ -64,17 +64,17 @@ static enum status shared_write(struct twin *t, void *ctx, struct result *r)
 
 static enum status op_parent_writes(struct area *a, int arg, struct result *r)
 {
-	return with_twin(a, NULL, parent_writes, &arg, r);
+	return with_twin(a, -1, -1, parent_writes, &arg, r);
 }
 
 static enum status op_child_writes(struct area *a, int arg, struct result *r)
 {
-	return with_twin(a, NULL, child_writes, &arg, r);
+	return with_twin(a, -1, -1, child_writes, &arg, r);
 }
 
 static enum status op_shared_write(struct area *a, int arg, struct result *r)
 {
-	return with_twin(a, NULL, shared_write, &arg, r);
+	return with_twin(a, -1, -1, shared_write, &arg, r);
 }
 
 static enum status op_private_write(struct area *a, int arg, struct result *r)

@@ -231,7 +231,7 @@ static enum status op_pin_ro(struct area *a, int arg, struct result *r)
 
 	if (gfd < 0)
 		return r->status;
-	if ((arg & (SHARE_COW | SHARE_WAS)) && twin_start(&t, a, NULL)) {
+	if ((arg & (SHARE_COW | SHARE_WAS)) && twin_start(&t, a, -1, -1)) {
 		close(gfd);
 		return res_fail(r, "fork failed");
 	}

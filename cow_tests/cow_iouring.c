@@ -126,7 +126,7 @@ static enum status parent_writes_pinned(struct twin *t, void *ctx, struct result
 
 static enum status fork_then_write(struct pinned *p, struct area *a, struct result *r)
 {
-	return with_twin(a, NULL, parent_writes_pinned, p, r);
+	return with_twin(a, -1, -1, parent_writes_pinned, p, r);
 }
 
 static enum status private_write(struct pinned *p, struct area *a, struct result *r)

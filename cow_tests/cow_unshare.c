@@ -210,7 +210,7 @@ static enum status op_unshare(struct area *a, int arg, struct result *r)
 	struct unshare_ctx u = { .acc = ACCESS_OF(arg), .want = arg & EXPECT_UNSHARE };
 
 	if (ctx_prepare(u.acc, &u.c, page_size(), r) == ST_PASS)
-		with_twin(a, NULL, access_shared_page, &u, r);
+		with_twin(a, -1, -1, access_shared_page, &u, r);
 	ctx_free(&u.c);
 	return r->status;
 }
@@ -270,7 +270,7 @@ static enum status op_stays_clean(struct area *a, int arg, struct result *r)
 
 	if (ctx_prepare(u.acc, &u.c, a->size, r) == ST_PASS) {
 		if (a->type->props & MT_ANON)	/* COW-shared with a live child */
-			with_twin(a, NULL, access_stays_clean, &u, r);
+			with_twin(a, -1, -1, access_stays_clean, &u, r);
 		else				/* the MAP_PRIVATE pagecache page itself */
 			access_stays_clean(&alone, &u, r);
 	}

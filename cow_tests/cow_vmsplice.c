@@ -88,10 +88,10 @@ static enum status op_splice(struct area *a, int arg, struct result *r)
 	if (arg & IN_PARENT) {
 		if (arg & BEFORE_FORK)
 			c.spliced = pipeset_splice(&c.ps, a->mem, a->size, "parent, before fork");
-		with_twin(a, NULL, parent_splices, &c, r);
+		with_twin(a, -1, -1, parent_splices, &c, r);
 	} else {
 		/* The child splices into the same pipes. */
-		with_twin(a, &c.ps, child_splices, &c, r);
+		with_twin_pipes(a, &c.ps, child_splices, &c, r);
 	}
 	pipeset_close(&c.ps);
 	return r->status;
