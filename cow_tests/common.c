@@ -405,10 +405,20 @@ int clear_soft_dirty(void)
 
 int pagemap_range(const void *addr, size_t n, uint64_t *entries)
 {
+	return pagemap_range_of(0, addr, n, entries);
+}
+
+int pagemap_range_of(pid_t pid, const void *addr, size_t n, uint64_t *entries)
+{
 	off_t off = (off_t)((uintptr_t)addr / page_size()) * sizeof(*entries);
+	char path[64];
 	int fd, err;
 
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/pagemap");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	err = pread_full(fd, entries, n * sizeof(*entries), off);

@@ -204,6 +204,8 @@ long smaps_field_kb(const void *addr, const char *field);
 int clear_soft_dirty(void);
 /* n pagemap entries, one per base page from addr on; 0 or -errno. */
 int pagemap_range(const void *addr, size_t n, uint64_t *entries);
+/* The same from another process's /proc/<pid>/pagemap. */
+int pagemap_range_of(pid_t pid, const void *addr, size_t n, uint64_t *entries);
 /*
  * Clear the soft-dirty bits (clear_refs "4") so that the next write to the area
  * has to fault to set them again (a write-protected PTE: mprotect(RW) does not
