@@ -70,8 +70,8 @@ def test_gup_test_harness_pin_and_rdma_agree(tmp_path: Path, capsys: pytest.Capt
     # gup_test vs harness_pin: the same cases with the same verdicts, and they ran (not SKIP)
     gup_a = {k: v["verdict"] for k, v in ra.items() if k.startswith("cow.gup")}
     gup_b = {k: v["verdict"] for k, v in rb.items() if k.startswith("cow.gup")}
-    assert len(gup_a) == 153 and gup_a == gup_b
-    assert sum(v == "PASS" for v in gup_a.values()) > 150
+    assert len(gup_a) == sum(i.startswith("cow.gup") for i in ours) and gup_a == gup_b
+    assert sum(v == "PASS" for v in gup_a.values()) > len(gup_a) - 5
 
     # RDMA vs gup pins, and our gup cases vs upstream gup_longterm: no disagreement
     text = (a / "crosscheck.txt").read_text()
