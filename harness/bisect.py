@@ -20,8 +20,11 @@ A run is bad when any named test is bad, good when every named test is good, els
 Only the named tests count: anything else in the run cannot steer the bisect.
 
 A step (N runs, `--runs N`) is good when all N runs are good, bad when at least `threshold` runs
-are bad (default: a majority, N//2 + 1), else skip. A build failure is skip; a boot failure is
-skip, or bad with `bisect_boot` (for bisecting a boot regression).
+are bad, else skip. The default threshold is syzbot's rule (since 2024): max(2, ceil(N/6)) for
+N > 1 (1 for a single run), so one bad run among good ones is a flake, not a verdict: such a step
+is skipped as flaky (`flaky()`), and its runs count in the flake rate of the confidence. A build
+failure is skip; a boot failure is skip, or bad with `bisect_boot` (for bisecting a boot
+regression).
 
 Sides. A bisect looks for the first candidate in the "new" state. Normally old = good, new = bad
 (first bad = the regression); with `reverse`, old = bad, new = good (first good = the fix).
@@ -96,6 +99,7 @@ class StepResult:
     detail: str = ""  # why the build (or fetch, or boot) failed
     prepare_s: float = 0.0  # build or download
     run_s: float = 0.0
+    build_hash: str = ""  # "vmlinux:<sha256>" of a reproducible build (git bisects), for no-op culprits
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ class Policy:
 
     @property
     def threshold(self) -> int:
-        return self.bad_threshold if self.bad_threshold is not None else self.runs // 2 + 1
+        if self.bad_threshold is not None:
+            return self.bad_threshold
+        return 1 if self.runs == 1 else max(2, math.ceil(self.runs / 6))
 
     def problems(self) -> list[str]:
         """What is wrong with this policy, as messages for the user (empty: fine)."""
@@ -166,6 +172,18 @@ def decide(step: StepResult, policy: Policy) -> Decision:
     if len(states) >= policy.runs and all(s is Decision.GOOD for s in states):
         return Decision.GOOD
     return Decision.SKIP
+
+
+def bad_runs(step: StepResult, policy: Policy) -> int:
+    return sum(1 for r in step.runs if run_state(r, policy) is Decision.BAD)
+
+
+def flaky(step: StepResult, policy: Policy) -> bool:
+    """Skipped because some runs were bad, but fewer than the threshold (the rest good)."""
+    states = [run_state(r, policy) for r in step.runs]
+    bad = states.count(Decision.BAD)
+    return decide(step, policy) is Decision.SKIP and 0 < bad < policy.threshold \
+        and bad + states.count(Decision.GOOD) == len(states)
 
 
 def settled(runs: Sequence[RunObs], policy: Policy) -> bool:
@@ -267,15 +285,17 @@ def confidence(steps: Sequence[StepResult], policy: Policy, possible: int) -> Co
 
     Model: every run shows its kernel's true side except with probability f, the flake rate,
     estimated from the runs that disagreed with their own step's decision (a bad step's good
-    runs). A good step of n runs is wrong with probability f^n (a bad kernel looked good every
-    time); a bad step with probability P(Binomial(n, f) >= threshold). The answer is right when
+    runs, a good step has none) and the bad runs of steps skipped as flaky. A good step of n runs
+    is wrong with probability f^n (a bad kernel looked good every time); a bad step with probability P(Binomial(n, f) >= threshold). The answer is right when
     every decided step is, and, with k candidates left only by skips, when the first of them is
     the one (1/k). With no disagreement seen, f = 0: only the skips next to the answer count.
     """
     decided = [(s, decide(s, policy)) for s in steps]
     decided = [(s, d) for s, d in decided if d is not Decision.SKIP]
-    total = sum(len(s.runs) for s, _ in decided)
+    shaky = [s for s in steps if flaky(s, policy)]  # skipped as flaky: its bad runs are flakes
+    total = sum(len(s.runs) for s, _ in decided) + sum(len(s.runs) for s in shaky)
     minority = sum(sum(1 for r in s.runs if run_state(r, policy) is not d) for s, d in decided)
+    minority += sum(sum(1 for r in s.runs if run_state(r, policy) is Decision.BAD) for s in shaky)
     f = minority / total if total else 0.0
     p_right = 1.0
     for s, d in decided:
@@ -284,7 +304,8 @@ def confidence(steps: Sequence[StepResult], policy: Policy, possible: int) -> Co
         p_right *= 1.0 - wrong
     value = p_right / max(1, possible)
     parts = ["exact" if possible <= 1 else f"one of {possible} candidates (the others were skipped)"]
-    parts.append(f"{len(decided)} decided step(s), {total} run(s)")
+    parts.append(f"{len(decided)} decided step(s), {total} run(s)"
+                 + (f", {len(shaky)} step(s) skipped as flaky" if shaky else ""))
     parts.append(f"{minority} run(s) disagreed with their step (flake rate {f:.0%})" if minority
                  else "no run disagreed with its step")
     if policy.runs == 1 and not minority:
@@ -317,7 +338,7 @@ def step_to_dict(r: StepRecord) -> dict[str, Any]:
         "candidate": r.candidate, "label": r.label, "role": r.role,
         "decision": r.decision.value, "side": r.side.value if r.side else None,
         "status": res.status.value, "detail": res.detail,
-        "prepare_s": round(res.prepare_s, 2), "run_s": round(res.run_s, 2),
+        "prepare_s": round(res.prepare_s, 2), "run_s": round(res.run_s, 2), "build_hash": res.build_hash,
         "runs": [{"boot_failed": x.boot_failed, "detail": x.detail, "run_dir": x.run_dir,
                   "seconds": round(x.seconds, 2),
                   "cases": [{"id": c.id, "outcome": c.outcome, "verdict": c.verdict, "reason": c.reason}
@@ -331,7 +352,7 @@ def step_from_dict(d: Mapping[str, Any]) -> StepRecord:
                         bool(x.get("boot_failed")), x.get("detail", ""), x.get("run_dir", ""),
                         float(x.get("seconds", 0.0))) for x in d.get("runs", []))
     res = StepResult(Status(d["status"]), runs, d.get("detail", ""), float(d.get("prepare_s", 0.0)),
-                     float(d.get("run_s", 0.0)))
+                     float(d.get("run_s", 0.0)), d.get("build_hash", ""))
     side = d.get("side")
     return StepRecord(d["candidate"], d.get("label", d["candidate"]), d.get("role", "step"), res,
                       Decision(d["decision"]), Side(side) if side else None)
@@ -367,3 +388,69 @@ def endpoint_message(rec: StepRecord, expected: Decision, policy: Policy, where:
     hint = (" (without --reverse the search is for the first bad one, the regression)" if policy.reverse
             else " (looking for a fix? --reverse searches for the first good one)")
     return f"{what} but is {rec.decision.value}: {step_summary(rec.result, policy)}{hint}"
+
+
+# ---- proving the answer: revert-and-retest, no-op culprits ------------------------------------
+
+VERIFIED, NO_APPLY, NOT_RESTORED, UNTESTED = ("verified by revert", "revert does not apply",
+                                             "revert does not restore", "revert could not be tested")
+DOUBT_FACTOR = 0.1  # what is left of the confidence when the proof contradicts the answer
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The culprit reverted on top of the new end, built and tested again. status is one of
+    VERIFIED (the old behaviour is back), NO_APPLY (the revert conflicts: detail says where),
+    NOT_RESTORED (still in the new state: the answer is doubtful) or UNTESTED (the reverted
+    tree did not build or the step was undecided)."""
+
+    commit: str  # the culprit
+    onto: str  # the new end it was reverted on
+    status: str
+    detail: str = ""
+    step: StepResult | None = None
+
+
+def judge_revert(commit: str, onto: str, step: StepResult, policy: Policy) -> Verification:
+    """What the reverted tree's step says: back on the old side is the proof (pure)."""
+    d = decide(step, policy)
+    if d is policy.old_decision:
+        return Verification(commit, onto, VERIFIED, f"{d.value} with it reverted", step)
+    if d is Decision.SKIP:
+        return Verification(commit, onto, UNTESTED, step_summary(step, policy)[:300], step)
+    return Verification(commit, onto, NOT_RESTORED,
+                        f"still {d.value} with it reverted: {step_summary(step, policy)[:300]}", step)
+
+
+def noop_culprit(culprit: StepResult, parents: Sequence[StepResult]) -> bool:
+    """The culprit's build is byte-identical to a parent's (syzkaller's detectNoopChange): the
+    commit cannot have changed the kernel, so whatever changed the verdict was not it (pure)."""
+    return bool(culprit.build_hash) and any(p.build_hash == culprit.build_hash for p in parents)
+
+
+def proven(conf: Confidence, verification: Verification | None, noop: bool) -> Confidence:
+    """The confidence after the proofs: a revert that does not restore, or a culprit whose build
+    equals its parent's, leaves DOUBT_FACTOR of it and says so (pure)."""
+    value, parts = conf.value, [conf.text]
+    if verification is not None:
+        parts.append(verification.status)
+        if verification.status == NOT_RESTORED:
+            value *= DOUBT_FACTOR
+    if noop:
+        value *= DOUBT_FACTOR
+        parts.append("no-op culprit: its build is identical to its parent's, the answer is unreliable")
+    return Confidence(round(value, 3), "; ".join(parts))
+
+
+def verification_to_dict(v: Verification) -> dict[str, Any]:
+    return {"commit": v.commit, "onto": v.onto, "status": v.status, "detail": v.detail,
+            "step": step_to_dict(StepRecord(v.onto, "revert", "revert", v.step, Decision.SKIP, None))
+            if v.step is not None else None}
+
+
+def verification_from_dict(d: Mapping[str, Any], policy: Policy) -> Verification:
+    st = d.get("step")
+    step = step_from_dict(st).result if st else None
+    if step is not None:  # re-derived under the current policy, like every step
+        return judge_revert(d["commit"], d["onto"], step, policy)
+    return Verification(d["commit"], d["onto"], d["status"], d.get("detail", ""))

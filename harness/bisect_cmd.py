@@ -61,6 +61,7 @@ class RunOracle:
     policy: Policy
     prepare: Callable[[str], str]
     progress: Progress
+    fingerprint: Callable[[str], str] | None = None  # kernel spec -> "vmlinux:<sha256>" of the build
 
     def __call__(self, cand: str, step_dir: Path) -> StepResult:
         t0 = time.monotonic()
@@ -69,6 +70,7 @@ class RunOracle:
         except (BuildError, InputError) as e:
             return StepResult(Status.BUILD_FAILED, (), str(e), time.monotonic() - t0)
         prep_s = time.monotonic() - t0
+        build_hash = self.fingerprint(spec) if self.fingerprint else ""
         runs: list[RunObs] = []
         filters = tuple(exact_glob(t) for t in self.policy.tests)
         for k in range(1, self.policy.runs + 1):
@@ -81,7 +83,7 @@ class RunOracle:
                 break
         status = Status.RAN if any(not r.boot_failed for r in runs) else Status.BOOT_FAILED
         detail = "" if status is Status.RAN else runs[-1].detail
-        return StepResult(status, tuple(runs), detail, prep_s, sum(r.seconds for r in runs))
+        return StepResult(status, tuple(runs), detail, prep_s, sum(r.seconds for r in runs), build_hash)
 
 
 # ---- kernels: lists and ranges of Debian packages ------------------------------------------
@@ -164,13 +166,17 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="a test id that decides (repeatable; bad if any is bad)")
     d = p.add_argument_group("deciding")
     d.add_argument("--runs", type=int, default=1, metavar="N", help="runs per step (default 1)")
-    d.add_argument("--bad-threshold", type=int, metavar="K", help="bad runs that make a step bad (default: a majority)")
+    d.add_argument("--bad-threshold", type=int, metavar="K",
+                   help="bad runs that make a step bad (default: max(2, N/6) for --runs N > 1; fewer bad "
+                        "runs among good ones: skipped as flaky)")
     d.add_argument("--judge", choices=[j.value for j in Judge], default="outcome",
                    help="outcome: the test's own ok/not ok (default; version-independent); verdict: against expectations.yaml")
     d.add_argument("--reverse", action="store_true", help="find the first good one (the fix) instead of the first bad")
     d.add_argument("--check-endpoints", action=argparse.BooleanOptionalAction, default=True,
                    help="first check that the good end is good and the bad end is bad (default on)")
     d.add_argument("--bisect-boot", action="store_true", help="a kernel that does not boot is bad (default: skip)")
+    d.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="(--src) do not revert the culprit on the bad end and test again (default: do)")
     o = p.add_argument_group("output and state")
     o.add_argument("--out", type=Path, metavar="DIR", help="bisect dir (default ./harness-bisect/<what>-<hash>); rerun to resume")
     o.add_argument("--restart", action="store_true", help="discard the saved state in the bisect dir")
@@ -201,9 +207,12 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
     base = runopts.each_run_request(a)
     info: dict[str, Any] = {"request": {"argv": sys.argv[1:], "cwd": os.getcwd()}}
     space: Space
+    fingerprint: Callable[[str], str] | None = None
     if a.kernels:
         if a.good or a.bad or a.fragment or a.base:
             raise InputError("--good/--bad/--fragment/--base go with --src, not --kernels")
+        if not a.verify:
+            raise InputError("--no-verify goes with --src: a list of kernels has no commit to revert")
         space = ListSpace(expand_kernels(a.kernels))
         bisect_dir = (a.out or default_dir(space, policy, {})).resolve()
         prepare: Callable[[str], str] = lambda spec: _fetch(spec, lambda s: progress(f"      {s}"))
@@ -227,14 +236,19 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
         def prepare(cand: str) -> str:
             # One kept build dir for the whole bisect: after the first build, each step
             # recompiles only what the checkout changed (git touches only those files).
-            res = kbuild.build(kbuild.BuildRequest(wt, frags, base_cfg, build_dir, a.jobs),
+            # Reproducible (fixed timestamp, version, user, host): a commit that cannot change
+            # the kernel builds byte-identical to its parent, which the no-op check looks for.
+            res = kbuild.build(kbuild.BuildRequest(wt, frags, base_cfg, build_dir, a.jobs, reproducible=True),
                                lambda s: progress(f"      {s}"))
             return str(res.build_dir)
 
+        fingerprint = kbuild.fingerprint
+
     progress(f"bisect dir: {bisect_dir}")
     progress(bisect_report.describe_policy(policy))
-    oracle = RunOracle(base, policy, prepare, progress)
-    b = Bisect(space, oracle, policy, bisect_dir, a.check_endpoints, progress, a.junit, a.restart, info)
+    oracle = RunOracle(base, policy, prepare, progress, fingerprint)
+    b = Bisect(space, oracle, policy, bisect_dir, a.check_endpoints, progress, a.junit, a.restart, info,
+               verify=a.verify)
     out = b.run()
     print(out.text, end="")
     print(f"bisect dir: {bisect_dir}")

@@ -106,6 +106,28 @@ class Worktree(gitrepo.Worktree):
     def log(self) -> str:
         return git(self.path, "bisect", "log", check=False).stdout
 
+    def clean(self) -> None:
+        """Drop what a revert check (or an interrupted one) left in the tree and index."""
+        git(self.path, "revert", "--abort", check=False)
+        git(self.path, "reset", "--quiet", "--hard", check=False)
+
+    def revert_onto(self, commit: str, onto: str) -> str:
+        """Check out `onto` and revert `commit` on it, uncommitted (no identity needed, and the
+        bisect's own state is untouched). Returns "" when it applied, else why not."""
+        self.clean()
+        git(self.path, "checkout", "--quiet", "--detach", onto)
+        parents = git(self.path, "rev-list", "--parents", "-n", "1", commit).stdout.split()[1:]
+        mainline = ["-m", "1"] if len(parents) > 1 else []  # a merge: revert against its first parent
+        r = git(self.path, "revert", "--no-commit", *mainline, commit, check=False)
+        if r.returncode == 0:
+            return ""
+        out = r.stdout + "\n" + r.stderr
+        conflicts = re.findall(r"^CONFLICT \([^)]*\): .*?(?:in |: )(\S+)", out, re.MULTILINE)
+        self.clean()
+        if conflicts:
+            return "conflict in " + ", ".join(dict.fromkeys(conflicts))
+        return (r.stderr.strip() or r.stdout.strip() or "git revert failed").splitlines()[-1]
+
 
 class GitSpace:
     """git bisect in our own worktree (harness/bisect_git.py) picks the commits."""
@@ -155,6 +177,17 @@ class GitSpace:
 
     def open(self) -> None:
         self.worktree.ensure(self.old)
+        self.worktree.clean()  # an interrupted revert check must not reach the next checkout
+
+    def parents(self, cand: str) -> tuple[str, ...]:
+        return tuple(git(self.repo, "rev-list", "--parents", "-n", "1", cand).stdout.split()[1:])
+
+    def revert(self, cand: str) -> str:
+        """Our worktree at the new end with `cand` reverted: "" when that applied, else why not."""
+        return self.worktree.revert_onto(cand, self.new)
+
+    def unrevert(self) -> None:
+        self.worktree.clean()
 
     def checkout(self, cand: str) -> None:
         self.worktree.checkout(cand)

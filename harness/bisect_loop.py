@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import bisect_report, reportio, signals
-from .bisect import (Answer, Policy, Side, StepRecord, StepResult, answer_to_dict, confidence,
-                     decide, endpoint_message, plan, side_of, step_from_dict, step_to_dict)
+from .bisect import (NO_APPLY, Answer, Policy, Side, StepRecord, StepResult, Verification,
+                     answer_to_dict, confidence, decide, endpoint_message, judge_revert, noop_culprit,
+                     plan, proven, side_of, step_from_dict, step_to_dict,
+                     verification_from_dict, verification_to_dict)
 from .errors import HarnessError, InputError
 
 Progress = Callable[[str], None]
@@ -49,6 +51,9 @@ class Space(Protocol):
     def details(self, cand: str) -> dict[str, Any]: ...
     def files(self) -> dict[str, str]: ...
     def discard(self) -> None: ...
+    def parents(self, cand: str) -> tuple[str, ...]: ...
+    def revert(self, cand: str) -> str: ...  # "" when the new end with cand reverted is checked out
+    def unrevert(self) -> None: ...
 
 
 class ListSpace:
@@ -102,6 +107,16 @@ class ListSpace:
     def discard(self) -> None:
         pass
 
+    def parents(self, cand: str) -> tuple[str, ...]:
+        i = self.candidates.index(cand)
+        return (self.candidates[i - 1],) if i else ()
+
+    def revert(self, cand: str) -> str:
+        return "a list of kernels has nothing to revert"
+
+    def unrevert(self) -> None:
+        pass
+
 
 def identity(space: Space, policy: Policy, extra: dict[str, Any]) -> dict[str, Any]:
     """What makes two invocations the same bisect: the same candidates, tests, runs (and build
@@ -126,9 +141,10 @@ def rejudge(rec: StepRecord, policy: Policy) -> StepRecord:
     return dataclasses.replace(rec, decision=d, side=side_of(d, policy))
 
 
-def load_records(path: Path, identity: dict[str, Any], policy: Policy) -> list[StepRecord]:
+def load_state(path: Path, identity: dict[str, Any], policy: Policy) -> tuple[list[StepRecord], Verification | None]:
+    """The saved steps and revert check, re-judged under the current policy."""
     if not path.is_file():
-        return []
+        return [], None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -136,7 +152,10 @@ def load_records(path: Path, identity: dict[str, Any], policy: Policy) -> list[S
     if data.get("identity") != identity:
         raise InputError(f"{path.parent} holds a different bisect (other kernels, revisions, tests "
                          "or --runs); use another --out, or --restart to discard it")
-    return [rejudge(step_from_dict(s), policy) for s in data.get("steps", [])]
+    ver = data.get("verification")
+    return ([rejudge(step_from_dict(s), policy) for s in data.get("steps", [])],
+            verification_from_dict(ver, policy) if ver else None)
+
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -162,8 +181,9 @@ class Bisect:
 
     def __init__(self, space: Space, oracle: Oracle, policy: Policy, bisect_dir: Path,
                  check_endpoints: bool = True, progress: Progress = lambda s: None,
-                 junit: Path | None = None, restart: bool = False, info: dict[str, Any] | None = None) -> None:
-        self.space, self.oracle, self.policy = space, oracle, policy
+                 junit: Path | None = None, restart: bool = False, info: dict[str, Any] | None = None,
+                 verify: bool = True) -> None:
+        self.space, self.oracle, self.policy, self.verify = space, oracle, policy, verify
         self.dir, self.check_endpoints, self.progress, self.junit = bisect_dir, check_endpoints, progress, junit
         self.info = info or {}
         self.identity = identity(space, policy, self.info.get("identity", {}))
@@ -174,7 +194,7 @@ class Bisect:
                 (bisect_dir / name).unlink(missing_ok=True)
             shutil.rmtree(bisect_dir / "steps", ignore_errors=True)
         bisect_dir.mkdir(parents=True, exist_ok=True)
-        self.records = load_records(bisect_dir / STATE, self.identity, policy)
+        self.records, self.verification = load_state(bisect_dir / STATE, self.identity, policy)
 
     def run(self) -> BisectOutcome:
         out = BisectOutcome(self.dir, self.records)
@@ -214,7 +234,52 @@ class Bisect:
         if len(possible) > 1:
             return Answer("ambiguous", possible, "only skipped candidates are left", conf,
                           {"labels": [sp.label(c) for c in possible]})
-        return Answer("found", possible, "", conf, sp.details(possible[0]))
+        return self._prove(Answer("found", possible, "", conf, sp.details(possible[0])))
+
+    def _prove(self, ans: Answer) -> Answer:
+        """Revert-and-retest (git only, unless --no-verify) and the no-op check; both can only
+        lower the confidence, and both are in the answer."""
+        sp, first = self.space, ans.first[0]
+        culprit = self.find(first)
+        parents = [r.result for p in sp.parents(first) if (r := self.find(p)) is not None]
+        noop = culprit is not None and noop_culprit(culprit.result, parents)
+        extra = dict(ans.extra)
+        if culprit is not None and culprit.result.build_hash:
+            extra["build_hash"] = culprit.result.build_hash
+            extra["noop"] = noop if parents and all(p.build_hash for p in parents) else None
+        ver = None
+        if self.verify and sp.kind == "git":
+            ver = self.verification if self.verification is not None and self.verification.commit == first \
+                else self._revert_step(first)
+            st = ver.step
+            extra["verification"] = {"status": ver.status, "detail": ver.detail, "onto": ver.onto,
+                                     "prepare_s": round(st.prepare_s, 1) if st else 0.0,
+                                     "run_s": round(st.run_s, 1) if st else 0.0}
+        assert ans.confidence is not None
+        return dataclasses.replace(ans, confidence=proven(ans.confidence, ver, noop), extra=extra)
+
+    def _revert_step(self, first: str) -> Verification:
+        sp = self.space
+        onto = sp.endpoints()[1]
+        self.progress(f"revert check: {sp.label(first)} reverted on top of {sp.label(onto)}")
+        why = sp.revert(first)
+        if why:
+            ver = Verification(first, onto, NO_APPLY, why)
+        else:
+            step_dir = self.dir / "steps" / "revert"
+            shutil.rmtree(step_dir, ignore_errors=True)
+            step_dir.mkdir(parents=True)
+            reportio.write_text(step_dir / "candidate.txt", f"{onto} with {first} reverted\n")
+            try:
+                res = self.oracle(onto, step_dir)
+            finally:
+                sp.unrevert()
+            ver = judge_revert(first, onto, res, self.policy)
+        self.verification = ver
+        self.save(None)
+        took = f" (build {ver.step.prepare_s:.0f}s + tests {ver.step.run_s:.0f}s)" if ver.step else ""
+        self.progress(f"   {ver.status}: {ver.detail}{took}")
+        return ver
 
     def _where(self, role: str) -> str:
         old = role == "old endpoint"
@@ -248,9 +313,10 @@ class Bisect:
                  "policy": {"tests": list(self.policy.tests), "runs": self.policy.runs,
                             "bad_threshold": self.policy.threshold, "judge": self.policy.judge.value,
                             "bisect_boot": self.policy.bisect_boot, "reverse": self.policy.reverse,
-                            "check_endpoints": self.check_endpoints},
+                            "check_endpoints": self.check_endpoints, "verify": self.verify},
                  "request": self.info.get("request", {}),
                  "steps": [step_to_dict(r) for r in self.records],
+                 "verification": verification_to_dict(self.verification) if self.verification else None,
                  "answer": answer_to_dict(answer) if answer else None,
                  "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_atomic(self.dir / STATE, json.dumps(state, indent=2) + "\n")
@@ -266,6 +332,8 @@ class Bisect:
                  "bisect.reverse": str(pol.reverse).lower(),
                  "bisect.status": answer.status if answer else "interrupted",
                  "bisect.first": " ".join(answer.first) if answer else "",
+                 "bisect.verification": str((answer.extra.get("verification") or {}).get("status", ""))
+                 if answer else "",
                  "bisect.confidence": str(answer.confidence.value) if answer and answer.confidence else ""}
         xml = bisect_report.junit(self.records, answer, pol, props)
         reportio.write_text(self.dir / "junit.xml", xml)  # first: what CI reads

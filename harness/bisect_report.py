@@ -7,7 +7,7 @@ from typing import Any
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from .bisect import Answer, Decision, Policy, StepRecord, step_summary
+from .bisect import Answer, Decision, Policy, StepRecord, bad_runs, flaky, step_summary
 from .report import xml_safe
 
 
@@ -15,6 +15,8 @@ def step_line(n: int, rec: StepRecord, policy: Policy) -> str:
     """One line of the step log: number, candidate, prepare and run time, decision, verdicts."""
     res = rec.result
     role = "" if rec.role == "step" else f" [{rec.role}]"
+    if flaky(res, policy):
+        role += f" [flaky: {bad_runs(res, policy)} of {len(res.runs)} runs bad, below {policy.threshold}]"
     return (f"{n:3d}  {rec.label:<36.36s} prep {res.prepare_s:6.1f}s  run {res.run_s:6.1f}s  "
             f"{rec.decision.value:<4s}{role}  {step_summary(res, policy)}")
 
@@ -30,6 +32,29 @@ def describe_policy(policy: Policy) -> str:
     return (f"looking for the {what}; tests: {', '.join(policy.tests)}; judged on the "
             f"{policy.judge.value}; {policy.runs} run(s) per step, bad = {policy.threshold}+ bad run(s), "
             f"good = all good; boot failure = {'bad' if policy.bisect_boot else 'skip'}")
+
+
+def proof_lines(answer: Answer) -> list[str]:
+    """The revert check and the no-op check of a found answer, as the summary says them."""
+    out = []
+    ver = answer.extra.get("verification")
+    if ver:
+        took = (f" (build {ver['prepare_s']:.0f}s + tests {ver['run_s']:.0f}s)"
+                if ver.get("prepare_s") or ver.get("run_s") else "")
+        short = answer.first[0][:12]
+        what = {"verified by revert": f"reverting {short} on top of {ver['onto'][:12]} brings the old "
+                                      f"behaviour back: {ver['detail']}",
+                "revert does not apply": f"{short} cannot be reverted on {ver['onto'][:12]}: {ver['detail']}; "
+                                         "the answer is not verified",
+                "revert does not restore": f"with {short} reverted on {ver['onto'][:12]} the tests are "
+                                           f"{ver['detail']}; the answer is doubtful (confidence lowered)",
+                }.get(ver["status"], f"{ver['detail']}; the answer is not verified")
+        out.append(f"{ver['status']}: {what}{took}")
+    if answer.extra.get("noop"):
+        out.append(f"unreliable: the build of {answer.first[0][:12]} is byte-identical to its parent's "
+                   f"({answer.extra.get('build_hash', '')[:19]}): a comment-, docs- or other-arch-only "
+                   "change cannot change the kernel (confidence lowered)")
+    return out
 
 
 def final_text(answer: Answer, records: Sequence[StepRecord], policy: Policy, total_s: float) -> str:
@@ -53,6 +78,7 @@ def final_text(answer: Answer, records: Sequence[StepRecord], policy: Policy, to
         lines += [f"  {c}" + (f"  {lab}" if lab != c else "") for c, lab in zip(answer.first, labels)]
     else:
         lines.append(f"bisect stopped: {answer.message}")
+    lines += proof_lines(answer)
     if answer.confidence is not None:
         lines.append(f"confidence: {answer.confidence.value:.2f} ({answer.confidence.text})")
     skips = sum(1 for r in records if r.decision is Decision.SKIP)

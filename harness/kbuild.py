@@ -46,6 +46,7 @@ class BuildRequest:
     base: str = DEFAULT_BASE  # tinyconfig | defconfig | allnoconfig | a config file path
     out: Path | None = None
     jobs: int = os.cpu_count() or 1
+    reproducible: bool = False  # fixed build timestamp/version/user/host (bisect's no-op check)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,27 @@ def _make_cmd(req: BuildRequest, bd: Path, *targets: str) -> list[str]:
     return cmd + list(targets)
 
 
-def _run_logged(cmd: list[str], log: Path, step: str, progress: Progress) -> None:
+# What kbuild otherwise stamps into the kernel from the clock and the machine (init/version.c,
+# the #N of .version): fixed, two builds of trees that compile the same are byte-identical.
+REPRODUCIBLE_ENV = {"KBUILD_BUILD_TIMESTAMP": "1970-01-01 00:00:00 UTC", "KBUILD_BUILD_VERSION": "1",
+                    "KBUILD_BUILD_USER": "harness", "KBUILD_BUILD_HOST": "harness"}
+
+
+def fingerprint(build_dir: str | Path) -> str:
+    """"vmlinux:<sha256>" (or "bzImage:<sha256>" without a vmlinux) of a build dir, "" if neither."""
+    bd = Path(build_dir)
+    for name, p in (("vmlinux", bd / "vmlinux"), ("bzImage", bd / "arch" / "x86" / "boot" / "bzImage")):
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return f"{name}:{h.hexdigest()}"
+    return ""
+
+
+def _run_logged(cmd: list[str], log: Path, step: str, progress: Progress,
+                env: dict[str, str] | None = None) -> None:
     """Run a make step, appending its output to the build log, with a progress line every
     PROGRESS_EVERY_S; a failure is a BuildError with the first error line."""
     t0 = time.monotonic()
@@ -99,7 +120,7 @@ def _run_logged(cmd: list[str], log: Path, step: str, progress: Progress) -> Non
         f.write(f"\n### {step}: {' '.join(cmd)}\n")
         f.flush()
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             errors="replace", env=dict(os.environ, LC_ALL="C"))
+                             errors="replace", env=dict(os.environ, LC_ALL="C", **(env or {})))
         assert p.stdout is not None
         for line in p.stdout:
             f.write(line)
@@ -227,7 +248,8 @@ def build(req: BuildRequest, progress: Progress = lambda s: None) -> BuildResult
     modules = final.get("CONFIG_MODULES") == "y"
     targets = ["bzImage", "modules"] if modules else ["bzImage"]
     progress(f"building {' '.join(targets)} in {bd} (-j{req.jobs}{', ccache' if shutil.which('ccache') else ''}; log {bd / LOG})")
-    _run_logged(_make_cmd(req, bd, *targets), bd / LOG, "make " + " ".join(targets), progress)
+    _run_logged(_make_cmd(req, bd, *targets), bd / LOG, "make " + " ".join(targets), progress,
+                REPRODUCIBLE_ENV if req.reproducible else None)
     release = (bd / "include" / "config" / "kernel.release").read_text().strip()
     if modules:
         _install_modules(req, bd, release, progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from bisect_fakes import OTHER, TEST, run, step
 from harness.bisect import (CaseObs, Decision, Judge, Policy, RunObs, Side, Status, StepRecord,
                             StepResult, case_state, confidence, decide, endpoint_message, plan,
-                            run_state, settled, side_of, step_from_dict, step_summary, step_to_dict)
+                            flaky, run_state, settled, side_of, step_from_dict, step_summary,
+                            step_to_dict)
+from harness.bisect_report import step_line
 
 P = Policy((TEST,))
 
@@ -59,11 +62,14 @@ def test_several_tests_any_bad_is_bad_all_good_is_good() -> None:
     (("ok",), 1, None, Decision.GOOD),
     (("not_ok",), 1, None, Decision.BAD),
     (("ok", "ok", "ok"), 3, None, Decision.GOOD),
-    (("not_ok", "not_ok", "ok"), 3, None, Decision.BAD),  # majority
+    (("not_ok", "not_ok", "ok"), 3, None, Decision.BAD),  # max(2, 3/6) = 2
     (("not_ok", "ok", "ok"), 3, None, Decision.SKIP),  # neither all good nor enough bad
     (("not_ok", "ok", "ok"), 3, 1, Decision.BAD),  # --bad-threshold 1: a rare flake counts
     (("ok", "skip", "ok"), 3, None, Decision.SKIP),
-    (("not_ok", "not_ok"), 4, None, Decision.SKIP),  # majority of 4 is 3
+    (("not_ok", "not_ok"), 4, None, Decision.BAD),  # max(2, 4/6) = 2: settled after two
+    (("not_ok",) + ("ok",) * 9, 10, None, Decision.SKIP),  # a lone bad run among good: flaky
+    (("not_ok",) * 2 + ("ok",) * 16, 18, None, Decision.SKIP),  # 18/6 = 3 needed
+    (("not_ok",) * 3 + ("ok",) * 15, 18, None, Decision.BAD),
     (("ok", "ok"), 3, None, Decision.SKIP),  # not all runs done: not good
 ])
 def test_decide_with_repeats(words: tuple[str, ...], runs: int, threshold: int | None, expected: Decision) -> None:
@@ -99,7 +105,7 @@ def test_policy_problems() -> None:
     assert Policy((TEST,), runs=0).problems()
     assert Policy((TEST,), runs=3, bad_threshold=4).problems()
     assert not Policy((TEST,), runs=3, bad_threshold=1).problems()
-    assert Policy((TEST,), runs=4).threshold == 3
+    assert [Policy((TEST,), runs=n).threshold for n in (1, 2, 3, 6, 12, 13, 18, 19)] == [1, 2, 2, 2, 2, 3, 3, 4]
 
 
 def test_sides_normal_and_reverse() -> None:
@@ -170,9 +176,45 @@ def test_confidence_drops_with_flakes_and_rises_with_repeats() -> None:
     flaky = [step("ok", "ok", "ok"), step("not_ok", "not_ok", "ok"), step("not_ok", "not_ok", "not_ok")]
     c = confidence(flaky, pol, 1)
     assert 0.5 < c.value < 1.0 and "1 run(s) disagreed" in c.text
-    pol5 = Policy((TEST,), runs=5)
+    pol5 = Policy((TEST,), runs=5, bad_threshold=3)
     more = [step(*["ok"] * 5), step("not_ok", "not_ok", "not_ok", "not_ok", "ok"), step(*["not_ok"] * 5)]
     assert confidence(more, pol5, 1).value > c.value
+
+
+def test_a_lone_bad_run_is_a_flake_and_counts_in_the_flake_rate() -> None:
+    pol = Policy((TEST,), runs=6)  # bad at max(2, 6/6) = 2 bad runs
+    lone = step("ok", "ok", "not_ok", "ok", "ok", "ok")
+    assert decide(lone, pol) is Decision.SKIP and flaky(lone, pol)
+    assert not flaky(step(*["ok"] * 6), pol) and not flaky(step("build"), pol)
+    clean = [step(*["ok"] * 6), step(*["not_ok"] * 2)]
+    c0 = confidence(clean, pol, 1)
+    assert c0.value == 1.0 and "no run disagreed" in c0.text
+    c1 = confidence([*clean, lone], pol, 1)
+    # f = 1 flaky run in 14 runs: a good step of 6 is wrong with f^6, a bad step of 2 with f^2.
+    f = 1 / 14
+    assert c1.value == round((1 - f ** 6) * (1 - f ** 2), 3)
+    assert "1 step(s) skipped as flaky" in c1.text and "flake rate 7%" in c1.text
+    line = step_line(3, StepRecord("x", "x", "step", lone, Decision.SKIP, None), pol)
+    assert "[flaky: 1 of 6 runs bad, below 2]" in line
+
+
+def test_proofs_lower_the_confidence() -> None:
+    from harness.bisect import (NOT_RESTORED, UNTESTED, VERIFIED, Confidence, judge_revert,
+                                noop_culprit, proven)
+
+    base = Confidence(0.9, "exact")
+    good, bad = step("ok"), step("not_ok")
+    assert judge_revert("c", "n", good, P).status == VERIFIED
+    assert judge_revert("c", "n", bad, P).status == NOT_RESTORED
+    assert judge_revert("c", "n", step("build"), P).status == UNTESTED
+    # --reverse: the culprit is a fix; reverting it must bring the bad behaviour back.
+    assert judge_revert("c", "n", bad, Policy((TEST,), reverse=True)).status == VERIFIED
+    assert proven(base, judge_revert("c", "n", good, P), False).value == 0.9
+    doubt = proven(base, judge_revert("c", "n", bad, P), False)
+    assert doubt.value == 0.09 and "revert does not restore" in doubt.text
+    h = dataclasses.replace(good, build_hash="vmlinux:ab")
+    assert noop_culprit(h, [h]) and not noop_culprit(h, [good]) and not noop_culprit(good, [good])
+    assert "no-op culprit" in proven(base, None, True).text and proven(base, None, True).value == 0.09
 
 
 # ---- records and messages -------------------------------------------------------------------
@@ -180,7 +222,7 @@ def test_confidence_drops_with_flakes_and_rises_with_repeats() -> None:
 
 def test_step_record_round_trip() -> None:
     res = StepResult(Status.RAN, (run("not_ok", other="error"), RunObs(boot_failed=True, detail="no init")),
-                     "", 12.5, 40.25)
+                     "", 12.5, 40.25, "vmlinux:0123")
     rec = StepRecord("debian:6.1.0-56", "debian:6.1.0-56", "old endpoint", res, Decision.BAD, Side.NEW)
     back = step_from_dict(step_to_dict(rec))
     assert back == rec

@@ -3,6 +3,7 @@ a fake step oracle that reads the checked-out files instead of building a kernel
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import xml.etree.ElementTree as ET
@@ -36,31 +37,42 @@ def repo(tmp_path: Path) -> tuple[Path, list[str]]:
 
 
 class WorktreeOracle:
-    """Build failure if BROKEN exists in the checkout, else the test's outcome from `behaviour`."""
+    """Build failure if BROKEN exists in the checkout, else the test's outcome from `behaviour`
+    (not_ok also when ALSO_BAD exists). The "build" hashes every file but `behaviour` and
+    Documentation/: a commit touching only those builds the same kernel. Steps on a tree with
+    uncommitted changes (the revert check) are counted in `reverted`, not `calls`."""
 
     def __init__(self, worktree: Path, interrupt_at: int | None = None) -> None:
         self.worktree, self.interrupt_at = worktree, interrupt_at
         self.calls: list[str] = []
+        self.reverted: list[str] = []
 
     def __call__(self, cand: str, step_dir: Path) -> StepResult:
         if self.interrupt_at is not None and len(self.calls) + 1 == self.interrupt_at:
             raise KeyboardInterrupt
         head = git(self.worktree, "rev-parse", "HEAD")
         assert head == cand, "the loop checks the candidate out before the step"
-        self.calls.append(cand)
+        (self.reverted if git(self.worktree, "status", "--porcelain") else self.calls).append(cand)
         if (self.worktree / "BROKEN").exists():
             return StepResult(Status.BUILD_FAILED, (), "mm/util.c:1:1: error: unknown type name 'syntax'", 3.0)
         outcome = (self.worktree / "behaviour").read_text().strip()
+        if (self.worktree / "ALSO_BAD").exists():
+            outcome = "not_ok"
         verdict = "PASS" if outcome == "ok" else "FAIL"
-        return StepResult(Status.RAN, (RunObs((CaseObs(TEST, outcome, verdict),)),), "", 1.0, 2.0)
+        h = hashlib.sha256()
+        for name in sorted(git(self.worktree, "ls-files").split()):
+            if name != "behaviour" and not name.startswith("Documentation/"):
+                h.update(name.encode() + b"\0" + (self.worktree / name).read_bytes())
+        return StepResult(Status.RAN, (RunObs((CaseObs(TEST, outcome, verdict),)),), "", 1.0, 2.0,
+                          "vmlinux:" + h.hexdigest())
 
 
 def make(repo: Path, bdir: Path, good: str, bad: str, policy: Policy, interrupt_at: int | None = None,
-         ) -> tuple[Bisect, WorktreeOracle]:
+         verify: bool = True) -> tuple[Bisect, WorktreeOracle]:
     space = GitSpace(repo, good, bad, policy)
     space.use_dir(bdir)
     oracle = WorktreeOracle(bdir / "worktree", interrupt_at)
-    return Bisect(space, oracle, policy, bdir, progress=lambda s: None), oracle
+    return Bisect(space, oracle, policy, bdir, progress=lambda s: None, verify=verify), oracle
 
 
 def test_names_the_commit_skipping_the_broken_one_and_leaves_the_user_alone(
@@ -82,6 +94,11 @@ def test_names_the_commit_skipping_the_broken_one_and_leaves_the_user_alone(
     assert out.answer.extra["files"] == ["behaviour", "io_uring/rsrc.c"]
     assert oracle.calls[:3] == [c[0], c[5], c[2]]  # the ends, then git's pick: the broken one
     assert len(set(oracle.calls)) == len(oracle.calls)
+    # Proved: c4 reverted on c5 (the bad end) is good again, in our worktree, which is clean after.
+    assert oracle.reverted == [c[5]]
+    assert out.answer.extra["verification"]["status"] == "verified by revert"
+    assert out.answer.extra["noop"] is False
+    assert git(tmp_path / "b" / "worktree", "status", "--porcelain") == ""
     assert git(r, "rev-parse", "HEAD") == their_head
     assert git(r, "bisect", "log") == their_log
     assert git(r, "status", "--porcelain") == their_status
@@ -94,6 +111,10 @@ def test_names_the_commit_skipping_the_broken_one_and_leaves_the_user_alone(
     assert [s["status"] for s in state["steps"]].count("build-failed") == 1
     summary = (bdir / "summary.txt").read_text()
     assert f"first bad: {c[4]}" in summary and "io_uring/rsrc.c" in summary
+    assert f"verified by revert: reverting {c[4][:12]} on top of {c[5][:12]}" in summary
+    assert state["verification"]["status"] == "verified by revert"
+    assert state["verification"]["step"]["runs"][0]["cases"][0]["outcome"] == "ok"
+    assert (bdir / "steps" / "revert" / "candidate.txt").is_file()
     steps = (bdir / "steps.txt").read_text()
     assert "build-failed: mm/util.c:1:1: error" in steps
     assert ET.parse(bdir / "junit.xml").getroot().find(".//testcase[@name='result']/failure") is None
@@ -141,6 +162,77 @@ def test_interrupted_bisect_resumes_from_the_saved_state(repo: tuple[Path, list[
     out2 = b2.run()
     assert out2.answer is not None and out2.answer.first == (c[4],)
     assert not set(again.calls) & set(first.calls)
+    assert again.reverted == [c[5]]
+    # Done: a third run re-derives the answer and the proof from the state, testing nothing.
+    b3, none = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)))
+    out3 = b3.run()
+    assert none.calls == none.reverted == []
+    assert out3.answer is not None and out3.answer.extra["verification"]["status"] == "verified by revert"
+
+
+def history(tmp_path: Path, steps: list[tuple[str, dict[str, str | None]]]) -> tuple[Path, list[str]]:
+    r = tmp_path / "linux"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "master")
+    c = [commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})]
+    c += [commit(r, subject, files) for subject, files in steps]
+    return r, c
+
+
+def test_a_revert_that_conflicts_does_not_apply(tmp_path: Path) -> None:
+    r, c = history(tmp_path, [
+        ("mm: unrelated", {"mm/gup.c": "x\n"}),
+        ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
+        ("io_uring/rsrc: rename on top", {"io_uring/rsrc.c": "int ok_now = 0;\n"})])
+    b, oracle = make(r, tmp_path / "b", c[0], c[3], Policy((TEST,)))
+    out = b.run()
+    assert out.exit_code == 0 and out.answer is not None and out.answer.first == (c[2],)
+    ver = out.answer.extra["verification"]
+    assert ver["status"] == "revert does not apply" and "io_uring/rsrc.c" in ver["detail"]
+    assert oracle.reverted == []  # nothing to build
+    assert "revert does not apply" in out.text and "not verified" in out.text
+    assert git(tmp_path / "b" / "worktree", "status", "--porcelain") == ""
+
+
+def test_a_revert_that_does_not_restore_lowers_the_confidence(tmp_path: Path) -> None:
+    # c2 makes the test bad; c4, on its own, makes it bad too: reverting c2 on c5 is still bad.
+    r, c = history(tmp_path, [
+        ("mm: unrelated", {"mm/gup.c": "x\n"}),
+        ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
+        ("mm: more", {"mm/gup.c": "y\n"}),
+        ("mm/gup: a second regression", {"mm/gup.c": "z\n", "ALSO_BAD": "1\n"}),
+        ("Documentation: typo", {"Documentation/x.rst": "x\n"})])
+    b, oracle = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)))
+    out = b.run()
+    assert out.answer is not None and out.answer.first == (c[2],)
+    assert oracle.reverted == [c[5]]
+    assert out.answer.extra["verification"]["status"] == "revert does not restore"
+    assert out.answer.confidence is not None and out.answer.confidence.value == 0.1
+    assert "the answer is doubtful" in out.text and "revert does not restore" in out.text
+    junit = ET.parse(tmp_path / "b" / "junit.xml").getroot()
+    prop = junit.find(".//property[@name='bisect.verification']")
+    assert prop is not None and prop.get("value") == "revert does not restore"
+    # --no-verify (a new bisect dir): no revert check, the confidence is the search's own.
+    b2, o2 = make(r, tmp_path / "b2", c[0], c[5], Policy((TEST,)), verify=False)
+    out2 = b2.run()
+    assert o2.reverted == [] and "verification" not in out2.answer.extra  # type: ignore[union-attr]
+    assert out2.answer is not None and out2.answer.confidence is not None and out2.answer.confidence.value == 1.0
+
+
+def test_a_culprit_that_builds_the_same_kernel_is_unreliable(tmp_path: Path) -> None:
+    # The test turns bad at a docs-only commit (a flaky test or an environment change would):
+    # its build equals its parent's, so it cannot be the cause.
+    r, c = history(tmp_path, [
+        ("mm: unrelated", {"mm/gup.c": "x\n"}),
+        ("Documentation: mm notes", {"Documentation/mm.rst": "x\n", "behaviour": "not_ok\n"}),
+        ("mm: more", {"mm/gup.c": "y\n"})])
+    b, oracle = make(r, tmp_path / "b", c[0], c[3], Policy((TEST,)), verify=False)
+    out = b.run()
+    assert out.answer is not None and out.answer.first == (c[2],)
+    assert out.answer.extra["noop"] is True
+    assert out.answer.confidence is not None and out.answer.confidence.value == 0.1
+    assert f"unreliable: the build of {c[2][:12]} is byte-identical to its parent's" in out.text
+    assert "no-op culprit" in out.answer.confidence.text
 
 
 def test_bad_input(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
@@ -193,7 +285,11 @@ def test_the_command_line_wires_it_together(repo: tuple[Path, list[str]], tmp_pa
     args = ["bisect", "--src", str(r), "--good", c[0], "--bad", "master", "--test", TEST]
     assert cli.main([*args, "--out", str(bdir), "--junit", str(tmp_path / "j.xml")]) == 0
     out = capsys.readouterr().out
-    assert f"first bad: {c[4]}" in out and "io_uring/rsrc.c" in out
+    assert f"first bad: {c[4]}" in out and "io_uring/rsrc.c" in out and "verified by revert" in out
+    assert cli.main([*args, "--out", str(bdir), "--restart", "--no-verify"]) == 0
+    assert "verified by revert" not in capsys.readouterr().out
+    assert cli.main(["bisect", "--kernels", "a,b", "--test", TEST, "--no-verify"]) == 2
+    assert "--no-verify goes with --src" in capsys.readouterr().err
     assert (tmp_path / "j.xml").is_file()
     state = json.loads((bdir / "bisect.json").read_text())
     assert state["identity"]["bad"] == c[5] and state["identity"]["base"] == "tinyconfig"
