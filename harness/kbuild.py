@@ -260,6 +260,24 @@ def build(req: BuildRequest, progress: Progress = lambda s: None) -> BuildResult
     return BuildResult(bd, bd / "arch" / "x86" / "boot" / "bzImage", release, modules, configured, dt)
 
 
+def compile_w1(req: BuildRequest, sources: list[str], timeout_s: float = 1800.0) -> str:
+    """`make W=1 -k` of these C files' objects in the (built) build dir: the output, for its
+    warnings. Not an error when it fails: a file the configuration does not build has none.
+    (The next ordinary build recompiles these objects: their flags changed.)"""
+    bd = (req.out or default_build_dir(req.src, req.base, req.fragments)).resolve()
+    objs = [s[:-2] + ".o" for s in sources if s.endswith(".c")]
+    if not objs:
+        return ""
+    env = dict(os.environ, LC_ALL="C", **(REPRODUCIBLE_ENV if req.reproducible else {}))
+    try:
+        r = subprocess.run(_make_cmd(req, bd, "-k", "W=1", *objs), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, errors="replace", env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout
+        return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+    return r.stdout
+
+
 def _install_modules(req: BuildRequest, bd: Path, release: str, progress: Progress) -> None:
     dest = bd / ".harness-modules"
     shutil.rmtree(dest, ignore_errors=True)

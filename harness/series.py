@@ -76,6 +76,30 @@ class CompilerWarning:
 
 
 @dataclass(frozen=True)
+class Checkpatch:
+    """What the tree's scripts/checkpatch.pl said about one patch. `note` instead of counts when
+    it could not run (no script in the tree, no perl)."""
+
+    errors: int = 0
+    warnings: int = 0
+    checks: int = 0
+    lines: tuple[str, ...] = ()  # the first ERROR:/WARNING:/CHECK: lines
+    note: str = ""
+
+    @property
+    def ran(self) -> bool:
+        return not self.note
+
+    @property
+    def cell(self) -> str:
+        if not self.ran:
+            return "-"
+        if not (self.errors or self.warnings or self.checks):
+            return "ok"
+        return " ".join(f"{n}{k}" for n, k in ((self.errors, "E"), (self.warnings, "W"), (self.checks, "C")) if n)
+
+
+@dataclass(frozen=True)
 class Row:
     """The base (index 0) or patch `index` of the series."""
 
@@ -96,6 +120,19 @@ class Row:
     run_s: float = 0.0
     run_dir: str = ""
     note: str = ""  # why steps were not run ("--only-last", "stopped: patch 2 broke the build")
+    checkpatch: Checkpatch | None = None  # None: not a patch row, or not applied
+    w1_before: int | None = None  # W=1 warnings in the files this patch touched, before it (--w1)
+    w1_after: int | None = None  # ... and with it
+    w1_new: tuple[CompilerWarning, ...] = ()  # the W=1 warnings it added
+
+    @property
+    def w1_cell(self) -> str:
+        if self.w1_after is None:
+            return "-"
+        if self.w1_before is None:
+            return str(self.w1_after)
+        delta = f" +{len(self.w1_new)}" if self.w1_new else ""
+        return f"{self.w1_before}->{self.w1_after}{delta}"
 
     @property
     def label(self) -> str:
@@ -166,11 +203,13 @@ def changed_tests(rows: Sequence[Row]) -> list[str]:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something a patch row got wrong: a JUnit failure and a reason for exit 1."""
+    """Something a patch row got wrong: a JUnit failure and a reason for exit 1. A soft one
+    (checkpatch errors) fails the series only with --strict; it is reported either way."""
 
     row: int
     column: str
     text: str
+    soft: bool = False
 
 
 def problems(rows: Sequence[Row]) -> list[Problem]:
@@ -199,16 +238,70 @@ def problems(rows: Sequence[Row]) -> list[Problem]:
             elif at_base is not None and at_base.quality is Quality.GOOD:
                 out.append(Problem(row.index, tid, f"still broken: {at_base.verdict.value} at base, "
                                                    f"{cell.verdict.value} here"))
+        cp = row.checkpatch
+        if cp is not None and cp.ran and cp.errors:
+            first = next((ln for ln in cp.lines if ln.startswith("ERROR:")), "")
+            out.append(Problem(row.index, "checkpatch", f"{cp.errors} checkpatch error(s)"
+                               + (f": {first}" if first else ""), soft=True))
     return out
 
 
-def exit_code(rows: Sequence[Row]) -> int:
-    return 1 if problems(rows) else 0
+def failing(probs: Sequence[Problem], strict: bool) -> list[Problem]:
+    """The problems that fail the series: all with --strict, else the hard ones."""
+    return [p for p in probs if strict or not p.soft]
 
 
-def breaks(row: Row, rows: Sequence[Row]) -> bool:
+def exit_code(rows: Sequence[Row], strict: bool = False) -> int:
+    return 1 if failing(problems(rows), strict) else 0
+
+
+def breaks(row: Row, rows: Sequence[Row], strict: bool = False) -> bool:
     """Did this patch row break something (for --stop-on-first)?"""
-    return any(p.row == row.index for p in problems([*rows[:row.index], row]))
+    return any(p.row == row.index for p in failing(problems([*rows[:row.index], row]), strict))
+
+
+# ---- checkpatch and patchwork checks -------------------------------------------------------------
+
+_CP_TOTAL = re.compile(r"^total: (\d+) errors?, (\d+) warnings?, (?:(\d+) checks?, )?\d+ lines? checked", re.MULTILINE)
+_CP_LINE = re.compile(r"^(?:\S+:\d+: )?(ERROR|WARNING|CHECK):")
+CHECKPATCH_LINES = 5
+
+
+def parse_checkpatch(output: str) -> Checkpatch:
+    """checkpatch.pl's report: the counts from its "total:" line, the first findings (pure)."""
+    m = _CP_TOTAL.search(output)
+    if m is None:
+        last = [ln for ln in output.splitlines() if ln.strip()][-1:] or ["no output"]
+        return Checkpatch(note=f"checkpatch.pl gave no total ({last[0][:200]})")
+    found = [ln.strip() for ln in output.splitlines() if _CP_LINE.match(ln.strip())]
+    return Checkpatch(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), tuple(found[:CHECKPATCH_LINES]))
+
+
+def patch_state(row: Row, probs: Sequence[Problem], strict: bool) -> tuple[str, str]:
+    """A patchwork check for one patch row: (state, one-line description) (pure). fail: a hard
+    problem (or a soft one with --strict); warning: checkpatch findings, new compiler or W=1
+    warnings, or a soft problem; success otherwise."""
+    mine = [p for p in probs if p.row == row.index]
+    hard = failing(mine, strict)
+    if row.apply is Step.NOT_RUN and not row.commit and row.build is Step.NOT_RUN:
+        return "warning", f"not tested: {row.note or 'not applied'}"
+    if hard:
+        more = f" (+{len(hard) - 1} more)" if len(hard) > 1 else ""
+        return "fail", f"{hard[0].column}: {hard[0].text}"[:200] + more
+    notes = []
+    cp = row.checkpatch
+    if cp is not None and cp.ran and (cp.errors or cp.warnings or cp.checks):
+        notes.append(f"checkpatch {cp.errors} error(s), {cp.warnings} warning(s), {cp.checks} check(s)")
+    if row.new_warnings:
+        notes.append(f"{len(row.new_warnings)} new compiler warning(s)")
+    if row.w1_new:
+        notes.append(f"{len(row.w1_new)} new W=1 warning(s)")
+    if notes:
+        return "warning", "; ".join(notes)
+    what = "builds" if row.build is Step.OK else "applies"
+    if row.boot is Step.OK:
+        what = f"builds, boots, {len(row.tests)} tests as before"
+    return "success", what
 
 
 def first_line(text: str) -> str:
@@ -273,3 +366,29 @@ class WarningLedger:
         for path in compiled | set(now):
             self.known[path] = now.get(path, set())
         return new
+
+
+class W1Ledger:
+    """W=1 warnings per C file (distinct texts) as last compiled with W=1 (`--w1`). The base row
+    compiles every C file the series touches; each patch row then those it touched, and is
+    compared with what the ledger knew before it (a file the patch adds had none)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, set[str]] = {}
+
+    def add(self, files: Iterable[str], warnings: Iterable[CompilerWarning]
+            ) -> tuple[int | None, int | None, list[CompilerWarning]]:
+        """(before, after, new) for these files; (None, None, []) when none is a C file."""
+        cfiles = sorted({f for f in files if f.endswith(".c")})
+        if not cfiles:
+            return None, None, []
+        before = sum(len(self.known.get(f, ())) for f in cfiles)
+        now: dict[str, set[str]] = {f: set() for f in cfiles}
+        new: dict[tuple[str, str], CompilerWarning] = {}
+        for w in warnings:
+            if w.path in now:
+                now[w.path].add(w.text)
+                if w.text not in self.known.get(w.path, set()):
+                    new.setdefault(w.key, w)
+        self.known.update(now)
+        return before, sum(len(v) for v in now.values()), list(new.values())

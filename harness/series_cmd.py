@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,8 @@ from .gitrepo import check_repo, git
 from .model import Outcome
 from .paths import cache_dir
 from .runner import RunRequest, check_junit_path, execute, guest_results, make_run_dir
-from .series import Cell, Row, Step, WarningLedger, breaks, compiled_sources, exit_code, parse_warnings
+from .series import (Cell, CompilerWarning, Row, Step, W1Ledger, WarningLedger, breaks, compiled_sources,
+                     exit_code, parse_warnings)
 from .series_git import Patch, Series, SeriesTree, from_emails, from_range
 
 Progress = Callable[[str], None]
@@ -62,6 +63,9 @@ class SeriesRequest:
     only_last: bool = False
     out: Path | None = None
     junit: Path | None = None
+    w1: bool = False  # count W=1 warnings in each patch's files before and after it
+    strict: bool = False  # a checkpatch error fails the series (exit 1)
+    url_base: str | None = None  # where the series dir will be published (patchwork target URLs)
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -75,6 +79,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--only-last", action="store_true", help="build and test only the base and the tip")
     p.add_argument("--out", type=Path, metavar="DIR", help="series dir (default ./harness-series/<time>-<base>)")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit XML here")
+    c = p.add_argument_group("what kernel developers check before posting")
+    c.add_argument("--w1", action="store_true",
+                   help="count W=1 warnings in the C files each patch touches, before and after it")
+    c.add_argument("--strict", action="store_true",
+                   help="a patch that adds checkpatch errors fails the series (exit 1; default: reported)")
+    c.add_argument("--url-base", metavar="URL",
+                   help="where the series dir will be published: the target URL of each patchwork check in series.json")
     b = p.add_argument_group("building")
     b.add_argument("--fragment", type=Path, action="append", default=[], metavar="FILE",
                    help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)")
@@ -89,7 +100,7 @@ def request_of(a: argparse.Namespace) -> SeriesRequest:
     run = runopts.each_run_request(a, DEFAULT_SUITES)
     frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
     return SeriesRequest(a.src, a.what, a.base, run, frags, a.config, a.jobs, a.three_way,
-                         a.stop_on_first, a.only_last, a.out, a.junit)
+                         a.stop_on_first, a.only_last, a.out, a.junit, a.w1, a.strict, a.url_base)
 
 
 def cmd_series(a: argparse.Namespace, progress: Progress) -> int:
@@ -115,6 +126,8 @@ def _check(req: SeriesRequest) -> None:
     if req.jobs < 1:
         raise InputError("-j must be at least 1")
     check_junit_path(req.junit)
+    if req.url_base is not None and not re.match(r"^https?://[^\s/]+", req.url_base):
+        raise InputError(f"--url-base {req.url_base}: not an http(s) URL")
     from . import suites
 
     # Bad suite names and filters are errors now, not after the base build.
@@ -177,6 +190,15 @@ class Builder:
         return dataclasses.replace(row, build=step, build_error=error, warnings=tuple(warnings),
                                    new_warnings=tuple(new), build_s=round(time.monotonic() - t0, 1))
 
+    def w1(self, files: Sequence[str], row_dir: Path) -> list[CompilerWarning]:
+        """The W=1 warnings of these C files, compiled now (the row's own w1.log)."""
+        breq = kbuild.BuildRequest(self.tree.path, self.req.fragments, self.req.config_base, self.build_dir,
+                                   self.req.jobs)
+        out = kbuild.compile_w1(breq, [f for f in files if f.endswith(".c")])
+        row_dir.mkdir(parents=True, exist_ok=True)
+        (row_dir / "w1.log").write_text(out)
+        return parse_warnings(out, [str(self.tree.path), str(self.tree.path.resolve())])
+
 
 def run_row(row: Row, kernel: str, req: SeriesRequest, row_dir: Path, progress: Progress) -> Row:
     """Boot the row's kernel and run the suites. A guest that never produced a result is a boot
@@ -204,6 +226,7 @@ class RowBuilder(Protocol):
     release: str
 
     def build(self, row: Row, row_dir: Path) -> Row: ...
+    def w1(self, files: Sequence[str], row_dir: Path) -> list[CompilerWarning]: ...
 
 
 # What the loop needs besides git: a builder and a way to run a built row (fakes in unit tests).
@@ -224,12 +247,14 @@ class SeriesRun:
         self.builder, self.runner = parts(tree, req, progress)
         self.t0 = time.monotonic()
         self.with_apply = series.kind == "mbox"
+        self.w1_ledger = W1Ledger()
 
     def info(self) -> dict[str, Any]:
         return {"request": {"argv": sys.argv[1:], "cwd": os.getcwd(), "src": str(self.repo),
                             "what": self.req.what, "suites": list(self.req.run.suites),
                             "filters": list(self.req.run.filters), "stop_on_first": self.req.stop_on_first,
-                            "only_last": self.req.only_last},
+                            "only_last": self.req.only_last, "w1": self.req.w1, "strict": self.req.strict,
+                            "url_base": self.req.url_base},
                 "title": self.series.title, "kind": self.series.kind, "base": self.series.base,
                 "kernel": self.kernel_label(), "worktree": str(self.tree.path),
                 "build_dir": str(self.builder.build_dir), "seconds": round(time.monotonic() - self.t0, 1)}
@@ -244,10 +269,12 @@ class SeriesRun:
 
     def save(self, finished: bool) -> None:
         props = {"base": self.series.base, "kernel": self.kernel_label()}
-        files = {"series.json": series_report.record(self.rows, self.info(), finished),
-                 "matrix.txt": series_report.table(self.rows, self.with_apply, self.title()),
-                 "series.md": series_report.markdown(self.rows, self.with_apply, self.title(), self.kernel_label()),
-                 "junit.xml": series_report.junit(self.rows, self.with_apply, props)}
+        strict = self.req.strict
+        files = {"series.json": series_report.record(self.rows, self.info(), finished, strict, self.req.url_base),
+                 "matrix.txt": series_report.table(self.rows, self.with_apply, self.title(), strict=strict),
+                 "series.md": series_report.markdown(self.rows, self.with_apply, self.title(), self.kernel_label(),
+                                                     strict),
+                 "junit.xml": series_report.junit(self.rows, self.with_apply, props, strict)}
         for name, text in files.items():
             tmp = self.out / f".{name}.tmp"
             tmp.write_text(text)
@@ -261,6 +288,13 @@ class SeriesRun:
     def test_row(self, row: Row) -> Row:
         self.progress(f"[{row.label}/{len(self.series.patches)}] {row.short} {row.subject}: building")
         row = self.builder.build(row, self.row_dir(row))
+        if row.build is Step.OK and self.req.w1:
+            files = row.files if row.index else sorted({f for p in self.series.patches for f in p.files})
+            if any(f.endswith(".c") for f in files):
+                self.progress(f"[{row.label}/{len(self.series.patches)}] W=1 on {len(files)} file(s)")
+                before, after, new = self.w1_ledger.add(files, self.builder.w1(files, self.row_dir(row)))
+                row = dataclasses.replace(row, w1_before=before if row.index else None, w1_after=after,
+                                          w1_new=tuple(new) if row.index else ())
         if row.build is Step.OK:
             self.progress(f"[{row.label}/{len(self.series.patches)}] built in {row.build_s:.0f}s; booting and running "
                           f"{', '.join(self.req.run.suites)}")
@@ -293,12 +327,12 @@ class SeriesRun:
                 row = dataclasses.replace(row, note="applied, not tested (--only-last)")
             else:
                 row = self.test_row(row)
-                if self.req.stop_on_first and breaks(row, self.rows):
+                if self.req.stop_on_first and breaks(row, self.rows, self.req.strict):
                     stopped = f"not tested: --stop-on-first after patch {i}"
             self.rows.append(row)
             self.save(False)
         self.save(True)
-        return exit_code(self.rows)
+        return exit_code(self.rows, self.req.strict)
 
     def apply(self, i: int, patch: Patch) -> Row:
         row = Row(i, patch.subject, files=patch.files)
@@ -307,7 +341,11 @@ class SeriesRun:
         if not got.ok:
             self.progress(f"[{i}/{len(self.series.patches)}] does not apply:\n{got.message}")
             return dataclasses.replace(row, apply=Step.FAILED, apply_message=got.message)
-        return dataclasses.replace(row, commit=got.commit)
+        cp = self.tree.checkpatch(got.commit)
+        if cp.ran and (cp.errors or cp.warnings or cp.checks):
+            self.progress(f"[{i}/{len(self.series.patches)}] checkpatch: {cp.errors} error(s), "
+                          f"{cp.warnings} warning(s), {cp.checks} check(s)")
+        return dataclasses.replace(row, commit=got.commit, checkpatch=cp)
 
 
 def default_out(series: Series) -> Path:
@@ -346,7 +384,7 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
             _finish(sr, "stopped by an error")
             raise
         finally:
-            print(series_report.table(sr.rows, sr.with_apply, sr.title()), end="")
+            print(series_report.table(sr.rows, sr.with_apply, sr.title(), strict=req.strict), end="")
             print(f"series dir: {out}")
 
 

@@ -11,8 +11,10 @@ patches on the same base give the same hashes in every run.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .gitrepo import Worktree, commit_info, git, is_ancestor, resolve_commit
+from .series import Checkpatch, parse_checkpatch
 
 PATCH_SUFFIXES = (".patch", ".diff", ".mbx", ".mbox", ".eml")
 COMMITTER = {"GIT_COMMITTER_NAME": "harness series", "GIT_COMMITTER_EMAIL": "series@harness.invalid"}
@@ -181,3 +184,21 @@ class SeriesTree(Worktree):
             git(self.path, "am", "--abort", check=False)
             return Applied(False, message=message)
         return Applied(True, self.head())
+
+    def checkpatch(self, commit: str, timeout_s: float = 300.0) -> Checkpatch:
+        """The tree's own scripts/checkpatch.pl on one applied commit, as `b4 prep --check` and
+        a maintainer would run it: on the patch email, from the top of the tree."""
+        script = self.path / "scripts" / "checkpatch.pl"
+        if not script.is_file():
+            return Checkpatch(note="no scripts/checkpatch.pl in the tree")
+        perl = shutil.which("perl")
+        if perl is None:
+            return Checkpatch(note="perl not found (apt-get install perl)")
+        patch = git(self.path, "format-patch", "-1", "--stdout", commit).stdout
+        try:
+            r = subprocess.run([perl, str(script), "--no-color", "-"], input=patch, cwd=self.path,
+                               capture_output=True, text=True, errors="replace", timeout=timeout_s,
+                               env={**os.environ, "LC_ALL": "C"})
+        except subprocess.TimeoutExpired:
+            return Checkpatch(note=f"checkpatch.pl did not finish in {timeout_s:.0f}s")
+        return parse_checkpatch(r.stdout + "\n" + r.stderr)

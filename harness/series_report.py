@@ -17,7 +17,10 @@ from typing import Any
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from .report import _TERMINAL_UNSAFE, _one_line, _xml_escape_char, xml_safe
-from .series import Change, Mark, Problem, Row, Step, changed_tests, changes, first_line, problems
+from .series import (Change, Mark, Problem, Row, Step, changed_tests, changes, exit_code, failing, first_line,
+                     patch_state, problems)
+
+CHECK_CONTEXT = "harness-series"  # the patchwork check context
 
 _STEP_WORD = {Step.OK: "ok", Step.FAILED: "FAILED", Step.NOT_RUN: "-"}
 
@@ -38,16 +41,22 @@ def matrix(rows: Sequence[Row], with_apply: bool) -> Matrix:
     tests = changed_tests(rows)
     marks: dict[tuple[int, str], Mark] = {(c.row, c.column): c.mark for c in changes(rows)}
     legend = tuple((f"t{i + 1}", tid) for i, tid in enumerate(tests))
-    header = ("", "commit", "subject", *(["apply"] if with_apply else []), "build", "boot",
-              *(k for k, _ in legend))
+    with_cp = any(r.checkpatch is not None and r.checkpatch.ran for r in rows)
+    with_w1 = any(r.w1_after is not None for r in rows)
+    header = ("", "commit", "subject", *(["apply"] if with_apply else []), *(["checkpatch"] if with_cp else []),
+              "build", *(["W=1"] if with_w1 else []), "boot", *(k for k, _ in legend))
     body = []
     for r in rows:
         build = _STEP_WORD[r.build] + (f" +{len(r.new_warnings)}w" if r.new_warnings else "")
         cells = [r.label, r.short or "-", r.subject]
         if with_apply:
             cells.append(("-" if r.index == 0 else _STEP_WORD[r.apply]) + _tag(marks.get((r.index, "apply"))))
-        cells += [build + _tag(marks.get((r.index, "build"))),
-                  _STEP_WORD[r.boot] + _tag(marks.get((r.index, "boot")))]
+        if with_cp:
+            cells.append(r.checkpatch.cell if r.checkpatch is not None else "-")
+        cells.append(build + _tag(marks.get((r.index, "build"))))
+        if with_w1:
+            cells.append(r.w1_cell)
+        cells.append(_STEP_WORD[r.boot] + _tag(marks.get((r.index, "boot"))))
         for tid in tests:
             cell = r.tests.get(tid)
             cells.append("-" if cell is None else cell.verdict.value + _tag(marks.get((r.index, tid))))
@@ -59,15 +68,27 @@ def _footer(rows: Sequence[Row], m: Matrix) -> list[str]:
     lines = [f"{k} = {tid}" for k, tid in m.legend]
     if not m.legend:
         lines.append("no test changed its verdict across the series")
+    notes = {r.checkpatch.note for r in rows if r.checkpatch is not None and r.checkpatch.note}
+    lines += [f"checkpatch: {n}" for n in sorted(notes)]
     for r in rows:
         for w in r.new_warnings:
             lines.append(f"new warning in {r.label}: {w}")
+        for w in r.w1_new:
+            lines.append(f"new W=1 warning in {r.label}: {w}")
+        if r.checkpatch is not None:
+            lines += [f"checkpatch {r.label}: {ln}" for ln in r.checkpatch.lines]
         if r.note:
             lines.append(f"{r.label}: {r.note}")
     return lines
 
 
-def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width: int = 40) -> str:
+def _problem_line(p: Problem, strict: bool) -> str:
+    soft = " (reported; fails the series with --strict)" if p.soft and not strict else ""
+    return f"patch {p.row}: {p.column}: {p.text}{soft}"
+
+
+def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width: int = 40,
+          strict: bool = False) -> str:
     m = matrix(rows, with_apply)
     body = [list(c) for c in m.cells]
     for c in body:
@@ -78,9 +99,11 @@ def table(rows: Sequence[Row], with_apply: bool, title: str = "", subject_width:
     lines = [f"series: {title}"] if title else []
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in grid]
     lines += _footer(rows, m)
-    lines += [f"problem: patch {p.row}: {p.column}: {p.text}" for p in m.problems]
+    lines += [f"problem: {_problem_line(p, strict)}" for p in m.problems]
     verdict = (f"{len(m.problems)} problem(s) in {len({p.row for p in m.problems})} patch(es)"
                if m.problems else "no patch broke the build, the boot or a test")
+    if m.problems and not failing(m.problems, strict):
+        verdict += " (none fails the series without --strict)"
     lines.append(f"series: {max(len(rows) - 1, 0)} patch(es); {verdict}")
     # Subjects, warnings and errors come from the patches and the compiler: no escape sequence
     # of theirs reaches the terminal.
@@ -95,7 +118,7 @@ def _md(text: str) -> str:
     return _one_line(text).replace("|", "\\|")
 
 
-def markdown(rows: Sequence[Row], with_apply: bool, title: str = "", kernel: str = "") -> str:
+def markdown(rows: Sequence[Row], with_apply: bool, title: str = "", kernel: str = "", strict: bool = False) -> str:
     """To paste under a cover letter."""
     m = matrix(rows, with_apply)
     out = [f"### harness series: {_md(title)}" if title else "### harness series", ""]
@@ -109,7 +132,7 @@ def markdown(rows: Sequence[Row], with_apply: bool, title: str = "", kernel: str
     out += [f"- {line}" for line in _footer(rows, m)]
     if m.problems:
         out += ["", "Problems:", ""]
-        out += [f"- patch {p.row}: {_md(p.column)}: {_md(p.text)}" for p in m.problems]
+        out += [f"- {_md(_problem_line(p, strict))}" for p in m.problems]
     else:
         out += ["", "No patch broke the build, the boot or a test."]
     return "\n".join(out) + "\n"
@@ -119,10 +142,11 @@ def _suite_name(r: Row) -> str:
     return _one_line(f"{r.index:02d} {r.label} {r.short or '-'} {r.subject}")
 
 
-def junit(rows: Sequence[Row], with_apply: bool, properties: Mapping[str, str]) -> str:
-    """One suite per row. A failure is a problem of that row (series.problems); in the base row,
-    a build or boot failure is an error, and tests are only recorded."""
-    probs = {(p.row, p.column): p for p in problems(rows)}
+def junit(rows: Sequence[Row], with_apply: bool, properties: Mapping[str, str], strict: bool = False) -> str:
+    """One suite per row. A failure is a problem of that row (series.problems; checkpatch errors
+    only with --strict); in the base row, a build or boot failure is an error, and tests are
+    only recorded."""
+    probs = {(p.row, p.column): p for p in failing(problems(rows), strict)}
     suites = []
     for r in rows:
         cases = []
@@ -140,6 +164,18 @@ def junit(rows: Sequence[Row], with_apply: bool, properties: Mapping[str, str]) 
                 tc.add_failure_info(_one_line(probs[(r.index, name)].text), xml_safe(err) or None, name)
             elif step is Step.FAILED:
                 tc.add_error_info(_one_line(f"{name} failed: {first_line(err)}"), xml_safe(err) or None, name)
+            cases.append(tc)
+        cp = r.checkpatch
+        if cp is not None:
+            tc = TestCase("checkpatch", classname=_suite_name(r))
+            text = xml_safe("\n".join([f"{cp.errors} error(s), {cp.warnings} warning(s), {cp.checks} check(s)",
+                                       *cp.lines]) if cp.ran else cp.note)
+            if (r.index, "checkpatch") in probs:
+                tc.add_failure_info(_one_line(probs[(r.index, "checkpatch")].text), text, "checkpatch")
+            elif not cp.ran:
+                tc.add_skipped_info(_one_line(cp.note))
+            else:
+                tc.stdout = text
             cases.append(tc)
         for tid, cell in r.tests.items():
             tc = TestCase(_one_line(tid), classname=_suite_name(r))
@@ -164,6 +200,7 @@ def row_record(r: Row) -> dict[str, Any]:
                         "reason": c.reason} for tid, c in r.tests.items()}
     d["warnings"] = [str(w) for w in r.warnings]
     d["new_warnings"] = [str(w) for w in r.new_warnings]
+    d["w1_new"] = [str(w) for w in r.w1_new]
     d["label"] = r.label
     return d
 
@@ -172,10 +209,26 @@ def change_record(c: Change) -> dict[str, Any]:
     return {"row": c.row, "column": c.column, "mark": c.mark.value or "same", "before": c.before, "after": c.after}
 
 
-def record(rows: Sequence[Row], info: Mapping[str, Any], finished: bool) -> str:
-    """series.json: the request, every row so far, the changes, the problems and the exit code."""
+def checks(rows: Sequence[Row], strict: bool = False, url_base: str | None = None) -> list[dict[str, Any]]:
+    """One check per patch in the shape patchwork's checks API takes (state, target_url,
+    context, description), plus which patch it is for, so a CI job can post them as they are."""
+    probs = problems(rows)
+    out = []
+    for r in rows[1:]:
+        state, desc = patch_state(r, probs, strict)
+        url = f"{url_base.rstrip('/')}/rows/{r.index:02d}/" if url_base else None
+        out.append({"patch": r.index, "commit": r.commit, "subject": r.subject, "state": state,
+                    "context": CHECK_CONTEXT, "description": _one_line(desc)[:250], "target_url": url})
+    return out
+
+
+def record(rows: Sequence[Row], info: Mapping[str, Any], finished: bool, strict: bool = False,
+           url_base: str | None = None) -> str:
+    """series.json: the request, every row so far, the changes, the problems, a patchwork check
+    per patch and the exit code."""
     probs = problems(rows)
     data = {**info, "finished": finished, "rows": [row_record(r) for r in rows],
             "columns": changed_tests(rows), "changes": [change_record(c) for c in changes(rows)],
-            "problems": [dataclasses.asdict(p) for p in probs], "exit_code": 1 if probs else 0}
+            "problems": [dataclasses.asdict(p) for p in probs], "checks": checks(rows, strict, url_base),
+            "exit_code": exit_code(rows, strict)}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -152,3 +152,23 @@ def test_matrix_cells() -> None:
     assert m.cells[1][3:] == ("FAILED (broke)", "-", "-")
     assert m.cells[2][3:] == ("ok +1w (fixed)", "ok", "FAIL (broke)")
     assert m.legend == (("t1", "cow.a"),)
+
+
+def test_parse_checkpatch_as_the_kernel_prints_it() -> None:
+    from harness.series import parse_checkpatch
+
+    out = ("WARNING: Missing commit description - Add an appropriate one\n\n"
+           "ERROR: Missing Signed-off-by: line(s)\n\n"
+           "total: 1 errors, 1 warnings, 8 lines checked\n\n"
+           "NOTE: For some of the reported defects, checkpatch may be able to\n"
+           "      mechanically convert to the typical style using --fix or --fix-inplace.\n")
+    cp = parse_checkpatch(out)
+    assert (cp.errors, cp.warnings, cp.checks, cp.ran, cp.cell) == (1, 1, 0, True, "1E 1W")
+    assert cp.lines == ("WARNING: Missing commit description - Add an appropriate one",
+                        "ERROR: Missing Signed-off-by: line(s)")
+    strict = parse_checkpatch("mm/gup.c:12: CHECK: Alignment should match open parenthesis\n"
+                              "total: 0 errors, 0 warnings, 2 checks, 20 lines checked\n")
+    assert (strict.checks, strict.cell, strict.lines) == (2, "2C", ("mm/gup.c:12: CHECK: Alignment should match open parenthesis",))
+    assert parse_checkpatch("total: 0 errors, 0 warnings, 3 lines checked\n").cell == "ok"
+    broken = parse_checkpatch("Can't locate Foo.pm in @INC\n")
+    assert not broken.ran and "no total" in broken.note and broken.cell == "-"

@@ -279,8 +279,88 @@ def test_cli_bad_input_is_exit_2(env: dict[str, Any], capsys: pytest.CaptureFixt
         ["series", "--src", str(env["repo"].path), "--stop-on-first", "--only-last", "HEAD..HEAD"],
         ["series", "--src", str(env["repo"].path), "--filter", "cow.no-such-test*", "HEAD..HEAD"],
         ["series", "--src", str(env["repo"].path), "--suite", "kselftest:../x", "HEAD..HEAD"],
+        ["series", "--src", str(env["repo"].path), "--url-base", "ci.example.org/x", "HEAD..HEAD"],
     ]
     for argv in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("harness: error: ") and "\n" not in err and "Traceback" not in err, err
+
+
+# A stand-in for the kernel's scripts/checkpatch.pl (real perl, run as the real one is): an
+# added line with BADSTYLE is an error, one with TODO a warning; its "total:" line as checkpatch
+# prints it without --strict (no checks count).
+CHECKPATCH = r"""#!/usr/bin/perl
+my ($e, $w, $n) = (0, 0, 0);
+while (my $l = <STDIN>) {
+    $n++;
+    next unless $l =~ /^\+[^+]/;
+    if ($l =~ /BADSTYLE/) { $e++; print "ERROR: do not write BADSTYLE\n#$n: FILE: build.c:2:\n\n"; }
+    if ($l =~ /TODO/) { $w++; print "WARNING: a TODO is left in\n#$n: FILE: build.c:3:\n\n"; }
+}
+print "total: $e errors, $w warnings, $n lines checked\n";
+exit($e ? 1 : 0);
+"""
+
+
+def fake_w1(req: kbuild.BuildRequest, sources: list[str]) -> str:
+    """`make W=1` of build.c: its "warn:" lines and its "w1:" lines (warnings only W=1 shows)."""
+    out = []
+    if "build.c" in sources:
+        for n, line in enumerate((req.src / "build.c").read_text().splitlines(), 1):
+            for prefix in ("warn: ", "w1: "):
+                if line.startswith(prefix):
+                    out.append(f"{req.src}/build.c:{n}:5: warning: {line[len(prefix):]}")
+    return "\n".join(out) + "\n"
+
+
+def test_checkpatch_w1_strict_and_patchwork_checks(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kbuild, "compile_w1", fake_w1)
+    env["base"] = env["repo"].commit("scripts: checkpatch", {"scripts/checkpatch.pl": CHECKPATCH})
+    body = "int main(void) { return 0; }\nwarn: old warning [-Wold]\n"
+    outgoing = _series(env, [
+        ("mm: clean", {"README": "a small tree\nmore words\n"}),
+        ("mm: style", {"build.c": body + "int BADSTYLE;\nw1: declaration shadows x [-Wshadow]\n"}),
+        ("mm: todo", {"build.c": body + "int ok;\n// TODO later\nw1: declaration shadows x [-Wshadow]\n"}),
+    ])
+    code, data, out = _run(env, outgoing, w1=True, url_base="https://ci.example.org/runs/7/")
+    assert code == 0  # a checkpatch error is reported, but fails the series only with --strict
+    rows = data["rows"]
+    assert rows[0]["checkpatch"] is None and rows[0]["w1_after"] == 1  # the base: build.c's one warning
+    assert rows[1]["checkpatch"]["errors"] == 0 and rows[1]["w1_after"] is None  # no C file touched
+    cp = rows[2]["checkpatch"]
+    assert (cp["errors"], cp["warnings"], cp["checks"]) == (1, 0, 0)
+    assert cp["lines"] == ["ERROR: do not write BADSTYLE"]
+    assert (rows[2]["w1_before"], rows[2]["w1_after"]) == (1, 2)
+    assert rows[2]["w1_new"] == ["build.c:4: warning: declaration shadows x [-Wshadow]"]
+    assert (rows[3]["checkpatch"]["warnings"], rows[3]["w1_before"], rows[3]["w1_after"], rows[3]["w1_new"]) \
+        == (1, 2, 2, [])
+    assert {"row": 2, "column": "checkpatch", "text": "1 checkpatch error(s): ERROR: do not write BADSTYLE",
+            "soft": True} in data["problems"]
+    assert [(c["patch"], c["state"], c["context"], c["target_url"]) for c in data["checks"]] == [
+        (1, "success", "harness-series", "https://ci.example.org/runs/7/rows/01/"),
+        (2, "warning", "harness-series", "https://ci.example.org/runs/7/rows/02/"),
+        (3, "warning", "harness-series", "https://ci.example.org/runs/7/rows/03/")]
+    assert data["checks"][1]["description"] == \
+        "checkpatch 1 error(s), 0 warning(s), 0 check(s); 1 new W=1 warning(s)"
+    matrix = (out / "matrix.txt").read_text()
+    print(matrix)
+    assert matrix.splitlines()[1].split() == ["commit", "subject", "apply", "checkpatch", "build", "W=1", "boot",
+                                              "build+run"]
+    assert "1E" in matrix and "1W" in matrix and "1->2 +1" in matrix and "2->2" in matrix
+    assert "checkpatch 2: ERROR: do not write BADSTYLE" in matrix
+    assert "new W=1 warning in 2: build.c:4: warning: declaration shadows x [-Wshadow]" in matrix
+    assert "(reported; fails the series with --strict)" in matrix
+    md = (out / "series.md").read_text()
+    assert "| checkpatch |" in md and "| W=1 |" in md and "1->2 +1" in md
+    suites = ET.parse(out / "junit.xml").getroot()
+    assert suites.find(".//testcase[@name='checkpatch']/failure") is None
+
+    code, data, out = _run(env, outgoing, out_name="strict", strict=True)
+    assert code == 1 and data["exit_code"] == 1
+    assert [c["state"] for c in data["checks"]] == ["success", "fail", "warning"]
+    assert data["checks"][1]["description"] == "checkpatch: 1 checkpatch error(s): ERROR: do not write BADSTYLE"
+    assert data["checks"][0]["target_url"] is None
+    assert rows[1]["w1_after"] is None and data["rows"][2]["w1_after"] is None  # no --w1
+    suites = ET.parse(out / "junit.xml").getroot()
+    assert len(suites.findall(".//testcase[@name='checkpatch']/failure")) == 1
