@@ -12,7 +12,8 @@ written out with `git format-patch --cover-letter`, then the series is tested fr
     4  io_uring/rsrc: leave file-backed buffers to GUP   back to the base: fixes it
 
 The matrix must say exactly that (the changed columns are the io_uring registration tests of
-file-backed buffers that are not shmem: ext4 and the perf ring buffer), and exit 1. About 15-25 min for the base build from scratch at -j2, then seconds per patch; run
+file-backed buffers that are not shmem: ext4 and the perf ring buffer), with the checkpatch and
+W=1 columns (the new warning of patch 3 is also a new W=1 warning), and exit 1. About 15-25 min for the base build from scratch at -j2, then seconds per patch; run
 by ci/nightly.sh.
 """
 
@@ -86,7 +87,8 @@ def test_series_of_real_patches(tmp_path: Path, capsys: pytest.CaptureFixture[st
     out = tmp_path / "series"
     try:
         code = cli.main(["series", "--src", str(repo.path), "--base", base, str(patches), "--out", str(out),
-                         "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "series.xml")])
+                         "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "series.xml"),
+                         "--w1", "--url-base", "https://ci.example.org/series/1"])
         _check(repo, base, refs, out, tmp_path, code, capsys.readouterr().out)
     finally:  # the worktree and build dir are kept per repository: ~2.5 GB for this one-off repo
         rec = json.loads((out / "series.json").read_text()) if (out / "series.json").is_file() else {}
@@ -98,6 +100,8 @@ def test_series_of_real_patches(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: int, printed: str) -> None:
     print(printed)  # the matrix, in the nightly log
     assert code == 1, printed[-3000:]
+    header = (out / "matrix.txt").read_text().splitlines()[1].split()
+    assert header[2:7] == ["apply", "checkpatch", "build", "W=1", "boot"], header
 
     rec = json.loads((out / "series.json").read_text())
     rows = rec["rows"]
@@ -129,7 +133,20 @@ def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: in
     assert marks[(3, TEST)] == "broke" and marks[(4, TEST)] == "fixed"
     assert marks[(3, "cow.iouring.write-private-mapping.ext4-private")] == "broke"
     broken = {c for c, v in verdicts.items() if v[3] in ("FAIL", "ERROR")}
-    assert {(p["row"], p["column"]) for p in rec["problems"]} == {(2, "build"), *((3, c) for c in broken)}
+    hard = [p for p in rec["problems"] if not p["soft"]]
+    assert {(p["row"], p["column"]) for p in hard} == {(2, "build"), *((3, c) for c in broken)}
+    assert all(p["column"] == "checkpatch" for p in rec["problems"] if p["soft"])
+
+    # The tree's checkpatch ran on every patch; W=1 on the C files each patch touched.
+    assert all(r["checkpatch"] is not None and r["checkpatch"]["note"] == "" for r in rows[1:]), \
+        [r["checkpatch"] for r in rows]
+    assert rows[0]["w1_after"] is not None and rows[2]["w1_after"] is None  # patch 2 does not build
+    assert rows[1]["w1_before"] == rows[1]["w1_after"] and rows[1]["w1_new"] == []  # a comment
+    assert any("io_buffer_refusals" in w for w in rows[3]["w1_new"]), rows[3]["w1_new"]
+    checks = {c["patch"]: c for c in rec["checks"]}
+    assert checks[2]["state"] == checks[3]["state"] == "fail"
+    assert checks[1]["state"] in ("success", "warning") and checks[1]["context"] == "harness-series"
+    assert checks[3]["target_url"] == "https://ci.example.org/series/1/rows/03/"
 
     # The user's repository: no new refs, HEAD still the base; the patches became commits only
     # in our worktree, with the subjects of the emails.
@@ -144,7 +161,7 @@ def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: in
     md = (out / "series.md").read_text()
     assert md.count("\n| ") == 1 + len(rows)
     junit = (tmp_path / "series.xml").read_text()
-    assert junit.count("<testsuite ") == len(rows) and junit.count("<failure") == len(rec["problems"])
+    assert junit.count("<testsuite ") == len(rows) and junit.count("<failure") == len(hard)
     build_log = Path(rec["build_dir"]) / "build.log"
     assert build_log.read_text().count("### make tinyconfig") == 1  # one configure, then incremental
     compiled = [objects_per_build((out / "rows" / f"{i:02d}" / "build.log").read_text()) for i in range(5)]
