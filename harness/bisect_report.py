@@ -29,9 +29,10 @@ def step_log(records: Sequence[StepRecord], policy: Policy) -> str:
 
 def describe_policy(policy: Policy) -> str:
     what = "first good (the fix)" if policy.reverse else "first bad (the regression)"
+    flaky = " (flaky when the rest are good)" if policy.runs > 1 else ""
     return (f"looking for the {what}; tests: {', '.join(policy.tests)}; judged on the "
             f"{policy.judge.value}; {policy.runs} run(s) per step, bad = {policy.threshold}+ bad run(s), "
-            f"good = all good; boot failure = {'bad' if policy.bisect_boot else 'skip'}")
+            f"good = all good, else skipped{flaky}; boot failure = {'bad' if policy.bisect_boot else 'skip'}")
 
 
 def proof_lines(answer: Answer) -> list[str]:
