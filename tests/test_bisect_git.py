@@ -3,10 +3,12 @@ a fake step oracle that reads the checked-out files instead of building a kernel
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -170,12 +172,12 @@ def test_interrupted_bisect_resumes_from_the_saved_state(repo: tuple[Path, list[
     assert out3.answer is not None and out3.answer.extra["verification"]["status"] == "verified by revert"
 
 
-def history(tmp_path: Path, steps: list[tuple[str, dict[str, str | None]]]) -> tuple[Path, list[str]]:
+def history(tmp_path: Path, steps: Sequence[tuple[str, Mapping[str, str | None]]]) -> tuple[Path, list[str]]:
     r = tmp_path / "linux"
     r.mkdir()
     git(r, "init", "-q", "-b", "master")
     c = [commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})]
-    c += [commit(r, subject, files) for subject, files in steps]
+    c += [commit(r, subject, dict(files)) for subject, files in steps]
     return r, c
 
 
@@ -298,3 +300,30 @@ def test_the_command_line_wires_it_together(repo: tuple[Path, list[str]], tmp_pa
     monkeypatch.chdir(r)
     assert cli.main(args) == 2
     assert "would be inside" in capsys.readouterr().err
+
+
+def test_a_lone_bad_run_skips_the_step_as_flaky_and_the_answer_stands(tmp_path: Path) -> None:
+    r, c = history(tmp_path, [(f"mm: change {i}", {f"mm/f{i}.c": "x\n"}) for i in range(1, 4)] + [
+        ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
+        ("mm: after", {"mm/f5.c": "x\n"})])
+    policy = Policy((TEST,), runs=6)  # bad at 2 bad runs
+    space = GitSpace(r, c[0], c[5], policy)
+    bdir = tmp_path / "b"
+    space.use_dir(bdir)
+    inner = WorktreeOracle(bdir / "worktree")
+
+    def oracle(cand: str, step_dir: Path) -> StepResult:
+        one = inner(cand, step_dir)
+        runs = one.runs * 6
+        if cand == c[2]:  # good, but one run in six came back bad
+            runs = (RunObs((CaseObs(TEST, "not_ok", "FAIL"),)),) + one.runs * 5
+        return dataclasses.replace(one, runs=runs)
+
+    out = Bisect(space, oracle, policy, bdir, progress=lambda s: None).run()
+    assert out.answer is not None and out.answer.first == (c[4],)
+    state = json.loads((bdir / "bisect.json").read_text())
+    assert {s["candidate"]: s["decision"] for s in state["steps"]}[c[2]] == "skip"
+    assert "[flaky: 1 of 6 runs bad, below 2]" in (bdir / "steps.txt").read_text()
+    conf = out.answer.confidence
+    assert conf is not None and 0.5 < conf.value < 1.0
+    assert "1 step(s) skipped as flaky" in conf.text and "verified by revert" in conf.text
