@@ -10,7 +10,8 @@ harness/bisect_git.py, builds harness/kbuild.py. A bisect dir holds:
     summary.txt       the answer, its confidence and the totals
     junit.xml         one testcase per step and one for the result
     git-bisect.log    (git) `git bisect log` of our worktree, for `git bisect replay`
-    steps/NN-*/rK/    an ordinary run dir per step and run
+    steps/NN/rK/      an ordinary run dir per step and run
+    steps/revert/rK/  (git) the revert check: the culprit reverted on the new end
     worktree/ build/  (git) our worktree of the user's repository and its kept build dir
 """
 

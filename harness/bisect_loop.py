@@ -1,6 +1,8 @@
 """The bisect loop, shared by every kind of candidate: resume from bisect.json, check the two
-ends, let the search space pick candidates until it names the first new one, and write the record
-(bisect.json, steps.txt, summary.txt, junit.xml) after every step.
+ends, let the search space pick candidates until it names the first new one, prove it (a git
+culprit is reverted on the new end and tested again; a culprit whose build equals its parent's
+is a no-op), and write the record (bisect.json, steps.txt, summary.txt, junit.xml) after every
+step.
 
 What a candidate is and who picks the next one is a Space: ListSpace here (an ordered list of
 kernel specs, picked by bisect.plan), GitSpace in bisect_git.py (git bisect picks). What a step
@@ -155,7 +157,6 @@ def load_state(path: Path, identity: dict[str, Any], policy: Policy) -> tuple[li
     ver = data.get("verification")
     return ([rejudge(step_from_dict(s), policy) for s in data.get("steps", [])],
             verification_from_dict(ver, policy) if ver else None)
-
 
 
 def write_atomic(path: Path, text: str) -> None:
