@@ -106,7 +106,7 @@ class StepResult:
 class Policy:
     tests: tuple[str, ...]
     runs: int = 1
-    bad_threshold: int | None = None  # None: a majority of the runs
+    bad_threshold: int | None = None  # None: max(2, ceil(runs / 6)), 1 for one run
     judge: Judge = Judge.OUTCOME
     bisect_boot: bool = False
     reverse: bool = False
