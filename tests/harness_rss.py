@@ -1,5 +1,7 @@
 """Run the real `harness` CLI in a child Python that reports its own peak RSS when it exits
-(RUSAGE_SELF: the harness alone, not QEMU). For the hostile-guest drill (test_vm_hostile)."""
+(VmHWM of /proc/self/status: the harness alone, not QEMU). For the hostile-guest drill
+(test_vm_hostile). Not getrusage's ru_maxrss: Linux carries that across execve, so a child forked
+from a big pytest process reports the parent's size (512 MiB in a whole CI run)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _WRAPPER = (
-    "import atexit, resource, runpy, sys\n"
-    "atexit.register(lambda: print(f'harness-peak-rss-kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}',"
-    " file=sys.stderr, flush=True))\n"
+    "import atexit, runpy, sys\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            return int(line.split()[1])\n"
+    "    return -1\n"
+    "atexit.register(lambda: print(f'harness-peak-rss-kib={hwm()}', file=sys.stderr, flush=True))\n"
     "sys.argv = ['harness'] + sys.argv[1:]\n"
     "runpy.run_module('harness.cli', run_name='__main__')\n"
 )

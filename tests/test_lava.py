@@ -107,7 +107,8 @@ def test_a_generated_job_runs_with_lava_dispatcher(tmp_path: Path) -> None:
         pytest.skip("lava-dispatcher not installed (apt-get install lava-dispatcher)")
     bundle = tmp_path / "bundle"
     p = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "--kernel", TEST_KERNEL,
-                        "--filter", "cow.unshare.*", "--filter", "cow.vmsplice.unmap-in-child.hugetlb-*",
+                        "--filter", "cow.unshare.*.base", "--filter", "cow.unshare.*.thp",
+                        "--filter", "cow.vmsplice.unmap-in-child.hugetlb-*",
                         "--out", str(bundle)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     r = subprocess.run(["lava-run", "--job-id", "1", "--output-dir", str(tmp_path / "out"),

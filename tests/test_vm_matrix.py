@@ -19,7 +19,9 @@ from harness import htmlreport, matrix, resultset
 from cli_run import Run, harness
 
 pytestmark = pytest.mark.vm
-FILTERS = ["--filter", "cow.vmsplice.unmap-in-child.*", "--filter", "cow.unshare.*"]  # 28 cases
+# The unshare cases on base pages and PMD THPs (the matrix of memory types is bigger).
+UNSHARE = ["--filter", "cow.unshare.*.base", "--filter", "cow.unshare.*.thp"]  # 10 cases
+FILTERS = ["--filter", "cow.vmsplice.unmap-in-child.*", *UNSHARE]  # 29 cases
 
 
 def matrix_run(out: Path, *extra: str) -> Run:
@@ -42,7 +44,7 @@ def test_both_nights_pass_and_nothing_regressed(nights: tuple[Run, Run]) -> None
     assert second.rc == 0, second.stderr[-3000:]
     assert "compare: 0 regression, 0 fixed, 0 still failing, 0 flaky" in second.stdout
     cmp = json.loads((second.out / "compare.json").read_text())
-    assert cmp["regressions"] == 0 and cmp["counts"]["unchanged"] + cmp["counts"]["known"] == 56
+    assert cmp["regressions"] == 0 and cmp["counts"]["unchanged"] + cmp["counts"]["known"] == 58
     p = harness("compare", str(first.out), str(second.out))
     assert p.returncode == 0 and p.stdout.rstrip().endswith("0 new, 0 removed, " + f"{cmp['counts']['unchanged']} unchanged")
 
@@ -58,13 +60,13 @@ def test_the_matrix_dir_holds_both_kernels_and_their_runs(nights: tuple[Run, Run
             assert (sub / name).stat().st_size > 0, (sub, name)
     rs = resultset.load(run.out)
     v = {c.key: c.verdict.value for c in rs.cases}
-    assert len(v) == 56
+    assert len(v) == 58
     # what differs between the kernels (test_vm_run.DIFFERENCES), seen through the matrix
     assert v[(TEST_KERNEL_OLD, "cow.unshare.odirect-write.base")] == "XFAIL"
     assert v[(TEST_KERNEL, "cow.unshare.odirect-write.base")] == "PASS"
     assert v[(TEST_KERNEL_OLD, "cow.vmsplice.unmap-in-child.hugetlb-2m")] == "XFAIL"
     root = ET.parse(run.out / "junit.xml").getroot()
-    assert len(list(root.iter("testcase"))) == 56
+    assert len(list(root.iter("testcase"))) == 58
     assert (run.out.parent / "junit.xml").read_text() == (run.out / "junit.xml").read_text()
     # both guests ran at the same time: each started before the other finished
     spans = []
@@ -93,13 +95,13 @@ def test_the_kcidb_json_of_a_real_run_validates(nights: tuple[Run, Run]) -> None
     doc = json.loads((nights[1].out / "kcidb.json").read_text())
     kcidb_io.schema.V4_0.validate_exactly(doc)
     kcidb_io.schema.LATEST.validate(doc)
-    assert len(doc["tests"]) == 56 and len(doc["builds"]) == 2
+    assert len(doc["tests"]) == 58 and len(doc["builds"]) == 2
 
 
 def test_repeat_and_shard_on_real_guests(tmp_path: Path) -> None:
     out = tmp_path / "rep"
     p = harness("run", "--out", str(out), "--kernel", TEST_KERNEL, "--repeat", "2", "-j", "2",
-                "--shard", "1/2", "--filter", "cow.unshare.*")
+                "--shard", "1/2", *UNSHARE)
     assert p.returncode == 0, p.stderr[-3000:]
     rs = resultset.load(out)
     ids = [c.id for c in rs.cases]
@@ -116,7 +118,7 @@ def test_ctrl_c_stops_every_guest_and_still_reports_every_case(tmp_path: Path) -
 
     out = tmp_path / "m"
     p = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--kernel", TEST_KERNEL,
-                          "--kernel", TEST_KERNEL_OLD, "-j", "2", "--filter", "cow.unshare.*"],
+                          "--kernel", TEST_KERNEL_OLD, "-j", "2", *UNSHARE],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stderr is not None
     for line in p.stderr:
