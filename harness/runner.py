@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Collection
 
 from . import (__version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report,
-               reportio, rundir, signals, suites)
+               reportio, rundir, signals, snapshot, suites)
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
                      ReportWriteError, TransportError)
 from .kernel import resolve as resolve_kernel
@@ -57,6 +57,10 @@ class RunRequest:
     # module (auto); or that one only (gup_test | module: the cross-check runs both).
     pinner: str = "auto"
     out_reuse: bool = False  # --out may hold an earlier run: its files are removed first
+    # auto: restore fresh guests from a cached snapshot of the booted guest, and save one on a
+    # cold boot (harness/snapshot.py); off: every fresh guest is a cold boot, nothing cached.
+    snapshot: str = "auto"
+    isolate: str = "none"  # none | program: every program after the first gets a fresh guest
 
 
 @dataclass
@@ -260,7 +264,7 @@ class _Run:
         opts = image.GuestOptions(
             nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
             hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
-            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner)
+            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner, handshake=True)
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
                                         memory_mib=self.memory.memory_mib, cpus=self.req.cpus,
@@ -278,14 +282,15 @@ class _Run:
                      "the /usr share cannot run and are reported as unexpected")
 
     def boot(self) -> machine.Machine:
-        m = machine.boot(self.spec, self.say)
+        m = self._fresh_guest()
         self.machine = m
         info = self.fingerprint["machine"]
         assert isinstance(info, dict)
         if "accel" not in info:
             info.update({"accel": m.accel, "accel_note": m.accel_note,
                          "qemu": qemu.version(m.qspec.qemu), "boot_s": round(m.boot_s, 2)})
-        self.say(f"guest ready under {m.accel.upper()} in {m.boot_s:.1f}s")
+        self.say(f"guest ready under {m.accel.upper()} in {m.boot_s:.2f}s"
+                 + (" (restored from a snapshot)" if m.restored else ""))
         self.transport: Transport = m.console
         if self.keys is not None:
             from . import sshtransport
@@ -294,14 +299,105 @@ class _Run:
             m.drain_in_background()
         return m
 
+    # ---- fresh guests: restored from the snapshot cache, or booted cold (and then saved) ----
+
+    def _snap_info(self) -> dict[str, object]:
+        info = self.fingerprint.setdefault("snapshot", {"mode": self.req.snapshot, "guests": []})
+        assert isinstance(info, dict)
+        return info
+
+    def _snap_key(self, accel: str) -> str:
+        """The cache key for this run's guest under `accel` (computed once per accelerator)."""
+        cache: dict[str, str] = self.__dict__.setdefault("_keys", {})
+        if accel not in cache:
+            qspec = machine.qemu_spec(self.spec, accel, image.require_qemu())
+            argv = qemu.argv(qspec)
+            norm = snapshot.normalized_argv(argv, qspec.kernel, qspec.initrd, qspec.monitor_socket,
+                                            qspec.drives, qspec.ssh_port)
+            cache[accel], _ = snapshot.snapshot_key(kernel=qspec.kernel, initrd=qspec.initrd, argv=norm,
+                                                    qemu_version=qemu.version(qspec.qemu),
+                                                    qemu_bin=qspec.qemu, accel=accel)
+        return cache[accel]
+
+    def _fresh_guest(self) -> machine.Machine:
+        info = self._snap_info()
+        guests = info["guests"]
+        assert isinstance(guests, list)
+        t0 = time.monotonic()
+        if self.req.snapshot == "off":
+            m = self._cold(None)
+            guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2)})
+            return m
+        plan, _ = machine.accel_plan(self.spec.accel)
+        key = self._snap_key(plan[0])
+        info["key"] = key
+        entry, why = snapshot.lookup(key)
+        if entry is not None:
+            try:
+                for src, dst in zip((entry.path / n for n in snapshot.DISKS), self.spec.drives):
+                    snapshot.copy_sparse(src, dst)
+                m = machine.restore(self.spec, entry.vmstate, plan[0], self.say)
+                guests.append({"how": "restore", "s": round(time.monotonic() - t0, 2), "key": key})
+                return m
+            except (MachineError, OSError) as e:
+                why = f"restore from {key} failed: {e}"
+                snapshot.discard(key)  # a cold boot saves a good one again
+        if why:
+            self.say(f"{why}; booting cold")
+            info["fallback_reason"] = why
+        m = self._cold(self._saver())
+        guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2),
+                       **({"why": why} if why else {})})
+        return m
+
+    def _cold(self, at_point: machine.AtPoint | None) -> machine.Machine:
+        if getattr(self, "machine", None) is not None:
+            disks.make(self.outcome.run_dir)  # the lost guest's disks are dirty
+        return machine.boot(self.spec, self.say, at_point)
+
+    def _saver(self) -> machine.AtPoint:
+        def save(qspec: qemu.QemuSpec, point_uptime: float) -> None:
+            info = self._snap_info()
+            key = self._snap_key(qspec.accel)
+            info["key"] = key
+            if snapshot.lookup(key)[0] is not None:
+                return  # another run saved it meanwhile
+            t0 = time.monotonic()
+            w = snapshot.Writer(key)
+            try:
+                fd = w.vmstate_fd()
+                try:
+                    machine.save_at_point(qspec, fd)
+                finally:
+                    os.close(fd)
+                w.add_disks(self.spec.drives)
+                machine.resume_after_save(qspec)
+                assert self.kernel is not None
+                e = w.commit({"kernel": self.kernel.release, "accel": qspec.accel,
+                              "point_uptime_s": point_uptime})
+                info.update({"saved": key, "save_s": round(time.monotonic() - t0, 2),
+                             "size_bytes": e.size_bytes()})
+                self.say(f"guest saved as snapshot {key} ({e.size_bytes() / 2**20:.0f} MiB) "
+                         f"in {time.monotonic() - t0:.1f}s")
+            except (MachineError, OSError) as e:
+                w.abort()
+                info["save_error"] = str(e)
+                self.say(f"could not save a snapshot: {e}")
+                try:
+                    machine.resume_after_save(qspec)
+                except MachineError:
+                    pass
+        return save
+
     def reboot(self, why: str) -> None:
         if len(self.reboots) >= self.req.max_reboots:
             raise MachineError(f"guest lost {len(self.reboots) + 1} times; last: {why}")
         self.machine.kill()
         t1 = time.monotonic()
-        self.say(f"guest lost ({why}); booting a fresh one")
+        self.say(f"guest lost ({why}); starting a fresh one")
         self.boot()
-        self.reboots.append({"why": why, "reboot_s": round(time.monotonic() - t1, 2)})
+        self.reboots.append({"why": why, "reboot_s": round(time.monotonic() - t1, 2),
+                             "restored": self.machine.restored})
 
     def run_all(self) -> None:
         facts = self.transport.run(GUEST_FACTS, 60.0)
