@@ -424,6 +424,13 @@ def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str, qspec: Qemu
     if i == 3 and m is not None:
         up = float(m.group(1))
         if at_point is not None and qspec is not None:
+            # About to be saved: the guest zeroes its free memory first (guest/init), then
+            # reports the point again.
+            child.send("harness-zero\n")
+            i, m, seen = expect_bounded(child, [_POINT, _PANIC], spec.boot_timeout_s)
+            _raise_unready({1: 1}.get(i, i), m, seen, spec.boot_timeout_s)
+            assert m is not None
+            up = float(m.group(1))
             at_point(qspec, up)
         return _past_point(child, spec, up, spec.boot_timeout_s)
     _raise_unready({2: 1, 1: TIMED_OUT}.get(i, i), m, seen, spec.boot_timeout_s)

@@ -284,6 +284,7 @@ class _Run:
     def boot(self) -> machine.Machine:
         m = self._fresh_guest()
         self.machine = m
+        self.used = False  # no test program has run in it yet
         info = self.fingerprint["machine"]
         assert isinstance(info, dict)
         if "accel" not in info:
@@ -345,7 +346,7 @@ class _Run:
         if why:
             self.say(f"{why}; booting cold")
             info["fallback_reason"] = why
-        m = self._cold(self._saver())
+        m = self._cold(self._saver() if snapshot.writable() else None)
         guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2),
                        **({"why": why} if why else {})})
         return m
@@ -408,8 +409,19 @@ class _Run:
         self.fingerprint["boot_to_first_test_s"] = round(time.monotonic() - self.t0, 2)
         (self.outcome.run_dir / "output").mkdir(exist_ok=True)
         queue = deque(self.selected)
+        isolated: list[dict[str, object]] = []
         while queue:
             sel = queue.popleft()
+            if self.req.isolate == "program" and self.used:
+                # A pristine guest for every program: no THP knob, hugetlb page or pin of the
+                # program before (restored from the snapshot; cold with --snapshot off).
+                t1 = time.monotonic()
+                self.machine.kill()
+                self.boot()
+                isolated.append({"program": sel.program.name, "s": round(time.monotonic() - t1, 2),
+                                 "restored": self.machine.restored})
+                self.fingerprint["isolated"] = isolated
+            self.used = True
             leftover = self.run_program(sel)
             if leftover:
                 queue.appendleft(suites.Selected(sel.program, tuple(leftover)))

@@ -40,6 +40,15 @@ def snapshots_dir() -> Path:
     return cache_dir() / "snapshots"
 
 
+def writable() -> bool:
+    """Whether a snapshot can be saved here (the cache directory can be made and written)."""
+    try:
+        snapshots_dir().mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(snapshots_dir(), os.W_OK)
+
+
 def _file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
