@@ -344,9 +344,16 @@ def expect_bounded(child: pexpect.spawn, patterns: list[re.Pattern[bytes]],
 
 
 _POINT = re.compile(rb"harness-snapshot-point:([0-9.]+):")
-# At a point, what the host does before the guest goes on: save the machine (a cold boot whose
-# snapshot is to be cached). Given the QEMU spec (monitor socket) and the guest's uptime there.
-AtPoint = Callable[[QemuSpec, float], None]
+
+
+@dataclass
+class AtPoint:
+    """What the host does at the guest's snapshot point before the guest goes on: save the
+    machine (a cold boot whose snapshot is to be cached), given the QEMU spec (monitor socket)
+    and the guest's uptime there. `reached` says the guest got that far (a boot that breaks
+    after it broke in the save, not in the boot)."""
+    save: Callable[[QemuSpec, float], None]
+    reached: bool = False
 
 
 @dataclass(frozen=True)
@@ -424,14 +431,8 @@ def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str, qspec: Qemu
     if i == 3 and m is not None:
         up = float(m.group(1))
         if at_point is not None and qspec is not None:
-            # About to be saved: the guest zeroes its free memory first (guest/init), then
-            # reports the point again.
-            child.send("harness-zero\n")
-            i, m, seen = expect_bounded(child, [_POINT, _PANIC], spec.boot_timeout_s)
-            _raise_unready({1: 1}.get(i, i), m, seen, spec.boot_timeout_s)
-            assert m is not None
-            up = float(m.group(1))
-            at_point(qspec, up)
+            at_point.reached = True
+            at_point.save(qspec, up)
         return _past_point(child, spec, up, spec.boot_timeout_s)
     _raise_unready({2: 1, 1: TIMED_OUT}.get(i, i), m, seen, spec.boot_timeout_s)
     return None

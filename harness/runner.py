@@ -214,6 +214,8 @@ class _Run:
         self.done: set[str] = set()
         self.reboots: list[dict[str, object]] = []
         self.all_ids: dict[str, list[str]] = {}
+        self.t_guest = self.t0  # when the first guest was asked for
+        self.used = False  # a test program ran in the current guest
 
     def say(self, msg: str) -> None:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
@@ -346,7 +348,17 @@ class _Run:
         if why:
             self.say(f"{why}; booting cold")
             info["fallback_reason"] = why
-        m = self._cold(self._saver() if snapshot.writable() else None)
+        saver = self._saver() if snapshot.writable() else None
+        try:
+            m = self._cold(saver)
+        except MachineError as e:
+            if saver is None or not saver.reached:
+                raise
+            # It reached its snapshot point and broke in the save (the zeroing of free memory,
+            # the migration): the guest itself boots; once more without saving.
+            info["save_error"] = f"the guest broke while being saved: {e}"
+            self.say(f"the guest broke while being saved ({e}); booting cold without a snapshot")
+            m = self._cold(None)
         guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2),
                        **({"why": why} if why else {})})
         return m
@@ -388,7 +400,7 @@ class _Run:
                     machine.resume_after_save(qspec)
                 except MachineError:
                     pass
-        return save
+        return machine.AtPoint(save)
 
     def reboot(self, why: str) -> None:
         if len(self.reboots) >= self.req.max_reboots:
@@ -407,6 +419,8 @@ class _Run:
         if short:
             self.say(short)
         self.fingerprint["boot_to_first_test_s"] = round(time.monotonic() - self.t0, 2)
+        # From the start of the first guest (booted or restored) to the first test command.
+        self.fingerprint["guest_to_first_test_s"] = round(time.monotonic() - self.t_guest, 2)
         (self.outcome.run_dir / "output").mkdir(exist_ok=True)
         queue = deque(self.selected)
         isolated: list[dict[str, object]] = []
@@ -613,6 +627,7 @@ def _execute(run: _Run) -> RunOutcome:
         run.outcome.stage = "build_guest"
         run.build_guest()
         run.outcome.stage = "boot"
+        run.t_guest = time.monotonic()
         run.boot()
         run.outcome.stage = "run"
         run.run_all()

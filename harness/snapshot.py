@@ -37,7 +37,8 @@ MAX_BYTES = 4 << 30  # apparent bytes of the vmstate files plus the disks' alloc
 
 
 def snapshots_dir() -> Path:
-    return cache_dir() / "snapshots"
+    """cache_dir()/snapshots, or $HARNESS_SNAPSHOT_DIR (tests use a private one)."""
+    return Path(os.environ.get("HARNESS_SNAPSHOT_DIR") or cache_dir() / "snapshots")
 
 
 def writable() -> bool:
