@@ -539,6 +539,8 @@ def restore(spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = l
     qemu_bin = require_qemu()
     log = ConsoleLog(spec.run_dir / "console.log")
     qspec = qemu_spec(spec, accel, qemu_bin)
+    assert qspec.monitor_socket is not None
+    qspec.monitor_socket.unlink(missing_ok=True)  # an earlier guest's (--out-reuse, a reboot)
     argv = qemu.argv(qspec) + ["-incoming", "defer"]
     _write_argv(spec.run_dir, argv, 0)
     log.write(f"\n=== harness: restore from {vmstate}, accel={accel} ===\n".encode())
@@ -548,12 +550,14 @@ def restore(spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = l
                           env=qemu.environment(), preexec_fn=lambda: os.umask(0o077))
     child.logfile_read = log
     try:
-        sock = qspec.monitor_socket
-        assert sock is not None
-        while not sock.exists():
-            if not child.isalive() or time.monotonic() - t0 > timeout_s:
-                raise MachineError("QEMU did not start for the restore (see console.log)")
-            time.sleep(0.005)
+        while True:  # the socket file comes before QEMU listens on it
+            try:
+                monitor_command(qspec, "info status")
+                break
+            except MachineError:
+                if not child.isalive() or time.monotonic() - t0 > timeout_s:
+                    raise MachineError("QEMU did not start for the restore (see console.log)") from None
+                time.sleep(0.005)
         fd = os.open(vmstate, os.O_RDONLY)
         try:
             answer = monitor_command(qspec, "getfd harness-snap", fd=fd)
