@@ -54,8 +54,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--snapshot", choices=["auto", "off"], default="auto",
                    help="auto (default): fresh guests are restored from a cached snapshot of the booted guest "
                         "(saved by the first cold boot; `harness cache`); off: every guest boots cold")
-    p.add_argument("--isolate", choices=["none", "program"], default="none",
-                   help="program: every test program runs in a pristine guest (restored from the snapshot)")
+    p.add_argument("--isolate", choices=["none", "program", "case"], default="none",
+                   help="program: every test program runs in a pristine guest (restored from the snapshot); "
+                        "case: every case does (a kselftest program runs whole)")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("-v", "--verbose", action="store_true",

@@ -60,7 +60,7 @@ class RunRequest:
     # auto: restore fresh guests from a cached snapshot of the booted guest, and save one on a
     # cold boot (harness/snapshot.py); off: every fresh guest is a cold boot, nothing cached.
     snapshot: str = "auto"
-    isolate: str = "none"  # none | program: every program after the first gets a fresh guest
+    isolate: str = "none"  # none | program | case: every program (case) after the first gets a fresh guest
 
 
 @dataclass
@@ -423,16 +423,20 @@ class _Run:
         self.fingerprint["guest_to_first_test_s"] = round(time.monotonic() - self.t_guest, 2)
         (self.outcome.run_dir / "output").mkdir(exist_ok=True)
         queue = deque(self.selected)
+        if self.req.isolate == "case":  # one case per guest (a kselftest runs whole: no ids to pick)
+            queue = deque()
+            for s in self.selected:
+                queue += ([suites.Selected(s.program, (i,)) for i in s.ids] if s.program.kind == "harness" else [s])
         isolated: list[dict[str, object]] = []
         while queue:
             sel = queue.popleft()
-            if self.req.isolate == "program" and self.used:
+            if self.req.isolate in ("program", "case") and self.used:
                 # A pristine guest for every program: no THP knob, hugetlb page or pin of the
                 # program before (restored from the snapshot; cold with --snapshot off).
                 t1 = time.monotonic()
                 self.machine.kill()
                 self.boot()
-                isolated.append({"program": sel.program.name, "s": round(time.monotonic() - t1, 2),
+                isolated.append({"program": sel.program.name, "cases": len(sel.ids), "s": round(time.monotonic() - t1, 2),
                                  "restored": self.machine.restored})
                 self.fingerprint["isolated"] = isolated
             self.used = True
