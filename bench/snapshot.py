@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import boot as bootbench  # noqa: E402
 
-from harness import kernel, suites  # noqa: E402
+from harness import kernel, snapshot, suites  # noqa: E402
 
 
 def run(args: list[str], out: Path) -> tuple[float, dict]:
@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--kernel", default="debian:6.12")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--repeat-filter", default="cow.fork.*")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="keep the run dirs here (default: a temp dir)")
     a = ap.parse_args()
     k = kernel.resolve(a.kernel)
     kk = ["--kernel", a.kernel]
@@ -53,7 +54,8 @@ def main() -> int:
         rows.setdefault(name, []).append(v)
 
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
+        t = a.keep or Path(tmp)
+        t.mkdir(parents=True, exist_ok=True)
         bootbench.bare_initramfs(k, [p for p in suites.programs(["cow"]) if not p.guest_interp], t / "bare.cpio")
         run(kk, t / "warm")  # saves the default run's snapshot (if not cached yet)
         run(kk + ["--suite", "faults", "--timeout", "20"], t / "warm-faults")
@@ -65,6 +67,8 @@ def main() -> int:
             add("first test: cold", fp["guest_to_first_test_s"])
             w, fp = run(kk, t / "cached")
             add("default run: cached", w)
+            add("snapshot MiB (default run)", float(
+                next((e.size_bytes() for e in snapshot.entries() if e.key == fp["snapshot"]["key"]), 0)) / 2**20)
             add("first test: restored", fp["guest_to_first_test_s"])
             w, fp = run(kk + ["--isolate", "program"], t / "isolate")
             add("isolate program: cached", w)
