@@ -216,6 +216,7 @@ class _Run:
         self.all_ids: dict[str, list[str]] = {}
         self.t_guest = self.t0  # when the first guest was asked for
         self.used = False  # a test program ran in the current guest
+        self._keys: dict[str, str] = {}  # snapshot cache key per accelerator
 
     def say(self, msg: str) -> None:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
@@ -311,7 +312,7 @@ class _Run:
 
     def _snap_key(self, accel: str) -> str:
         """The cache key for this run's guest under `accel` (computed once per accelerator)."""
-        cache: dict[str, str] = self.__dict__.setdefault("_keys", {})
+        cache = self._keys
         if accel not in cache:
             qspec = machine.qemu_spec(self.spec, accel, image.require_qemu())
             argv = qemu.argv(qspec)
@@ -354,8 +355,8 @@ class _Run:
         except MachineError as e:
             if saver is None or not saver.reached:
                 raise
-            # It reached its snapshot point and broke in the save (the zeroing of free memory,
-            # the migration): the guest itself boots; once more without saving.
+            # It reached its snapshot point and broke in the save (the migration, the `cont`
+            # after it): the guest itself boots; once more without saving.
             info["save_error"] = f"the guest broke while being saved: {e}"
             self.say(f"the guest broke while being saved ({e}); booting cold without a snapshot")
             m = self._cold(None)

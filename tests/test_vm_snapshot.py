@@ -42,7 +42,8 @@ def test_restored_run_gives_the_cold_verdicts(tmp_path: Path, kernel: str) -> No
     snaps = tmp_path / "snaps"
     cold, fp_cold = run(tmp_path / "cold", snaps, "--kernel", kernel, *FILTERS, "--snapshot", "off")
     assert cold.returncode == 0, cold.stderr[-2000:]
-    assert fp_cold["snapshot"]["guests"][0]["how"] == "cold" and not snaps.exists() or not any(snaps.iterdir())
+    assert fp_cold["snapshot"]["guests"][0]["how"] == "cold"
+    assert not snaps.exists()  # --snapshot off saves nothing
     saved, fp_saved = run(tmp_path / "saved", snaps, "--kernel", kernel, *FILTERS)
     assert saved.returncode == 0, saved.stderr[-2000:]
     assert fp_saved["snapshot"].get("saved"), fp_saved["snapshot"]
@@ -75,7 +76,7 @@ def test_corrupted_snapshot_falls_back_to_a_cold_boot(tmp_path: Path) -> None:
     assert first.returncode == 0 and fp["snapshot"].get("saved"), first.stderr[-2000:]
     vmstate = snaps / fp["snapshot"]["key"] / "vmstate"
     data = bytearray(vmstate.read_bytes())
-    for off in range(4096, len(data), len(data) // 64):  # same size, garbage throughout
+    for off in range(0, len(data), len(data) // 64):  # same size, garbage throughout (header too)
         data[off:off + 512] = os.urandom(512)
     vmstate.write_bytes(bytes(data))
     again, fp2 = run(tmp_path / "again", snaps, *args)
