@@ -345,8 +345,8 @@ class _Run:
                 return m
             except (MachineError, OSError) as e:
                 why = f"restore from {key} failed: {e}"
-                snapshot.discard(key)  # a cold boot saves a good one again
         if why:
+            snapshot.discard(key)  # damaged: a cold boot saves a good one in its place
             self.say(f"{why}; booting cold")
             info["fallback_reason"] = why
         saver = self._saver() if snapshot.writable() else None
