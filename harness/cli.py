@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, terminal
+from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, terminal
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -51,6 +51,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--pinner", choices=["auto", "gup_test", "module"], default="auto",
                    help="cow_gup's long-term pins: the kernel's gup_test if it has one, else the harness_pin "
                         "module (auto, default), or only that one")
+    p.add_argument("--snapshot", choices=["auto", "off"], default="auto",
+                   help="auto (default): fresh guests are restored from a cached snapshot of the booted guest "
+                        "(saved by the first cold boot; `harness cache`); off: every guest boots cold")
+    p.add_argument("--isolate", choices=["none", "program", "case"], default="none",
+                   help="program: every test program runs in a pristine guest (restored from the snapshot); "
+                        "case: every case does (a kselftest program runs whole)")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("-v", "--verbose", action="store_true",
@@ -82,7 +88,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
                      expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
                      transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
                      timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
-                     max_reboots=a.max_reboots, pinner=a.pinner, out_reuse=a.out_reuse)
+                     max_reboots=a.max_reboots, pinner=a.pinner, out_reuse=a.out_reuse,
+                     snapshot=a.snapshot, isolate=a.isolate)
     if a.bisect_exit:  # under `git bisect run`: 0 good, 1 bad, 125 skip, 128 abort
         return bisect_cmd.run_for_git_bisect(a, req, _progress)
     plan = runopts.dispatch(a, req, _progress)  # several kernels or --repeat: a matrix, run there
@@ -249,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--flavours", action="store_true", help="with list --available: the -cloud and -rt flavours too")
     k.add_argument("specs", nargs="*", metavar="SPEC")
     sub.add_parser("doctor", help="say what is missing and how to get it")
+    c = sub.add_parser("cache", help="show or prune the cached guest snapshots")
+    c.add_argument("action", choices=["show", "prune"])
+    c.add_argument("--keep", type=int, metavar="N", help="with prune: keep the N most recently used (0: remove all)")
     runopts.add_commands(sub)
     bisect_cmd.add_command(sub)
     series_cmd.add_command(sub)
@@ -263,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "series": lambda a: series_cmd.cmd_series(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
                 "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
                 "build": _cmd_build, "source": _cmd_source,
+                "cache": lambda a: snapshot.cmd_cache(a.action, a.keep),
                 "expectations": lambda a: expreport_cmd.cmd_expectations(a, _progress)}
     try:
         if a.command in ("run", "bisect", "series", "build"):

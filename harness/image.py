@@ -52,6 +52,10 @@ class GuestOptions:
     pinner: str = "auto"  # COW_PINNER for cow_gup: auto | gup_test | module
     authorized_key: str = ""  # OpenSSH public key line for root, with net
     host_key: bytes = b""  # dropbear-format host key, with net
+    # The guest stops at its snapshot point and takes the nonce and the SSH keys from the host's
+    # "harness-go" line (guest/init), so the initramfs holds no per-run secret and a snapshot of
+    # the booted guest can be cached and restored by later runs (harness/snapshot.py).
+    handshake: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry],
 
 
 def _env_file(opts: GuestOptions) -> bytes:
-    env = {"HARNESS_NONCE": opts.nonce, "HARNESS_USR": str(int(opts.share_usr)),
+    env = {"HARNESS_NONCE": "" if opts.handshake else opts.nonce, "HARNESS_HANDSHAKE": str(int(opts.handshake)),
+           "HARNESS_USR": str(int(opts.share_usr)),
            "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
            "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma)),
            "HARNESS_PINNER": opts.pinner}
@@ -121,7 +126,7 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
     ents.append(cpio.Entry.file("etc/harness/env", _env_file(opts)))
     ents.append(cpio.Entry.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
     ents.append(cpio.Entry.file("etc/group", b"root:x:0:\n"))
-    if opts.net:
+    if opts.net and not opts.handshake:
         ents.append(cpio.Entry.file("root/.ssh/authorized_keys", opts.authorized_key.encode(), 0o600))
         ents.append(cpio.Entry.file("etc/dropbear/host_key", opts.host_key, 0o600))
     wanted = ((USR_MODULES if opts.share_usr else []) + (NET_MODULES if opts.net or opts.rdma else [])

@@ -7,9 +7,11 @@ reports that, or shows no sign of life within kvm_probe_s, is retried under TCG.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -97,7 +99,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
-        sandbox=qemu.sandbox_supported(qemu_bin),
+        sandbox=qemu.sandbox_supported(qemu_bin), vmgenid=opts.handshake,
     )
 
 
@@ -143,6 +145,8 @@ class Machine:
         self.console = ConsoleTransport(child)
         self._stop_drain = threading.Event()
         self._drain_thread: threading.Thread | None = None
+        self.checks: Checks | None = None  # what a guest with a snapshot point reported past it
+        self.restored = False
 
     def alive(self) -> bool:
         return bool(self.child.isalive())
@@ -208,18 +212,7 @@ class Machine:
 
     def monitor(self, command: str, timeout_s: float = 5.0) -> str:
         """One HMP command on the monitor socket; returns QEMU's answer."""
-        path = self.qspec.monitor_socket
-        if path is None:
-            raise MachineError("this machine has no monitor socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout_s)
-            try:
-                sock.connect(str(path))
-                _read_until_prompt(sock)
-                sock.sendall(command.encode() + b"\n")
-                return _read_until_prompt(sock).decode("utf-8", "replace")
-            except OSError as e:
-                raise MachineError(f"QEMU monitor: {command!r} failed: {e}") from None
+        return monitor_command(self.qspec, command, timeout_s)
 
     def dump_backtraces(self) -> None:
         """The kernel stopped answering: ask it for blocked tasks and every CPU's backtrace
@@ -262,6 +255,25 @@ class Machine:
         self.child.close()
         self._log.close()
         self._remove_private_dirs()
+
+
+def monitor_command(qspec: QemuSpec, command: str, timeout_s: float = 5.0, fd: int | None = None) -> str:
+    """One HMP command on `qspec`'s monitor socket (with `fd` passed along, for getfd)."""
+    path = qspec.monitor_socket
+    if path is None:
+        raise MachineError("this machine has no monitor socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(str(path))
+            _read_until_prompt(sock)
+            if fd is None:
+                sock.sendall(command.encode() + b"\n")
+            else:
+                socket.send_fds(sock, [command.encode() + b"\n"], [fd])
+            return _read_until_prompt(sock).decode("utf-8", "replace")
+        except OSError as e:
+            raise MachineError(f"QEMU monitor: {command!r} failed: {e}") from None
 
 
 def _read_until_prompt(sock: socket.socket) -> bytes:
@@ -331,30 +343,99 @@ def expect_bounded(child: pexpect.spawn, patterns: list[re.Pattern[bytes]],
             return EOF_SEEN, None, bytes(window)
 
 
-def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str) -> None:
+_POINT = re.compile(rb"harness-snapshot-point:([0-9.]+):")
+
+
+@dataclass
+class AtPoint:
+    """What the host does at the guest's snapshot point before the guest goes on: save the
+    machine (a cold boot whose snapshot is to be cached), given the QEMU spec (monitor socket)
+    and the guest's uptime there. `reached` says the guest got that far (a boot that breaks
+    after it broke in the save, not in the boot)."""
+    save: Callable[[QemuSpec, float], None]
+    reached: bool = False
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What a guest past its snapshot point reported (guest/init's harness-checks line)."""
+    point_uptime_s: float
+    uptime_s: float
+    clock_s: int
+    scratch: str  # the scratch filesystem's entries, "lost+found," when clean
+
+    def problems(self, sent_clock_s: float, scratch_disk: bool) -> list[str]:
+        """Why a restored guest is not to be trusted (pure; empty: it is)."""
+        out = []
+        if self.uptime_s < self.point_uptime_s:
+            out.append(f"uptime went back ({self.uptime_s} < {self.point_uptime_s} at the snapshot)")
+        if abs(self.clock_s - sent_clock_s) > 60:
+            out.append(f"guest clock {self.clock_s} is not the host's {int(sent_clock_s)}")
+        if scratch_disk and self.scratch != "lost+found,":
+            out.append(f"scratch filesystem not clean: {self.scratch or 'not mounted'}")
+        return out
+
+
+def go_line(opts: object, clock_s: float) -> str:
+    """The line that takes a guest past its snapshot point with this run's secrets."""
+    net = bool(getattr(opts, "net", False))
+    ak = base64.b64encode(str(getattr(opts, "authorized_key", "")).encode()).decode() if net else "-"
+    hk = base64.b64encode(bytes(getattr(opts, "host_key", b""))).decode() if net else "-"
+    return f"harness-go {getattr(opts, 'nonce')} {int(clock_s)} {secrets.token_hex(32)} {ak} {hk}"
+
+
+def _past_point(child: pexpect.spawn, spec: MachineSpec, point_uptime: float, timeout_s: float) -> Checks:
+    """Send the go line; wait for the checks and the ready line."""
+    nonce = spec.image.options.nonce.encode()
+    now = time.time()
+    child.send(go_line(spec.image.options, now) + "\n")
+    ready = re.compile(rb"harness-ready:" + re.escape(nonce) + rb":")
+    i, m, seen = expect_bounded(child, [ready, _PANIC], timeout_s)
+    _raise_unready(i, m, seen, timeout_s)
+    c = re.search(rb"harness-checks:" + re.escape(nonce) + rb":([0-9.]+):(\d+):([^:\r\n]*):", seen)
+    if c is None:
+        raise MachineError("the guest went past its snapshot point without its checks line")
+    return Checks(point_uptime, float(c.group(1)), int(c.group(2)), c.group(3).decode("utf-8", "replace"))
+
+
+def _raise_unready(i: int, m: re.Match[bytes] | None, seen: bytes, timeout_s: float) -> None:
+    if i == 0:
+        return
+    if i == 1 and m is not None:
+        line = safetext.terminal_line(m.group(0).decode("utf-8", "replace"))
+        raise BootPanic(f"kernel panicked during boot: {line}", seen)
+    if i == EOF_SEEN:
+        raise MachineError("QEMU exited before the guest was ready (see console.log)")
+    raise BootTimeout(f"guest not ready within {timeout_s:.0f}s (see console.log)")
+
+
+def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str, qspec: QemuSpec | None = None,
+                at_point: AtPoint | None = None) -> Checks | None:
     nonce = spec.image.options.nonce.encode()
     ready = re.compile(rb"harness-ready:" + re.escape(nonce) + rb":")
     if accel == "kvm":
         i, _, _ = expect_bounded(child, [ready, _KVM_DEAD, _LIFE], spec.kvm_probe_s)
         if i == 0:
-            return
+            return None
         if i == 1:
             raise AccelUnusable("KVM internal error (nested virtualization?)")
         if i == EOF_SEEN:
             raise AccelUnusable("QEMU exited under KVM before the kernel started")
         if i == TIMED_OUT:
             raise AccelUnusable(f"no sign of life under KVM within {spec.kvm_probe_s:.0f}s")
-    i, m, seen = expect_bounded(child, [ready, _KVM_DEAD, _PANIC], spec.boot_timeout_s)
+    i, m, seen = expect_bounded(child, [ready, _KVM_DEAD, _PANIC, _POINT], spec.boot_timeout_s)
     if i == 0:
-        return
+        return None
     if i == 1 and accel == "kvm":
         raise AccelUnusable("KVM internal error (nested virtualization?)")
-    if i == 2 and m is not None:
-        line = safetext.terminal_line(m.group(0).decode("utf-8", "replace"))
-        raise BootPanic(f"kernel panicked during boot: {line}", seen)
-    if i == EOF_SEEN:
-        raise MachineError("QEMU exited before the guest was ready (see console.log)")
-    raise BootTimeout(f"guest not ready within {spec.boot_timeout_s:.0f}s (see console.log)")
+    if i == 3 and m is not None:
+        up = float(m.group(1))
+        if at_point is not None and qspec is not None:
+            at_point.reached = True
+            at_point.save(qspec, up)
+        return _past_point(child, spec, up, spec.boot_timeout_s)
+    _raise_unready({2: 1, 1: TIMED_OUT}.get(i, i), m, seen, spec.boot_timeout_s)
+    return None
 
 
 def tcg_text_poke_flake(console: bytes) -> bool:
@@ -367,17 +448,20 @@ def tcg_text_poke_flake(console: bytes) -> bool:
     return b"Oops: int3" in console
 
 
-def boot(spec: MachineSpec, progress: Progress = lambda s: None) -> Machine:
+def boot(spec: MachineSpec, progress: Progress = lambda s: None, at_point: AtPoint | None = None) -> Machine:
+    """A cold boot. A guest with a snapshot point (GuestOptions.handshake) calls `at_point`
+    there (to save it), then gets its secrets."""
     qemu_bin = require_qemu()
     log = ConsoleLog(spec.run_dir / "console.log")
     try:
-        return _boot(spec, qemu_bin, log, progress)
+        return _boot(spec, qemu_bin, log, progress, at_point)
     except BaseException:  # Ctrl-C or SIGTERM while waiting for the boot too: no QEMU left
         log.close()
         raise
 
 
-def _boot(spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress) -> Machine:
+def _boot(spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress,
+          at_point: AtPoint | None) -> Machine:
     plan, skipped = accel_plan(spec.accel)
     plan = list(plan)
     notes = [skipped] if skipped else []
@@ -389,7 +473,7 @@ def _boot(spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress)
         child = _start(spec, qspec, log, attempt)
         try:
             try:
-                _wait_ready(child, spec, accel)
+                checks = _wait_ready(child, spec, accel, qspec, at_point)
             except BaseException:
                 child.terminate(force=True)
                 child.close()
@@ -409,5 +493,102 @@ def _boot(spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress)
                 plan.append("tcg")
                 continue
             raise
-        return Machine(spec, qspec, child, log, time.monotonic() - t0, "; ".join(notes))
+        m = Machine(spec, qspec, child, log, time.monotonic() - t0, "; ".join(notes))
+        m.checks = checks
+        return m
     raise MachineError("no accelerator to try")  # unreachable: plan is never empty
+
+
+def save_at_point(qspec: QemuSpec, vmstate_fd: int, timeout_s: float = 120.0) -> None:
+    """Migrate the running machine's RAM and device state into `vmstate_fd` (the VM stops);
+    it stays stopped for the caller to copy the disks, then resume_after_save()."""
+    monitor_command(qspec, "migrate_set_parameter max-bandwidth 64G")
+    monitor_command(qspec, "migrate_set_parameter downtime-limit 60000")
+    answer = monitor_command(qspec, "getfd harness-snap", fd=vmstate_fd)
+    if "rror" in answer:
+        raise MachineError(f"QEMU getfd: {answer.strip()}")
+    answer = monitor_command(qspec, "migrate -d fd:harness-snap")
+    if "rror" in answer:
+        raise MachineError(f"QEMU migrate: {answer.strip()}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = monitor_command(qspec, "info migrate")
+        if "Migration status: completed" in info:
+            return
+        if re.search(r"Migration status: (failed|cancelled)", info):
+            raise MachineError(f"saving the guest failed: {safetext.terminal_line(info.strip()[-300:])}")
+        if time.monotonic() > deadline:
+            monitor_command(qspec, "migrate_cancel")
+            raise MachineError(f"saving the guest took over {timeout_s:.0f}s")
+        time.sleep(0.05)
+
+
+def resume_after_save(qspec: QemuSpec) -> None:
+    """Run the saved machine on (`cont` takes the disks back from the finished migration)."""
+    answer = monitor_command(qspec, "cont")
+    if "rror" in answer:
+        raise MachineError(f"QEMU cont after the save: {answer.strip()}")
+
+
+def restore(spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = lambda s: None,
+            timeout_s: float = 30.0) -> Machine:
+    """A machine restored from `vmstate` (saved at the snapshot point of a guest made from the
+    same kernel, initramfs and QEMU command line; spec.drives hold the disks saved with it),
+    given this run's secrets and checked. MachineError when anything is off: the caller boots
+    cold instead."""
+    qemu_bin = require_qemu()
+    log = ConsoleLog(spec.run_dir / "console.log")
+    qspec = qemu_spec(spec, accel, qemu_bin)
+    assert qspec.monitor_socket is not None
+    qspec.monitor_socket.unlink(missing_ok=True)  # an earlier guest's (--out-reuse, a reboot)
+    argv = qemu.argv(qspec) + ["-incoming", "defer"]
+    _write_argv(spec.run_dir, argv, 0)
+    log.write(f"\n=== harness: restore from {vmstate}, accel={accel} ===\n".encode())
+    progress(f"restoring {spec.kernel.release} from a snapshot")
+    t0 = time.monotonic()
+    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False,
+                          env=qemu.environment(), preexec_fn=lambda: os.umask(0o077))
+    child.logfile_read = log
+    try:
+        while True:  # the socket file comes before QEMU listens on it
+            try:
+                monitor_command(qspec, "info status")
+                break
+            except MachineError:
+                if not child.isalive() or time.monotonic() - t0 > timeout_s:
+                    raise MachineError("QEMU did not start for the restore (see console.log)") from None
+                time.sleep(0.005)
+        fd = os.open(vmstate, os.O_RDONLY)
+        try:
+            answer = monitor_command(qspec, "getfd harness-snap", fd=fd)
+        finally:
+            os.close(fd)
+        if "rror" in answer:
+            raise MachineError(f"QEMU getfd: {answer.strip()}")
+        answer = monitor_command(qspec, "migrate_incoming fd:harness-snap")
+        if "rror" in answer:
+            raise MachineError(f"QEMU migrate_incoming: {answer.strip()}")
+        while True:
+            status = monitor_command(qspec, "info status") if child.isalive() else ""
+            if "running" in status:
+                break
+            if not child.isalive():
+                child.expect(pexpect.EOF, timeout=2)
+                raise MachineError(f"QEMU could not load the snapshot: "
+                                   f"{safetext.terminal_line(child.before.decode('utf-8', 'replace').strip()[-300:])}")
+            if time.monotonic() - t0 > timeout_s:
+                raise MachineError(f"loading the snapshot took over {timeout_s:.0f}s ({status.strip()})")
+            time.sleep(0.005)
+        point = float(json.loads((vmstate.parent / "meta.json").read_text()).get("point_uptime_s", 0))
+        checks = _past_point(child, spec, point, timeout_s)
+        bad = checks.problems(time.time(), spec.image.options.disk)
+        if bad:
+            raise MachineError("restored guest failed its checks: " + "; ".join(bad))
+    except BaseException:
+        child.terminate(force=True)
+        child.close()
+        log.close()
+        raise
+    m = Machine(spec, qspec, child, log, time.monotonic() - t0, "")
+    m.checks, m.restored = checks, True
+    return m

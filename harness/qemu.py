@@ -38,6 +38,10 @@ class QemuSpec:
     monitor_socket: Path | None = None  # HMP on a unix socket (sysrq, NMI, quit)
     drives: tuple[Path, ...] = field(default=())  # raw images as virtio-blk disks, in order
     sandbox: bool = False  # -sandbox SANDBOX (machine: where this QEMU has it, sandbox_supported)
+    # A VM generation ID device: QEMU gives it a new GUID on every start, a restored snapshot
+    # included, and the kernel (CONFIG_VMGENID, 5.18+) reseeds its RNG when it changes, so
+    # guests restored from one snapshot do not share their random numbers.
+    vmgenid: bool = False
 
 
 def _val(p: Path) -> str:
@@ -85,6 +89,8 @@ def argv(spec: QemuSpec) -> list[str]:
     for i, d in enumerate(spec.drives):
         a += ["-drive", f"file={_val(d)},format=raw,if=virtio,cache=unsafe,id=d{i}"]
     a += ["-device", "virtio-rng-pci"]
+    if spec.vmgenid:
+        a += ["-device", "vmgenid,guid=auto"]
     return a
 
 

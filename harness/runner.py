@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Collection
 
 from . import (__version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report,
-               reportio, rundir, signals, suites)
+               reportio, rundir, signals, snapshot, suites)
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
                      ReportWriteError, TransportError)
 from .kernel import resolve as resolve_kernel
@@ -57,6 +57,10 @@ class RunRequest:
     # module (auto); or that one only (gup_test | module: the cross-check runs both).
     pinner: str = "auto"
     out_reuse: bool = False  # --out may hold an earlier run: its files are removed first
+    # auto: restore fresh guests from a cached snapshot of the booted guest, and save one on a
+    # cold boot (harness/snapshot.py); off: every fresh guest is a cold boot, nothing cached.
+    snapshot: str = "auto"
+    isolate: str = "none"  # none | program | case: every program (case) after the first gets a fresh guest
 
 
 @dataclass
@@ -210,6 +214,9 @@ class _Run:
         self.done: set[str] = set()
         self.reboots: list[dict[str, object]] = []
         self.all_ids: dict[str, list[str]] = {}
+        self.t_guest = self.t0  # when the first guest was asked for
+        self.used = False  # a test program ran in the current guest
+        self._keys: dict[str, str] = {}  # snapshot cache key per accelerator
 
     def say(self, msg: str) -> None:
         self.progress(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
@@ -260,7 +267,7 @@ class _Run:
         opts = image.GuestOptions(
             nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
             hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
-            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner)
+            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner, handshake=True)
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
                                         memory_mib=self.memory.memory_mib, cpus=self.req.cpus,
@@ -278,14 +285,16 @@ class _Run:
                      "the /usr share cannot run and are reported as unexpected")
 
     def boot(self) -> machine.Machine:
-        m = machine.boot(self.spec, self.say)
+        m = self._fresh_guest()
         self.machine = m
+        self.used = False  # no test program has run in it yet
         info = self.fingerprint["machine"]
         assert isinstance(info, dict)
         if "accel" not in info:
             info.update({"accel": m.accel, "accel_note": m.accel_note,
                          "qemu": qemu.version(m.qspec.qemu), "boot_s": round(m.boot_s, 2)})
-        self.say(f"guest ready under {m.accel.upper()} in {m.boot_s:.1f}s")
+        self.say(f"guest ready under {m.accel.upper()} in {m.boot_s:.2f}s"
+                 + (" (restored from a snapshot)" if m.restored else ""))
         self.transport: Transport = m.console
         if self.keys is not None:
             from . import sshtransport
@@ -294,14 +303,115 @@ class _Run:
             m.drain_in_background()
         return m
 
+    # ---- fresh guests: restored from the snapshot cache, or booted cold (and then saved) ----
+
+    def _snap_info(self) -> dict[str, object]:
+        info = self.fingerprint.setdefault("snapshot", {"mode": self.req.snapshot, "guests": []})
+        assert isinstance(info, dict)
+        return info
+
+    def _snap_key(self, accel: str) -> str:
+        """The cache key for this run's guest under `accel` (computed once per accelerator)."""
+        cache = self._keys
+        if accel not in cache:
+            qspec = machine.qemu_spec(self.spec, accel, image.require_qemu())
+            argv = qemu.argv(qspec)
+            norm = snapshot.normalized_argv(argv, qspec.kernel, qspec.initrd, qspec.monitor_socket,
+                                            qspec.drives, qspec.ssh_port)
+            cache[accel], _ = snapshot.snapshot_key(kernel=qspec.kernel, initrd=qspec.initrd, argv=norm,
+                                                    qemu_version=qemu.version(qspec.qemu),
+                                                    qemu_bin=qspec.qemu, accel=accel)
+        return cache[accel]
+
+    def _fresh_guest(self) -> machine.Machine:
+        info = self._snap_info()
+        guests = info["guests"]
+        assert isinstance(guests, list)
+        t0 = time.monotonic()
+        if self.req.snapshot == "off":
+            m = self._cold(None)
+            guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2)})
+            return m
+        plan, _ = machine.accel_plan(self.spec.accel)
+        key = self._snap_key(plan[0])
+        info["key"] = key
+        entry, why = snapshot.lookup(key)
+        if entry is not None:
+            try:
+                for src, dst in zip((entry.path / n for n in snapshot.DISKS), self.spec.drives):
+                    snapshot.copy_sparse(src, dst)
+                m = machine.restore(self.spec, entry.vmstate, plan[0], self.say)
+                guests.append({"how": "restore", "s": round(time.monotonic() - t0, 2), "key": key})
+                return m
+            except (MachineError, OSError) as e:
+                why = f"restore from {key} failed: {e}"
+        if why:
+            snapshot.discard(key)  # damaged: a cold boot saves a good one in its place
+            self.say(f"{why}; booting cold")
+            info["fallback_reason"] = why
+        saver = self._saver() if snapshot.writable() else None
+        try:
+            m = self._cold(saver)
+        except MachineError as e:
+            if saver is None or not saver.reached:
+                raise
+            # It reached its snapshot point and broke in the save (the migration, the `cont`
+            # after it): the guest itself boots; once more without saving.
+            info["save_error"] = f"the guest broke while being saved: {e}"
+            self.say(f"the guest broke while being saved ({e}); booting cold without a snapshot")
+            m = self._cold(None)
+        guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2),
+                       **({"why": why} if why else {})})
+        return m
+
+    def _cold(self, at_point: machine.AtPoint | None) -> machine.Machine:
+        if getattr(self, "machine", None) is not None:
+            disks.make(self.outcome.run_dir)  # the lost guest's disks are dirty
+        return machine.boot(self.spec, self.say, at_point)
+
+    def _saver(self) -> machine.AtPoint:
+        def save(qspec: qemu.QemuSpec, point_uptime: float) -> None:
+            info = self._snap_info()
+            key = self._snap_key(qspec.accel)
+            info["key"] = key
+            if snapshot.lookup(key)[0] is not None:
+                return  # another run saved it meanwhile
+            t0 = time.monotonic()
+            w = snapshot.Writer(key)
+            try:
+                fd = w.vmstate_fd()
+                try:
+                    machine.save_at_point(qspec, fd)
+                finally:
+                    os.close(fd)
+                w.add_disks(self.spec.drives)
+                machine.resume_after_save(qspec)
+                assert self.kernel is not None
+                e = w.commit({"kernel": self.kernel.release, "accel": qspec.accel,
+                              "point_uptime_s": point_uptime})
+                info.update({"saved": key, "save_s": round(time.monotonic() - t0, 2),
+                             "size_bytes": e.size_bytes()})
+                self.say(f"guest saved as snapshot {key} ({e.size_bytes() / 2**20:.0f} MiB) "
+                         f"in {time.monotonic() - t0:.1f}s")
+            except (MachineError, OSError) as e:
+                w.abort()
+                info["save_error"] = str(e)
+                self.say(f"could not save a snapshot: {e}")
+                try:
+                    machine.resume_after_save(qspec)
+                except MachineError:
+                    pass
+        return machine.AtPoint(save)
+
     def reboot(self, why: str) -> None:
         if len(self.reboots) >= self.req.max_reboots:
             raise MachineError(f"guest lost {len(self.reboots) + 1} times; last: {why}")
         self.machine.kill()
         t1 = time.monotonic()
-        self.say(f"guest lost ({why}); booting a fresh one")
+        self.say(f"guest lost ({why}); starting a fresh one")
         self.boot()
-        self.reboots.append({"why": why, "reboot_s": round(time.monotonic() - t1, 2)})
+        self.reboots.append({"why": why, "reboot_s": round(time.monotonic() - t1, 2),
+                             "restored": self.machine.restored})
 
     def run_all(self) -> None:
         facts = self.transport.run(GUEST_FACTS, 60.0)
@@ -310,10 +420,27 @@ class _Run:
         if short:
             self.say(short)
         self.fingerprint["boot_to_first_test_s"] = round(time.monotonic() - self.t0, 2)
+        # From the start of the first guest (booted or restored) to the first test command.
+        self.fingerprint["guest_to_first_test_s"] = round(time.monotonic() - self.t_guest, 2)
         (self.outcome.run_dir / "output").mkdir(exist_ok=True)
         queue = deque(self.selected)
+        if self.req.isolate == "case":  # one case per guest (a kselftest runs whole: no ids to pick)
+            queue = deque()
+            for s in self.selected:
+                queue += ([suites.Selected(s.program, (i,)) for i in s.ids] if s.program.kind == "harness" else [s])
+        isolated: list[dict[str, object]] = []
         while queue:
             sel = queue.popleft()
+            if self.req.isolate in ("program", "case") and self.used:
+                # A pristine guest for every program: no THP knob, hugetlb page or pin of the
+                # program before (restored from the snapshot; cold with --snapshot off).
+                t1 = time.monotonic()
+                self.machine.kill()
+                self.boot()
+                isolated.append({"program": sel.program.name, "cases": len(sel.ids), "s": round(time.monotonic() - t1, 2),
+                                 "restored": self.machine.restored})
+                self.fingerprint["isolated"] = isolated
+            self.used = True
             leftover = self.run_program(sel)
             if leftover:
                 queue.appendleft(suites.Selected(sel.program, tuple(leftover)))
@@ -505,6 +632,7 @@ def _execute(run: _Run) -> RunOutcome:
         run.outcome.stage = "build_guest"
         run.build_guest()
         run.outcome.stage = "boot"
+        run.t_guest = time.monotonic()
         run.boot()
         run.outcome.stage = "run"
         run.run_all()
