@@ -109,6 +109,21 @@ static enum status write_through_pin(struct rdma *rd, struct rdma_mr *mr, const 
 	return ST_PASS;
 }
 
+/* The data checked out: the other views of a private mapping must be untouched (check_leak),
+ * and a forked child (FORK_AFTER) must keep its data. */
+static void judge_private(struct area *a, bool check_leak, int arg, struct twin *t,
+			  const char *pass_msg, const char *child_msg, struct result *r)
+{
+	const char *leak = check_leak ? private_write_leaked(a) : NULL;
+
+	if (leak)
+		res_fail(r, "%s", leak);
+	else
+		res_pass(r, "%s", pass_msg);
+	if (r->status == ST_PASS && (arg & FORK_AFTER))
+		twin_expect(t, TW_HOLDS_OLD, child_msg, r);
+}
+
 /* ---- R/O registrations ------------------------------------------------------ */
 
 static enum status op_ro_write(struct area *a, int arg, struct result *r)
@@ -117,7 +132,6 @@ static enum status op_ro_write(struct area *a, int arg, struct result *r)
 	struct rdma_mr *mr = NULL;
 	struct rdma *rd = NULL;
 	bool same = false;
-	const char *leak;
 	int err;
 
 	if (open_rdma(&rd, r) != ST_PASS)
@@ -150,13 +164,9 @@ static enum status op_ro_write(struct area *a, int arg, struct result *r)
 		res_fail(r, "the R/O registration does not see the write through the mapping: RDMA reads stale data");
 		goto out_twin;
 	}
-	leak = (a->type->props & MT_PRIVATE) ? private_write_leaked(a) : NULL;
-	if (leak)
-		res_fail(r, "%s", leak);
-	else
-		res_pass(r, "RDMA READ through the R/O registration sees the write through the mapping");
-	if (r->status == ST_PASS && (arg & FORK_AFTER))
-		twin_expect(&t, TW_HOLDS_OLD, "the child's data changed when the parent wrote", r);
+	judge_private(a, a->type->props & MT_PRIVATE, arg, &t,
+		      "RDMA READ through the R/O registration sees the write through the mapping",
+		      "the child's data changed when the parent wrote", r);
 out_twin:
 	if (arg & FORK_AFTER)
 		twin_end(&t);
@@ -377,7 +387,6 @@ static enum status op_rw_private(struct area *a, int arg, struct result *r)
 	struct twin t = { .p = { .pid = 0 } };
 	struct rdma_mr *mr = NULL;
 	struct rdma *rd = NULL;
-	const char *leak;
 	int err;
 
 	if (open_rdma(&rd, r) != ST_PASS)
@@ -398,13 +407,8 @@ static enum status op_rw_private(struct area *a, int arg, struct result *r)
 		res_fail(r, "the RDMA WRITE does not show in the process's mapping (the pin is not the mapped page)");
 		goto out_twin;
 	}
-	leak = private_write_leaked(a);
-	if (leak)
-		res_fail(r, "%s", leak);
-	else
-		res_pass(r, "the RDMA WRITE shows in the private mapping only");
-	if (r->status == ST_PASS && (arg & FORK_AFTER))
-		twin_expect(&t, TW_HOLDS_OLD, "the RDMA WRITE into the parent's registration reached the child", r);
+	judge_private(a, true, arg, &t, "the RDMA WRITE shows in the private mapping only",
+		      "the RDMA WRITE into the parent's registration reached the child", r);
 out_twin:
 	if (arg & FORK_AFTER)
 		twin_end(&t);
