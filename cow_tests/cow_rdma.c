@@ -109,6 +109,14 @@ static enum status write_through_pin(struct rdma *rd, struct rdma_mr *mr, const 
 	return ST_PASS;
 }
 
+/* Every op's end: drop the registration and the device; the case's status. */
+static enum status release(struct rdma *rd, struct rdma_mr *mr, struct result *r)
+{
+	rdma_dereg(mr);
+	rdma_close(rd);
+	return r->status;
+}
+
 /* The data checked out: the other views of a private mapping must be untouched (check_leak),
  * and a forked child (FORK_AFTER) must keep its data. */
 static void judge_private(struct area *a, bool check_leak, int arg, struct twin *t,
@@ -171,10 +179,7 @@ out_twin:
 	if (arg & FORK_AFTER)
 		twin_end(&t);
 out:
-	if (mr)
-		rdma_dereg(mr);
-	rdma_close(rd);
-	return r->status;
+	return release(rd, mr, r);
 }
 
 static enum status op_ro_file_update(struct area *a, int arg, struct result *r)
@@ -217,10 +222,7 @@ static enum status op_ro_file_update(struct area *a, int arg, struct result *r)
 	else
 		res_pass(r, "the registration and the process both keep the MAP_PRIVATE snapshot");
 out:
-	if (mr)
-		rdma_dereg(mr);
-	rdma_close(rd);
-	return r->status;
+	return release(rd, mr, r);
 }
 
 /* soft-dirty: clear it, check it is clear, register R/O, check again. */
@@ -376,10 +378,7 @@ static enum status op_rw_shared(struct area *a, int arg, struct result *r)
 			res_pass(r, "the RDMA WRITE shows in the shared mapping%s",
 				 (a->type->props & MT_FILE) ? " and the file" : "");
 	}
-	if (mr)
-		rdma_dereg(mr);
-	rdma_close(rd);
-	return r->status;
+	return release(rd, mr, r);
 }
 
 static enum status op_rw_private(struct area *a, int arg, struct result *r)
@@ -413,10 +412,7 @@ out_twin:
 	if (arg & FORK_AFTER)
 		twin_end(&t);
 out:
-	if (mr)
-		rdma_dereg(mr);
-	rdma_close(rd);
-	return r->status;
+	return release(rd, mr, r);
 }
 
 #define MEMS_RDMA_ANON (MEM(MEM_BASE) | MEM(MEM_THP) | MEM(MEM_HUGETLB_2M))
