@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -320,6 +321,24 @@ static enum status map_readonly(struct area *a, struct result *r)
 						      ST_PASS;
 }
 
+static void pageout_from_every_cpu(struct area *a)
+{
+	cpu_set_t was, one;
+
+	if (sched_getaffinity(0, sizeof(was), &was))
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &was))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (!sched_setaffinity(0, sizeof(one), &one))
+			madvise(a->mem, a->size, MADV_PAGEOUT);
+	}
+	sched_setaffinity(0, sizeof(was), &was);
+	diag("swap-out: MADV_PAGEOUT again from every CPU (a page was still in a CPU's LRU batch)");
+}
+
 static enum status swap_out(struct area *a, struct result *r)
 {
 	size_t n = a->size / page_size(), i;
@@ -332,6 +351,15 @@ static enum status swap_out(struct area *a, struct result *r)
 	err = e ? pagemap_range(a->mem, n, e) : -ENOMEM;
 	for (i = 0; !err && i < n && (e[i] & PM_SWAP); i++)
 		;
+	if (!err && i < n) {
+		/* A page faulted in on another CPU can still sit in that CPU's LRU batch, where
+		 * reclaim cannot isolate it, and MADV_PAGEOUT drains only the local batch: ask
+		 * again from every CPU we may run on. */
+		pageout_from_every_cpu(a);
+		err = pagemap_range(a->mem, n, e);
+		for (i = 0; !err && i < n && (e[i] & PM_SWAP); i++)
+			;
+	}
 	free(e);
 	if (err)
 		return res_skip(r, "cannot check the swap-out: /proc/self/pagemap: %s", errno_name(-err));
