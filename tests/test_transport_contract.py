@@ -171,6 +171,9 @@ def test_console_timeout_kills_the_whole_session_and_keeps_output(
     with pytest.raises(CommandTimeout) as e:
         m.console.run("echo started; setsid sh -c 'sleep 78' & sh -c 'sleep 79' & wait", 2.0)
     assert e.value.partial is not None and e.value.partial.stdout == b"started\n"  # type: ignore[attr-defined]
-    assert m.console.run("pgrep -f 'slee[p] 7[89]' || echo gone", 30) == ok(b"gone\n")
+    # SIGKILLed, they may take a moment to exit on a loaded TCG guest (seen once: one still
+    # listed right after the timeout): gone within 5 s.
+    assert m.console.run("i=0; while [ $i -lt 20 ] && pgrep -f 'slee[p] 7[89]' >/dev/null; do sleep 0.25; "
+                         "i=$((i+1)); done; pgrep -f 'slee[p] 7[89]' || echo gone", 30) == ok(b"gone\n")
     # Other sessions (dropbear, for SSH) are not touched.
     assert m.console.run("pidof dropbear >/dev/null && echo alive", 30) == ok(b"alive\n")
