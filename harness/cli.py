@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, terminal
+from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, suites, terminal
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -48,7 +48,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kernel-reports", choices=["fail", "report"], default="fail",
                    help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported")
     p.add_argument("--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)")
-    p.add_argument("--pinner", choices=["auto", "gup_test", "module"], default="auto",
+    p.add_argument("--pinner", choices=suites.PINNERS, default="auto",
                    help="cow_gup's long-term pins: the kernel's gup_test if it has one, else the harness_pin "
                         "module (auto, default), or only that one")
     p.add_argument("--snapshot", choices=["auto", "off"], default="auto",
