@@ -23,6 +23,7 @@ APT_PACKAGES=(
     linux-source-6.12    # kernel source from the Debian archive (harness source fetch debian:6.12)
     chromium             # renders report.html in tests/test_browser.py (installs in ~16 s)
     lava-dispatcher      # lava-run: runs the generated LAVA job in tests/test_lava.py (~50 s to install)
+    debootstrap squashfs-tools  # the guest userspace image (harness/userspace.py: --userspace image, LAVA jobs)
 )
 
 need=()

@@ -57,6 +57,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--isolate", choices=["none", "program", "case"], default="none",
                    help="program: every test program runs in a pristine guest (restored from the snapshot); "
                         "case: every case does (a kselftest program runs whole)")
+    p.add_argument("--userspace", choices=["host", "image"], default="host",
+                   help="the guest's /usr (python3 for the probes, iproute2 for RDMA): the host's over 9p "
+                        "(default), or the harness's pinned userspace image (as in a LAVA job)")
     p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("-v", "--verbose", action="store_true",
@@ -89,7 +92,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
                      transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
                      timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
                      max_reboots=a.max_reboots, pinner=a.pinner, out_reuse=a.out_reuse,
-                     snapshot=a.snapshot, isolate=a.isolate)
+                     snapshot=a.snapshot, isolate=a.isolate, userspace=a.userspace)
     if a.bisect_exit:  # under `git bisect run`: 0 good, 1 bad, 125 skip, 128 abort
         return bisect_cmd.run_for_git_bisect(a, req, _progress)
     plan = runopts.dispatch(a, req, _progress)  # several kernels or --repeat: a matrix, run there

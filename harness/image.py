@@ -2,7 +2,8 @@
 
 The initramfs holds busybox, guest/init, the console agent, the kernel modules the guest needs
 (decompressed on the host: busybox insmod cannot read .ko.xz), and the test payload. Python
-probes run on the host's own /usr, shared read-only over 9p (see README, "Guest userspace").
+probes run on the host's own /usr, shared read-only over 9p (see README, "Guest userspace"), or
+on the userspace image (harness/userspace.py) with --userspace image and in LAVA jobs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ GUEST_DIR = REPO_ROOT / "guest"
 # Each module costs guest time (a Debian module load is ~0.3 s under TCG): load only what is used.
 VIRTIO_MODULES = ["virtio_pci"]  # built in on Debian 6.12, a module on 6.1
 USR_MODULES = ["9p", "9pnet_virtio"]
+USR_IMAGE_MODULES = ["virtio_blk", "squashfs"]  # the userspace image (harness/userspace.py)
 NET_MODULES = ["virtio_net"]
 DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
 # Soft-RoCE for the RDMA registration cases (cow_rdma), on eth0; its deps come from modules.dep.
@@ -56,6 +58,9 @@ class GuestOptions:
     # "harness-go" line (guest/init), so the initramfs holds no per-run secret and a snapshot of
     # the booted guest can be cached and restored by later runs (harness/snapshot.py).
     handshake: bool = False
+    # /usr from the userspace image (harness/userspace.py) on a read-only virtio disk after the
+    # scratch disks, instead of the host's over 9p
+    usr_image: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry],
 
 def _env_file(opts: GuestOptions) -> bytes:
     env = {"HARNESS_NONCE": "" if opts.handshake else opts.nonce, "HARNESS_HANDSHAKE": str(int(opts.handshake)),
-           "HARNESS_USR": str(int(opts.share_usr)),
+           "HARNESS_USR": str(int(opts.share_usr)), "HARNESS_USR_IMAGE": str(int(opts.usr_image)),
+           "HARNESS_USR_DEV": "/dev/vdc" if opts.disk else "/dev/vda",
            "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
            "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma)),
            "HARNESS_PINNER": opts.pinner}
@@ -129,7 +135,7 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
     if opts.net and not opts.handshake:
         ents.append(cpio.Entry.file("root/.ssh/authorized_keys", opts.authorized_key.encode(), 0o600))
         ents.append(cpio.Entry.file("etc/dropbear/host_key", opts.host_key, 0o600))
-    wanted = ((USR_MODULES if opts.share_usr else []) + (NET_MODULES if opts.net or opts.rdma else [])
+    wanted = ((USR_MODULES if opts.share_usr else []) + (USR_IMAGE_MODULES if opts.usr_image else []) + (NET_MODULES if opts.net or opts.rdma else [])
               + (DISK_MODULES if opts.disk else []) + (RDMA_MODULES if opts.rdma else []))
     if wanted:
         wanted = VIRTIO_MODULES + wanted

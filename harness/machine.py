@@ -53,6 +53,7 @@ class MachineSpec:
     append: str = ""  # extra kernel command line (the user's, last)
     kernel_args: tuple[str, ...] = ()  # the harness's own, e.g. boot-time hugetlb pools
     drives: tuple[Path, ...] = field(default=())
+    ro_drives: tuple[Path, ...] = field(default=())  # the userspace image (--userspace image)
 
 
 def _free_port() -> int:
@@ -99,7 +100,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
         ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
-        sandbox=qemu.sandbox_supported(qemu_bin), vmgenid=opts.handshake,
+        ro_drives=spec.ro_drives, sandbox=qemu.sandbox_supported(qemu_bin), vmgenid=opts.handshake,
     )
 
 

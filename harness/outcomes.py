@@ -157,3 +157,29 @@ def with_kernel_reports(results: Sequence[CaseResult], section: str, ids: Sequen
                                     reason=f"kernel {events[0].kind}: {titles[0]}" + (f" (+{len(titles) - 1} more)" if len(titles) > 1 else ""))
         out.append(r)
     return out
+
+
+def judge_program(sel: Selected, stdout: str, program_error: str, section: str, rules: expect.RuleSet,
+                  kernel: Kernel, fail_on_kernel_report: bool = True,
+                  timed_out_after_s: float | None = None) -> tuple[list[CaseResult], list[str]]:
+    """One program's run, judged: its KTAP (stdout) mapped onto the ids it was asked to run, a
+    plan it broke, a timeout (the ids after the hung one are returned to run again), and the
+    kernel reports its `section` of the console holds, per case. A local run (runner) and a
+    LAVA job's log (lavacollect) judge a program alike through this."""
+    from . import ktap
+
+    prog = sel.program
+    root = ktap.parse(stdout)
+    results = case_results(sel, root, rules, kernel, program_error)
+    broken = ktap.plan_problem(root, len(sel.ids) if prog.kind == "harness" else None)
+    if broken:
+        results = program_invalid(results, broken)
+    leftover: list[str] = []
+    if timed_out_after_s is not None:
+        results, leftover = after_timeout(sel, results, timed_out_after_s)
+    slices = None
+    if prog.kind == "kselftest":  # its marker lines carry upstream's names, not our ids
+        from . import kselftest
+
+        slices = kselftest.slices(root, prog.id_prefix, section)
+    return with_kernel_reports(results, section, sel.ids, fail_on_kernel_report, slices), leftover

@@ -37,6 +37,7 @@ class QemuSpec:
     nic: bool = False  # a NIC without the SSH forward (the rxe RDMA device sits on it)
     monitor_socket: Path | None = None  # HMP on a unix socket (sysrq, NMI, quit)
     drives: tuple[Path, ...] = field(default=())  # raw images as virtio-blk disks, in order
+    ro_drives: tuple[Path, ...] = field(default=())  # read-only ones after them (the userspace image)
     sandbox: bool = False  # -sandbox SANDBOX (machine: where this QEMU has it, sandbox_supported)
     # A VM generation ID device: QEMU gives it a new GUID on every start, a restored snapshot
     # included, and the kernel (CONFIG_VMGENID, 5.18+) reseeds its RNG when it changes, so
@@ -88,6 +89,8 @@ def argv(spec: QemuSpec) -> list[str]:
         a += ["-nic", "none"]
     for i, d in enumerate(spec.drives):
         a += ["-drive", f"file={_val(d)},format=raw,if=virtio,cache=unsafe,id=d{i}"]
+    for i, d in enumerate(spec.ro_drives):
+        a += ["-drive", f"file={_val(d)},format=raw,if=virtio,readonly=on,id=r{i}"]
     a += ["-device", "virtio-rng-pci"]
     if spec.vmgenid:
         a += ["-device", "vmgenid,guid=auto"]

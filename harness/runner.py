@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from . import (__version__, disks, expect, hugepages, image, ktap, limits, machine, outcomes, qemu, report,
+from . import (__version__, disks, expect, hugepages, image, limits, machine, outcomes, qemu, report,
                reportio, rundir, signals, snapshot, suites)
 from .errors import (CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError,
                      ReportWriteError, TransportError)
@@ -61,6 +61,7 @@ class RunRequest:
     # cold boot (harness/snapshot.py); off: every fresh guest is a cold boot, nothing cached.
     snapshot: str = "auto"
     isolate: str = "none"  # none | program | case: every program (case) after the first gets a fresh guest
+    userspace: str = "host"  # the guest's /usr: host (over 9p) | image (harness/userspace.py)
 
 
 @dataclass
@@ -264,15 +265,16 @@ class _Run:
         # The guest environment the suites are written for (cow_tests/README.md): an ext4 scratch
         # disk, swap, and reserved 2 MiB hugetlb pages.
         drives = disks.make(rd)
+        usr, ro_drives = self.guest_usr(needs_python or ssh or rdma)
         opts = image.GuestOptions(
-            nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
+            nonce=secrets.token_hex(8), share_usr=usr == "host", usr_image=usr == "image", net=ssh, disk=True, rdma=rdma,
             hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
             host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner, handshake=True)
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
                                         memory_mib=self.memory.memory_mib, cpus=self.req.cpus,
                                         append=self.req.append, kernel_args=self.memory.kernel_args,
-                                        drives=drives)
+                                        drives=drives, ro_drives=ro_drives)
         self.fingerprint["machine"] = {"modules_loaded": list(img.modules_loaded),
                                        "modules_missing": list(img.modules_missing),
                                        "memory_mib": self.memory.memory_mib,
@@ -283,6 +285,21 @@ class _Run:
             self.say(f"warning: {self.kernel.release} has no modules here, so no "
                      f"{', '.join(img.modules_missing)}: the cases that need the scratch disks or "
                      "the /usr share cannot run and are reported as unexpected")
+
+    def guest_usr(self, needed: bool) -> tuple[str, tuple[Path, ...]]:
+        """Where the guest's /usr comes from ("host", "image" or "" when no case needs one), and
+        the read-only disks that takes; the fingerprint records which userspace ran."""
+        if not needed:
+            self.fingerprint["userspace"] = {"kind": "none"}
+            return "", ()
+        if self.req.userspace == "image":
+            from . import userspace
+
+            us = userspace.ensure(self.say)
+            self.fingerprint["userspace"] = us.fingerprint()
+            return "image", (us.image,)
+        self.fingerprint["userspace"] = {"kind": "host-9p", "python": platform.python_version()}
+        return "host", ()
 
     def boot(self) -> machine.Machine:
         m = self._fresh_guest()
@@ -475,22 +492,10 @@ class _Run:
             self.say(f"  {prog.name}: the harness cut its output: {r.note}")
             err = f"{err}; " if err else ""
             err += f"the harness cut the program's output: {r.note}"
-        root = ktap.parse(r.stdout.decode("utf-8", "surrogateescape"))
-        results = outcomes.case_results(sel, root,
-                                        self.rules, self.kernel, err)
-        broken = ktap.plan_problem(root, len(sel.ids) if prog.kind == "harness" else None)
-        if broken:
-            results = outcomes.program_invalid(results, broken)
-        leftover: list[str] = []
-        if timed_out:
-            results, leftover = outcomes.after_timeout(sel, results, limit)
         section = self.console_section(off, prog.name)
-        slices = None
-        if prog.kind == "kselftest":  # its marker lines carry upstream's names, not our ids
-            from . import kselftest
-
-            slices = kselftest.slices(root, prog.id_prefix, section)
-        results = outcomes.with_kernel_reports(results, section, sel.ids, self.req.fail_on_kernel_report, slices)
+        results, leftover = outcomes.judge_program(sel, r.stdout.decode("utf-8", "surrogateescape"), err, section,
+                                                   self.rules, self.kernel, self.req.fail_on_kernel_report,
+                                                   limit if timed_out else None)
         self.record([dataclasses.replace(x, duration_s=dt / max(1, len(results))) for x in results])
         bad = sum(1 for x in results if x.verdict.unexpected)
         self.say(f"  {prog.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected"
