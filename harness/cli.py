@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, suites, terminal
+from . import __version__, bisect_cmd, debian, expreport_cmd, lava_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, suites, terminal
 from .errors import HarnessError
 from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
 from .machine import accel_plan
@@ -263,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["show", "prune"])
     c.add_argument("--keep", type=int, metavar="N", help="with prune: keep the N most recently used (0: remove all)")
     runopts.add_commands(sub)
+    lava_cmd.add_command(sub)
     bisect_cmd.add_command(sub)
     series_cmd.add_command(sub)
     expreport_cmd.add_command(sub)
@@ -274,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
     handlers = {"bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress),
                 "series": lambda a: series_cmd.cmd_series(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
-                "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
+                "compare": runopts.cmd_compare, "report": runopts.cmd_report,
+                "lava": lambda a: lava_cmd.cmd_lava(a, _progress),
                 "build": _cmd_build, "source": _cmd_source,
                 "cache": lambda a: snapshot.cmd_cache(a.action, a.keep),
                 "expectations": lambda a: expreport_cmd.cmd_expectations(a, _progress)}

@@ -95,14 +95,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     c.add_argument("--out", type=Path, metavar="DIR", help="also write compare.txt/.json/.html there")
     r = sub.add_parser("report", help="(re)write report.html and kcidb.json of a run dir")
     r.add_argument("run_dir", type=Path, metavar="DIR")
-    lv = sub.add_parser("lava", help="write a LAVA job and its artefacts (kernel, initramfs, disks) for a lab")
-    lv.add_argument("--kernel", metavar="SPEC", help="as for run (default debian:6.12)")
-    lv.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only these cow case ids")
-    lv.add_argument("--out", type=Path, required=True, metavar="DIR", help="where job.yaml and the artefacts go")
-    lv.add_argument("--url-base", default="", metavar="URL",
-                    help="where the lab will fetch DIR's files from (default: file:// paths into DIR)")
-    lv.add_argument("--memory", type=int, default=1024, metavar="MIB")
-    lv.add_argument("--cpus", type=int, default=2)
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -120,16 +112,6 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     rs = publish.write_run_reports(a.run_dir)
     print(f"{a.run_dir / 'report.html'}\n{a.run_dir / 'kcidb.json'}  ({len(rs.cases)} cases, {len(rs.kernels)} kernel(s))")
-    return 0
-
-
-def cmd_lava(a: argparse.Namespace) -> int:
-    from . import lavabundle
-
-    job = lavabundle.build(a.kernel, a.out, tuple(a.filter), a.url_base, a.memory, a.cpus,
-                           lambda s: print(s, file=sys.stderr, flush=True))
-    print(job)
-    print(f"run it locally: lava-run --job-id 1 --output-dir OUT --device {a.out / 'device.yaml'} {job}")
     return 0
 
 
