@@ -20,7 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import cpio, disks, image, kernel, machine, qemu, suites  # noqa: E402
+from harness.vm import cpio
+from harness.vm import disks
+from harness.vm import image
+from harness.kernels import kernel
+from harness.vm import machine
+from harness.vm import qemu
+from harness.suites import registry as suites  # noqa: E402
 
 # The same environment the tests get under the harness (modules, ext4 scratch disk, swap,
 # hugetlb pages), with nothing else: no agent, no markers, no fingerprint, no dmesg.

@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import boot as bootbench  # noqa: E402
 
-from harness import kernel, snapshot, suites  # noqa: E402
+from harness.kernels import kernel
+from harness.vm import snapshot
+from harness.suites import registry as suites  # noqa: E402
 
 
 def run(args: list[str], out: Path) -> tuple[float, dict]:

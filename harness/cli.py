@@ -9,12 +9,23 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, expreport_cmd, lava_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, suites, terminal
-from .errors import HarnessError
-from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
-from .machine import accel_plan
-from .paths import cache_dir
-from .runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
+from harness import __version__
+from harness.bisect import bisect_cmd
+from harness.kernels import debian
+from harness.judge import expreport_cmd
+from harness.vm import qemu
+from harness.run import runopts
+from harness import safetext
+from harness.series import series_cmd
+from harness import signals
+from harness.vm import snapshot
+from harness.suites import registry as suites
+from harness.report import lava_cmd, terminal
+from harness.errors import HarnessError
+from harness.kernels.kernel import DEFAULT_KERNEL, resolve as resolve_kernel
+from harness.vm.machine import accel_plan
+from harness.paths import cache_dir
+from harness.run.runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
 
 
 def _progress(msg: str) -> None:
@@ -137,7 +148,7 @@ def _print_available(flavours: bool) -> None:
 
 def _cmd_kernel(a: argparse.Namespace) -> int:
     if a.action == "update":
-        from . import aptstate
+        from harness.kernels import aptstate
 
         aptstate.update(_progress)
         n = len(debian.available(_progress))
@@ -206,7 +217,7 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
 
 
 def _cmd_source(a: argparse.Namespace) -> int:
-    from . import sources
+    from harness.kernels import sources
 
     if a.action == "list":
         trees = sources.cached()
@@ -221,7 +232,7 @@ def _cmd_source(a: argparse.Namespace) -> int:
 
 
 def _cmd_build(a: argparse.Namespace) -> int:
-    from . import kbuild
+    from harness.kernels import kbuild
 
     req = kbuild.BuildRequest(src=a.src, fragments=tuple(a.fragment), base=a.base, out=a.out,
                               jobs=a.jobs)
@@ -231,7 +242,7 @@ def _cmd_build(a: argparse.Namespace) -> int:
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from . import kbuild
+    from harness.kernels import kbuild
 
     b = sub.add_parser("build", help="configure and build a kernel tree (out of tree, incremental)")
     b.add_argument("--src", type=Path, required=True, metavar="TREE", help="kernel source tree")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ReportWriteError
-from .safetext import file_text
+from harness.errors import ReportWriteError
+from harness.safetext import file_text
 
 
 def fsync_dir(path: Path) -> None:
