@@ -143,7 +143,7 @@ def _text(fr: dict[str, lavalog.Frame], name: str) -> tuple[str | None, str]:
     return f.data.decode("utf-8", "surrogateescape"), f.note
 
 
-def judge(log: lavalog.JobLog, plan: dict[str, Any], selected: list[suites.Selected], kernel: Kernel,
+def judge(log: lavalog.JobLog, selected: list[suites.Selected], kernel: Kernel,
           rules: expect.RuleSet, fail_on_kernel_report: bool = True,
           outputs: Callable[[str, str, str], None] = lambda n, o, e: None) -> tuple[list[CaseResult], list[str]]:
     """Every selected case judged from the log (pure but for `outputs`, which is given each
@@ -219,7 +219,7 @@ def _write(rd: Path, path: Path, log: lavalog.JobLog, fr: dict[str, lavalog.Fram
         reportio.write_text(rd / "output" / f"{name}.ktap", stdout)
         reportio.write_text(rd / "output" / f"{name}.stderr", stderr)
 
-    results, notes = judge(log, plan, selected, kernel, rules, req.fail_on_kernel_report, outputs)
+    results, notes = judge(log, selected, kernel, rules, req.fail_on_kernel_report, outputs)
     results = [bounded(r) for r in results]
     for n in notes:
         progress(n)
@@ -232,7 +232,7 @@ def _write(rd: Path, path: Path, log: lavalog.JobLog, fr: dict[str, lavalog.Fram
         rlog.append(r)
     lava_said = lavalog.lava_verdicts(log.results, MONITOR)
     fingerprint: dict[str, object] = {
-        "harness": __version__, "collected_by": __version__, "request": {"lava_log": str(path)},
+        "harness": str(plan.get("harness", "?"))[:40], "collected_by": __version__, "request": {"lava_log": str(path)},
         "kernel": {**plan["kernel"], "bzimage": "(in the LAVA job)"},
         "machine": {"accel": "lava", "memory_mib": plan.get("memory_mib"),
                     "hugepages_1g_asked": plan.get("hugepages_1g", 0)},

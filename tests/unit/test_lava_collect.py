@@ -74,7 +74,7 @@ def log_of(lines: list[str]) -> lavalog.JobLog:
 
 def judged(log: lavalog.JobLog, fail_on_report: bool = True) -> dict[str, tuple[str, str, tuple[str, ...]]]:
     rules = expect.RuleSet(())
-    results, _ = lavacollect.judge(log, {}, [SEL], KERNEL, rules, fail_on_report)
+    results, _ = lavacollect.judge(log, [SEL], KERNEL, rules, fail_on_report)
     return {r.id: (r.outcome.value, r.verdict.value, r.kernel_events) for r in results}
 
 
@@ -122,7 +122,7 @@ def test_a_damaged_frame_falls_back_to_the_ktap_on_the_console(tmp_path: Path) -
     lines[i] = lines[i][:-3] + "???"
     log = log_of(lines)
     rules = expect.RuleSet(())
-    results, notes = lavacollect.judge(log, {}, [SEL], KERNEL, rules)
+    results, notes = lavacollect.judge(log, [SEL], KERNEL, rules)
     assert [r.outcome for r in results] == [Outcome.OK, Outcome.NOT_OK, Outcome.SKIP]
     assert any("md5" in n for n in notes)
 
@@ -135,7 +135,7 @@ def test_a_guest_lost_in_a_program_keeps_what_the_markers_say(tmp_path: Path) ->
 
 def test_a_program_the_job_never_reached_is_an_error_saying_so(tmp_path: Path) -> None:
     log = log_of([lava.BEGIN])
-    results, _ = lavacollect.judge(log, {}, [SEL], KERNEL, expect.RuleSet(()))
+    results, _ = lavacollect.judge(log, [SEL], KERNEL, expect.RuleSet(()))
     assert {r.verdict for r in results} == {Verdict.ERROR}
     assert all("never started" in r.reason for r in results)
 
