@@ -400,11 +400,17 @@ class _Reader:
             raise self.error(node, f"{what}: expect {expect} needs a 'reason'")
         commit = self.optional(fields, "commit", what, numbers_ok=True)
         if expect == "skip" and not commit:
-            raise self.error(node, f"{what}: expect skip needs a 'commit' (the commit or version that "
-                                   "brought the feature, or what provides the config option)")
+            raise self.error(
+                node,
+                f"{what}: expect skip needs a 'commit' (the commit or version that "
+                "brought the feature, or what provides the config option)",
+            )
         if expect == "skip" and kernel is None and not config:
-            raise self.error(node, f"{what}: expect skip needs a 'kernel' or 'config' condition "
-                                   "(on which kernels the case cannot run)")
+            raise self.error(
+                node,
+                f"{what}: expect skip needs a 'kernel' or 'config' condition "
+                "(on which kernels the case cannot run)",
+            )
         return Rule(
             match=match,
             expect=expect,

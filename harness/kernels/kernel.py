@@ -5,13 +5,12 @@ Specs: `debian:VERSION` (see debian.py), a bzImage path, or a built kernel tree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from harness.kernels import bzimage
-from harness.kernels import debian
 from harness.errors import KernelError
 from harness.judge.expect import parse_version
+from harness.kernels import bzimage, debian
 from harness.model import Kernel
 
 DEFAULT_KERNEL = "debian:6.12"

@@ -28,8 +28,10 @@ import yaml
 
 BEGIN = "harness-lava: begin"
 END = "harness-lava: end"
-RESULT_PATTERN = (r"(?<![^\n])(?P<result>not ok|ok(?! \d+ [^\s#]+ # SKIP)|o(?=k \d+ [^\s#]+ # SKIP))k? "
-                  r"\d+ (?P<test_case_id>[^\s#]+)[^\r\n]*\r*\n")
+RESULT_PATTERN = (
+    r"(?<![^\n])(?P<result>not ok|ok(?! \d+ [^\s#]+ # SKIP)|o(?=k \d+ [^\s#]+ # SKIP))k? "
+    r"\d+ (?P<test_case_id>[^\s#]+)[^\r\n]*\r*\n"
+)
 FIXUP = {"ok": "pass", "not ok": "fail", "o": "skip"}
 KERNEL_CMDLINE = "console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=4"
 
@@ -79,30 +81,49 @@ def autorun_script(programs: list[Program]) -> str:
 def job_definition(job: Job) -> dict[str, Any]:
     append = f"{KERNEL_CMDLINE} {job.append}".strip()
     images: dict[str, Any] = {
-        "kernel": {"image_arg": f"-kernel {{kernel}} -append \"{append}\"", "url": job.kernel_url},
+        "kernel": {"image_arg": f'-kernel {{kernel}} -append "{append}"', "url": job.kernel_url},
         "initrd": {"image_arg": "-initrd {initrd}", "url": job.initrd_url},
     }
     if job.scratch_url:
-        images["scratch"] = {"image_arg": "-drive format=raw,if=virtio,file={scratch}",
-                             "url": job.scratch_url, "compression": "gz"}
+        images["scratch"] = {
+            "image_arg": "-drive format=raw,if=virtio,file={scratch}",
+            "url": job.scratch_url,
+            "compression": "gz",
+        }
     if job.swap_url:
-        images["swap"] = {"image_arg": "-drive format=raw,if=virtio,file={swap}",
-                          "url": job.swap_url, "compression": "gz"}
+        images["swap"] = {
+            "image_arg": "-drive format=raw,if=virtio,file={swap}",
+            "url": job.swap_url,
+            "compression": "gz",
+        }
     definition: dict[str, Any] = {
         "device_type": "qemu",
         "job_name": job.name,
-        "timeouts": {"job": {"minutes": job.job_timeout_min}, "action": {"minutes": 10},
-                     "connection": {"minutes": 2}},
+        "timeouts": {
+            "job": {"minutes": job.job_timeout_min},
+            "action": {"minutes": 10},
+            "connection": {"minutes": 2},
+        },
         "priority": "medium",
         "visibility": "public",
         "context": {"arch": "x86_64"},
         "actions": [
             {"deploy": {"to": "tmpfs", "timeout": {"minutes": 10}, "images": images}},
             {"boot": {"method": "qemu", "media": "tmpfs", "timeout": {"minutes": 5}}},
-            {"test": {"timeout": {"minutes": job.test_timeout_min}, "monitors": [{
-                "name": job.suite, "start": BEGIN, "end": END,
-                "pattern": RESULT_PATTERN, "fixupdict": dict(FIXUP),
-            }]}},
+            {
+                "test": {
+                    "timeout": {"minutes": job.test_timeout_min},
+                    "monitors": [
+                        {
+                            "name": job.suite,
+                            "start": BEGIN,
+                            "end": END,
+                            "pattern": RESULT_PATTERN,
+                            "fixupdict": dict(FIXUP),
+                        }
+                    ],
+                }
+            },
         ],
     }
     if job.tags:
@@ -110,8 +131,9 @@ def job_definition(job: Job) -> dict[str, Any]:
     return definition
 
 
-def device_dictionary(memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg",
-                      qemu: str = "qemu-system-x86_64") -> dict[str, Any]:
+def device_dictionary(
+    memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg", qemu: str = "qemu-system-x86_64"
+) -> dict[str, Any]:
     """A rendered device dictionary for one QEMU x86-64 device, for `lava-run --device`.
 
     A LAVA server renders these from its device-type templates (lava-server's qemu.jinja2); a
@@ -128,22 +150,51 @@ def device_dictionary(memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg",
             "kernel-start-message": "Linux version [0-9]",
             "default-shell-prompt": "lava-test: # ",
             "spawn_maxread": 4092,
-            "posix": {"lava_test_sh_cmd": "/bin/sh", "lava_test_results_dir": "/lava-%s",
-                      "lava_test_shell_file": "~/.bashrc"},
-            "failure_retry": 1, "boot_retry": 0,
+            "posix": {
+                "lava_test_sh_cmd": "/bin/sh",
+                "lava_test_results_dir": "/lava-%s",
+                "lava_test_shell_file": "~/.bashrc",
+            },
+            "failure_retry": 1,
+            "boot_retry": 0,
         },
         "commands": {},
         "actions": {
             # "image" is the deploy method of `to: tmpfs` on a qemu device (its guest disk
             # settings are for jobs with a test shell overlay; ours has none)
-            "deploy": {"connections": {"serial": None}, "methods": {"tmpfs": None, "image": {
-                "parameters": {"guest": {"size": 512, "interface": "virtio", "driveid": "lavatest"}}}}},
-            "boot": {"connections": {"serial": None}, "methods": {"qemu": {"parameters": {
-                "command": qemu,
-                "options": ["-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
-                            "-serial mon:stdio", "-machine pc", "-cpu max,erms=off,fsrm=off" if accel == "tcg" else "-cpu host", f"-m {memory_mib}M",
-                            f"-smp {cpus}", f"-accel {accel_opt}", "-nic none", "-device virtio-rng-pci"],
-            }}}},
+            "deploy": {
+                "connections": {"serial": None},
+                "methods": {
+                    "tmpfs": None,
+                    "image": {
+                        "parameters": {"guest": {"size": 512, "interface": "virtio", "driveid": "lavatest"}}
+                    },
+                },
+            },
+            "boot": {
+                "connections": {"serial": None},
+                "methods": {
+                    "qemu": {
+                        "parameters": {
+                            "command": qemu,
+                            "options": [
+                                "-nographic",
+                                "-nodefaults",
+                                "-no-user-config",
+                                "-no-reboot",
+                                "-serial mon:stdio",
+                                "-machine pc",
+                                "-cpu max,erms=off,fsrm=off" if accel == "tcg" else "-cpu host",
+                                f"-m {memory_mib}M",
+                                f"-smp {cpus}",
+                                f"-accel {accel_opt}",
+                                "-nic none",
+                                "-device virtio-rng-pci",
+                            ],
+                        }
+                    }
+                },
+            },
         },
         "timeouts": {"actions": {}, "connections": {}},
     }

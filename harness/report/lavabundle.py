@@ -11,22 +11,27 @@ from __future__ import annotations
 import gzip
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from harness.vm import cpio
-from harness.vm import disks
-from harness.vm import image
-from harness.report import lava
-from harness.suites import registry as suites
 from harness.kernels.kernel import resolve as resolve_kernel
+from harness.report import lava
 from harness.run.runner import HUGEPAGES_2M
+from harness.suites import registry as suites
+from harness.vm import cpio, disks, image
 
 Progress = Callable[[str], None]
 
 
-def build(kernel_spec: str | None, out: Path, filters: tuple[str, ...] = (), url_base: str = "",
-          memory_mib: int = 1024, cpus: int = 2, progress: Progress = lambda s: None) -> Path:
+def build(
+    kernel_spec: str | None,
+    out: Path,
+    filters: tuple[str, ...] = (),
+    url_base: str = "",
+    memory_mib: int = 1024,
+    cpus: int = 2,
+    progress: Progress = lambda s: None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     image.require_qemu()
     selected = suites.select(suites.programs(["cow"]), list(filters))
@@ -34,15 +39,19 @@ def build(kernel_spec: str | None, out: Path, filters: tuple[str, ...] = (), url
     programs = []
     for s in selected:
         everything = list(s.ids) == suites.list_ids(s.program)
-        programs.append(lava.Program(s.program.name, f"/harness/{s.program.guest_path}",
-                                     () if everything else s.ids))
+        programs.append(
+            lava.Program(s.program.name, f"/harness/{s.program.guest_path}", () if everything else s.ids)
+        )
     agent = lava.autorun_script(programs)
     (out / "agent.sh").write_text(agent)
-    opts = image.GuestOptions(nonce=secrets.token_hex(8), share_usr=False, net=False, disk=True,
-                              hugepages=HUGEPAGES_2M)
+    opts = image.GuestOptions(
+        nonce=secrets.token_hex(8), share_usr=False, net=False, disk=True, hugepages=HUGEPAGES_2M
+    )
     entries, _ = image.entries_for(k, image.Payload(suites.payload_files(selected)), opts)
-    entries = [cpio.Entry.file("harness/agent.sh", agent.encode(), 0o755) if e.path == "harness/agent.sh" else e
-               for e in entries]
+    entries = [
+        cpio.Entry.file("harness/agent.sh", agent.encode(), 0o755) if e.path == "harness/agent.sh" else e
+        for e in entries
+    ]
     (out / "initramfs.cpio.gz").write_bytes(gzip.compress(cpio.archive(entries), 6))
     shutil.copyfile(k.bzimage, out / "bzImage")
     ext4, swap = disks.make(out)
@@ -55,9 +64,13 @@ def build(kernel_spec: str | None, out: Path, filters: tuple[str, ...] = (), url
         return f"{url_base.rstrip('/')}/{name}" if url_base else (out / name).resolve().as_uri()
 
     n_cases = sum(len(s.ids) for s in selected)
-    job = lava.Job(name=f"harness cow on {k.release} ({n_cases} cases)", kernel_url=url("bzImage"),
-                   initrd_url=url("initramfs.cpio.gz"), scratch_url=url("scratch-ext4.img.gz"),
-                   swap_url=url("scratch-swap.img.gz"))
+    job = lava.Job(
+        name=f"harness cow on {k.release} ({n_cases} cases)",
+        kernel_url=url("bzImage"),
+        initrd_url=url("initramfs.cpio.gz"),
+        scratch_url=url("scratch-ext4.img.gz"),
+        swap_url=url("scratch-swap.img.gz"),
+    )
     (out / "job.yaml").write_text(lava.dump(lava.job_definition(job)))
     (out / "device.yaml").write_text(lava.dump(lava.device_dictionary(memory_mib, cpus)))
     progress(f"LAVA job for {k.release}: {n_cases} cases in {len(programs)} programs -> {out / 'job.yaml'}")

@@ -23,10 +23,28 @@ from harness.errors import InputError
 LOCK_NAME = ".harness.lock"
 # What a run (or a matrix run) writes at the top of its directory: present means "a run was
 # here". --out-reuse removes exactly these (and the per-kernel job dirs of a matrix), nothing else.
-RUN_FILES = ("results.jsonl", "junit.xml", "summary.txt", "fingerprint.json", "console.log",
-             "dmesg.log", "qemu-argv.txt", "qemu-argv.json", "kernel-config", "initramfs.cpio",
-             "report.html", "kcidb.json", "crosscheck.txt", "matrix.json", "monitor.sock",
-             "compare.txt", "compare.json", "compare.html", "scratch-ext4.img", "scratch-swap.img")
+RUN_FILES = (
+    "results.jsonl",
+    "junit.xml",
+    "summary.txt",
+    "fingerprint.json",
+    "console.log",
+    "dmesg.log",
+    "qemu-argv.txt",
+    "qemu-argv.json",
+    "kernel-config",
+    "initramfs.cpio",
+    "report.html",
+    "kcidb.json",
+    "crosscheck.txt",
+    "matrix.json",
+    "monitor.sock",
+    "compare.txt",
+    "compare.json",
+    "compare.html",
+    "scratch-ext4.img",
+    "scratch-swap.img",
+)
 RUN_DIRS = ("output", "ssh", "qemu")
 _MARKS = ("results.jsonl", "junit.xml", "matrix.json", "console.log")
 
@@ -66,8 +84,9 @@ class RunDirLock:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self._fd)
             self._fd = None
-            raise InputError(f"--out {run_dir}: another harness run (pid {holder}) is using it; "
-                             "give another directory") from None
+            raise InputError(
+                f"--out {run_dir}: another harness run (pid {holder}) is using it; give another directory"
+            ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
@@ -90,8 +109,9 @@ def clear_earlier_run(run_dir: Path, job_dirs: tuple[str, ...] = ()) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def claim(out: Path | None, kernel_spec: str | None, reuse: bool,
-          job_dirs: tuple[str, ...] = ()) -> tuple[Path, RunDirLock]:
+def claim(
+    out: Path | None, kernel_spec: str | None, reuse: bool, job_dirs: tuple[str, ...] = ()
+) -> tuple[Path, RunDirLock]:
     """The run dir for a run, locked: a dir an earlier run left results in is refused unless
     `reuse`, then cleared first."""
     run_dir = make_run_dir(out, kernel_spec)
@@ -99,8 +119,10 @@ def claim(out: Path | None, kernel_spec: str | None, reuse: bool,
     found = earlier_run(run_dir)
     if found and not reuse:
         lock.release()
-        raise InputError(f"--out {run_dir}: already holds a run ({found}); give a new directory, "
-                         "or --out-reuse to replace it")
+        raise InputError(
+            f"--out {run_dir}: already holds a run ({found}); give a new directory, "
+            "or --out-reuse to replace it"
+        )
     if found:
         clear_earlier_run(run_dir, job_dirs)
     return run_dir, lock

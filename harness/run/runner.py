@@ -18,31 +18,29 @@ import signal
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection
 
-from harness import __version__
-from harness.vm import disks
-from harness.judge import expect
-from harness.vm import hugepages
-from harness.vm import image
-from harness.judge import ktap
-from harness import limits
-from harness.vm import machine
-from harness.judge import outcomes
-from harness.vm import qemu
-from harness.report import junit as report
-from harness import reportio
-from harness.run import rundir
-from harness import signals
-from harness.vm import snapshot
-from harness.suites import registry as suites
-from harness.errors import CommandTimeout, GuestUnresponsive, HarnessError, InputError, MachineError, ReportWriteError, TransportError
+from harness import __version__, limits, reportio, signals
+from harness.errors import (
+    CommandTimeout,
+    GuestUnresponsive,
+    HarnessError,
+    InputError,
+    MachineError,
+    ReportWriteError,
+    TransportError,
+)
+from harness.judge import expect, ktap, outcomes
 from harness.kernels.kernel import resolve as resolve_kernel
-from harness.vm.image import GUEST_DIR
 from harness.model import CaseResult, Expectation, Kernel
 from harness.paths import REPO_ROOT
+from harness.report import junit as report
+from harness.run import rundir
+from harness.suites import registry as suites
+from harness.vm import disks, hugepages, image, machine, qemu, snapshot
+from harness.vm.image import GUEST_DIR
 from harness.vm.transport import CommandResult, Transport
 
 Progress = Callable[[str], None]
@@ -129,8 +127,10 @@ def bounded(r: CaseResult) -> CaseResult:
     (head and tail kept, what was dropped said in place)."""
     events = r.kernel_events
     if len(events) > limits.MAX_KERNEL_EVENTS:
-        events = (*events[:limits.MAX_KERNEL_EVENTS - 1],
-                  f"(+{len(events) - limits.MAX_KERNEL_EVENTS + 1} more kernel reports)")
+        events = (
+            *events[: limits.MAX_KERNEL_EVENTS - 1],
+            f"(+{len(events) - limits.MAX_KERNEL_EVENTS + 1} more kernel reports)",
+        )
     events = tuple(limits.head_tail(e, limits.MAX_REASON_CHARS) for e in events)
     out = limits.head_tail(r.output, limits.MAX_CASE_OUTPUT_CHARS)
     reason = limits.head_tail(r.reason, limits.MAX_REASON_CHARS)
@@ -147,7 +147,9 @@ def dmesg_text(log: bytes) -> bytes:
     try:
         data, note = limits.gunzip(log)
     except limits.DecompressError as e:
-        return f"[harness: the guest's dmesg did not come back as gzip ({e}); {len(log)} bytes came]\n".encode()
+        return (
+            f"[harness: the guest's dmesg did not come back as gzip ({e}); {len(log)} bytes came]\n".encode()
+        )
     return data + (f"\n[harness: {note}]\n".encode() if note else b"")
 
 
@@ -195,8 +197,10 @@ def hugepages_1g_shortfall(asked: int, guest: dict[str, str]) -> str:
     got = guest.get("hugepages_1g", "")
     if not asked or (got.isdigit() and int(got) >= asked):
         return ""
-    return (f"the kernel reserved {got or 'no'} of {asked} boot-time 1 GiB hugetlb pages "
-            f"(dmesg: HugeTLB); the hugetlb-1g cases will SKIP")
+    return (
+        f"the kernel reserved {got or 'no'} of {asked} boot-time 1 GiB hugetlb pages "
+        f"(dmesg: HugeTLB); the hugetlb-1g cases will SKIP"
+    )
 
 
 class _Run:
@@ -218,11 +222,18 @@ class _Run:
         self.memory = hugepages.GuestMemory(req.memory_mib or hugepages.DEFAULT_MEMORY_MIB)
         self.log = report.ResultsLog(self.outcome.run_dir / "results.jsonl")
         self.fingerprint: dict[str, object] = {
-            "harness": __version__, "host": platform.uname()._asdict(),
-            "python": platform.python_version(), "request": {
-                "kernel": req.kernel, "suites": list(req.suites), "filters": list(req.filters),
-                "accel": req.accel, "transport": req.transport,
-                "memory_mib": req.memory_mib, "cpus": req.cpus},
+            "harness": __version__,
+            "host": platform.uname()._asdict(),
+            "python": platform.python_version(),
+            "request": {
+                "kernel": req.kernel,
+                "suites": list(req.suites),
+                "filters": list(req.filters),
+                "accel": req.accel,
+                "transport": req.transport,
+                "memory_mib": req.memory_mib,
+                "cpus": req.cpus,
+            },
         }
         self.done: set[str] = set()
         self.reboots: list[dict[str, object]] = []
@@ -253,8 +264,13 @@ class _Run:
         self.all_ids = {p.name: suites.list_ids(p) for p in progs}
         self.kernel = resolve_kernel(self.req.kernel, self.say)
         k = self.kernel
-        self.fingerprint["kernel"] = {"spec": k.spec, "release": k.release, "version": str(k.version),
-                                      "origin": k.origin, "bzimage": str(k.bzimage)}
+        self.fingerprint["kernel"] = {
+            "spec": k.spec,
+            "release": k.release,
+            "version": str(k.version),
+            "origin": k.origin,
+            "bzimage": str(k.bzimage),
+        }
         if k.config_path:
             shutil.copyfile(k.config_path, self.outcome.run_dir / "kernel-config")
         return self.selected
@@ -278,24 +294,43 @@ class _Run:
         # disk, swap, and reserved 2 MiB hugetlb pages.
         drives = disks.make(rd)
         opts = image.GuestOptions(
-            nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
-            hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
-            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner, handshake=True)
+            nonce=secrets.token_hex(8),
+            share_usr=needs_python or ssh or rdma,
+            net=ssh,
+            disk=True,
+            rdma=rdma,
+            hugepages=HUGEPAGES_2M,
+            authorized_key=self.keys.authorized_line if self.keys else "",
+            host_key=self.keys.host_key_bytes if self.keys else b"",
+            pinner=self.req.pinner,
+            handshake=True,
+        )
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
-        self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
-                                        memory_mib=self.memory.memory_mib, cpus=self.req.cpus,
-                                        append=self.req.append, kernel_args=self.memory.kernel_args,
-                                        drives=drives)
-        self.fingerprint["machine"] = {"modules_loaded": list(img.modules_loaded),
-                                       "modules_missing": list(img.modules_missing),
-                                       "memory_mib": self.memory.memory_mib,
-                                       "hugepages_1g_asked": self.memory.hugepages_1g,
-                                       "kernel_args": list(self.memory.kernel_args)}
+        self.spec = machine.MachineSpec(
+            kernel=self.kernel,
+            image=img,
+            run_dir=rd,
+            accel=self.req.accel,
+            memory_mib=self.memory.memory_mib,
+            cpus=self.req.cpus,
+            append=self.req.append,
+            kernel_args=self.memory.kernel_args,
+            drives=drives,
+        )
+        self.fingerprint["machine"] = {
+            "modules_loaded": list(img.modules_loaded),
+            "modules_missing": list(img.modules_missing),
+            "memory_mib": self.memory.memory_mib,
+            "hugepages_1g_asked": self.memory.hugepages_1g,
+            "kernel_args": list(self.memory.kernel_args),
+        }
         if img.modules_missing and self.kernel.modules_dir is None:
             # Debian 6.19/7.0/7.1 as of 2026-12: linux-binary-X is in the archive, its modules not.
-            self.say(f"warning: {self.kernel.release} has no modules here, so no "
-                     f"{', '.join(img.modules_missing)}: the cases that need the scratch disks or "
-                     "the /usr share cannot run and are reported as unexpected")
+            self.say(
+                f"warning: {self.kernel.release} has no modules here, so no "
+                f"{', '.join(img.modules_missing)}: the cases that need the scratch disks or "
+                "the /usr share cannot run and are reported as unexpected"
+            )
 
     def boot(self) -> machine.Machine:
         m = self._fresh_guest()
@@ -304,10 +339,18 @@ class _Run:
         info = self.fingerprint["machine"]
         assert isinstance(info, dict)
         if "accel" not in info:
-            info.update({"accel": m.accel, "accel_note": m.accel_note,
-                         "qemu": qemu.version(m.qspec.qemu), "boot_s": round(m.boot_s, 2)})
-        self.say(f"guest ready under {m.accel.upper()} in {m.boot_s:.2f}s"
-                 + (" (restored from a snapshot)" if m.restored else ""))
+            info.update(
+                {
+                    "accel": m.accel,
+                    "accel_note": m.accel_note,
+                    "qemu": qemu.version(m.qspec.qemu),
+                    "boot_s": round(m.boot_s, 2),
+                }
+            )
+        self.say(
+            f"guest ready under {m.accel.upper()} in {m.boot_s:.2f}s"
+            + (" (restored from a snapshot)" if m.restored else "")
+        )
         self.transport: Transport = m.console
         if self.keys is not None:
             from harness.vm import sshtransport
@@ -329,11 +372,17 @@ class _Run:
         if accel not in cache:
             qspec = machine.qemu_spec(self.spec, accel, image.require_qemu())
             argv = qemu.argv(qspec)
-            norm = snapshot.normalized_argv(argv, qspec.kernel, qspec.initrd, qspec.monitor_socket,
-                                            qspec.drives, qspec.ssh_port)
-            cache[accel], _ = snapshot.snapshot_key(kernel=qspec.kernel, initrd=qspec.initrd, argv=norm,
-                                                    qemu_version=qemu.version(qspec.qemu),
-                                                    qemu_bin=qspec.qemu, accel=accel)
+            norm = snapshot.normalized_argv(
+                argv, qspec.kernel, qspec.initrd, qspec.monitor_socket, qspec.drives, qspec.ssh_port
+            )
+            cache[accel], _ = snapshot.snapshot_key(
+                kernel=qspec.kernel,
+                initrd=qspec.initrd,
+                argv=norm,
+                qemu_version=qemu.version(qspec.qemu),
+                qemu_bin=qspec.qemu,
+                accel=accel,
+            )
         return cache[accel]
 
     def _fresh_guest(self) -> machine.Machine:
@@ -351,7 +400,7 @@ class _Run:
         entry, why = snapshot.lookup(key)
         if entry is not None:
             try:
-                for src, dst in zip((entry.path / n for n in snapshot.DISKS), self.spec.drives):
+                for src, dst in zip((entry.path / n for n in snapshot.DISKS), self.spec.drives, strict=False):
                     snapshot.copy_sparse(src, dst)
                 m = machine.restore(self.spec, entry.vmstate, plan[0], self.say)
                 guests.append({"how": "restore", "s": round(time.monotonic() - t0, 2), "key": key})
@@ -373,8 +422,7 @@ class _Run:
             info["save_error"] = f"the guest broke while being saved: {e}"
             self.say(f"the guest broke while being saved ({e}); booting cold without a snapshot")
             m = self._cold(None)
-        guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2),
-                       **({"why": why} if why else {})})
+        guests.append({"how": "cold", "s": round(time.monotonic() - t0, 2), **({"why": why} if why else {})})
         return m
 
     def _cold(self, at_point: machine.AtPoint | None) -> machine.Machine:
@@ -400,12 +448,16 @@ class _Run:
                 w.add_disks(self.spec.drives)
                 machine.resume_after_save(qspec)
                 assert self.kernel is not None
-                e = w.commit({"kernel": self.kernel.release, "accel": qspec.accel,
-                              "point_uptime_s": point_uptime})
-                info.update({"saved": key, "save_s": round(time.monotonic() - t0, 2),
-                             "size_bytes": e.size_bytes()})
-                self.say(f"guest saved as snapshot {key} ({e.size_bytes() / 2**20:.0f} MiB) "
-                         f"in {time.monotonic() - t0:.1f}s")
+                e = w.commit(
+                    {"kernel": self.kernel.release, "accel": qspec.accel, "point_uptime_s": point_uptime}
+                )
+                info.update(
+                    {"saved": key, "save_s": round(time.monotonic() - t0, 2), "size_bytes": e.size_bytes()}
+                )
+                self.say(
+                    f"guest saved as snapshot {key} ({e.size_bytes() / 2**20:.0f} MiB) "
+                    f"in {time.monotonic() - t0:.1f}s"
+                )
             except (MachineError, OSError) as e:
                 w.abort()
                 info["save_error"] = str(e)
@@ -414,6 +466,7 @@ class _Run:
                     machine.resume_after_save(qspec)
                 except MachineError:
                     pass
+
         return machine.AtPoint(save)
 
     def reboot(self, why: str) -> None:
@@ -423,8 +476,9 @@ class _Run:
         t1 = time.monotonic()
         self.say(f"guest lost ({why}); starting a fresh one")
         self.boot()
-        self.reboots.append({"why": why, "reboot_s": round(time.monotonic() - t1, 2),
-                             "restored": self.machine.restored})
+        self.reboots.append(
+            {"why": why, "reboot_s": round(time.monotonic() - t1, 2), "restored": self.machine.restored}
+        )
 
     def run_all(self) -> None:
         facts = self.transport.run(GUEST_FACTS, 60.0)
@@ -440,7 +494,9 @@ class _Run:
         if self.req.isolate == "case":  # one case per guest (a kselftest runs whole: no ids to pick)
             queue = deque()
             for s in self.selected:
-                queue += ([suites.Selected(s.program, (i,)) for i in s.ids] if s.program.kind == "harness" else [s])
+                queue += (
+                    [suites.Selected(s.program, (i,)) for i in s.ids] if s.program.kind == "harness" else [s]
+                )
         isolated: list[dict[str, object]] = []
         while queue:
             sel = queue.popleft()
@@ -450,8 +506,14 @@ class _Run:
                 t1 = time.monotonic()
                 self.machine.kill()
                 self.boot()
-                isolated.append({"program": sel.program.name, "cases": len(sel.ids), "s": round(time.monotonic() - t1, 2),
-                                 "restored": self.machine.restored})
+                isolated.append(
+                    {
+                        "program": sel.program.name,
+                        "cases": len(sel.ids),
+                        "s": round(time.monotonic() - t1, 2),
+                        "restored": self.machine.restored,
+                    }
+                )
                 self.fingerprint["isolated"] = isolated
             self.used = True
             leftover = self.run_program(sel)
@@ -468,7 +530,9 @@ class _Run:
         assert self.kernel is not None
         m, prog = self.machine, sel.program
         limit = self.req.timeout_s or prog.timeout_s
-        self.say(f"running {prog.name} ({'whole program' if prog.kind == 'kselftest' else f'{len(sel.ids)} cases'})")
+        self.say(
+            f"running {prog.name} ({'whole program' if prog.kind == 'kselftest' else f'{len(sel.ids)} cases'})"
+        )
         off, t1 = m.log_offset(), time.monotonic()
         # No ids means "every case" to a program: shorter, and the common case.
         ids = [] if list(sel.ids) == self.all_ids.get(prog.name) else list(sel.ids)
@@ -483,14 +547,17 @@ class _Run:
             return self.lost_guest(sel, off, e, time.monotonic() - t1)
         dt = time.monotonic() - t1
         self.save_output(prog.name, r)
-        err = "" if r.rc in (0, 1) else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
+        err = (
+            ""
+            if r.rc in (0, 1)
+            else f"program exited {r.rc}: {r.stderr.decode(errors='replace').strip()[:300]}"
+        )
         if r.note:  # output over the limits: say so where cases went missing, and here
             self.say(f"  {prog.name}: the harness cut its output: {r.note}")
             err = f"{err}; " if err else ""
             err += f"the harness cut the program's output: {r.note}"
         root = ktap.parse(r.stdout.decode("utf-8", "surrogateescape"))
-        results = outcomes.case_results(sel, root,
-                                        self.rules, self.kernel, err)
+        results = outcomes.case_results(sel, root, self.rules, self.kernel, err)
         broken = ktap.plan_problem(root, len(sel.ids) if prog.kind == "harness" else None)
         if broken:
             results = outcomes.program_invalid(results, broken)
@@ -503,11 +570,15 @@ class _Run:
             from harness.suites import kselftest
 
             slices = kselftest.slices(root, prog.id_prefix, section)
-        results = outcomes.with_kernel_reports(results, section, sel.ids, self.req.fail_on_kernel_report, slices)
+        results = outcomes.with_kernel_reports(
+            results, section, sel.ids, self.req.fail_on_kernel_report, slices
+        )
         self.record([dataclasses.replace(x, duration_s=dt / max(1, len(results))) for x in results])
         bad = sum(1 for x in results if x.verdict.unexpected)
-        self.say(f"  {prog.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected"
-                 + (f"; timed out, {len(leftover)} to run again" if timed_out else ""))
+        self.say(
+            f"  {prog.name}: {len(results)} cases in {dt:.1f}s, {bad} unexpected"
+            + (f"; timed out, {len(leftover)} to run again" if timed_out else "")
+        )
         return leftover
 
     def console_section(self, offset: int, program: str) -> str:
@@ -537,14 +608,18 @@ class _Run:
             why = "the guest died (QEMU exited)"
         m.kill()
         section = m.log_since(offset)
-        with open(self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console", "a",
-                  encoding="utf-8") as f:  # appended: a program can lose the guest twice
+        with open(
+            self.outcome.run_dir / "output" / f"{sel.program.name}.lost-guest.console", "a", encoding="utf-8"
+        ) as f:  # appended: a program can lose the guest twice
             f.write(section)
-        results, leftover = outcomes.after_guest_loss(sel, section, why, self.rules, self.kernel,
-                                                      self.req.fail_on_kernel_report)
+        results, leftover = outcomes.after_guest_loss(
+            sel, section, why, self.rules, self.kernel, self.req.fail_on_kernel_report
+        )
         self.record(results)
-        self.say(f"  {sel.program.name}: {why} after {dt:.1f}s; {len(results)} cases reported, "
-                 f"{len(leftover)} to run again")
+        self.say(
+            f"  {sel.program.name}: {why} after {dt:.1f}s; {len(results)} cases reported, "
+            f"{len(leftover)} to run again"
+        )
         self.reboot(why)
         return leftover
 
@@ -569,8 +644,11 @@ class _Run:
             disks.remove(rd)
         except OSError as e:
             errors.append(f"cannot remove the scratch images: {e.strerror or e}")
-        missing = [bounded(r) for sel in self.selected
-                   for r in outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel)]
+        missing = [
+            bounded(r)
+            for sel in self.selected
+            for r in outcomes.not_run(sel, self.done, why_missing, self.rules, self.kernel)
+        ]
         self.outcome.results += missing
         self.done.update(r.id for r in missing)
         props = {"harness.version": __version__}
@@ -591,8 +669,10 @@ class _Run:
                 break
         self.fingerprint["reboots"] = self.reboots
         self.fingerprint["total_s"] = round(time.monotonic() - self.t0, 2)
-        for name, text in (("fingerprint.json", json.dumps(self.fingerprint, indent=2) + "\n"),
-                           ("summary.txt", self.outcome.summary + "\n")):
+        for name, text in (
+            ("fingerprint.json", json.dumps(self.fingerprint, indent=2) + "\n"),
+            ("summary.txt", self.outcome.summary + "\n"),
+        ):
             try:
                 reportio.write_text(rd / name, text)
             except ReportWriteError as e:
@@ -615,12 +695,16 @@ class _Run:
             except ReportWriteError as e:
                 errors.append(str(e))
         if not written:
-            for path in (rd.parent / f"{rd.name}.junit.xml",
-                         Path(tempfile.gettempdir()) / f"harness-{rd.name}.junit.xml"):
+            for path in (
+                rd.parent / f"{rd.name}.junit.xml",
+                Path(tempfile.gettempdir()) / f"harness-{rd.name}.junit.xml",
+            ):
                 try:
                     reportio.write_text(path, xml)
-                    reportio.write_text(path.with_name(path.name.replace(".junit.xml", ".summary.txt")),
-                                        self.outcome.summary + "\n")
+                    reportio.write_text(
+                        path.with_name(path.name.replace(".junit.xml", ".summary.txt")),
+                        self.outcome.summary + "\n",
+                    )
                 except ReportWriteError as e:
                     errors.append(str(e))
                     continue
@@ -689,7 +773,9 @@ def _execute(run: _Run) -> RunOutcome:
     return run.outcome
 
 
-def _crosscheck(out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict[str, object] | None = None) -> None:
+def _crosscheck(
+    out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict[str, object] | None = None
+) -> None:
     """Our verdicts against upstream's where both suites cover a case, and our two kinds of
     long-term pin (RDMA, gup) against each other; a disagreement is exit 1."""
     from harness.suites import crosscheck
@@ -709,8 +795,18 @@ def _crosscheck(out: RunOutcome, kernel: Kernel | None = None, fingerprint: dict
         texts.append(crosscheck.pinner_table(pp, pinner))
         bad = [p for p in pp if p.status == "DISAGREE"]
         # On the terminal: the count, and the pairs that disagree (the table is in crosscheck.txt).
-        shown.append("\n".join([*(f"DISAGREE  {p.rdma.id} ({p.rdma.verdict.value})  <->  {p.gup.id} "
-                                   f"({p.gup.verdict.value})" for p in bad), crosscheck.pinner_summary(pp)]))
+        shown.append(
+            "\n".join(
+                [
+                    *(
+                        f"DISAGREE  {p.rdma.id} ({p.rdma.verdict.value})  <->  {p.gup.id} "
+                        f"({p.gup.verdict.value})"
+                        for p in bad
+                    ),
+                    crosscheck.pinner_summary(pp),
+                ]
+            )
+        )
         disagree = disagree or bool(bad)
     if not texts:
         return
@@ -729,7 +825,8 @@ def list_cases(req: RunRequest, progress: Progress = lambda s: None) -> list[tup
     selected = suites.select(suites.programs(list(req.suites), req.kernel), list(req.filters))
     k = resolve_kernel(req.kernel, progress)
     # A kselftest's ids exist only after it ran: listed as its prefix glob.
-    return [(i + ".*" if s.program.kind == "kselftest" else i, expect.expectation_for(rules, i, k))
-            for s in selected for i in s.ids]
-
-
+    return [
+        (i + ".*" if s.program.kind == "kselftest" else i, expect.expectation_for(rules, i, k))
+        for s in selected
+        for i in s.ids
+    ]

@@ -8,17 +8,14 @@ import argparse
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from harness.report import compare
-from harness.run import matrix
-from harness.report import publish
-from harness.report import resultset
-from harness.suites import registry as suites
-from harness.report import terminal
 from harness.errors import HarnessError, InputError
+from harness.report import compare, publish, resultset, terminal
+from harness.run import matrix
 from harness.run.runner import DEFAULT_EXPECTATIONS, RunRequest, list_cases
+from harness.suites import registry as suites
 
 Progress = Callable[[str], None]
 MIN_MEMORY_MIB = 128  # below this no Debian kernel gets to our init
@@ -47,7 +44,9 @@ def check_numbers(a: argparse.Namespace, host_mib: int | None = None) -> None:
             raise InputError(f"--memory {a.memory}: a guest needs at least {MIN_MEMORY_MIB} MiB")
         total = host_mib if host_mib is not None else host_memory_mib()
         if total is not None and a.memory > total:
-            raise InputError(f"--memory {a.memory}: more than this host has ({total} MiB, MemTotal in /proc/meminfo)")
+            raise InputError(
+                f"--memory {a.memory}: more than this host has ({total} MiB, MemTotal in /proc/meminfo)"
+            )
     if v.get("timeout") is not None and not (math.isfinite(a.timeout) and a.timeout > 0):
         raise InputError(f"--timeout {a.timeout:g}: must be more than 0 seconds")
     if v.get("jobs") is not None and a.jobs < 1:
@@ -62,13 +61,29 @@ def check_numbers(a: argparse.Namespace, host_mib: int | None = None) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("matrix and nightly CI")
-    g.add_argument("-j", "--jobs", type=int, metavar="N",
-                   help="guests at once in a matrix (default: one per core, as memory allows)")
-    g.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="run every case N times; cases whose verdicts differ are FLAKY")
-    g.add_argument("--shard", metavar="I/N", help="only the I-th of N stable slices of the cases (hash of the id)")
-    g.add_argument("--baseline", type=Path, metavar="DIR",
-                   help="compare with this earlier run (dir or results.jsonl) at the end; a regression exits 1")
+    g.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="guests at once in a matrix (default: one per core, as memory allows)",
+    )
+    g.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every case N times; cases whose verdicts differ are FLAKY",
+    )
+    g.add_argument(
+        "--shard", metavar="I/N", help="only the I-th of N stable slices of the cases (hash of the id)"
+    )
+    g.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="compare with this earlier run (dir or results.jsonl) at the end; a regression exits 1",
+    )
 
 
 def add_each_run_arguments(p: argparse.ArgumentParser, suite_help: str = "") -> argparse._ArgumentGroup:
@@ -87,10 +102,18 @@ def add_each_run_arguments(p: argparse.ArgumentParser, suite_help: str = "") -> 
 
 
 def each_run_request(a: argparse.Namespace, default_suites: tuple[str, ...] = ()) -> RunRequest:
-    return RunRequest(suites=tuple(a.suite) or default_suites, filters=tuple(getattr(a, "filter", ()) or ()),
-                      expectations=a.expectations, accel=a.accel, memory_mib=a.memory, cpus=a.cpus,
-                      append=a.append, timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
-                      max_reboots=a.max_reboots)
+    return RunRequest(
+        suites=tuple(a.suite) or default_suites,
+        filters=tuple(getattr(a, "filter", ()) or ()),
+        expectations=a.expectations,
+        accel=a.accel,
+        memory_mib=a.memory,
+        cpus=a.cpus,
+        append=a.append,
+        timeout_s=a.timeout,
+        fail_on_kernel_report=a.kernel_reports == "fail",
+        max_reboots=a.max_reboots,
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -100,12 +123,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     c.add_argument("--out", type=Path, metavar="DIR", help="also write compare.txt/.json/.html there")
     r = sub.add_parser("report", help="(re)write report.html and kcidb.json of a run dir")
     r.add_argument("run_dir", type=Path, metavar="DIR")
-    lv = sub.add_parser("lava", help="write a LAVA job and its artefacts (kernel, initramfs, disks) for a lab")
+    lv = sub.add_parser(
+        "lava", help="write a LAVA job and its artefacts (kernel, initramfs, disks) for a lab"
+    )
     lv.add_argument("--kernel", metavar="SPEC", help="as for run (default debian:6.12)")
     lv.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only these cow case ids")
-    lv.add_argument("--out", type=Path, required=True, metavar="DIR", help="where job.yaml and the artefacts go")
-    lv.add_argument("--url-base", default="", metavar="URL",
-                    help="where the lab will fetch DIR's files from (default: file:// paths into DIR)")
+    lv.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where job.yaml and the artefacts go"
+    )
+    lv.add_argument(
+        "--url-base",
+        default="",
+        metavar="URL",
+        help="where the lab will fetch DIR's files from (default: file:// paths into DIR)",
+    )
     lv.add_argument("--memory", type=int, default=1024, metavar="MIB")
     lv.add_argument("--cpus", type=int, default=2)
 
@@ -124,15 +155,24 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     rs = publish.write_run_reports(a.run_dir)
-    print(f"{a.run_dir / 'report.html'}\n{a.run_dir / 'kcidb.json'}  ({len(rs.cases)} cases, {len(rs.kernels)} kernel(s))")
+    print(
+        f"{a.run_dir / 'report.html'}\n{a.run_dir / 'kcidb.json'}  ({len(rs.cases)} cases, {len(rs.kernels)} kernel(s))"
+    )
     return 0
 
 
 def cmd_lava(a: argparse.Namespace) -> int:
     from harness.report import lavabundle
 
-    job = lavabundle.build(a.kernel, a.out, tuple(a.filter), a.url_base, a.memory, a.cpus,
-                           lambda s: print(s, file=sys.stderr, flush=True))
+    job = lavabundle.build(
+        a.kernel,
+        a.out,
+        tuple(a.filter),
+        a.url_base,
+        a.memory,
+        a.cpus,
+        lambda s: print(s, file=sys.stderr, flush=True),
+    )
     print(job)
     print(f"run it locally: lava-run --job-id 1 --output-dir OUT --device {a.out / 'device.yaml'} {job}")
     return 0

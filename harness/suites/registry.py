@@ -11,8 +11,8 @@ import functools
 import hashlib
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
 
 from harness.errors import BuildError, InputError, KernelError, ToolMissing
@@ -89,13 +89,26 @@ def build_cow() -> list[Program]:
     r = subprocess.run(["make", "-s", "-C", str(COW_SRC), f"O={out}"], capture_output=True, text=True)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        hint = (" (is liburing-dev installed? run ci/setup.sh)" if "uring" in r.stderr else
-                " (are libibverbs-dev and ibverbs-providers installed? run ci/setup.sh)"
-                if "verbs" in r.stderr or "rxe" in r.stderr else "")
+        hint = (
+            " (is liburing-dev installed? run ci/setup.sh)"
+            if "uring" in r.stderr
+            else " (are libibverbs-dev and ibverbs-providers installed? run ci/setup.sh)"
+            if "verbs" in r.stderr or "rxe" in r.stderr
+            else ""
+        )
         raise BuildError(f"building cow_tests failed: {last}{hint}")
     progs = sorted(p for p in out.iterdir() if p.is_file() and p.stat().st_mode & 0o111)
-    return [Program(p.name, "cow", p, f"cow_tests/{p.name}", needs_rdma=p.name in RDMA_PROGRAMS,
-                    needs_pin=p.name in PIN_PROGRAMS) for p in progs]
+    return [
+        Program(
+            p.name,
+            "cow",
+            p,
+            f"cow_tests/{p.name}",
+            needs_rdma=p.name in RDMA_PROGRAMS,
+            needs_pin=p.name in PIN_PROGRAMS,
+        )
+        for p in progs
+    ]
 
 
 def probes() -> list[Program]:
@@ -109,16 +122,21 @@ def probes() -> list[Program]:
 def faults() -> list[Program]:
     """The harness's own fault drill (not a default suite): a test that hangs, one that makes a
     kernel report, one that panics the kernel, with ordinary cases around them."""
-    return [Program(p.stem, "faults", p, f"faults/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=20.0)
-            for p in sorted(FAULTS_SRC.glob("*.py"))]
+    return [
+        Program(p.stem, "faults", p, f"faults/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=20.0)
+        for p in sorted(FAULTS_SRC.glob("*.py"))
+    ]
 
 
 def hostile() -> list[Program]:
     """The hostile-guest drill (not a default suite; issue 15): a KTAP plan bomb, a gzip bomb,
     64 MiB of output, bytes that are not UTF-8, terminal escapes, fence-breaking backticks.
     Each must end in a complete, valid report and a bounded harness."""
-    return [Program(p.stem, "hostile", p, f"hostile/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=300.0)
-            for p in sorted(HOSTILE_SRC.glob("*.py")) if not p.name.startswith("_")]
+    return [
+        Program(p.stem, "hostile", p, f"hostile/{p.name}", GUEST_PYTHON, HOST_PYTHON, timeout_s=300.0)
+        for p in sorted(HOSTILE_SRC.glob("*.py"))
+        if not p.name.startswith("_")
+    ]
 
 
 def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
@@ -127,8 +145,15 @@ def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
 
     d, t = kselftest.parse_spec(suite)
     binary = kselftest.build(kselftest.source_for(kernel_spec), d, t)
-    return Program(kselftest.program_name(d, t), suite, binary, f"kselftest/{d}/{t}",
-                   kind="kselftest", id_prefix=kselftest.id_prefix(d, t), guest_cwd=kselftest.GUEST_CWD)
+    return Program(
+        kselftest.program_name(d, t),
+        suite,
+        binary,
+        f"kselftest/{d}/{t}",
+        kind="kselftest",
+        id_prefix=kselftest.id_prefix(d, t),
+        guest_cwd=kselftest.GUEST_CWD,
+    )
 
 
 WARN_MODULE_SRC = FAULTS_SRC / "warn_module"
@@ -141,8 +166,10 @@ def _headers_for(kernel: Kernel, progress: Callable[[str], None]) -> Path | None
 
     if kernel.origin.startswith("debian:"):
         return headers.for_debian(kernel.release, progress)
-    for cand in (Path(f"/usr/src/linux-headers-{kernel.release}"),
-                 Path(f"/lib/modules/{kernel.release}/build")):
+    for cand in (
+        Path(f"/usr/src/linux-headers-{kernel.release}"),
+        Path(f"/lib/modules/{kernel.release}/build"),
+    ):
         if (cand / "Makefile").is_file():
             return cand
     if kernel.origin.startswith("tree:"):
@@ -150,8 +177,9 @@ def _headers_for(kernel: Kernel, progress: Callable[[str], None]) -> Path | None
     return None
 
 
-def _module(kernel: Kernel, src: Path, name: str, what: str, progress: Callable[[str], None],
-            strict: bool) -> tuple[Path, bool]:
+def _module(
+    kernel: Kernel, src: Path, name: str, what: str, progress: Callable[[str], None], strict: bool
+) -> tuple[Path, bool]:
     """Build the out-of-tree module in `src` for `kernel` (cached per release, rebuilt when the
     source changes). Returns (the .ko, True), or (a file saying why there is none, False) when
     it cannot be built here: no headers, not the kernel's compiler, or (unless strict, which
@@ -180,8 +208,9 @@ def _module(kernel: Kernel, src: Path, name: str, what: str, progress: Callable[
     ko = out / f"{name}.ko"
     if ko.is_file() and not changed:  # built from these sources before (kbuild's no-op costs ~1 s)
         return ko, True
-    r = subprocess.run(["make", "-s", "-C", str(tree), f"M={out}", f"CC={cc}", "modules"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["make", "-s", "-C", str(tree), f"M={out}", f"CC={cc}", "modules"], capture_output=True, text=True
+    )
     if r.returncode != 0 or not ko.is_file():
         (out / "build.log").write_text(r.stdout + r.stderr)
         lines = r.stderr.strip().splitlines()
@@ -201,9 +230,12 @@ PIN_MODULE_SRC = COW_SRC / "pin_module"
 PINNERS = ("auto", "gup_test", "module")
 
 
-def kernel_payload(kernel: Kernel, selected: list[Selected],
-                   progress: Callable[[str], None] = lambda s: None,
-                   pinner: str = "auto") -> dict[str, Path]:
+def kernel_payload(
+    kernel: Kernel,
+    selected: list[Selected],
+    progress: Callable[[str], None] = lambda s: None,
+    pinner: str = "auto",
+) -> dict[str, Path]:
     """Guest files that must be built for the kernel itself: the fault drill's WARN module, and
     the harness_pin module (cow_tests/pin_module) that gives cow_gup its long-term pins where
     the kernel has no gup_test (unless --pinner gup_test). When one cannot be built here (no
@@ -214,7 +246,11 @@ def kernel_payload(kernel: Kernel, selected: list[Selected],
         path, ok = _module(kernel, WARN_MODULE_SRC, "harness_warn", "fault drill", progress, strict=True)
         files["faults/harness_warn.ko" if ok else "faults/harness_warn.ko.why"] = path
     wants_pin = any(s.program.needs_pin for s in selected)
-    if wants_pin and pinner != "gup_test" and (pinner == "module" or kernel.config.get("CONFIG_GUP_TEST") != "y"):
+    if (
+        wants_pin
+        and pinner != "gup_test"
+        and (pinner == "module" or kernel.config.get("CONFIG_GUP_TEST") != "y")
+    ):
         path, ok = _module(kernel, PIN_MODULE_SRC, "harness_pin", "long-term pin", progress, strict=False)
         files["modules/harness_pin.ko" if ok else "modules/harness_pin.ko.why"] = path
     return files
@@ -232,7 +268,9 @@ def check_names(suites: list[str]) -> None:
         if s.startswith("kselftest:"):
             parse_spec(s)
         elif s not in SUITES:
-            raise InputError(f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))}, kselftest:DIR/TEST)")
+            raise InputError(
+                f"--suite {s}: unknown suite (known: {', '.join(sorted(SUITES))}, kselftest:DIR/TEST)"
+            )
 
 
 def programs(suites: list[str], kernel_spec: str | None = None) -> list[Program]:
@@ -246,7 +284,7 @@ def programs(suites: list[str], kernel_spec: str | None = None) -> list[Program]
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ids(p: Program) -> tuple[str, ...]:
     r = subprocess.run([*p.host_interp, str(p.host_path), "--list"], capture_output=True, text=True)
     if r.returncode != 0:

@@ -14,12 +14,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.vm import cpio
-from harness.kernels import modules
 from harness import reportio
 from harness.errors import BuildError, ToolMissing
+from harness.kernels import modules
 from harness.model import Kernel
 from harness.paths import REPO_ROOT
+from harness.vm import cpio
 
 GUEST_DIR = REPO_ROOT / "guest"
 # What the guest may need from a modular (distro) kernel; built-ins and absent ones are skipped.
@@ -32,8 +32,25 @@ DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
 # rxe asks the crypto API for "crc32" (ICRC; a module on Debian 6.1 and 6.12, none on 7.3); ib_uverbs gives userspace its
 # /dev/infiniband/uverbsN (no longer a dependency of rdma_rxe in 7.x).
 RDMA_MODULES = ["crc32_generic", "crc32_pclmul", "ib_uverbs", "rdma_rxe"]
-_DIRS = ["bin", "sbin", "dev", "proc", "sys", "tmp", "run", "usr", "root", "root/.ssh", "mnt",
-         "var", "etc", "etc/harness", "etc/dropbear", "lib", "harness"]
+_DIRS = [
+    "bin",
+    "sbin",
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "run",
+    "usr",
+    "root",
+    "root/.ssh",
+    "mnt",
+    "var",
+    "etc",
+    "etc/harness",
+    "etc/dropbear",
+    "lib",
+    "harness",
+]
 
 
 @dataclass(frozen=True)
@@ -107,22 +124,31 @@ def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry],
 
 
 def _env_file(opts: GuestOptions) -> bytes:
-    env = {"HARNESS_NONCE": "" if opts.handshake else opts.nonce, "HARNESS_HANDSHAKE": str(int(opts.handshake)),
-           "HARNESS_USR": str(int(opts.share_usr)),
-           "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
-           "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma)),
-           "HARNESS_PINNER": opts.pinner}
+    env = {
+        "HARNESS_NONCE": "" if opts.handshake else opts.nonce,
+        "HARNESS_HANDSHAKE": str(int(opts.handshake)),
+        "HARNESS_USR": str(int(opts.share_usr)),
+        "HARNESS_NET": str(int(opts.net)),
+        "HARNESS_DISK": str(int(opts.disk)),
+        "HARNESS_HUGEPAGES": str(opts.hugepages),
+        "HARNESS_RDMA": str(int(opts.rdma)),
+        "HARNESS_PINNER": opts.pinner,
+    }
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
 
 
-def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[list[cpio.Entry], modules.Resolution]:
+def entries_for(
+    kernel: Kernel, payload: Payload, opts: GuestOptions
+) -> tuple[list[cpio.Entry], modules.Resolution]:
     bb = _busybox()
     ents = [cpio.Entry.dir(d) for d in _DIRS]
     ents.append(cpio.Entry.file("bin/busybox", bb.read_bytes(), 0o755))
     ents += [cpio.Entry.symlink(f"bin/{a}", "busybox") for a in _applets(bb)]
     # Debian 12 is usr-merged: the dynamic loader and libraries live under the shared /usr.
-    ents += [cpio.Entry.symlink("lib64", "usr/lib64"),
-             cpio.Entry.symlink("lib/x86_64-linux-gnu", "../usr/lib/x86_64-linux-gnu")]
+    ents += [
+        cpio.Entry.symlink("lib64", "usr/lib64"),
+        cpio.Entry.symlink("lib/x86_64-linux-gnu", "../usr/lib/x86_64-linux-gnu"),
+    ]
     ents.append(cpio.Entry.file("init", (GUEST_DIR / "init").read_bytes(), 0o755))
     ents.append(cpio.Entry.file("harness/agent.sh", (GUEST_DIR / "agent.sh").read_bytes(), 0o755))
     ents.append(cpio.Entry.file("etc/harness/env", _env_file(opts)))
@@ -131,8 +157,12 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
     if opts.net and not opts.handshake:
         ents.append(cpio.Entry.file("root/.ssh/authorized_keys", opts.authorized_key.encode(), 0o600))
         ents.append(cpio.Entry.file("etc/dropbear/host_key", opts.host_key, 0o600))
-    wanted = ((USR_MODULES if opts.share_usr else []) + (NET_MODULES if opts.net or opts.rdma else [])
-              + (DISK_MODULES if opts.disk else []) + (RDMA_MODULES if opts.rdma else []))
+    wanted = (
+        (USR_MODULES if opts.share_usr else [])
+        + (NET_MODULES if opts.net or opts.rdma else [])
+        + (DISK_MODULES if opts.disk else [])
+        + (RDMA_MODULES if opts.rdma else [])
+    )
     if wanted:
         wanted = VIRTIO_MODULES + wanted
     mod_ents, res = module_entries(kernel, wanted)

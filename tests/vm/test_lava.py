@@ -15,18 +15,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.paths import DATA
-from tests.helpers.kernels import TEST_KERNEL
 from harness.report import lava
+from tests.helpers.kernels import TEST_KERNEL
+from tests.helpers.paths import DATA
 
 GOLDEN = DATA / "golden"
 REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
 
-JOB = lava.Job(name="harness cow on 6.12.117+deb12-amd64 (28 cases)",
-               kernel_url="https://lab.example/artefacts/n1/bzImage",
-               initrd_url="https://lab.example/artefacts/n1/initramfs.cpio.gz",
-               scratch_url="https://lab.example/artefacts/n1/scratch-ext4.img.gz",
-               swap_url="https://lab.example/artefacts/n1/scratch-swap.img.gz")
+JOB = lava.Job(
+    name="harness cow on 6.12.117+deb12-amd64 (28 cases)",
+    kernel_url="https://lab.example/artefacts/n1/bzImage",
+    initrd_url="https://lab.example/artefacts/n1/initramfs.cpio.gz",
+    scratch_url="https://lab.example/artefacts/n1/scratch-ext4.img.gz",
+    swap_url="https://lab.example/artefacts/n1/scratch-swap.img.gz",
+)
 
 
 def golden(name: str, text: str) -> None:
@@ -44,8 +46,12 @@ def test_device_dictionary_golden() -> None:
 
 
 def test_autorun_script_golden() -> None:
-    progs = [lava.Program("cow_fork", "/harness/cow_tests/cow_fork"),
-             lava.Program("cow_unshare", "/harness/cow_tests/cow_unshare", ("cow.unshare.vmsplice.base", "odd'id"))]
+    progs = [
+        lava.Program("cow_fork", "/harness/cow_tests/cow_fork"),
+        lava.Program(
+            "cow_unshare", "/harness/cow_tests/cow_unshare", ("cow.unshare.vmsplice.base", "odd'id")
+        ),
+    ]
     text = lava.autorun_script(progs)
     golden("lava_agent.sh", text)
     assert "'odd'\"'\"'id'" in text  # ids are shell-quoted
@@ -72,11 +78,17 @@ def results(console: str) -> list[tuple[str, str]]:
 
 
 def test_the_pattern_reads_ktap_result_lines() -> None:
-    console = ("KTAP version 1\r\r\n1..4\r\n# cow.fork.a: diagnostics, ok 9 not.this\r\n"
-               "ok 1 cow.fork.a\r\r\nnot ok 2 cow.fork.b\r\n"
-               "ok 3 cow.fork.c # SKIP no THP\r\nok 4 cow.fork.d # some other note\n")
-    assert results(console) == [("cow.fork.a", "pass"), ("cow.fork.b", "fail"),
-                                ("cow.fork.c", "skip"), ("cow.fork.d", "pass")]
+    console = (
+        "KTAP version 1\r\r\n1..4\r\n# cow.fork.a: diagnostics, ok 9 not.this\r\n"
+        "ok 1 cow.fork.a\r\r\nnot ok 2 cow.fork.b\r\n"
+        "ok 3 cow.fork.c # SKIP no THP\r\nok 4 cow.fork.d # some other note\n"
+    )
+    assert results(console) == [
+        ("cow.fork.a", "pass"),
+        ("cow.fork.b", "fail"),
+        ("cow.fork.c", "skip"),
+        ("cow.fork.d", "pass"),
+    ]
 
 
 def test_a_result_line_is_read_only_once_complete() -> None:
@@ -107,20 +119,57 @@ def test_a_generated_job_runs_with_lava_dispatcher(tmp_path: Path) -> None:
             pytest.fail("lava-run not found although ci/setup.sh installs lava-dispatcher")
         pytest.skip("lava-dispatcher not installed (apt-get install lava-dispatcher)")
     bundle = tmp_path / "bundle"
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "--kernel", TEST_KERNEL,
-                        "--filter", "cow.unshare.*.base", "--filter", "cow.unshare.*.thp",
-                        "--filter", "cow.vmsplice.unmap-in-child.hugetlb-*",
-                        "--out", str(bundle)], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "lava",
+            "--kernel",
+            TEST_KERNEL,
+            "--filter",
+            "cow.unshare.*.base",
+            "--filter",
+            "cow.unshare.*.thp",
+            "--filter",
+            "cow.vmsplice.unmap-in-child.hugetlb-*",
+            "--out",
+            str(bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
-    r = subprocess.run(["lava-run", "--job-id", "1", "--output-dir", str(tmp_path / "out"),
-                        "--device", str(bundle / "device.yaml"), str(bundle / "job.yaml")],
-                       capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [
+            "lava-run",
+            "--job-id",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--device",
+            str(bundle / "device.yaml"),
+            str(bundle / "job.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     log = lava_log(r.stdout + "\n" + r.stderr)
-    got = {m["msg"]["extra"]["test_case_id"]: m["msg"]["result"] for m in log
-           if m["lvl"] == "results" and isinstance(m["msg"], dict) and m["msg"].get("definition") == "harness-cow"}
+    got = {
+        m["msg"]["extra"]["test_case_id"]: m["msg"]["result"]
+        for m in log
+        if m["lvl"] == "results"
+        and isinstance(m["msg"], dict)
+        and m["msg"].get("definition") == "harness-cow"
+    }
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    job = next(m["msg"] for m in log if m["lvl"] == "results" and isinstance(m["msg"], dict)
-               and m["msg"].get("case") == "job")
+    job = next(
+        m["msg"]
+        for m in log
+        if m["lvl"] == "results" and isinstance(m["msg"], dict) and m["msg"].get("case") == "job"
+    )
     assert job["result"] == "pass"
     assert len(got) == 12
     assert got["cow.unshare.vmsplice.base"] == "pass"

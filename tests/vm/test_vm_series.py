@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
-from tests.helpers.small_repo import SmallRepo
 
 from harness.kernels import kbuild
 from harness.paths import cache_dir
 from harness.run.runner import RunRequest
 from harness.series.core import Row, Step
 from harness.series.series_cmd import SeriesRequest, run_row, run_series
+from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
+from tests.helpers.small_repo import SmallRepo
 
 pytestmark = pytest.mark.vm
 
@@ -50,7 +50,9 @@ def test_series_rows_are_real_boots(tmp_path: Path) -> None:
         return b, lambda row, row_dir: run_row(row, b.kernel, req, row_dir, progress)
 
     out = tmp_path / "series"
-    req = SeriesRequest(repo.path, f"{base}..HEAD", run=RunRequest(suites=("cow",), filters=(CHANGES, SAME)), out=out)
+    req = SeriesRequest(
+        repo.path, f"{base}..HEAD", run=RunRequest(suites=("cow",), filters=(CHANGES, SAME)), out=out
+    )
     try:
         code = run_series(req, print, parts)
     finally:  # our worktree of this one-off repository, kept in the cache per repository
