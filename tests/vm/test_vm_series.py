@@ -56,7 +56,7 @@ def test_series_rows_are_real_boots(tmp_path: Path) -> None:
     try:
         code = run_series(req, print, parts)
     finally:  # our worktree of this one-off repository, kept in the cache per repository
-        shutil.rmtree(cache_dir() / "series" / kbuild._tree_key(repo.path), ignore_errors=True)
+        shutil.rmtree(cache_dir() / "series" / kbuild.tree_key(repo.path), ignore_errors=True)
     rec = json.loads((out / "series.json").read_text())
     print((out / "matrix.txt").read_text())
     assert code == 1
