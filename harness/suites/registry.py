@@ -157,7 +157,7 @@ def faults() -> list[Program]:
 
 
 def hostile() -> list[Program]:
-    """The hostile-guest drill (not a default suite; issue 15): a KTAP plan bomb, a gzip bomb,
+    """The hostile-guest drill (not a default suite): a KTAP plan bomb, a gzip bomb,
     64 MiB of output, bytes that are not UTF-8, terminal escapes, fence-breaking backticks.
     Each must end in a complete, valid report and a bounded harness."""
     return [

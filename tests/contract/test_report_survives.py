@@ -1,4 +1,4 @@
-"""The report survives (issue 15): a full disk, SIGTERM, a second Ctrl-C while the reports are
+"""The report survives: a full disk, SIGTERM, a second Ctrl-C while the reports are
 written, a reused or shared --out. The pipeline's stages are stubbed: what is tested is
 runner.execute's finally path and the files it leaves."""
 

@@ -559,8 +559,8 @@ GUP = {"CONFIG_GUP_TEST": "y"}
 @pytest.mark.parametrize(
     ("case", "release", "config", "want"),
     [
-        # no gup_test: Debian 12's kernels pin through harness_pin (held to pass, seed 004 fails
-        # before 6.2); Debian 13's (gcc-14) cannot have the module on a gcc-12 host: skip
+        # no gup_test: Debian 12's kernels pin through harness_pin (held to pass, the
+        # ro-longterm-private cases fail before 6.2); Debian 13's (gcc-14) cannot have the module on a gcc-12 host: skip
         ("cow.gup-pin-ro.cow-shared.base", "6.12.117", {}, "pass"),
         ("cow.gup-benchmark.longterm-rw-pin.tmpfs-shared", "6.1.192", {}, "pass"),
         ("cow.gup-pin-ro.private-mapping.zeropage", "6.1.192", {}, "fail"),

@@ -1,5 +1,5 @@
-"""Everything from the guest is bounded before the host parses, decompresses or stores it
-(issue 15): KTAP plans, gzip, per-case output, the head-and-tail helpers."""
+"""Everything from the guest is bounded before the host parses, decompresses or stores it:
+KTAP plans, gzip, per-case output, the head-and-tail helpers."""
 
 from __future__ import annotations
 

@@ -23,8 +23,10 @@ from tests.helpers.small_repo import SmallRepo
 
 pytestmark = pytest.mark.vm
 
-CHANGES = "cow.unshare.odirect-write.base"  # T21: XFAIL (not ok) on 6.1, PASS on 6.12
-SAME = "cow.vmsplice.unmap-in-child.thp"  # T15: PASS on both
+# docs/semantics.md#odirect-pin: XFAIL (not ok) on 6.1, PASS on 6.12
+CHANGES = "cow.unshare.odirect-write.base"
+# docs/semantics.md#vmsplice: PASS on both
+SAME = "cow.vmsplice.unmap-in-child.thp"
 
 
 class KernelFileBuilder:
