@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if shutil.which("qemu-system-x86_64"):
         return

@@ -29,18 +29,28 @@ from pathlib import Path
 from typing import Any
 
 from harness.bisect import bisect_report
-from harness.kernels import debian
-from harness.run import runopts
-from harness.suites import registry as suites
-from harness.bisect.core import CaseObs, Decision, Judge, Policy, RunObs, Status, StepResult, decide, settled, step_summary
 from harness.bisect.bisect_git import GitSpace
 from harness.bisect.bisect_loop import Bisect, ListSpace, Space, default_dir
+from harness.bisect.core import (
+    CaseObs,
+    Decision,
+    Judge,
+    Policy,
+    RunObs,
+    Status,
+    StepResult,
+    decide,
+    settled,
+    step_summary,
+)
 from harness.errors import BuildError, HarnessError, InputError
-from harness.run.matrix import exact_glob
+from harness.kernels import debian, kbuild
+from harness.kernels import kernel as kernels
+from harness.model import Progress
+from harness.run import runopts
 from harness.run.runner import RunOutcome, RunRequest, execute, guest_results
-
-Progress = Callable[[str], None]
-
+from harness.suites import registry as suites
+from harness.suites.registry import exact_glob
 
 # ---- one step: prepare the kernel, run the named tests N times ----------------------------
 
@@ -77,8 +87,9 @@ class RunOracle:
         runs: list[RunObs] = []
         filters = tuple(exact_glob(t) for t in self.policy.tests)
         for k in range(1, self.policy.runs + 1):
-            req = dataclasses.replace(self.base, kernel=spec, filters=filters, junit=None,
-                                      out=step_dir / f"r{k}", out_reuse=True)  # a resumed step redoes it
+            req = dataclasses.replace(
+                self.base, kernel=spec, filters=filters, junit=None, out=step_dir / f"r{k}", out_reuse=True
+            )  # a resumed step redoes it
             t1 = time.monotonic()
             out = execute(req, lambda s: self.progress(f"      {s}"))
             runs.append(dataclasses.replace(observe(out, self.policy.tests), seconds=time.monotonic() - t1))
@@ -92,18 +103,22 @@ class RunOracle:
 # ---- kernels: lists and ranges of Debian packages ------------------------------------------
 
 
-def packages_between(kernels: Sequence[debian.AvailableKernel], first: debian.AvailableKernel,
-                     last: debian.AvailableKernel) -> list[debian.AvailableKernel]:
+def packages_between(
+    kernels: Sequence[debian.AvailableKernel], first: debian.AvailableKernel, last: debian.AvailableKernel
+) -> list[debian.AvailableKernel]:
     """The kernel packages from `first` to `last` (both included), same flavour, in upstream
     version order across every suite (pure). One package per Debian source version (the
     host release's build when Debian built the same source twice, +deb12 and +deb13); packages whose modules the
     archive does not have are left out (they cannot run what needs a disk or 9p, so their
     verdicts would not be about the kernel)."""
     if first.key() > last.key():
-        raise InputError(f"--kernels {first.spec}..{last.spec}: the range goes backwards "
-                         "(write the older kernel first; --reverse is for finding a fix)")
+        raise InputError(
+            f"--kernels {first.spec}..{last.spec}: the range goes backwards "
+            "(write the older kernel first; --reverse is for finding a fix)"
+        )
     if first.flavour != last.flavour:
         raise InputError(f"--kernels {first.spec}..{last.spec}: the two ends are different flavours")
+
     def same_source(k: debian.AvailableKernel) -> str:  # 6.12.118-1~deb12u1 and 6.12.118-1: one build
         return k.deb_version.split("~")[0].split("+")[0]
 
@@ -148,9 +163,7 @@ def expand_kernels(text: str, kernels: Sequence[debian.AvailableKernel] | None =
 
 
 def _fetch(spec: str, progress: Progress) -> str:
-    from harness.kernels.kernel import resolve
-
-    resolve(spec, progress)  # downloads into the cache, so the step's run finds it there
+    kernels.resolve(spec, progress)  # downloads into the cache, so the step's run finds it there
     return spec
 
 
@@ -160,34 +173,76 @@ def _fetch(spec: str, progress: Progress) -> str:
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("bisect", help="find the kernel or commit that changed a test's behaviour")
     w = p.add_argument_group("what to bisect (one of)")
-    w.add_argument("--kernels", metavar="LIST",
-                   help="old to new: debian:A..debian:B (packages apt knows in between) and/or a comma list of specs")
+    w.add_argument(
+        "--kernels",
+        metavar="LIST",
+        help="old to new: debian:A..debian:B (packages apt knows in between) and/or a comma list of specs",
+    )
     w.add_argument("--src", type=Path, metavar="TREE", help="a kernel git tree (with --good and --bad)")
     w.add_argument("--good", metavar="REV", help="a revision where the tests are good")
     w.add_argument("--bad", metavar="REV", help="a revision where they are bad")
-    p.add_argument("--test", action="append", default=[], metavar="ID", required=True,
-                   help="a test id that decides (repeatable; bad if any is bad)")
+    p.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        metavar="ID",
+        required=True,
+        help="a test id that decides (repeatable; bad if any is bad)",
+    )
     d = p.add_argument_group("deciding")
     d.add_argument("--runs", type=int, default=1, metavar="N", help="runs per step (default 1)")
-    d.add_argument("--bad-threshold", type=int, metavar="K",
-                   help="bad runs that make a step bad (default: max(2, N/6) for --runs N > 1; fewer bad "
-                        "runs among good ones: skipped as flaky)")
-    d.add_argument("--judge", choices=[j.value for j in Judge], default="outcome",
-                   help="outcome: the test's own ok/not ok (default; version-independent); verdict: against expectations.yaml")
-    d.add_argument("--reverse", action="store_true", help="find the first good one (the fix) instead of the first bad")
-    d.add_argument("--check-endpoints", action=argparse.BooleanOptionalAction, default=True,
-                   help="first check that the good end is good and the bad end is bad (default on)")
-    d.add_argument("--bisect-boot", action="store_true", help="a kernel that does not boot is bad (default: skip)")
-    d.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="(--src) do not revert the culprit on the bad end and test again (default: do)")
+    d.add_argument(
+        "--bad-threshold",
+        type=int,
+        metavar="K",
+        help="bad runs that make a step bad (default: max(2, N/6) for --runs N > 1; fewer bad "
+        "runs among good ones: skipped as flaky)",
+    )
+    d.add_argument(
+        "--judge",
+        choices=[j.value for j in Judge],
+        default="outcome",
+        help="outcome: the test's own ok/not ok (default; version-independent); verdict: against expectations.yaml",
+    )
+    d.add_argument(
+        "--reverse", action="store_true", help="find the first good one (the fix) instead of the first bad"
+    )
+    d.add_argument(
+        "--check-endpoints",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first check that the good end is good and the bad end is bad (default on)",
+    )
+    d.add_argument(
+        "--bisect-boot", action="store_true", help="a kernel that does not boot is bad (default: skip)"
+    )
+    d.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="(--src) do not revert the culprit on the bad end and test again (default: do)",
+    )
     o = p.add_argument_group("output and state")
-    o.add_argument("--out", type=Path, metavar="DIR", help="bisect dir (default ./harness-bisect/<what>-<hash>); rerun to resume")
+    o.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="bisect dir (default ./harness-bisect/<what>-<hash>); rerun to resume",
+    )
     o.add_argument("--restart", action="store_true", help="discard the saved state in the bisect dir")
     o.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit record here")
     b = p.add_argument_group("building (--src)")
-    b.add_argument("--fragment", type=Path, action="append", default=[], metavar="FILE",
-                   help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)")
-    b.add_argument("--base", default=None, metavar="BASE", help="tinyconfig|defconfig|allnoconfig or a config file")
+    b.add_argument(
+        "--fragment",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)",
+    )
+    b.add_argument(
+        "--base", default=None, metavar="BASE", help="tinyconfig|defconfig|allnoconfig or a config file"
+    )
     b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N")
     runopts.add_each_run_arguments(p)
 
@@ -207,7 +262,7 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
     if bool(a.kernels) == bool(a.src):
         raise InputError("name what to bisect: --kernels LIST, or --src TREE with --good and --bad")
     _check_tests(policy.tests, a.suite)
-    base = runopts.each_run_request(a)
+    base = runopts.request_of(a)
     info: dict[str, Any] = {"request": {"argv": sys.argv[1:], "cwd": os.getcwd()}}
     space: Space
     fingerprint: Callable[[str], str] | None = None
@@ -218,18 +273,22 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
             raise InputError("--no-verify goes with --src: a list of kernels has no commit to revert")
         space = ListSpace(expand_kernels(a.kernels))
         bisect_dir = (a.out or default_dir(space, policy, {})).resolve()
-        prepare: Callable[[str], str] = lambda spec: _fetch(spec, lambda s: progress(f"      {s}"))
+
+        def prepare(cand: str) -> str:
+            return _fetch(cand, lambda s: progress(f"      {s}"))
+
     else:
         if not (a.good and a.bad):
             raise InputError("--src needs --good REV and --bad REV")
-        from harness.kernels import kbuild
 
         frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
         base_cfg = a.base or kbuild.DEFAULT_BASE
         # Now, not at the first step: there a bad input would count as a commit that does not build.
         kbuild.check_config_inputs(frags, base_cfg)
-        info["identity"] = {"fragments": [f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}"
-                                          for f in frags], "base": base_cfg}
+        info["identity"] = {
+            "fragments": [f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}" for f in frags],
+            "base": base_cfg,
+        }
         git_space = GitSpace(a.src, a.good, a.bad, policy)
         bisect_dir = (a.out or default_dir(git_space, policy, info["identity"])).resolve()
         git_space.use_dir(bisect_dir)
@@ -241,8 +300,10 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
             # recompiles only what the checkout changed (git touches only those files).
             # Reproducible (fixed timestamp, version, user, host): a commit that cannot change
             # the kernel builds byte-identical to its parent, which the no-op check looks for.
-            res = kbuild.build(kbuild.BuildRequest(wt, frags, base_cfg, build_dir, a.jobs, reproducible=True),
-                               lambda s: progress(f"      {s}"))
+            res = kbuild.build(
+                kbuild.BuildRequest(wt, frags, base_cfg, build_dir, a.jobs, reproducible=True),
+                lambda s: progress(f"      {s}"),
+            )
             return str(res.build_dir)
 
         fingerprint = kbuild.fingerprint
@@ -250,8 +311,18 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
     progress(f"bisect dir: {bisect_dir}")
     progress(bisect_report.describe_policy(policy))
     oracle = RunOracle(base, policy, prepare, progress, fingerprint)
-    b = Bisect(space, oracle, policy, bisect_dir, a.check_endpoints, progress, a.junit, a.restart, info,
-               verify=a.verify)
+    b = Bisect(
+        space,
+        oracle,
+        policy,
+        bisect_dir,
+        a.check_endpoints,
+        progress,
+        a.junit,
+        a.restart,
+        info,
+        verify=a.verify,
+    )
     out = b.run()
     print(out.text, end="")
     print(f"bisect dir: {bisect_dir}")
@@ -267,13 +338,23 @@ GIT_GOOD, GIT_BAD, GIT_SKIP, GIT_ABORT = 0, 1, 125, 128
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("under git bisect run")
-    g.add_argument("--bisect-exit", action="store_true",
-                   help="exit 0 good, 1 bad, 125 skip (build/boot failure), 128 abort (harness problem), "
-                        "judging only the --filter cases")
-    g.add_argument("--bisect-judge", choices=[j.value for j in Judge], default="outcome",
-                   help="with --bisect-exit: the test's own ok/not ok (default) or the verdict")
-    g.add_argument("--bisect-reverse", action="store_true",
-                   help="with --bisect-exit: exit 1 when good (for git bisect start --term-old=broken --term-new=fixed)")
+    g.add_argument(
+        "--bisect-exit",
+        action="store_true",
+        help="exit 0 good, 1 bad, 125 skip (build/boot failure), 128 abort (harness problem), "
+        "judging only the --filter cases",
+    )
+    g.add_argument(
+        "--bisect-judge",
+        choices=[j.value for j in Judge],
+        default="outcome",
+        help="with --bisect-exit: the test's own ok/not ok (default) or the verdict",
+    )
+    g.add_argument(
+        "--bisect-reverse",
+        action="store_true",
+        help="with --bisect-exit: exit 1 when good (for git bisect start --term-old=broken --term-new=fixed)",
+    )
 
 
 def bisect_exit_code(decision: Decision, reverse: bool) -> int:
@@ -301,9 +382,7 @@ def run_for_git_bisect(a: argparse.Namespace, req: RunRequest, progress: Progres
     if not req.filters:
         return abort("--bisect-exit needs --filter for the cases that decide")
     try:
-        from harness.kernels.kernel import resolve
-
-        resolve(req.kernel, progress)  # a tree is built here: a commit that does not build is skip
+        kernels.resolve(req.kernel, progress)  # a tree is built here: a commit that does not build is skip
     except (BuildError, InputError) as e:
         print(f"harness: kernel not usable: {e}", file=sys.stderr)
         print(f"bisect-exit: {GIT_SKIP} (skip: kernel not built or not bootable)")

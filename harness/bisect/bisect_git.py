@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.kernels import gitrepo
 from harness.bisect.core import Policy, Side
 from harness.errors import HarnessError, InputError
+from harness.kernels import gitrepo
 from harness.kernels.gitrepo import check_repo, commit_info, git, is_ancestor, resolve_commit, short_label
 
 _FIRST = re.compile(r"^([0-9a-f]{40}) is the first (\S+) commit", re.MULTILINE)
@@ -38,7 +38,7 @@ class Terms:
     new: str = "bad"
 
     @staticmethod
-    def for_reverse(reverse: bool) -> "Terms":
+    def for_reverse(reverse: bool) -> Terms:
         # git reserves "bad"/"new" for the new term and "good"/"old" for the old one.
         return Terms("broken", "fixed") if reverse else Terms()
 
@@ -142,8 +142,11 @@ class GitSpace:
             raise InputError("--good and --bad are the same commit")
         self.old, self.new = (self.bad, self.good) if policy.reverse else (self.good, self.bad)
         if not is_ancestor(self.repo, self.old, self.new):
-            which = "--bad must be an ancestor of --good (with --reverse)" if policy.reverse \
+            which = (
+                "--bad must be an ancestor of --good (with --reverse)"
+                if policy.reverse
                 else "--good must be an ancestor of --bad (use --reverse to find a fix)"
+            )
             raise InputError(f"{which}: {self.old[:12]} is not an ancestor of {self.new[:12]}")
         self.terms = Terms.for_reverse(policy.reverse)
         self.state = GitState(None)
@@ -159,8 +162,10 @@ class GitSpace:
     def use_dir(self, bisect_dir: Path) -> None:
         """The worktree lives in the bisect dir (known once the identity is)."""
         if bisect_dir.resolve() == self.repo or self.repo in bisect_dir.resolve().parents:
-            raise InputError(f"the bisect dir {bisect_dir} would be inside {self.repo}: pass --out "
-                             "somewhere outside the tree (the user's checkout is never touched)")
+            raise InputError(
+                f"the bisect dir {bisect_dir} would be inside {self.repo}: pass --out "
+                "somewhere outside the tree (the user's checkout is never touched)"
+            )
         self.bisect_dir = bisect_dir
         self._worktree = Worktree(self.repo, bisect_dir / "worktree")
 

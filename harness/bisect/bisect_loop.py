@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -23,13 +22,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import reportio, signals
 from harness.bisect import bisect_report
-from harness import reportio
-from harness import signals
-from harness.bisect.core import NO_APPLY, Answer, Policy, Side, StepRecord, StepResult, Verification, answer_to_dict, confidence, decide, endpoint_message, judge_revert, noop_culprit, plan, proven, side_of, step_from_dict, step_to_dict, verification_from_dict, verification_to_dict
+from harness.bisect.core import (
+    NO_APPLY,
+    Answer,
+    Policy,
+    Side,
+    StepRecord,
+    StepResult,
+    Verification,
+    answer_to_dict,
+    confidence,
+    decide,
+    endpoint_message,
+    judge_revert,
+    noop_culprit,
+    plan,
+    proven,
+    side_of,
+    step_from_dict,
+    step_to_dict,
+    verification_from_dict,
+    verification_to_dict,
+)
 from harness.errors import HarnessError, InputError
+from harness.model import Progress
 
-Progress = Callable[[str], None]
 Oracle = Callable[[str, Path], StepResult]  # (candidate, step dir) -> what the step found
 STATE = "bisect.json"
 STATE_VERSION = 1
@@ -142,7 +161,9 @@ def rejudge(rec: StepRecord, policy: Policy) -> StepRecord:
     return dataclasses.replace(rec, decision=d, side=side_of(d, policy))
 
 
-def load_state(path: Path, identity: dict[str, Any], policy: Policy) -> tuple[list[StepRecord], Verification | None]:
+def load_state(
+    path: Path, identity: dict[str, Any], policy: Policy
+) -> tuple[list[StepRecord], Verification | None]:
     """The saved steps and revert check, re-judged under the current policy."""
     if not path.is_file():
         return [], None
@@ -151,20 +172,15 @@ def load_state(path: Path, identity: dict[str, Any], policy: Policy) -> tuple[li
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable bisect state ({e}); rerun with --restart") from None
     if data.get("identity") != identity:
-        raise InputError(f"{path.parent} holds a different bisect (other kernels, revisions, tests "
-                         "or --runs); use another --out, or --restart to discard it")
+        raise InputError(
+            f"{path.parent} holds a different bisect (other kernels, revisions, tests "
+            "or --runs); use another --out, or --restart to discard it"
+        )
     ver = data.get("verification")
-    return ([rejudge(step_from_dict(s), policy) for s in data.get("steps", [])],
-            verification_from_dict(ver, policy) if ver else None)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return (
+        [rejudge(step_from_dict(s), policy) for s in data.get("steps", [])],
+        verification_from_dict(ver, policy) if ver else None,
+    )
 
 
 @dataclass
@@ -179,12 +195,26 @@ class BisectOutcome:
 class Bisect:
     """One invocation: resume from bisect.json, check the ends, loop, write the record."""
 
-    def __init__(self, space: Space, oracle: Oracle, policy: Policy, bisect_dir: Path,
-                 check_endpoints: bool = True, progress: Progress = lambda s: None,
-                 junit: Path | None = None, restart: bool = False, info: dict[str, Any] | None = None,
-                 verify: bool = True) -> None:
+    def __init__(
+        self,
+        space: Space,
+        oracle: Oracle,
+        policy: Policy,
+        bisect_dir: Path,
+        check_endpoints: bool = True,
+        progress: Progress = lambda s: None,
+        junit: Path | None = None,
+        restart: bool = False,
+        info: dict[str, Any] | None = None,
+        verify: bool = True,
+    ) -> None:
         self.space, self.oracle, self.policy, self.verify = space, oracle, policy, verify
-        self.dir, self.check_endpoints, self.progress, self.junit = bisect_dir, check_endpoints, progress, junit
+        self.dir, self.check_endpoints, self.progress, self.junit = (
+            bisect_dir,
+            check_endpoints,
+            progress,
+            junit,
+        )
         self.info = info or {}
         self.identity = identity(space, policy, self.info.get("identity", {}))
         self.t0 = time.monotonic()
@@ -205,8 +235,10 @@ class Bisect:
             out.exit_code = out.answer.exit_code
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (a CI cancel): 130 or 143
             out.exit_code = signals.exit_code(e)
-            self.progress(f"interrupted: {len(self.records)} step(s) saved in {self.dir / STATE}; "
-                          "run the same command again to continue")
+            self.progress(
+                f"interrupted: {len(self.records)} step(s) saved in {self.dir / STATE}; "
+                "run the same command again to continue"
+            )
         finally:
             with signals.held():  # a second Ctrl-C must not cut the JUnit short
                 out.text = self.write(out.answer)
@@ -217,7 +249,10 @@ class Bisect:
         sp.open()
         old, new = sp.endpoints()
         if self.check_endpoints:
-            for cand, role, want in ((old, "old endpoint", pol.old_decision), (new, "new endpoint", pol.new_decision)):
+            for cand, role, want in (
+                (old, "old endpoint", pol.old_decision),
+                (new, "new endpoint", pol.new_decision),
+            ):
                 rec = self.find(cand) or self.step(cand, role)
                 if rec.decision is not want:
                     return Answer("endpoint-failed", (), endpoint_message(rec, want, pol, self._where(role)))
@@ -232,8 +267,13 @@ class Bisect:
             raise HarnessError("the search ended without a candidate (git bisect said nothing we understood)")
         conf = confidence([r.result for r in self.records], pol, len(possible))
         if len(possible) > 1:
-            return Answer("ambiguous", possible, "only skipped candidates are left", conf,
-                          {"labels": [sp.label(c) for c in possible]})
+            return Answer(
+                "ambiguous",
+                possible,
+                "only skipped candidates are left",
+                conf,
+                {"labels": [sp.label(c) for c in possible]},
+            )
         return self._prove(Answer("found", possible, "", conf, sp.details(possible[0])))
 
     def _prove(self, ans: Answer) -> Answer:
@@ -249,12 +289,19 @@ class Bisect:
             extra["noop"] = noop if parents and all(p.build_hash for p in parents) else None
         ver = None
         if self.verify and sp.kind == "git":
-            ver = self.verification if self.verification is not None and self.verification.commit == first \
+            ver = (
+                self.verification
+                if self.verification is not None and self.verification.commit == first
                 else self._revert_step(first)
+            )
             st = ver.step
-            extra["verification"] = {"status": ver.status, "detail": ver.detail, "onto": ver.onto,
-                                     "prepare_s": round(st.prepare_s, 1) if st else 0.0,
-                                     "run_s": round(st.run_s, 1) if st else 0.0}
+            extra["verification"] = {
+                "status": ver.status,
+                "detail": ver.detail,
+                "onto": ver.onto,
+                "prepare_s": round(st.prepare_s, 1) if st else 0.0,
+                "run_s": round(st.run_s, 1) if st else 0.0,
+            }
         assert ans.confidence is not None
         return dataclasses.replace(ans, confidence=proven(ans.confidence, ver, noop), extra=extra)
 
@@ -309,32 +356,50 @@ class Bisect:
         return rec
 
     def save(self, answer: Answer | None) -> None:
-        state = {"version": STATE_VERSION, "kind": self.space.kind, "identity": self.identity,
-                 "policy": {"tests": list(self.policy.tests), "runs": self.policy.runs,
-                            "bad_threshold": self.policy.threshold, "judge": self.policy.judge.value,
-                            "bisect_boot": self.policy.bisect_boot, "reverse": self.policy.reverse,
-                            "check_endpoints": self.check_endpoints, "verify": self.verify},
-                 "request": self.info.get("request", {}),
-                 "steps": [step_to_dict(r) for r in self.records],
-                 "verification": verification_to_dict(self.verification) if self.verification else None,
-                 "answer": answer_to_dict(answer) if answer else None,
-                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_atomic(self.dir / STATE, json.dumps(state, indent=2) + "\n")
+        state = {
+            "version": STATE_VERSION,
+            "kind": self.space.kind,
+            "identity": self.identity,
+            "policy": {
+                "tests": list(self.policy.tests),
+                "runs": self.policy.runs,
+                "bad_threshold": self.policy.threshold,
+                "judge": self.policy.judge.value,
+                "bisect_boot": self.policy.bisect_boot,
+                "reverse": self.policy.reverse,
+                "check_endpoints": self.check_endpoints,
+                "verify": self.verify,
+            },
+            "request": self.info.get("request", {}),
+            "steps": [step_to_dict(r) for r in self.records],
+            "verification": verification_to_dict(self.verification) if self.verification else None,
+            "answer": answer_to_dict(answer) if answer else None,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        reportio.write_text(self.dir / STATE, json.dumps(state, indent=2) + "\n")
 
     def write(self, answer: Answer | None) -> str:
         self.save(answer)
         pol = self.policy
         log = bisect_report.step_log(self.records, pol)
-        text = bisect_report.final_text(answer, self.records, pol, time.monotonic() - self.t0) if answer else \
-            f"bisect stopped after {len(self.records)} step(s); rerun the same command to continue\n"
-        props = {"bisect.kind": self.space.kind, "bisect.tests": " ".join(pol.tests),
-                 "bisect.judge": pol.judge.value, "bisect.runs": str(pol.runs),
-                 "bisect.reverse": str(pol.reverse).lower(),
-                 "bisect.status": answer.status if answer else "interrupted",
-                 "bisect.first": " ".join(answer.first) if answer else "",
-                 "bisect.verification": str((answer.extra.get("verification") or {}).get("status", ""))
-                 if answer else "",
-                 "bisect.confidence": str(answer.confidence.value) if answer and answer.confidence else ""}
+        text = (
+            bisect_report.final_text(answer, self.records, pol, time.monotonic() - self.t0)
+            if answer
+            else f"bisect stopped after {len(self.records)} step(s); rerun the same command to continue\n"
+        )
+        props = {
+            "bisect.kind": self.space.kind,
+            "bisect.tests": " ".join(pol.tests),
+            "bisect.judge": pol.judge.value,
+            "bisect.runs": str(pol.runs),
+            "bisect.reverse": str(pol.reverse).lower(),
+            "bisect.status": answer.status if answer else "interrupted",
+            "bisect.first": " ".join(answer.first) if answer else "",
+            "bisect.verification": str((answer.extra.get("verification") or {}).get("status", ""))
+            if answer
+            else "",
+            "bisect.confidence": str(answer.confidence.value) if answer and answer.confidence else "",
+        }
         xml = bisect_report.junit(self.records, answer, pol, props)
         reportio.write_text(self.dir / "junit.xml", xml)  # first: what CI reads
         if self.junit is not None:

@@ -182,8 +182,11 @@ def flaky(step: StepResult, policy: Policy) -> bool:
     """Skipped because some runs were bad, but fewer than the threshold (the rest good)."""
     states = [run_state(r, policy) for r in step.runs]
     bad = states.count(Decision.BAD)
-    return decide(step, policy) is Decision.SKIP and 0 < bad < policy.threshold \
+    return (
+        decide(step, policy) is Decision.SKIP
+        and 0 < bad < policy.threshold
         and bad + states.count(Decision.GOOD) == len(states)
+    )
 
 
 def settled(runs: Sequence[RunObs], policy: Policy) -> bool:
@@ -203,7 +206,7 @@ def side_of(decision: Decision, policy: Policy) -> Side | None:
 
 
 def step_summary(step: StepResult, policy: Policy) -> str:
-    """"cow.x=ok" per named test and run ("r1 ... | r2 ..."), or why the step has no runs."""
+    """ "cow.x=ok" per named test and run ("r1 ... | r2 ..."), or why the step has no runs."""
     if step.status is Status.BUILD_FAILED or not step.runs:
         return f"{step.status.value}: {step.detail}" if step.detail else step.status.value
     parts = []
@@ -286,7 +289,8 @@ def confidence(steps: Sequence[StepResult], policy: Policy, possible: int) -> Co
     Model: every run shows its kernel's true side except with probability f, the flake rate,
     estimated from the runs that disagreed with their own step's decision (a bad step's good
     runs, a good step has none) and the bad runs of steps skipped as flaky. A good step of n runs
-    is wrong with probability f^n (a bad kernel looked good every time); a bad step with probability P(Binomial(n, f) >= threshold). The answer is right when
+    is wrong with probability f^n (a bad kernel looked good every time); a bad step with
+    probability P(Binomial(n, f) >= threshold). The answer is right when
     every decided step is, and, with k candidates left only by skips, when the first of them is
     the one (1/k). With no disagreement seen, f = 0: only the skips next to the answer count.
     """
@@ -300,21 +304,26 @@ def confidence(steps: Sequence[StepResult], policy: Policy, possible: int) -> Co
     p_right = 1.0
     for s, d in decided:
         n = len(s.runs)
-        wrong = f ** n if d is Decision.GOOD else _binom_tail(n, f, policy.threshold)
+        wrong = f**n if d is Decision.GOOD else _binom_tail(n, f, policy.threshold)
         p_right *= 1.0 - wrong
     value = p_right / max(1, possible)
     parts = ["exact" if possible <= 1 else f"one of {possible} candidates (the others were skipped)"]
-    parts.append(f"{len(decided)} decided step(s), {total} run(s)"
-                 + (f", {len(shaky)} step(s) skipped as flaky" if shaky else ""))
-    parts.append(f"{minority} run(s) disagreed with their step (flake rate {f:.0%})" if minority
-                 else "no run disagreed with its step")
+    parts.append(
+        f"{len(decided)} decided step(s), {total} run(s)"
+        + (f", {len(shaky)} step(s) skipped as flaky" if shaky else "")
+    )
+    parts.append(
+        f"{minority} run(s) disagreed with their step (flake rate {f:.0%})"
+        if minority
+        else "no run disagreed with its step"
+    )
     if policy.runs == 1 and not minority:
         parts.append("one run per step: use --runs N for a flaky test")
     return Confidence(round(value, 3), "; ".join(parts))
 
 
 def _binom_tail(n: int, p: float, k: int) -> float:
-    return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
 
 
 # ---- records (JSON) --------------------------------------------------------------------------
@@ -335,27 +344,62 @@ class StepRecord:
 def step_to_dict(r: StepRecord) -> dict[str, Any]:
     res = r.result
     return {
-        "candidate": r.candidate, "label": r.label, "role": r.role,
-        "decision": r.decision.value, "side": r.side.value if r.side else None,
-        "status": res.status.value, "detail": res.detail,
-        "prepare_s": round(res.prepare_s, 2), "run_s": round(res.run_s, 2), "build_hash": res.build_hash,
-        "runs": [{"boot_failed": x.boot_failed, "detail": x.detail, "run_dir": x.run_dir,
-                  "seconds": round(x.seconds, 2),
-                  "cases": [{"id": c.id, "outcome": c.outcome, "verdict": c.verdict, "reason": c.reason}
-                            for c in x.cases]} for x in res.runs],
+        "candidate": r.candidate,
+        "label": r.label,
+        "role": r.role,
+        "decision": r.decision.value,
+        "side": r.side.value if r.side else None,
+        "status": res.status.value,
+        "detail": res.detail,
+        "prepare_s": round(res.prepare_s, 2),
+        "run_s": round(res.run_s, 2),
+        "build_hash": res.build_hash,
+        "runs": [
+            {
+                "boot_failed": x.boot_failed,
+                "detail": x.detail,
+                "run_dir": x.run_dir,
+                "seconds": round(x.seconds, 2),
+                "cases": [
+                    {"id": c.id, "outcome": c.outcome, "verdict": c.verdict, "reason": c.reason}
+                    for c in x.cases
+                ],
+            }
+            for x in res.runs
+        ],
     }
 
 
 def step_from_dict(d: Mapping[str, Any]) -> StepRecord:
-    runs = tuple(RunObs(tuple(CaseObs(c["id"], c["outcome"], c["verdict"], c.get("reason", ""))
-                              for c in x.get("cases", [])),
-                        bool(x.get("boot_failed")), x.get("detail", ""), x.get("run_dir", ""),
-                        float(x.get("seconds", 0.0))) for x in d.get("runs", []))
-    res = StepResult(Status(d["status"]), runs, d.get("detail", ""), float(d.get("prepare_s", 0.0)),
-                     float(d.get("run_s", 0.0)), d.get("build_hash", ""))
+    runs = tuple(
+        RunObs(
+            tuple(
+                CaseObs(c["id"], c["outcome"], c["verdict"], c.get("reason", "")) for c in x.get("cases", [])
+            ),
+            bool(x.get("boot_failed")),
+            x.get("detail", ""),
+            x.get("run_dir", ""),
+            float(x.get("seconds", 0.0)),
+        )
+        for x in d.get("runs", [])
+    )
+    res = StepResult(
+        Status(d["status"]),
+        runs,
+        d.get("detail", ""),
+        float(d.get("prepare_s", 0.0)),
+        float(d.get("run_s", 0.0)),
+        d.get("build_hash", ""),
+    )
     side = d.get("side")
-    return StepRecord(d["candidate"], d.get("label", d["candidate"]), d.get("role", "step"), res,
-                      Decision(d["decision"]), Side(side) if side else None)
+    return StepRecord(
+        d["candidate"],
+        d.get("label", d["candidate"]),
+        d.get("role", "step"),
+        res,
+        Decision(d["decision"]),
+        Side(side) if side else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -374,26 +418,40 @@ class Answer:
 
 
 def answer_to_dict(a: Answer) -> dict[str, Any]:
-    return {"status": a.status, "first": list(a.first), "message": a.message,
-            "confidence": a.confidence.value if a.confidence else None,
-            "confidence_text": a.confidence.text if a.confidence else "", **dict(a.extra)}
+    return {
+        "status": a.status,
+        "first": list(a.first),
+        "message": a.message,
+        "confidence": a.confidence.value if a.confidence else None,
+        "confidence_text": a.confidence.text if a.confidence else "",
+        **dict(a.extra),
+    }
 
 
 def endpoint_message(rec: StepRecord, expected: Decision, policy: Policy, where: str) -> str:
     """Why the bisect stops at a failed endpoint check: one line the user can act on."""
     what = f"{where} {rec.label} should be {expected.value}"
     if rec.decision is Decision.SKIP:
-        return (f"{what} but could not be decided ({step_summary(rec.result, policy)}); "
-                "fix it, or bisect with --no-check-endpoints")
-    hint = (" (without --reverse the search is for the first bad one, the regression)" if policy.reverse
-            else " (looking for a fix? --reverse searches for the first good one)")
+        return (
+            f"{what} but could not be decided ({step_summary(rec.result, policy)}); "
+            "fix it, or bisect with --no-check-endpoints"
+        )
+    hint = (
+        " (without --reverse the search is for the first bad one, the regression)"
+        if policy.reverse
+        else " (looking for a fix? --reverse searches for the first good one)"
+    )
     return f"{what} but is {rec.decision.value}: {step_summary(rec.result, policy)}{hint}"
 
 
 # ---- proving the answer: revert-and-retest, no-op culprits ------------------------------------
 
-VERIFIED, NO_APPLY, NOT_RESTORED, UNTESTED = ("verified by revert", "revert does not apply",
-                                             "revert does not restore", "revert could not be tested")
+VERIFIED, NO_APPLY, NOT_RESTORED, UNTESTED = (
+    "verified by revert",
+    "revert does not apply",
+    "revert does not restore",
+    "revert could not be tested",
+)
 DOUBT_FACTOR = 0.1  # what is left of the confidence when the proof contradicts the answer
 
 
@@ -418,8 +476,13 @@ def judge_revert(commit: str, onto: str, step: StepResult, policy: Policy) -> Ve
         return Verification(commit, onto, VERIFIED, f"{d.value} with it reverted", step)
     if d is Decision.SKIP:
         return Verification(commit, onto, UNTESTED, step_summary(step, policy)[:300], step)
-    return Verification(commit, onto, NOT_RESTORED,
-                        f"still {d.value} with it reverted: {step_summary(step, policy)[:300]}", step)
+    return Verification(
+        commit,
+        onto,
+        NOT_RESTORED,
+        f"still {d.value} with it reverted: {step_summary(step, policy)[:300]}",
+        step,
+    )
 
 
 def noop_culprit(culprit: StepResult, parents: Sequence[StepResult]) -> bool:
@@ -443,9 +506,15 @@ def proven(conf: Confidence, verification: Verification | None, noop: bool) -> C
 
 
 def verification_to_dict(v: Verification) -> dict[str, Any]:
-    return {"commit": v.commit, "onto": v.onto, "status": v.status, "detail": v.detail,
-            "step": step_to_dict(StepRecord(v.onto, "revert", "revert", v.step, Decision.SKIP, None))
-            if v.step is not None else None}
+    return {
+        "commit": v.commit,
+        "onto": v.onto,
+        "status": v.status,
+        "detail": v.detail,
+        "step": step_to_dict(StepRecord(v.onto, "revert", "revert", v.step, Decision.SKIP, None))
+        if v.step is not None
+        else None,
+    }
 
 
 def verification_from_dict(d: Mapping[str, Any], policy: Policy) -> Verification:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.judge.expect import UNEXPECTED_SKIP, Rule, RuleSet, judge
@@ -141,8 +141,14 @@ def _unverified(comment: str) -> str:
 
 def _kernel_of(k: ObservedKernel) -> Kernel:
     assert k.version is not None
-    return Kernel(spec=k.label, bzimage=Path(), release="", version=k.version, modules_dir=None,
-                  config=dict(k.config or {}))
+    return Kernel(
+        spec=k.label,
+        bzimage=Path(),
+        release="",
+        version=k.version,
+        modules_dir=None,
+        config=dict(k.config or {}),
+    )
 
 
 def _applies(rule: Rule, k: ObservedKernel, kern: Kernel, case_id: str) -> bool:
@@ -212,8 +218,9 @@ def _range_text(kernels: Sequence[ObservedKernel]) -> str:
     return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
 
 
-def _why_never(rule: Rule, t: _Tally, judged: Sequence[ObservedKernel], all_dead: bool,
-               ids_complete: bool) -> str:
+def _why_never(
+    rule: Rule, t: _Tally, judged: Sequence[ObservedKernel], all_dead: bool, ids_complete: bool
+) -> str:
     if all_dead:
         if ids_complete:
             return "no known case id matches its globs (stale glob)"
@@ -240,17 +247,26 @@ def _config_ok(rule: Rule, k: ObservedKernel) -> bool:
     return probe.matches("x", kern)
 
 
-def build(rules: RuleSet, comments: Mapping[int, str], kernels: Sequence[ObservedKernel],
-          known_ids: Sequence[str] | None, runs: Sequence[str] = ()) -> Report:
+def build(
+    rules: RuleSet,
+    comments: Mapping[int, str],
+    kernels: Sequence[ObservedKernel],
+    known_ids: Sequence[str] | None,
+    runs: Sequence[str] = (),
+) -> Report:
     """The report for `rules` over the observed kernels (none: the static part only).
 
     `comments` maps a rule's line to the comment block above it (comment_blocks); `known_ids`
     are the case ids the suites list (None when they could not be listed: then the ids in the
     runs are all that is known)."""
-    judged = sorted((k for k in kernels if k.version is not None),
-                    key=lambda k: k.version.as_tuple() if k.version else (0, 0, 0))
+    judged = sorted(
+        (k for k in kernels if k.version is not None),
+        key=lambda k: k.version.as_tuple() if k.version else (0, 0, 0),
+    )
     run_ids = sorted({c.id for k in kernels for c in k.cases})
-    ids: Sequence[str] | None = sorted(set(known_ids or ()) | set(run_ids)) if (known_ids is not None or run_ids) else None
+    ids: Sequence[str] | None = (
+        sorted(set(known_ids or ()) | set(run_ids)) if (known_ids is not None or run_ids) else None
+    )
     tallies = _tally(rules, judged)
     out: list[RuleReport] = []
     for r in rules.rules:
@@ -260,22 +276,39 @@ def build(rules: RuleSet, comments: Mapping[int, str], kernels: Sequence[Observe
         never = ""
         if judged and not t.cases:
             never = _why_never(r, t, judged, all_dead, known_ids is not None)
-        out.append(RuleReport(
-            source=r.source, match=r.match, expect=r.expect, kernel=r.kernel.spec if r.kernel else "",
-            config=r.config, known_ids=n_known, dead_globs=dead, decided_cases=len(t.cases),
-            decided_on=tuple(t.kernels), verdicts=tuple(sorted(t.verdicts.items())),
-            never_applied=never, stale=bool(dead) and known_ids is not None,
-            unverified=_unverified(comments.get(_line(r.source), "")), disagreed=tuple(t.disagreed)))
+        out.append(
+            RuleReport(
+                source=r.source,
+                match=r.match,
+                expect=r.expect,
+                kernel=r.kernel.spec if r.kernel else "",
+                config=r.config,
+                known_ids=n_known,
+                dead_globs=dead,
+                decided_cases=len(t.cases),
+                decided_on=tuple(t.kernels),
+                verdicts=tuple(sorted(t.verdicts.items())),
+                never_applied=never,
+                stale=bool(dead) and known_ids is not None,
+                unverified=_unverified(comments.get(_line(r.source), "")),
+                disagreed=tuple(t.disagreed),
+            )
+        )
     notes: list[str] = []
     if not kernels:
         notes.append("no runs given: only the rules' globs against the known case ids")
     if known_ids is None:
         notes.append("the suites' case ids could not be listed: globs checked against the runs' ids only")
     return Report(
-        expectations=rules.path, runs=tuple(runs), kernels=tuple(k.name for k in judged),
+        expectations=rules.path,
+        runs=tuple(runs),
+        kernels=tuple(k.name for k in judged),
         unjudged=tuple(k.label for k in kernels if k.version is None),
         no_config=tuple(k.name for k in judged if k.config is None),
-        known_ids=len(known_ids) if known_ids is not None else -1, rules=tuple(out), notes=tuple(notes))
+        known_ids=len(known_ids) if known_ids is not None else -1,
+        rules=tuple(out),
+        notes=tuple(notes),
+    )
 
 
 # ---- writers -----------------------------------------------------------------------------------
@@ -304,14 +337,21 @@ def text(rep: Report, max_listed: int = 5) -> str:
     n = len(rep.rules)
     lines = [f"expectations: {rep.expectations} ({n} rule{'s' if n != 1 else ''})"]
     if rep.runs:
-        lines.append(f"runs: {', '.join(rep.runs)}; kernels: {', '.join(rep.kernels) or '(none with a version)'}")
+        lines.append(
+            f"runs: {', '.join(rep.runs)}; kernels: {', '.join(rep.kernels) or '(none with a version)'}"
+        )
     if rep.unjudged:
         lines.append(f"no upstream version, so not judged: {', '.join(rep.unjudged)}")
     if rep.no_config:
-        lines.append(f"no .config in the run dir, so config conditions not evaluated on: {', '.join(rep.no_config)}")
+        lines.append(
+            f"no .config in the run dir, so config conditions not evaluated on: {', '.join(rep.no_config)}"
+        )
     lines += [f"note: {x}" for x in rep.notes]
     with_runs = bool(rep.kernels)
-    lines += ["", "Rules that decided cases:" if with_runs else "Rules (static: globs against the known case ids):"]
+    lines += [
+        "",
+        "Rules that decided cases:" if with_runs else "Rules (static: globs against the known case ids):",
+    ]
     for r in rep.rules:
         if with_runs and not r.decided_cases:
             continue
@@ -341,8 +381,6 @@ def text(rep: Report, max_listed: int = 5) -> str:
 
 def as_json(rep: Report) -> dict[str, object]:
     """The same report as a JSON-ready dict (`--json`)."""
-    from dataclasses import asdict
-
     d = asdict(rep)
     for r in d["rules"]:
         r["verdicts"] = dict(r["verdicts"])

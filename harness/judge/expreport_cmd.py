@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
-from harness.judge import expect
-from harness.judge import expreport
-from harness.kernels import kconfig
-from harness.report import resultset
-from harness.suites import registry as suites
 from harness.errors import ConfigError, HarnessError
+from harness.judge import expect, expreport
 from harness.judge.expreport import ObservedCase, ObservedKernel
+from harness.kernels import kconfig
 from harness.model import KernelVersion
+from harness.report import resultset
 from harness.run.runner import DEFAULT_EXPECTATIONS
+from harness.suites import registry as suites
 
 STATIC_SUITES = ["cow", "probes", "faults"]  # the suites whose ids are fixed (kselftests' are not)
 KERNEL_CONFIG = "kernel-config"  # the kernel's .config, as a run dir keeps it (runner.py)
@@ -25,7 +23,9 @@ KERNEL_CONFIG = "kernel-config"  # the kernel's .config, as a run dir keeps it (
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("expectations", help="which expectation rules the runs exercised, which are stale")
-    p.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR", help="run or matrix dirs (none: static check only)")
+    p.add_argument(
+        "runs", nargs="*", type=Path, metavar="RUN_DIR", help="run or matrix dirs (none: static check only)"
+    )
     p.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
     p.add_argument("--json", action="store_true", help="write the report as JSON")
 
@@ -35,8 +35,10 @@ def observed(rs: resultset.ResultSet, configs: Mapping[str, Mapping[str, str]]) 
     out = []
     for kid in rs.kernel_ids():
         version = KernelVersion(*kid.upstream) if kid.upstream else None
-        cases = tuple(ObservedCase(c.id, tuple(expreport.outcome_of(v, c.expect, c.reason) for v in c.verdicts))
-                      for c in rs.of_kernel(kid.label))
+        cases = tuple(
+            ObservedCase(c.id, tuple(expreport.outcome_of(v, c.expect, c.reason) for v in c.verdicts))
+            for c in rs.of_kernel(kid.label)
+        )
         out.append(ObservedKernel(kid.label, version, configs.get(kid.label), cases))
     return out
 
@@ -85,8 +87,9 @@ def cmd_expectations(a: argparse.Namespace, progress: Callable[[str], None]) -> 
     for run in a.runs:
         rs = resultset.load(run)
         kernels += observed(rs, _configs(run, rs))
-    rep = expreport.build(rules, expreport.comment_blocks(text), kernels, known_ids(progress),
-                          runs=[str(r) for r in a.runs])
+    rep = expreport.build(
+        rules, expreport.comment_blocks(text), kernels, known_ids(progress), runs=[str(r) for r in a.runs]
+    )
     if a.json:
         print(json.dumps(expreport.as_json(rep), indent=2))
     else:

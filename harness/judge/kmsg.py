@@ -20,14 +20,25 @@ they print on 6.1 and 6.12; tests/data/kmsg/ holds captures of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from harness.model import KernelEvent
 
 KINDS = (
-    "warning", "bug", "oops", "gpf", "kasan", "kfence", "ubsan", "lockdep", "rcu_stall",
-    "hung_task", "soft_lockup", "hard_lockup", "panic",
+    "warning",
+    "bug",
+    "oops",
+    "gpf",
+    "kasan",
+    "kfence",
+    "ubsan",
+    "lockdep",
+    "rcu_stall",
+    "hung_task",
+    "soft_lockup",
+    "hard_lockup",
+    "panic",
 )
 MAX_REPORT_LINES = 100  # a report longer than this is cut (a KASAN report is ~60-90 lines)
 
@@ -62,7 +73,7 @@ def _lines(text: str) -> list[_Line]:
         line = _clean(raw)
         m = _STAMP.search(line)
         if m is not None:
-            parsed.append((_LEVEL.sub("", line[m.end():]).rstrip(), True))
+            parsed.append((_LEVEL.sub("", line[m.end() :]).rstrip(), True))
         else:
             parsed.append((_LEVEL.sub("", line).rstrip(), False))
     stamped = any(s for _, s in parsed)
@@ -73,9 +84,7 @@ def _lines(text: str) -> list[_Line]:
 
 # x86 __die_header() and arm64 die(): "<what>: <err> [#<n>]", with "Oops: " in front since 6.10
 # (so a page fault reads "Oops: Oops: 0002 [#1]"), and "Internal error: " on arm64.
-_DIE = re.compile(
-    r"^(?:Internal error: )?(?:Oops: )?(?:(?P<what>[^\[\]]+?): )?[0-9a-f]{4,} \[#\d+\]"
-)
+_DIE = re.compile(r"^(?:Internal error: )?(?:Oops: )?(?:(?P<what>[^\[\]]+?): )?[0-9a-f]{4,} \[#\d+\]")
 _LOCKDEP = re.compile(
     r"^\[? ?(?:WARNING|BUG): (?:"
     r"possible (?:circular locking dependency|recursive locking|irq lock inversion dependency)"
@@ -100,16 +109,27 @@ _HEADERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("ubsan", re.compile(r"^UBSAN: \S")),
     ("lockdep", _LOCKDEP),
     ("soft_lockup", re.compile(r"^(?:[\w ]+: )?BUG: soft lockup - CPU#\d+ stuck for \d+s!")),
-    ("hard_lockup",
-     re.compile(r"^(?:(?:NMI )?watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+")),
-    ("rcu_stall",
-     re.compile(r"^(?:rcu: )?INFO: rcu_\w+ (?:self-detected stall on CPU|detected (?:expedited )?"
-                r"stalls? on )")),
+    (
+        "hard_lockup",
+        re.compile(r"^(?:(?:NMI )?watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP on cpu \d+"),
+    ),
+    (
+        "rcu_stall",
+        re.compile(
+            r"^(?:rcu: )?INFO: rcu_\w+ (?:self-detected stall on CPU|detected (?:expedited )?"
+            r"stalls? on )"
+        ),
+    ),
     ("hung_task", re.compile(r"^INFO: task .+:\d+ blocked for more than \d+ seconds\.")),
     ("warning", re.compile(r"^WARNING: (?:CPU: \d+ PID: \d+ at |at )\S")),
     # SLUB's "BUG kmalloc-64 (Not tainted): Right Redzone overwritten" has no colon after BUG.
-    ("bug", re.compile(r"^(?:BUG: \S|kernel BUG at \S|Unable to handle kernel "
-                       r"|BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): )")),
+    (
+        "bug",
+        re.compile(
+            r"^(?:BUG: \S|kernel BUG at \S|Unable to handle kernel "
+            r"|BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): )"
+        ),
+    ),
 )
 # Reports that are one line long: nothing after them belongs to them.
 _SINGLE_LINE = re.compile(r"^BUG: (?:Bad rss-counter state|non-zero pgtables_bytes on freeing mm)")
@@ -218,25 +238,29 @@ class _Report:
         return self.add(line)
 
     def event(self) -> KernelEvent:
-        return KernelEvent(kind=self.kind, title=self.title, start=self.start,
-                           end=self.lines[-1][0], excerpt="\n".join(t for _, t in self.lines),
-                           message=self.message)
+        return KernelEvent(
+            kind=self.kind,
+            title=self.title,
+            start=self.start,
+            end=self.lines[-1][0],
+            excerpt="\n".join(t for _, t in self.lines),
+            message=self.message,
+        )
 
 
 def _open(kind: str, lines: list[_Line], pos: int) -> _Report:
     line = lines[pos]
-    before = [ln for ln in lines[max(0, pos - 12):pos] if ln.kernel]
+    before = [ln for ln in lines[max(0, pos - 12) : pos] if ln.kernel]
     framed = bool(_FRAMED_TITLE.match(line.text) and before and _RULE.match(before[-1].text))
     message = ""
     for back in range(len(before) - 1, -1, -1):
         text = before[back].text
         if _CUT_HERE.match(text):
-            message = "\n".join(ln.text for ln in before[back + 1:])
+            message = "\n".join(ln.text for ln in before[back + 1 :])
             break
         if _header(text) is not None or _END_TRACE.match(text) or _RULE.match(text):
             break  # that cut-here line, if any, belongs to an earlier report
-    report = _Report(kind=kind, title=line.text, start=line.index, framed=framed,
-                     message=message)
+    report = _Report(kind=kind, title=line.text, start=line.index, framed=framed, message=message)
     report.add(line)
     return report
 
@@ -345,15 +369,29 @@ def markers(text: str) -> list[Marker]:
         if (m := _RESULT.match(line.text)) is not None:
             rest = m.group("rest") or ""
             d = _DIRECTIVE.search(rest)
-            name, directive = (rest[:d.start()], rest[d.end():]) if d else (rest, "")
-            out.append(Marker(line.index, "result", case_id=name.strip(),
-                              number=int(m.group("number")), ok=m.group("not") is None,
-                              directive=directive.strip()))
+            name, directive = (rest[: d.start()], rest[d.end() :]) if d else (rest, "")
+            out.append(
+                Marker(
+                    line.index,
+                    "result",
+                    case_id=name.strip(),
+                    number=int(m.group("number")),
+                    ok=m.group("not") is None,
+                    directive=directive.strip(),
+                )
+            )
         elif (m := _BEGIN.match(line.text)) is not None:
             out.append(Marker(line.index, "begin", program=m.group("program")))
         elif (m := _END.match(line.text)) is not None:
-            out.append(Marker(line.index, "end", program=m.group("program"),
-                              rc=int(m.group("rc")), tainted=int(m.group("tainted"))))
+            out.append(
+                Marker(
+                    line.index,
+                    "end",
+                    program=m.group("program"),
+                    rc=int(m.group("rc")),
+                    tainted=int(m.group("tainted")),
+                )
+            )
     return out
 
 

@@ -31,9 +31,7 @@ _VERSION_ANYWHERE = re.compile(r"^(?P<pre>.*?)(?:KTAP|TAP) version \d+\s*$")
 _VERSION = re.compile(r"^(?:KTAP|TAP) version \d+\s*$")
 _PLAN = re.compile(r"^1\.\.(?P<n>\d+)\s*(?:#\s*(?P<comment>.*))?$")
 _RESULT = re.compile(r"^(?P<not>not\s+)?ok(?=\s|$)\s*(?P<num>\d+)?\s*(?:-(?:\s+|$))?(?P<rest>.*)$")
-_DIRECTIVE = re.compile(
-    r"(?:^|\s)#\s*(?P<word>skip(?:ped)?|xfail|todo)\b:?\s*(?P<reason>.*)$", re.IGNORECASE
-)
+_DIRECTIVE = re.compile(r"(?:^|\s)#\s*(?P<word>skip(?:ped)?|xfail|todo)\b:?\s*(?P<reason>.*)$", re.IGNORECASE)
 _PLAN_SKIP = re.compile(r"^skip\w*:?\s*", re.IGNORECASE)
 _BAIL = re.compile(r"^Bail out!\s*(?P<msg>.*)$")
 _SUBTEST = re.compile(r"^#\s*Subtest:\s*(?P<name>.*)$")
@@ -90,7 +88,7 @@ def split_documents(text: str) -> list[str]:
         prefix = _prefix_pattern(pre)
     bounds = starts + [len(raw)]
     docs = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         docs.append("\n".join(raw[a:b]) + ("\n" if b < len(raw) else ""))
     return docs
 
@@ -311,8 +309,7 @@ class _Parser:
         node = replace(_result_node(m, number), diagnostics=tuple(top.pending))
         if top.waiting is not None:
             w = top.waiting
-            node = replace(node, diagnostics=node.diagnostics + w.trailing, children=w.children,
-                           plan=w.plan)
+            node = replace(node, diagnostics=node.diagnostics + w.trailing, children=w.children, plan=w.plan)
         top.results.append(node)
         top.pending, top.waiting = [], None
 
@@ -385,7 +382,7 @@ def _flush_waiting(block: _Block, why: str) -> None:
     block.waiting = None
 
 
-def _finish_block(block: _Block, why: str, budget: "_Budget") -> tuple[tuple[TestNode, ...], tuple[str, ...]]:
+def _finish_block(block: _Block, why: str, budget: _Budget) -> tuple[tuple[TestNode, ...], tuple[str, ...]]:
     """Results of a block plus ERROR nodes for planned numbers never reported.
 
     The diagnostics after the last result go to the first missing node (they are the crashed
@@ -411,13 +408,20 @@ def _finish_block(block: _Block, why: str, budget: "_Budget") -> tuple[tuple[Tes
     g = 0
     for r in block.results:
         while g < len(gaps) and r.number is not None and r.number > gaps[g]:
-            results.append(TestNode(name="", number=gaps[g], outcome=Outcome.ERROR,
-                                    reason=f"missing: result {gaps[g]} never reported"))
+            results.append(
+                TestNode(
+                    name="",
+                    number=gaps[g],
+                    outcome=Outcome.ERROR,
+                    reason=f"missing: result {gaps[g]} never reported",
+                )
+            )
             g += 1
         results.append(r)
     for n in ends:  # a cut-off: the output ended before them
-        results.append(TestNode(name="", number=n, outcome=Outcome.ERROR,
-                                reason=why.format(n=n), diagnostics=trailing))
+        results.append(
+            TestNode(name="", number=n, outcome=Outcome.ERROR, reason=why.format(n=n), diagnostics=trailing)
+        )
         trailing = ()
     return tuple(results), trailing
 
@@ -440,11 +444,15 @@ class _Budget:
     def problem(self) -> str:
         parts = []
         if self.too_big:
-            parts.append(f"KTAP plan 1..{self.too_big[0]} is more than the {MAX_KTAP_PLAN} "
-                         "results the harness accepts from one program")
+            parts.append(
+                f"KTAP plan 1..{self.too_big[0]} is more than the {MAX_KTAP_PLAN} "
+                "results the harness accepts from one program"
+            )
         if self.refused:
-            parts.append(f"{self.refused} KTAP results dropped: more than the {MAX_KTAP_NODES} "
-                         "result nodes the harness keeps of one program")
+            parts.append(
+                f"{self.refused} KTAP results dropped: more than the {MAX_KTAP_NODES} "
+                "result nodes the harness keeps of one program"
+            )
         return "; ".join(parts)
 
 

@@ -10,24 +10,24 @@ after it can run again in a fresh guest.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
-from harness.judge import expect
-from harness.judge import kmsg
-from harness.model import CaseResult, Expectation, Kernel, Outcome, TestNode, Verdict
+from harness.judge import expect, kmsg
+from harness.model import CaseResult, Expect, Expectation, Kernel, Outcome, TestNode, Verdict
+from harness.suites import kselftest
 from harness.suites.registry import Selected
 
 CONSOLE_TAIL_CHARS = 8000  # of the console of a case that lost the guest (backtraces, panic)
 
 
-def case_results(sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: Kernel,
-                 program_error: str = "") -> list[CaseResult]:
+def case_results(
+    sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: Kernel, program_error: str = ""
+) -> list[CaseResult]:
     """Map one program's KTAP onto the ids it was asked to run."""
-    if sel.program.kind == "kselftest":  # ids come from the output itself
-        from harness.suites import kselftest
-
-        return kselftest.case_results(sel.program.name, sel.program.id_prefix, sel.filters, root,
-                                      rules, kernel, program_error)
+    if sel.program.runs_whole:  # ids come from the output itself
+        return kselftest.case_results(
+            sel.program.name, sel.program.id_prefix, sel.filters, root, rules, kernel, program_error
+        )
     by_name: dict[str, TestNode] = {}
     for child in root.children:
         if child.name in sel.ids and child.name not in by_name:
@@ -46,9 +46,17 @@ def case_results(sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: K
         if node.outcome is Outcome.ERROR and program_error:
             reason = f"{reason}; {program_error}" if reason else program_error
         verdict, reason = expect.judge_case(node.outcome, exp, reason)
-        out.append(CaseResult(
-            case_id, sel.program.name, node.outcome, verdict, reason, "\n".join(node.diagnostics), exp,
-        ))
+        out.append(
+            CaseResult(
+                case_id,
+                sel.program.name,
+                node.outcome,
+                verdict,
+                reason,
+                "\n".join(node.diagnostics),
+                exp,
+            )
+        )
     return out
 
 
@@ -62,32 +70,41 @@ def program_invalid(results: Sequence[CaseResult], why: str) -> list[CaseResult]
     return out
 
 
-def not_run(sel: Selected, done: set[str], why: str, rules: expect.RuleSet,
-            kernel: Kernel | None) -> list[CaseResult]:
+def not_run(
+    sel: Selected, done: set[str], why: str, rules: expect.RuleSet, kernel: Kernel | None
+) -> list[CaseResult]:
     out = []
     for case_id in sel.ids:
         if case_id in done:
             continue
-        if sel.program.kind == "kselftest" and any(d.startswith(case_id + ".") for d in done):
+        if sel.program.runs_whole and any(d.startswith(case_id + ".") for d in done):
             continue  # the program ran: its results are under its prefix
-        exp = expect.expectation_for(rules, case_id, kernel) if kernel else Expectation("pass")
-        out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
+        exp = expect.expectation_for(rules, case_id, kernel) if kernel else Expectation(Expect.PASS)
+        out.append(
+            CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp, not_run=True)
+        )
     return out
 
 
-def _error(case_id: str, program: str, why: str, output: str, exp: Expectation,
-           events: tuple[str, ...] = ()) -> CaseResult:
-    return CaseResult(case_id, program, Outcome.ERROR, Verdict.ERROR, why, output, exp,
-                      kernel_events=events)
+def _error(
+    case_id: str, program: str, why: str, output: str, exp: Expectation, events: tuple[str, ...] = ()
+) -> CaseResult:
+    return CaseResult(case_id, program, Outcome.ERROR, Verdict.ERROR, why, output, exp, kernel_events=events)
 
 
-def after_timeout(sel: Selected, results: list[CaseResult], limit_s: float) -> tuple[list[CaseResult], list[str]]:
+def after_timeout(
+    sel: Selected, results: list[CaseResult], limit_s: float
+) -> tuple[list[CaseResult], list[str]]:
     """The guest killed the program at its limit. Cases it reported stand; the first one it
     did not report is the one that hung (ERROR); the ones after it never ran: run them again."""
-    if sel.program.kind == "kselftest":  # run whole: what it did not report is ERROR, no rerun
+    if sel.program.runs_whole:  # what it did not report is ERROR, no rerun
         why = f"timed out: still running after {limit_s:.0f}s, killed in the guest"
-        return [dataclasses.replace(r, reason=f"{r.reason}; {why}" if r.reason else why)
-                if r.outcome is Outcome.ERROR else r for r in results], []
+        return [
+            dataclasses.replace(r, reason=f"{r.reason}; {why}" if r.reason else why)
+            if r.outcome is Outcome.ERROR
+            else r
+            for r in results
+        ], []
     reported = [r for r in results if r.outcome is not Outcome.ERROR]
     done = {r.id for r in reported}
     missing = [i for i in sel.ids if i not in done]
@@ -95,8 +112,9 @@ def after_timeout(sel: Selected, results: list[CaseResult], limit_s: float) -> t
         return reported, []
     hung = next(r for r in results if r.id == missing[0])
     why = f"timed out: still running after {limit_s:.0f}s, killed in the guest"
-    return reported + [dataclasses.replace(hung, outcome=Outcome.ERROR, verdict=Verdict.ERROR,
-                                           reason=why)], missing[1:]
+    return reported + [
+        dataclasses.replace(hung, outcome=Outcome.ERROR, verdict=Verdict.ERROR, reason=why)
+    ], missing[1:]
 
 
 def _marker_outcome(m: kmsg.Marker) -> tuple[Outcome, str]:
@@ -108,8 +126,14 @@ def _marker_outcome(m: kmsg.Marker) -> tuple[Outcome, str]:
     return (Outcome.OK if m.ok else Outcome.NOT_OK), ""
 
 
-def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSet,
-                     kernel: Kernel, fail_on_kernel_report: bool = True) -> tuple[list[CaseResult], list[str]]:
+def after_guest_loss(
+    sel: Selected,
+    section: str,
+    why: str,
+    rules: expect.RuleSet,
+    kernel: Kernel,
+    fail_on_kernel_report: bool = True,
+) -> tuple[list[CaseResult], list[str]]:
     """The guest died (panic, hang) while `sel` ran; `section` is the console from its start.
 
     Results come back from the markers on the console; the first case without one was running
@@ -126,10 +150,12 @@ def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSe
             titles = tuple(e.title for e in events)
             reason = f"{why}: {titles[-1]}" if titles else why
             tail = slices.get(case_id, "")[-CONSOLE_TAIL_CHARS:]
-            excerpt = "\n\n".join([*(e.excerpt for e in events), "--- console while it ran (tail) ---\n" + tail])
+            excerpt = "\n\n".join(
+                [*(e.excerpt for e in events), "--- console while it ran (tail) ---\n" + tail]
+            )
             out = with_kernel_reports(out, section, sel.ids, fail_on_kernel_report)
             out.append(_error(case_id, sel.program.name, reason, excerpt, exp, titles))
-            return out, list(sel.ids[n + 1:])
+            return out, list(sel.ids[n + 1 :])
         outcome, reason = _marker_outcome(m)
         verdict, reason = expect.judge_case(outcome, exp, reason)
         note = "(recovered from the kernel log: the guest was lost later in this program)"
@@ -137,8 +163,13 @@ def after_guest_loss(sel: Selected, section: str, why: str, rules: expect.RuleSe
     return with_kernel_reports(out, section, sel.ids, fail_on_kernel_report), []
 
 
-def with_kernel_reports(results: Sequence[CaseResult], section: str, ids: Sequence[str],
-                        fail: bool = True, slices: dict[str, str] | None = None) -> list[CaseResult]:
+def with_kernel_reports(
+    results: Sequence[CaseResult],
+    section: str,
+    ids: Sequence[str],
+    fail: bool = True,
+    slices: dict[str, str] | None = None,
+) -> list[CaseResult]:
     """Attach the kernel reports made during each case (sliced by the markers) to it. With
     `fail`, a case that would otherwise count as fine (PASS, XFAIL, SKIP) becomes FAIL.
     `slices` (case id → its log) replaces the marker slicing (kselftests: kselftest.slices)."""
@@ -151,18 +182,33 @@ def with_kernel_reports(results: Sequence[CaseResult], section: str, ids: Sequen
             out.append(r)
             continue
         titles = tuple(e.title for e in events)
-        output = r.output + "\n\n--- kernel reports during this case ---\n" + "\n\n".join(e.excerpt for e in events)
+        output = (
+            r.output
+            + "\n\n--- kernel reports during this case ---\n"
+            + "\n\n".join(e.excerpt for e in events)
+        )
         r = dataclasses.replace(r, output=output, kernel_events=titles)
         if fail and r.verdict in (Verdict.PASS, Verdict.XFAIL, Verdict.SKIP):
-            r = dataclasses.replace(r, verdict=Verdict.FAIL,
-                                    reason=f"kernel {events[0].kind}: {titles[0]}" + (f" (+{len(titles) - 1} more)" if len(titles) > 1 else ""))
+            r = dataclasses.replace(
+                r,
+                verdict=Verdict.FAIL,
+                reason=f"kernel {events[0].kind}: {titles[0]}"
+                + (f" (+{len(titles) - 1} more)" if len(titles) > 1 else ""),
+            )
         out.append(r)
     return out
 
 
-def judge_program(sel: Selected, stdout: str, program_error: str, section: str, rules: expect.RuleSet,
-                  kernel: Kernel, fail_on_kernel_report: bool = True,
-                  timed_out_after_s: float | None = None) -> tuple[list[CaseResult], list[str]]:
+def judge_program(
+    sel: Selected,
+    stdout: str,
+    program_error: str,
+    section: str,
+    rules: expect.RuleSet,
+    kernel: Kernel,
+    fail_on_kernel_report: bool = True,
+    timed_out_after_s: float | None = None,
+) -> tuple[list[CaseResult], list[str]]:
     """One program's run, judged: its KTAP (stdout) mapped onto the ids it was asked to run, a
     plan it broke, a timeout (the ids after the hung one are returned to run again), and the
     kernel reports its `section` of the console holds, per case. A local run (runner) and a
@@ -172,15 +218,11 @@ def judge_program(sel: Selected, stdout: str, program_error: str, section: str, 
     prog = sel.program
     root = ktap.parse(stdout)
     results = case_results(sel, root, rules, kernel, program_error)
-    broken = ktap.plan_problem(root, len(sel.ids) if prog.kind == "harness" else None)
+    broken = ktap.plan_problem(root, prog.planned(sel))
     if broken:
         results = program_invalid(results, broken)
     leftover: list[str] = []
     if timed_out_after_s is not None:
         results, leftover = after_timeout(sel, results, timed_out_after_s)
-    slices = None
-    if prog.kind == "kselftest":  # its marker lines carry upstream's names, not our ids
-        from harness.suites import kselftest
-
-        slices = kselftest.slices(root, prog.id_prefix, section)
+    slices = prog.log_slices(root, section)  # a kselftest's markers carry upstream's names
     return with_kernel_reports(results, section, sel.ids, fail_on_kernel_report, slices), leftover

@@ -18,14 +18,13 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from harness.errors import KernelError, ToolMissing
+from harness.model import Progress
 from harness.paths import cache_dir
-
-Progress = Callable[[str], None]
 
 # (archive path, suite): the Debian suites that hold the kernel line 6.1 … 7.3.
 SUITES: tuple[tuple[str, str], ...] = (
@@ -54,8 +53,9 @@ class PackageVersion:
 
 def sources_list(mirror: str = DEFAULT_MIRROR, keyring: str = KEYRING) -> str:
     """The sources.list text for every suite in SUITES (pure)."""
-    lines = [f"deb [signed-by={keyring}] {mirror.rstrip('/')}/{archive} {suite} main"
-             for archive, suite in SUITES]
+    lines = [
+        f"deb [signed-by={keyring}] {mirror.rstrip('/')}/{archive} {suite} main" for archive, suite in SUITES
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -99,16 +99,26 @@ def options(base: Path | None = None) -> list[str]:
     """The `-o` options that make apt-get/apt-cache use our state and nothing of /etc/apt's."""
     d = base or root()
     return [
-        "-o", f"Dir::Etc::SourceList={d / 'sources.list'}",
-        "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::Etc::Preferences={d / 'preferences'}",
-        "-o", "Dir::Etc::PreferencesParts=/dev/null",
-        "-o", f"Dir::State::Lists={d / 'lists'}",
-        "-o", f"Dir::State::status={d / 'status'}",
-        "-o", f"Dir::Cache={d / 'cache'}",
-        "-o", "APT::Architecture=amd64",
-        "-o", "APT::Get::List-Cleanup=true",
-        "-o", "Debug::NoLocking=true",  # our own flock (below) guards our own dirs
+        "-o",
+        f"Dir::Etc::SourceList={d / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::Etc::Preferences={d / 'preferences'}",
+        "-o",
+        "Dir::Etc::PreferencesParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={d / 'lists'}",
+        "-o",
+        f"Dir::State::status={d / 'status'}",
+        "-o",
+        f"Dir::Cache={d / 'cache'}",
+        "-o",
+        "APT::Architecture=amd64",
+        "-o",
+        "APT::Get::List-Cleanup=true",
+        "-o",
+        "Debug::NoLocking=true",  # our own flock (below) guards our own dirs
     ]
 
 
@@ -193,7 +203,7 @@ def madison(names: list[str]) -> list[PackageVersion]:
         return []
     out: list[PackageVersion] = []
     for i in range(0, len(names), 200):  # keep argv small
-        out += parse_madison(_run("apt-cache", "madison", *names[i:i + 200]).stdout)
+        out += parse_madison(_run("apt-cache", "madison", *names[i : i + 200]).stdout)
     return out
 
 
@@ -205,8 +215,9 @@ def depends(package: str) -> list[str]:
     return []
 
 
-def download(packages: list[str], dest: Path, progress: Progress = lambda s: None,
-             required: bool = True) -> dict[str, Path]:
+def download(
+    packages: list[str], dest: Path, progress: Progress = lambda s: None, required: bool = True
+) -> dict[str, Path]:
     """apt-get download each package into dest; returns name → .deb for those that came.
 
     A package the archive lists but cannot serve is left out (the caller decides whether that
@@ -217,8 +228,9 @@ def download(packages: list[str], dest: Path, progress: Progress = lambda s: Non
     for pkg in packages:
         before = set(dest.glob("*.deb"))
         progress(f"downloading {pkg}")
-        r = subprocess.run(["apt-get", *options(), "-q", "download", pkg], cwd=dest,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["apt-get", *options(), "-q", "download", pkg], cwd=dest, capture_output=True, text=True
+        )
         new = sorted(set(dest.glob("*.deb")) - before)
         if r.returncode == 0 and new:
             got[pkg] = new[0]

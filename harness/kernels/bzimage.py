@@ -33,9 +33,7 @@ def inspect(data: bytes, name: str = "kernel") -> BzImageInfo:
     (syssize,) = struct.unpack_from("<I", data, _SYSSIZE_OFF)
     expected = (setup_sects + 1) * 512 + syssize * 16
     if len(data) < expected:
-        raise KernelError(
-            f"{name}: truncated bzImage ({len(data)} bytes, header promises {expected})"
-        )
+        raise KernelError(f"{name}: truncated bzImage ({len(data)} bytes, header promises {expected})")
     (ptr,) = struct.unpack_from("<H", data, _KVER_PTR_OFF)
     start = ptr + 0x200
     # kernel_version 0 means "no version string" (boot.rst); 0x200 itself is the setup jmp.

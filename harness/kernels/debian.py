@@ -25,15 +25,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
-from harness.kernels import aptstate
 from harness.errors import KernelError, ToolMissing
+from harness.kernels import aptstate
+from harness.model import Progress
 from harness.paths import kernels_cache
-
-Progress = Callable[[str], None]
 
 _ABI = r"\d+\.\d+\.\d+(?:-\d+|\+deb\d+(?:\.\d+)?)"
 _PKG = re.compile(rf"^linux-image-(?P<abi>{_ABI})-(?:(?P<flavour>cloud|rt)-)?amd64$")
@@ -85,8 +84,11 @@ class AvailableKernel:
 
     def key(self, host_deb: int = HOST_DEB) -> tuple[tuple[int, int, int], int, tuple[int, ...]]:
         deb = re.search(r"\+deb(\d+)", self.abi)
-        return (self.upstream, int(bool(deb and int(deb.group(1)) == host_deb)),
-                tuple(int(n) for n in re.findall(r"\d+", self.abi)))
+        return (
+            self.upstream,
+            int(bool(deb and int(deb.group(1)) == host_deb)),
+            tuple(int(n) for n in re.findall(r"\d+", self.abi)),
+        )
 
 
 def upstream_of(deb_version: str) -> tuple[int, int, int]:
@@ -116,8 +118,9 @@ def package_name(spec: str) -> str:
     return f"linux-image-{m['abi']}-{flavour + '-' if flavour else ''}amd64"
 
 
-def available_from(versions: Iterable[aptstate.PackageVersion],
-                   other_names: Iterable[str] = ()) -> list[AvailableKernel]:
+def available_from(
+    versions: Iterable[aptstate.PackageVersion], other_names: Iterable[str] = ()
+) -> list[AvailableKernel]:
     """One AvailableKernel per image package (its newest version), in upstream order (pure).
 
     other_names: the archive's linux-binary-* and linux-modules-* package names, to tell a
@@ -173,13 +176,19 @@ def select(spec: str, kernels: list[AvailableKernel], host_deb: int = HOST_DEB) 
         flavour = m_line["flavour"] or ""
         hits = [k for k in kernels if k.flavour == flavour and k.upstream[:2] == want]
     else:
-        raise KernelError(f"debian:{spec}: not a Debian kernel spec (a line like 7.3, a version like "
-                          "6.12.118, or a package version like 6.1.0-56 or 7.3.4+deb13)")
+        raise KernelError(
+            f"debian:{spec}: not a Debian kernel spec (a line like 7.3, a version like "
+            "6.12.118, or a package version like 6.1.0-56 or 7.3.4+deb13)"
+        )
     if hits:
         return max(hits, key=lambda k: k.key(host_deb))
     if not kernels:
-        raise KernelError(f"debian:{spec}: no Debian kernel packages known (apt lists empty and nothing cached)")
-    raise KernelError(f"debian:{spec}: no such kernel package; nearest available: {_nearest(want, flavour, kernels)}")
+        raise KernelError(
+            f"debian:{spec}: no Debian kernel packages known (apt lists empty and nothing cached)"
+        )
+    raise KernelError(
+        f"debian:{spec}: no such kernel package; nearest available: {_nearest(want, flavour, kernels)}"
+    )
 
 
 # ---- the cache ------------------------------------------------------------------------------
@@ -228,9 +237,17 @@ def load_cached(package: str) -> DebianKernel | None:
     if not meta.is_file():
         return None
     d = json.loads(meta.read_text())
-    return DebianKernel(package, d["version"], meta.parent, d["release"], d.get("vmlinuz", ""),
-                        d.get("config", ""), d.get("modules", ""), d.get("suite", ""),
-                        tuple(d.get("missing", ())))
+    return DebianKernel(
+        package,
+        d["version"],
+        meta.parent,
+        d["release"],
+        d.get("vmlinuz", ""),
+        d.get("config", ""),
+        d.get("modules", ""),
+        d.get("suite", ""),
+        tuple(d.get("missing", ())),
+    )
 
 
 def cached_kernels() -> list[AvailableKernel]:
@@ -239,8 +256,16 @@ def cached_kernels() -> list[AvailableKernel]:
         dk = load_cached(pkg)
         parsed = parse_image_name(pkg)
         if dk is not None and parsed is not None:
-            out.append(AvailableKernel(pkg, parsed[0], parsed[1], dk.version, dk.suite or "cache",
-                                       modules=dk.modules_dir is not None))
+            out.append(
+                AvailableKernel(
+                    pkg,
+                    parsed[0],
+                    parsed[1],
+                    dk.version,
+                    dk.suite or "cache",
+                    modules=dk.modules_dir is not None,
+                )
+            )
     return sorted(out, key=lambda k: k.key())
 
 
@@ -273,8 +298,9 @@ def available(progress: Progress = lambda s: None, refresh: bool = False) -> lis
     return kernels
 
 
-def lines(kernels: list[AvailableKernel], flavour: str | None = "",
-          complete_only: bool = True) -> list[AvailableKernel]:
+def lines(
+    kernels: list[AvailableKernel], flavour: str | None = "", complete_only: bool = True
+) -> list[AvailableKernel]:
     """The newest package of every line (6.1, 6.12, …, 7.3) of a flavour (None: any), in version
     order (pure). complete_only leaves out packages whose modules the archive lacks, so a line
     that has only such packages (6.19, 7.0, 7.1 as of 2026-12) drops out."""
@@ -337,8 +363,10 @@ def _locate(root: Path) -> tuple[str, str, str, str | None]:
         if not releases:
             continue
         r = releases[0]
-        for vm, cfg in ((f"boot/vmlinuz-{r}", f"boot/config-{r}"),
-                        (f"{mods}/{r}/vmlinuz", f"{mods}/{r}/config")):
+        for vm, cfg in (
+            (f"boot/vmlinuz-{r}", f"boot/config-{r}"),
+            (f"{mods}/{r}/vmlinuz", f"{mods}/{r}/config"),
+        ):
             if (root / vm).is_file():
                 has_modules = (root / mods / r / "kernel").is_dir()
                 return r, vm, cfg, f"{mods}/{r}" if has_modules else None
@@ -358,8 +386,9 @@ def _companions(deb: Path, abi_flavour: str) -> list[str]:
 
 
 def _deb_field(deb: Path, name: str) -> str:
-    return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def fetch(package: str, progress: Progress = lambda s: None, suite: str = "") -> DebianKernel:
@@ -404,12 +433,27 @@ def fetch(package: str, progress: Progress = lambda s: None, suite: str = "") ->
             base = root / "usr" if modules.startswith("usr/") else root
             subprocess.run(["depmod", "-b", str(base), release], check=True, capture_output=True)
         elif missing:
-            progress(f"warning: {', '.join(missing)} cannot be downloaded from the archive: "
-                     f"{release} will boot without its modules (no virtio disks, no 9p)")
-        (root / "meta.json").write_text(json.dumps({
-            "package": package, "version": version, "release": release, "suite": suite,
-            "vmlinuz": vmlinuz, "config": config, "modules": modules,
-            "packages": packages, "missing": missing}, indent=1) + "\n")
+            progress(
+                f"warning: {', '.join(missing)} cannot be downloaded from the archive: "
+                f"{release} will boot without its modules (no virtio disks, no 9p)"
+            )
+        (root / "meta.json").write_text(
+            json.dumps(
+                {
+                    "package": package,
+                    "version": version,
+                    "release": release,
+                    "suite": suite,
+                    "vmlinuz": vmlinuz,
+                    "config": config,
+                    "modules": modules,
+                    "packages": packages,
+                    "missing": missing,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         root.rename(dest)
     hit = load_cached(package)
     assert hit is not None

@@ -25,13 +25,24 @@ def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None = None,
-        stdin_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+def git(
+    cwd: Path,
+    *args: str,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    stdin_file: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     if not shutil.which("git"):
         raise InputError("git not found: install git (apt-get install git)")
     with open(stdin_file, "rb") if stdin_file else open(os.devnull, "rb") as stdin:
-        r = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, env=_env(env),
-                           stdin=stdin, errors="replace")
+        r = subprocess.run(
+            ["git", "-C", str(cwd), *args],
+            capture_output=True,
+            text=True,
+            env=_env(env),
+            stdin=stdin,
+            errors="replace",
+        )
     if check and r.returncode != 0:
         last = (r.stderr.strip() or r.stdout.strip() or "(no output)").splitlines()[-1]
         raise HarnessError(f"git {' '.join(args[:3])} in {cwd}: {last}")
@@ -68,9 +79,13 @@ def commit_info(repo: Path, rev: str) -> dict[str, Any]:
     """Subject, author, date and the files a commit touched (against its first parent)."""
     show = git(repo, "show", "-s", "--format=%H%n%s%n%an <%ae>%n%aI", rev).stdout.splitlines()
     files = git(repo, "diff", "--name-only", f"{rev}^", rev, check=False).stdout.split()
-    return {"commit": show[0], "subject": show[1] if len(show) > 1 else "",
-            "author": show[2] if len(show) > 2 else "", "date": show[3] if len(show) > 3 else "",
-            "files": files}
+    return {
+        "commit": show[0],
+        "subject": show[1] if len(show) > 1 else "",
+        "author": show[2] if len(show) > 2 else "",
+        "date": show[3] if len(show) > 3 else "",
+        "files": files,
+    }
 
 
 def short_label(repo: Path, rev: str) -> str:
@@ -98,8 +113,9 @@ class Worktree:
             (gitdir / "index.lock").unlink(missing_ok=True)
             return
         if self.path.exists():
-            raise InputError(f"{self.path} exists but is not a worktree of {self.repo}: "
-                             "remove it or rerun with --restart")
+            raise InputError(
+                f"{self.path} exists but is not a worktree of {self.repo}: remove it or rerun with --restart"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         git(self.repo, "worktree", "prune")
         git(self.repo, "worktree", "add", "--detach", str(self.path), rev)

@@ -18,15 +18,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from harness.kernels import aptstate
 from harness.errors import BuildError, KernelError
-from harness.model import Kernel
+from harness.kernels import aptstate
+from harness.model import Kernel, Progress
 from harness.paths import cache_dir
 
-Progress = Callable[[str], None]
 _DONE = ".harness-unpacked"
 
 
@@ -36,8 +35,9 @@ def gcc_major(cc_version_text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def compiler_for(kernel: Kernel, which: Callable[[str], str | None] = shutil.which,
-                 host_major: int | None = None) -> str:
+def compiler_for(
+    kernel: Kernel, which: Callable[[str], str | None] = shutil.which, host_major: int | None = None
+) -> str:
     """The gcc to build a module for this kernel with: `gcc-N` if installed, else plain `gcc`
     when it is that major version. Raises BuildError naming what is missing otherwise."""
     want = gcc_major(kernel.config.get("CONFIG_CC_VERSION_TEXT", ""))
@@ -50,8 +50,10 @@ def compiler_for(kernel: Kernel, which: Callable[[str], str | None] = shutil.whi
         host_major = int(r.stdout.split(".")[0]) if r.returncode == 0 and r.stdout[:1].isdigit() else None
     if host_major == want:
         return "gcc"
-    raise BuildError(f"{kernel.release} was built with gcc-{want} and this host has "
-                     f"{'gcc-' + str(host_major) if host_major else 'no gcc'}: a module cannot be built for it here")
+    raise BuildError(
+        f"{kernel.release} was built with gcc-{want} and this host has "
+        f"{'gcc-' + str(host_major) if host_major else 'no gcc'}: a module cannot be built for it here"
+    )
 
 
 def rewrite_abs_paths(text: str, root: Path) -> str:
@@ -72,8 +74,9 @@ def for_debian(release: str, progress: Progress = lambda s: None) -> Path:
         return tree
     main = f"linux-headers-{release}"
     aptstate.ensure_fresh(progress)
-    parts = [main] + [d for d in aptstate.depends(main)
-                      if d.startswith(("linux-headers-", "linux-kbuild-")) and d != main]
+    parts = [main] + [
+        d for d in aptstate.depends(main) if d.startswith(("linux-headers-", "linux-kbuild-")) and d != main
+    ]
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".fetch-") as tmp:
         got = aptstate.download(parts, Path(tmp), progress, required=True)
@@ -94,5 +97,7 @@ def for_debian(release: str, progress: Progress = lambda s: None) -> Path:
         stage.rename(root)
         (root / _DONE).write_text("\n".join(parts) + "\n")
     if not (tree / "Makefile").is_file():
-        raise KernelError(f"headers for {release}: no {tree.relative_to(root)}/Makefile in {', '.join(parts)}")
+        raise KernelError(
+            f"headers for {release}: no {tree.relative_to(root)}/Makefile in {', '.join(parts)}"
+        )
     return tree

@@ -20,15 +20,15 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from harness.kernels import kconfig
 from harness.errors import BuildError, InputError, ToolMissing
+from harness.kernels import kconfig
+from harness.model import Progress
 from harness.paths import REPO_ROOT, cache_dir
 
-Progress = Callable[[str], None]
 BASES = ("tinyconfig", "defconfig", "allnoconfig")
 DEFAULT_BASE = "tinyconfig"
 DEFAULT_FRAGMENTS = (REPO_ROOT / "kernels" / "lean.config", REPO_ROOT / "kernels" / "cow.config")
@@ -63,7 +63,7 @@ def is_source_tree(path: Path) -> bool:
     return (path / "Makefile").is_file() and (path / "Kconfig").is_file() and (path / "mm").is_dir()
 
 
-def _tree_key(src: Path) -> str:
+def tree_key(src: Path) -> str:
     real = str(src.resolve())
     return f"{src.resolve().name}-{hashlib.sha256(real.encode()).hexdigest()[:8]}"
 
@@ -72,7 +72,7 @@ def default_build_dir(src: Path, base: str, fragments: tuple[Path, ...]) -> Path
     """cache/builds/<tree>-<hash of its path>/<base>+<fragment names>: per tree and config."""
     b = Path(base).stem if base not in BASES else base
     cfg = "+".join([b, *(f.stem for f in fragments)])
-    return cache_dir() / "builds" / _tree_key(src) / cfg
+    return cache_dir() / "builds" / tree_key(src) / cfg
 
 
 def _inputs_digest(req: BuildRequest) -> str:
@@ -93,12 +93,16 @@ def _make_cmd(req: BuildRequest, bd: Path, *targets: str) -> list[str]:
 
 # What kbuild otherwise stamps into the kernel from the clock and the machine (init/version.c,
 # the #N of .version): fixed, two builds of trees that compile the same are byte-identical.
-REPRODUCIBLE_ENV = {"KBUILD_BUILD_TIMESTAMP": "1970-01-01 00:00:00 UTC", "KBUILD_BUILD_VERSION": "1",
-                    "KBUILD_BUILD_USER": "harness", "KBUILD_BUILD_HOST": "harness"}
+REPRODUCIBLE_ENV = {
+    "KBUILD_BUILD_TIMESTAMP": "1970-01-01 00:00:00 UTC",
+    "KBUILD_BUILD_VERSION": "1",
+    "KBUILD_BUILD_USER": "harness",
+    "KBUILD_BUILD_HOST": "harness",
+}
 
 
 def fingerprint(build_dir: str | Path) -> str:
-    """"vmlinux:<sha256>" (or "bzImage:<sha256>" without a vmlinux) of a build dir, "" if neither."""
+    """ "vmlinux:<sha256>" (or "bzImage:<sha256>" without a vmlinux) of a build dir, "" if neither."""
     bd = Path(build_dir)
     for name, p in (("vmlinux", bd / "vmlinux"), ("bzImage", bd / "arch" / "x86" / "boot" / "bzImage")):
         if p.is_file():
@@ -110,8 +114,9 @@ def fingerprint(build_dir: str | Path) -> str:
     return ""
 
 
-def _run_logged(cmd: list[str], log: Path, step: str, progress: Progress,
-                env: dict[str, str] | None = None) -> None:
+def _run_logged(
+    cmd: list[str], log: Path, step: str, progress: Progress, env: dict[str, str] | None = None
+) -> None:
     """Run a make step, appending its output to the build log, with a progress line every
     PROGRESS_EVERY_S; a failure is a BuildError with the first error line."""
     t0 = time.monotonic()
@@ -119,8 +124,14 @@ def _run_logged(cmd: list[str], log: Path, step: str, progress: Progress,
     with open(log, "a") as f:
         f.write(f"\n### {step}: {' '.join(cmd)}\n")
         f.flush()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             errors="replace", env=dict(os.environ, LC_ALL="C", **(env or {})))
+        p = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=dict(os.environ, LC_ALL="C", **(env or {})),
+        )
         assert p.stdout is not None
         for line in p.stdout:
             f.write(line)
@@ -149,6 +160,7 @@ def _read_tree(src: Path) -> Callable[[str], str | None]:
     def read(rel: str) -> str | None:
         p = src / rel
         return p.read_text(errors="replace") if p.is_file() else None
+
     return read
 
 
@@ -196,9 +208,16 @@ def configure(req: BuildRequest, bd: Path, progress: Progress) -> bool:
     cfg.write_text(merged)
     _run_logged(_make_cmd(req, bd, "olddefconfig"), log, "make olddefconfig", progress)
     check_survived(req.src, req.fragments, kconfig.parse(cfg.read_text()))
-    _save_record(bd, {"src": str(req.src.resolve()), "base": req.base,
-                      "fragments": [str(f.resolve()) for f in req.fragments],
-                      "inputs": digest, "config_sha": _sha(cfg)})
+    _save_record(
+        bd,
+        {
+            "src": str(req.src.resolve()),
+            "base": req.base,
+            "fragments": [str(f.resolve()) for f in req.fragments],
+            "inputs": digest,
+            "config_sha": _sha(cfg),
+        },
+    )
     return True
 
 
@@ -220,7 +239,9 @@ def load_record(bd: Path) -> dict[str, object]:
         return {}
 
 
-def check_config_inputs(fragments: tuple[Path, ...], base: str | None = None, base_flag: str = "--base") -> None:
+def check_config_inputs(
+    fragments: tuple[Path, ...], base: str | None = None, base_flag: str = "--base"
+) -> None:
     """The fragments exist, and the base config is one of BASES or a file (InputError)."""
     for f in fragments:
         if not f.is_file():
@@ -247,14 +268,28 @@ def build(req: BuildRequest, progress: Progress = lambda s: None) -> BuildResult
     final = kconfig.parse((bd / ".config").read_text())
     modules = final.get("CONFIG_MODULES") == "y"
     targets = ["bzImage", "modules"] if modules else ["bzImage"]
-    progress(f"building {' '.join(targets)} in {bd} (-j{req.jobs}{', ccache' if shutil.which('ccache') else ''}; log {bd / LOG})")
-    _run_logged(_make_cmd(req, bd, *targets), bd / LOG, "make " + " ".join(targets), progress,
-                REPRODUCIBLE_ENV if req.reproducible else None)
+    progress(
+        f"building {' '.join(targets)} in {bd} (-j{req.jobs}{', ccache' if shutil.which('ccache') else ''}; log {bd / LOG})"
+    )
+    _run_logged(
+        _make_cmd(req, bd, *targets),
+        bd / LOG,
+        "make " + " ".join(targets),
+        progress,
+        REPRODUCIBLE_ENV if req.reproducible else None,
+    )
     release = (bd / "include" / "config" / "kernel.release").read_text().strip()
     if modules:
         _install_modules(req, bd, release, progress)
-    _save_record(bd, {"release": release, "built_at": time.time(), "config_sha": _sha(bd / ".config"),
-                      "seconds": round(time.monotonic() - t0, 1)})
+    _save_record(
+        bd,
+        {
+            "release": release,
+            "built_at": time.time(),
+            "config_sha": _sha(bd / ".config"),
+            "seconds": round(time.monotonic() - t0, 1),
+        },
+    )
     dt = time.monotonic() - t0
     progress(f"built {release} in {dt:.0f}s")
     return BuildResult(bd, bd / "arch" / "x86" / "boot" / "bzImage", release, modules, configured, dt)
@@ -270,8 +305,15 @@ def compile_w1(req: BuildRequest, sources: list[str], timeout_s: float = 1800.0)
         return ""
     env = dict(os.environ, LC_ALL="C", **(REPRODUCIBLE_ENV if req.reproducible else {}))
     try:
-        r = subprocess.run(_make_cmd(req, bd, "-k", "W=1", *objs), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, errors="replace", env=env, timeout=timeout_s)
+        r = subprocess.run(
+            _make_cmd(req, bd, "-k", "W=1", *objs),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=env,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired as e:
         out = e.stdout
         return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")

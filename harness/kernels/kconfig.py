@@ -10,8 +10,8 @@ such a config quietly SKIPs the tests the fragment was written for.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
@@ -89,7 +89,9 @@ def dropped(wanted: dict[str, tuple[str, str]], final: Config) -> list[Dropped]:
 # ---- Kconfig reading ---------------------------------------------------------------------
 
 _ENTRY = re.compile(r"^\s*(config|menuconfig)\s+([A-Za-z0-9_]+)\s*$")
-_BLOCK_START = re.compile(r"^\s*(config|menuconfig|choice|endchoice|menu|endmenu|if|endif|comment|source|osource|rsource|orsource|mainmenu)\b")
+_BLOCK_START = re.compile(
+    r"^\s*(config|menuconfig|choice|endchoice|menu|endmenu|if|endif|comment|source|osource|rsource|orsource|mainmenu)\b"
+)
 _SOURCE = re.compile(r'^\s*(o?r?source)\s+"?([^"\s]+)"?')
 _IF = re.compile(r"^\s*if\s+(.*)$")
 _DEPENDS = re.compile(r"^\s*depends\s+on\s+(.*)$")
@@ -153,8 +155,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def definitions(read: Callable[[str], str | None], symbol: str, srcarch: str = "x86",
-                top: str = "Kconfig") -> list[Definition]:
+def definitions(
+    read: Callable[[str], str | None], symbol: str, srcarch: str = "x86", top: str = "Kconfig"
+) -> list[Definition]:
     """Every definition of `symbol` (without CONFIG_) reachable from `top`, following `source`
     statements (paths relative to the tree, $(SRCARCH) substituted, globs via `read` listing
     not supported: a glob source is skipped). `read(path)` gives a file's text or None."""
@@ -178,8 +181,17 @@ def definitions(read: Callable[[str], str | None], symbol: str, srcarch: str = "
         def close_entry() -> None:
             nonlocal entry
             if entry is not None and entry.symbol == symbol:
-                found.append(Definition(symbol, path, entry.line, tuple(entry.depends) + entry.outer,
-                                        entry.prompt, entry.prompt_if, entry.in_choice))
+                found.append(
+                    Definition(
+                        symbol,
+                        path,
+                        entry.line,
+                        tuple(entry.depends) + entry.outer,
+                        entry.prompt,
+                        entry.prompt_if,
+                        entry.in_choice,
+                    )
+                )
             entry = None
 
         in_help = False
@@ -267,7 +279,8 @@ def evaluate(expr: str, final: Config) -> bool:
     def take() -> str:
         nonlocal pos
         pos += 1
-        return toks[pos - 1]
+        tok: str = toks[pos - 1]
+        return tok
 
     def value(tok: str) -> str:
         if tok in ("y", "m", "n") or tok.startswith('"') or tok.isdigit():
@@ -343,15 +356,21 @@ def explain(d: Dropped, defs: list[Definition], final: Config, selected_by: Sequ
         for expr in df.depends:
             missing = unmet(expr, final)
             if missing:
-                reasons.append(f"depends on {expr.strip()} ({df.file}:{df.line}); not met: {', '.join(missing)}")
+                reasons.append(
+                    f"depends on {expr.strip()} ({df.file}:{df.line}); not met: {', '.join(missing)}"
+                )
         if df.prompt_if and unmet(df.prompt_if, final):
-            reasons.append(f"its prompt needs {df.prompt_if} ({df.file}:{df.line}); not met: "
-                           f"{', '.join(unmet(df.prompt_if, final))}")
+            reasons.append(
+                f"its prompt needs {df.prompt_if} ({df.file}:{df.line}); not met: "
+                f"{', '.join(unmet(df.prompt_if, final))}"
+            )
     if reasons:
         return head + ": " + "; ".join(dict.fromkeys(reasons))
     if any(df.in_choice for df in defs):
-        return head + (f": {name} is one member of a choice and another member won; set the"
-                       " others to 'is not set' in the fragment")
+        return head + (
+            f": {name} is one member of a choice and another member won; set the"
+            " others to 'is not set' in the fragment"
+        )
     if not any(df.prompt for df in defs):
         return head + f": {name} has no prompt, it is only set when another option selects it"
     if d.wanted not in ("y", "m", "n"):
@@ -359,4 +378,3 @@ def explain(d: Dropped, defs: list[Definition], final: Config, selected_by: Sequ
     if d.wanted == "m":
         return head + ": modules need CONFIG_MODULES=y"
     return head + ": its dependencies look met; a choice or a 'select' may override it"
-

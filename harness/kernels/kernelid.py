@@ -38,7 +38,7 @@ class KernelId:
 
     @property
     def line(self) -> str:
-        """"6.1", "6.12-cloud"; "" when the major.minor is unknown (never paired by line)."""
+        """ "6.1", "6.12-cloud"; "" when the major.minor is unknown (never paired by line)."""
         if self.series is None:
             return ""
         return f"{self.series[0]}.{self.series[1]}" + (f"-{self.flavour}" if self.flavour else "")
@@ -55,7 +55,7 @@ class KernelId:
         return ".".join(map(str, self.upstream)) if self.upstream else ""
 
     def describe(self) -> str:
-        """"6.1.0-57 (6.1.193)"; the upstream version is left out where the package says it."""
+        """ "6.1.0-57 (6.1.193)"; the upstream version is left out where the package says it."""
         up = self.upstream_text
         if not up or re.match(re.escape(up) + r"(?!\d)", self.package):
             return self.package
@@ -67,8 +67,14 @@ class KernelId:
             return (1, 0, 0, 0, self.flavour, self.label)
         patch = self.upstream[2] if self.upstream else -1
         abi = re.match(r"\d+\.\d+\.\d+-(\d+)", self.package)  # 6.1.0-57: the ABI orders the packages
-        return (0, self.series[0] * 1000 + self.series[1], patch, int(abi.group(1)) if abi else 0,
-                self.flavour, self.label)
+        return (
+            0,
+            self.series[0] * 1000 + self.series[1],
+            patch,
+            int(abi.group(1)) if abi else 0,
+            self.flavour,
+            self.label,
+        )
 
     def same_kernel(self, other: KernelId) -> bool:
         """The same package as far as both sides know (release, else upstream, else label)."""
@@ -136,7 +142,7 @@ class Pairing:
         return bool(self.old.line) and self.old.line == self.new.line
 
     def text(self, arrow: str = "->") -> str:
-        """"6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)", or for kernels of two lines
+        """ "6.1 line: 6.1.0-56 (6.1.192) -> 6.1.0-57 (6.1.193)", or for kernels of two lines
         (only two single-kernel runs pair those) "debian:6.1.0-56 -> debian:6.12"."""
         if self.same_line:
             return f"{self.old.line} line: {self.old.describe()} {arrow} {self.new.describe()}"
@@ -153,12 +159,14 @@ def pair(old: Sequence[KernelId], new: Sequence[KernelId]) -> list[Pairing]:
     if len(old) == 1 and len(new) == 1:
         return [Pairing(old[0], new[0], "single")]
     new_labels = {k.label for k in new}
-    out = [Pairing(o, next(n for n in new if n.label == o.label), "same") for o in old if o.label in new_labels]
+    out = [
+        Pairing(o, next(n for n in new if n.label == o.label), "same") for o in old if o.label in new_labels
+    ]
     taken = {p.old.label for p in out}
     old_left = [k for k in old if k.label not in taken]
     new_left = [k for k in new if k.label not in taken]
     for line in dict.fromkeys(k.line for k in old_left if k.line):
         olds = in_version_order([k for k in old_left if k.line == line])[::-1]
         news = in_version_order([k for k in new_left if k.line == line])[::-1]
-        out += [Pairing(o, n, "line") for o, n in zip(olds, news)]
+        out += [Pairing(o, n, "line") for o, n in zip(olds, news, strict=False)]
     return out

@@ -15,12 +15,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import InputError
+from harness.kernels import aptstate
+from harness.kernels.debian import upstream_of
+from harness.model import Progress
 from harness.paths import cache_dir
 
-Progress = Callable[[str], None]
 _SERIES = re.compile(r"^debian:(?P<series>\d+\.\d+)$")
 _DONE = ".harness-unpacked"  # written last: a tree without it is a half-finished unpack
 
@@ -40,13 +41,16 @@ def sources_cache() -> Path:
 def package_for(spec: str) -> str:
     m = _SERIES.match(spec)
     if m is None:
-        raise InputError(f"{spec}: not a source spec (expected debian:SERIES, e.g. debian:6.12 or debian:6.1)")
+        raise InputError(
+            f"{spec}: not a source spec (expected debian:SERIES, e.g. debian:6.12 or debian:6.1)"
+        )
     return f"linux-source-{m.group('series')}"
 
 
 def _installed_version(package: str) -> str:
-    r = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", package],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status} ${Version}", package], capture_output=True, text=True
+    )
     if r.returncode != 0 or not r.stdout.startswith("install ok installed"):
         return ""
     return r.stdout.split()[-1]
@@ -92,9 +96,6 @@ def _dest(package: str, version: str) -> Path:
 def _from_apt_state(package: str, progress: Progress) -> SourceTree | None:
     """Download the newest `package` from the harness's apt state (every suite: 7.2 and 7.3 are
     in trixie-backports), and unpack its tarball; None if no suite has it."""
-    from harness.kernels import aptstate
-    from harness.kernels.debian import upstream_of
-
     aptstate.ensure_fresh(progress)
     versions = [pv for pv in aptstate.madison([package]) if pv.name == package]
     if not versions:
@@ -127,8 +128,10 @@ def fetch(spec: str, progress: Progress = lambda s: None) -> SourceTree:
         return SourceTree(spec, package, version, dest)
     tree = _from_apt_state(package, progress)
     if tree is None:
-        raise InputError(f"{spec}: no {package} package in the Debian suites the harness knows "
-                         "(linux-source-6.1, -6.12, -7.2 and -7.3 are there as of 2026-12)")
+        raise InputError(
+            f"{spec}: no {package} package in the Debian suites the harness knows "
+            "(linux-source-6.1, -6.12, -7.2 and -7.3 are there as of 2026-12)"
+        )
     return SourceTree(spec, package, tree.version, tree.root)
 
 

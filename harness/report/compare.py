@@ -111,14 +111,21 @@ def classify(old: CaseSummary | None, new: CaseSummary | None) -> Kind:
 
 
 def compare(old: ResultSet, new: ResultSet) -> Comparison:
-    pairings = sorted(pair(old.kernel_ids(), new.kernel_ids()), key=lambda p: p.new.sort_key())  # 6.1 before 6.12
+    pairings = sorted(
+        pair(old.kernel_ids(), new.kernel_ids()), key=lambda p: p.new.sort_key()
+    )  # 6.1 before 6.12
     pairs = {p.old.label: p.new.label for p in pairings}  # old label -> new label
     old_by_key = {(pairs.get(c.kernel, f"\0{c.kernel}"), c.id): c for c in old.cases}
     new_by_key = new.by_key()
-    changes = [Change(k, i, classify(old_by_key.get((k, i)), c), old_by_key.get((k, i)), c)
-               for (k, i), c in new_by_key.items()]
-    changes += [Change(c.kernel, c.id, Kind.REMOVED, c, None)
-                for key, c in old_by_key.items() if key not in new_by_key]
+    changes = [
+        Change(k, i, classify(old_by_key.get((k, i)), c), old_by_key.get((k, i)), c)
+        for (k, i), c in new_by_key.items()
+    ]
+    changes += [
+        Change(c.kernel, c.id, Kind.REMOVED, c, None)
+        for key, c in old_by_key.items()
+        if key not in new_by_key
+    ]
     return Comparison(old.source, new.source, tuple(pairs.items()), tuple(changes), tuple(pairings))
 
 
@@ -136,8 +143,10 @@ def change_line(ch: Change, width: int = 0) -> str:
     now = ch.new or ch.old
     reason = terminal_line((now.reason or now.expect_reason) if now else "")[:160]
     label = f"{terminal_line(ch.kernel)}  " if ch.kernel else ""
-    return (f"{ch.kind.value.upper():<13} {label}{terminal_line(ch.id):<{width}}  "
-            f"{_verdict_text(ch.old)} -> {_verdict_text(ch.new)}  {reason}").rstrip()
+    return (
+        f"{ch.kind.value.upper():<13} {label}{terminal_line(ch.id):<{width}}  "
+        f"{_verdict_text(ch.old)} -> {_verdict_text(ch.new)}  {reason}"
+    ).rstrip()
 
 
 def summary_line(c: Comparison) -> str:
@@ -163,8 +172,11 @@ def render_text(c: Comparison) -> str:
     flaky = c.flaky
     if flaky:
         lines += ["", "flaky (pass rate = runs as expected / runs):"]
-        lines += [f"  {terminal_line(ch.kernel)}  {terminal_line(ch.id)}  {ch.new.rate_text()}"
-                  for ch in flaky if ch.new]
+        lines += [
+            f"  {terminal_line(ch.kernel)}  {terminal_line(ch.id)}  {ch.new.rate_text()}"
+            for ch in flaky
+            if ch.new
+        ]
     lines += ["", summary_line(c)]
     return "\n".join(lines) + "\n"
 
@@ -173,20 +185,35 @@ def to_json(c: Comparison) -> dict[str, Any]:
     def side(s: CaseSummary | None) -> dict[str, Any] | None:
         if s is None:
             return None
-        return {"kernel": s.kernel, "verdict": s.verdict.value, "verdicts": [v.value for v in s.verdicts],
-                "pass_rate": round(s.pass_rate, 4), "reason": s.reason}
+        return {
+            "kernel": s.kernel,
+            "verdict": s.verdict.value,
+            "verdicts": [v.value for v in s.verdicts],
+            "pass_rate": round(s.pass_rate, 4),
+            "reason": s.reason,
+        }
 
     def kernel(k: KernelId) -> dict[str, Any]:
         return {"label": k.label, "release": k.release, "upstream": k.upstream_text, "line": k.line}
 
     return {
-        "old": c.old_source, "new": c.new_source,
+        "old": c.old_source,
+        "new": c.new_source,
         "kernel_pairs": [list(p) for p in c.kernel_pairs],
-        "kernels": [{"how": p.how, "moved": p.moved, "old": kernel(p.old), "new": kernel(p.new)}
-                    for p in c.pairings],
+        "kernels": [
+            {"how": p.how, "moved": p.moved, "old": kernel(p.old), "new": kernel(p.new)} for p in c.pairings
+        ],
         "counts": {k.value: c.counts()[k] for k in KIND_ORDER},
         "regressions": len(c.regressions),
-        "changes": [{"kernel": ch.kernel, "id": ch.id, "kind": ch.kind.value,
-                     "old": side(ch.old), "new": side(ch.new)}
-                    for ch in c.changes if ch.kind is not Kind.UNCHANGED or ch.verdict_changed],
+        "changes": [
+            {
+                "kernel": ch.kernel,
+                "id": ch.id,
+                "kind": ch.kind.value,
+                "old": side(ch.old),
+                "new": side(ch.new),
+            }
+            for ch in c.changes
+            if ch.kind is not Kind.UNCHANGED or ch.verdict_changed
+        ],
     }

@@ -20,15 +20,20 @@ from dataclasses import dataclass
 
 from harness.kernels.kernelid import KernelId
 from harness.model import Verdict
-from harness.report.junit import xml_safe
 from harness.report.resultset import CaseSummary
+from harness.safetext import xml_safe
 
 PREFIX = "cow."
 
 # One short mark per verdict: a 1.6em cell holds it; the legend spells them out.
 MARKS: dict[Verdict, str] = {
-    Verdict.PASS: "✓", Verdict.FAIL: "✗", Verdict.ERROR: "E", Verdict.XPASS: "xp",
-    Verdict.FLAKY: "~", Verdict.XFAIL: "xf", Verdict.SKIP: "s",
+    Verdict.PASS: "✓",
+    Verdict.FAIL: "✗",
+    Verdict.ERROR: "E",
+    Verdict.XPASS: "xp",
+    Verdict.FLAKY: "~",
+    Verdict.XFAIL: "xf",
+    Verdict.SKIP: "s",
 }
 
 # Column families, in order: (regex on the memory type, rank within the family by name).
@@ -36,8 +41,19 @@ MARKS: dict[Verdict, str] = {
 # mTHP sizes sort numerically; anything else in a family follows alphabetically.
 _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"base(-.*)?$", ("base", "base-swapped", "base-readonly")),
-    (r"thp(-.*)?$", ("thp", "thp-swapped", "thp-pte", "thp-pte-swapped", "thp-single-pte", "thp-mremap",
-                     "thp-mremap-kept", "thp-partially-shared")),
+    (
+        r"thp(-.*)?$",
+        (
+            "thp",
+            "thp-swapped",
+            "thp-pte",
+            "thp-pte-swapped",
+            "thp-single-pte",
+            "thp-mremap",
+            "thp-mremap-kept",
+            "thp-partially-shared",
+        ),
+    ),
     (r"mthp-\d+k$", ()),
     (r"hugetlb-.*$", ("hugetlb-2m", "hugetlb-1g", "hugetlb-memfd-private", "hugetlb-memfd-shared")),
     (r"(huge-)?zeropage$", ("zeropage", "huge-zeropage")),
@@ -99,8 +115,8 @@ def build(cases: Sequence[CaseSummary]) -> Grid:
 def short_names(ids: Sequence[KernelId]) -> dict[str, str]:
     """label -> the shortest name that still tells the kernels apart: the line ("6.1"), else
     the package ("6.1.0-56"), else the label."""
-    for name in (lambda k: k.line, lambda k: k.package, lambda k: k.label):
-        names = {k.label: name(k) for k in ids}
+    for attr in ("line", "package", "label"):
+        names: dict[str, str] = {k.label: str(getattr(k, attr) or "") for k in ids}
         if all(names.values()) and len(set(names.values())) == len(names):
             return names
     return {k.label: k.label for k in ids}
@@ -167,11 +183,15 @@ def kernel_table(grid: Grid, kernel: str) -> str:
             else:
                 tds.append(f'<td class="v-{c.verdict.value}" title="{esc(_tip(c))}">{MARKS[c.verdict]}</td>')
         rows.append(f'<tr><th class="op" scope="row">{esc(op)}</th>{"".join(tds)}</tr>')
-    return (f'<div class="gridwrap"><table class="cowgrid" data-kernel="{esc(kernel)}">{_head(grid.mems, "operation")}'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+    return (
+        f'<div class="gridwrap"><table class="cowgrid" data-kernel="{esc(kernel)}">{_head(grid.mems, "operation")}'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
-def _diff_cell(seen: Sequence[Verdict | None], kernels: Sequence[str], names: Mapping[str, str]) -> tuple[str, str]:
+def _diff_cell(
+    seen: Sequence[Verdict | None], kernels: Sequence[str], names: Mapping[str, str]
+) -> tuple[str, str]:
     """(cell HTML, title text): the oldest kernel's verdict and each kernel where it changes:
     "xf → 6.12 ✓" in the cell, "debian:6.1.0-56 XFAIL → debian:6.12 PASS" in the title."""
     shown, tip = [], []
@@ -202,13 +222,19 @@ def diff_table(grid: Grid, kernels: Sequence[str], names: Mapping[str, str]) -> 
             cell, tip = _diff_cell(diff[(op, mem)], kernels, names)
             tds.append(f'<td title="{esc(op + "." + mem + ": " + tip)}">{cell}</td>')
         rows.append(f'<tr><th class="op" scope="row">{esc(op)}</th>{"".join(tds)}</tr>')
-    return (f'<div class="gridwrap"><table class="cowgrid cowdiff">{_head(mems, "operation")}'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+    return (
+        f'<div class="gridwrap"><table class="cowgrid cowdiff">{_head(mems, "operation")}'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def legend(grid: Grid) -> str:
     """The marks of the verdicts in the grid (only those: no red sample on a passing page)."""
     present = {c.verdict for c in grid.cells.values()}
-    return ('<p class="legend">' + " ".join(
-        f'<span class="tag v-{v.value}">{MARKS[v]}</span> {v.value}' for v in MARKS if v in present) +
-        "; an empty cell: no such case. Hover a cell for the case id, verdict and reason.</p>")
+    return (
+        '<p class="legend">'
+        + " ".join(
+            f'<span class="tag v-{v.value}">{MARKS[v]}</span> {v.value}' for v in MARKS if v in present
+        )
+        + "; an empty cell: no such case. Hover a cell for the case id, verdict and reason.</p>"
+    )

@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.model import Verdict
 from harness.report import cowgrid
 from harness.report.compare import KIND_ORDER, Change, Comparison, Kind
-from harness.model import Verdict
-from harness.report.junit import xml_safe
 from harness.report.resultset import CaseSummary, ResultSet
+from harness.safetext import xml_safe
 
 OUTPUT_CHARS = 20000  # of one case's output on the page; the rest is in the run dir
 SPLAT_MARK = "--- kernel reports during this case ---"
@@ -91,13 +91,21 @@ def _tag(v: Verdict, extra: str = "") -> str:
 
 
 def _page(title: str, ok: bool, headline: str, subline: str, body: Iterable[str], footer: str) -> str:
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{_css()}</style></head><body>",
-        f'<header class="banner {"ok" if ok else "bad"}" id="banner"><h1>{esc(headline)}</h1><p>{esc(subline)}</p></header>',
-        "<main>", *body, "</main>", f"<footer>{esc(footer)}</footer>", "</body></html>", "",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{esc(title)}</title><style>{_css()}</style></head><body>",
+            f'<header class="banner {"ok" if ok else "bad"}" id="banner"><h1>{esc(headline)}</h1><p>{esc(subline)}</p></header>',
+            "<main>",
+            *body,
+            "</main>",
+            f"<footer>{esc(footer)}</footer>",
+            "</body></html>",
+            "",
+        ]
+    )
 
 
 # ---- run / matrix page ------------------------------------------------------------------------
@@ -115,18 +123,25 @@ def _fact(fp: Mapping[str, Any], *path: str) -> str:
 def _kernels_table(rs: ResultSet, errors: Mapping[str, str]) -> list[str]:
     order = [v for v in COLOURS]
     head = "".join(f"<th>{v.value}</th>" for v in order)
-    rows = ["<h2 id=\"kernels\">Kernels</h2>", "<table><thead><tr><th>kernel</th><th>release</th>"
-            f"<th>version</th><th>accel</th><th>boot</th><th>run</th>{head}<th>note</th></tr></thead><tbody>"]
+    rows = [
+        '<h2 id="kernels">Kernels</h2>',
+        "<table><thead><tr><th>kernel</th><th>release</th>"
+        f"<th>version</th><th>accel</th><th>boot</th><th>run</th>{head}<th>note</th></tr></thead><tbody>",
+    ]
     for k in rs.kernels_by_version():
         fp = rs.fingerprints.get(k, {})
         counts = Counter(c.verdict for c in rs.of_kernel(k))
         boot = _fact(fp, "machine", "boot_s")
         total = _fact(fp, "total_s")
-        cells = "".join(f'<td class="{"v v-" + v.value if counts[v] else ""}">{counts[v] or ""}</td>' for v in order)
-        rows.append(f"<tr><th>{esc(k or '(unnamed)')}</th><td>{esc(_fact(fp, 'kernel', 'release'))}</td>"
-                    f"<td>{esc(_fact(fp, 'kernel', 'version'))}</td><td>{esc(_fact(fp, 'machine', 'accel'))}</td>"
-                    f"<td>{esc(boot + ' s' if boot else '')}</td><td>{esc(total + ' s' if total else '')}</td>"
-                    f"{cells}<td>{esc(errors.get(k, ''))}</td></tr>")
+        cells = "".join(
+            f'<td class="{"v v-" + v.value if counts[v] else ""}">{counts[v] or ""}</td>' for v in order
+        )
+        rows.append(
+            f"<tr><th>{esc(k or '(unnamed)')}</th><td>{esc(_fact(fp, 'kernel', 'release'))}</td>"
+            f"<td>{esc(_fact(fp, 'kernel', 'version'))}</td><td>{esc(_fact(fp, 'machine', 'accel'))}</td>"
+            f"<td>{esc(boot + ' s' if boot else '')}</td><td>{esc(total + ' s' if total else '')}</td>"
+            f"{cells}<td>{esc(errors.get(k, ''))}</td></tr>"
+        )
     rows.append("</tbody></table>")
     return rows
 
@@ -160,15 +175,23 @@ def changed_cells(rs: ResultSet, kernels: Sequence[str]) -> dict[str, list[bool]
 def _grid_head(rs: ResultSet, kernels: Sequence[str]) -> str:
     ids = {k.label: k for k in rs.kernel_ids()}
     # "debian:<wbr>6.12": a narrow column breaks the label after the prefix, not inside the version
-    head = "".join(f'<th>{esc(k or "(unnamed)").replace(":", ":<wbr>", 1)}<br>'
-                   f'<span class="muted">{esc(ids[k].upstream_text)}</span></th>' for k in kernels)
+    head = "".join(
+        f"<th>{esc(k or '(unnamed)').replace(':', ':<wbr>', 1)}<br>"
+        f'<span class="muted">{esc(ids[k].upstream_text)}</span></th>'
+        for k in kernels
+    )
     # fixed column widths: the per-program tables of the grid line up under each other
     cols = f'<colgroup><col class="idcol"><col class="kcol" span="{len(kernels)}"></colgroup>'
     return f"{cols}<thead><tr><th>case</th>{head}</tr></thead>"
 
 
-def _grid_row(rs: ResultSet, kernels: Sequence[str], case_id: str, changed: Sequence[bool],
-              cells: Mapping[tuple[str, str], CaseSummary]) -> str:
+def _grid_row(
+    rs: ResultSet,
+    kernels: Sequence[str],
+    case_id: str,
+    changed: Sequence[bool],
+    cells: Mapping[tuple[str, str], CaseSummary],
+) -> str:
     tds = []
     for i, k in enumerate(kernels):
         cell = cells.get((k, case_id))
@@ -181,18 +204,25 @@ def _grid_row(rs: ResultSet, kernels: Sequence[str], case_id: str, changed: Sequ
         tip = cell.reason or cell.expect_reason
         if changed[i]:
             left = cells.get((kernels[i - 1], case_id))
-            tip = f"changes from {kernels[i - 1]} ({left.verdict.value if left else 'not run'})" + \
-                (f": {tip}" if tip else "")
-        tds.append(f'<td class="v v-{cell.verdict.value}{cls}" title="{esc(tip)}">{mark}{cell.verdict.value}'
-                   f'{(" " + esc(rate)) if rate else ""}</td>')
+            tip = f"changes from {kernels[i - 1]} ({left.verdict.value if left else 'not run'})" + (
+                f": {tip}" if tip else ""
+            )
+        tds.append(
+            f'<td class="v v-{cell.verdict.value}{cls}" title="{esc(tip)}">{mark}{cell.verdict.value}'
+            f"{(' ' + esc(rate)) if rate else ''}</td>"
+        )
     tr = '<tr class="changes">' if any(changed) else "<tr>"
     return f'{tr}<td class="id">{esc(case_id)}</td>{"".join(tds)}</tr>'
 
 
 def _legend(kernels: Sequence[str]) -> str:
-    return (f'<p class="legend">Kernels in upstream version order, oldest on the left. '
-            f'<span class="tag chg-sample">{CHANGE_MARK}</span> marks a verdict that changes from the kernel '
-            f'to its left; hover a cell for its reason.</p>' if len(kernels) > 1 else "")
+    return (
+        f'<p class="legend">Kernels in upstream version order, oldest on the left. '
+        f'<span class="tag chg-sample">{CHANGE_MARK}</span> marks a verdict that changes from the kernel '
+        f"to its left; hover a cell for its reason.</p>"
+        if len(kernels) > 1
+        else ""
+    )
 
 
 def _matrix_table(rs: ResultSet) -> list[str]:
@@ -219,14 +249,18 @@ def _matrix_table(rs: ResultSet) -> list[str]:
             rows.append("</tbody></table>")
         else:
             rows.append("<p>Every case has the same verdict on every kernel.</p>")
-    rows += [f'<h2 id="matrix">Matrix ({n_ids} cases × {len(kernels)} kernel{"s" if len(kernels) != 1 else ""})</h2>',
-             _legend(kernels)]
+    rows += [
+        f'<h2 id="matrix">Matrix ({n_ids} cases × {len(kernels)} kernel{"s" if len(kernels) != 1 else ""})</h2>',
+        _legend(kernels),
+    ]
     open_ = " open" if n_ids <= GRID_OPEN_MAX else ""
     for program, prog_ids in ids.items():
         n_chg = sum(1 for i in prog_ids if any(changed[i]))
         note = f", {n_chg} changing across kernels" if len(kernels) > 1 else ""
-        rows.append(f'<details class="grid"{open_}><summary>{esc(program)} '
-                    f'<span class="muted">({len(prog_ids)} cases{note})</span></summary>')
+        rows.append(
+            f'<details class="grid"{open_}><summary>{esc(program)} '
+            f'<span class="muted">({len(prog_ids)} cases{note})</span></summary>'
+        )
         rows.append(f'<table class="matrix">{head}<tbody>')
         rows += [_grid_row(rs, kernels, i, changed[i], cells) for i in prog_ids]
         rows.append("</tbody></table></details>")
@@ -241,15 +275,19 @@ def _cow_grids(rs: ResultSet) -> list[str]:
         return []
     kernels = rs.kernels_by_version()
     ids = {k.label: k for k in rs.kernel_ids()}
-    rows = [f'<h2 id="cow-grid">COW suite: operation × memory type ({len(grid.ops)} × {len(grid.mems)})</h2>',
-            cowgrid.legend(grid)]
+    rows = [
+        f'<h2 id="cow-grid">COW suite: operation × memory type ({len(grid.ops)} × {len(grid.mems)})</h2>',
+        cowgrid.legend(grid),
+    ]
     if len(kernels) > 1:
         names = cowgrid.short_names([ids[k] for k in kernels])
         n_diff = len(cowgrid.differing(grid, kernels))
         rows.append(f'<h3 id="cow-diff">Cells that differ between kernels ({n_diff})</h3>')
         if n_diff:
-            rows.append(f'<p class="legend">Only the rows and columns with a difference. Each cell: the verdict on the '
-                        f'oldest kernel, then each kernel where it changes ({esc(", ".join(names[k] + " = " + k for k in kernels))}).</p>')
+            rows.append(
+                f'<p class="legend">Only the rows and columns with a difference. Each cell: the verdict on the '
+                f"oldest kernel, then each kernel where it changes ({esc(', '.join(names[k] + ' = ' + k for k in kernels))}).</p>"
+            )
             rows.append(cowgrid.diff_table(grid, kernels, names))
         else:
             rows.append("<p>Every COW case has the same verdict on every kernel.</p>")
@@ -258,8 +296,11 @@ def _cow_grids(rs: ResultSet) -> list[str]:
         if not mine:
             continue
         counts = Counter(c.verdict for c in mine)
-        summary = f"{esc(k or '(unnamed)')} <span class=\"muted\">({len(mine)} cases: " + \
-            ", ".join(f"{counts[v]} {v.value}" for v in COLOURS if counts[v]) + ")</span>"
+        summary = (
+            f'{esc(k or "(unnamed)")} <span class="muted">({len(mine)} cases: '
+            + ", ".join(f"{counts[v]} {v.value}" for v in COLOURS if counts[v])
+            + ")</span>"
+        )
         if len(kernels) > 1:
             open_ = " open" if i == len(kernels) - 1 else ""
             rows.append(f'<details class="cow"{open_}><summary>{summary}</summary>')
@@ -272,14 +313,20 @@ def _cow_grids(rs: ResultSet) -> list[str]:
 def _output_block(output: str, open_: bool) -> str:
     if not output.strip():
         return ""
-    text = output if len(output) <= OUTPUT_CHARS else output[:OUTPUT_CHARS] + "\n[... cut; the whole output is in the run dir]"
-    return f'<details{" open" if open_ else ""}><summary>output</summary><pre>{esc(text)}</pre></details>'
+    text = (
+        output
+        if len(output) <= OUTPUT_CHARS
+        else output[:OUTPUT_CHARS] + "\n[... cut; the whole output is in the run dir]"
+    )
+    return f"<details{' open' if open_ else ''}><summary>output</summary><pre>{esc(text)}</pre></details>"
 
 
 def _case_article(c: CaseSummary, open_output: bool) -> str:
-    parts = [f'<article class="case v-{c.verdict.value}">',
-             f'<h3>{_tag(c.verdict, c.rate_text())} <span class="id">{esc(c.id)}</span>'
-             f' <span class="muted">on {esc(c.kernel or "(unnamed)")} · {esc(c.program)}</span></h3>']
+    parts = [
+        f'<article class="case v-{c.verdict.value}">',
+        f'<h3>{_tag(c.verdict, c.rate_text())} <span class="id">{esc(c.id)}</span>'
+        f' <span class="muted">on {esc(c.kernel or "(unnamed)")} · {esc(c.program)}</span></h3>',
+    ]
     if c.reason:
         parts.append(f"<p>{esc(c.reason)}</p>")
     if c.runs > 1:
@@ -298,27 +345,36 @@ def _case_article(c: CaseSummary, open_output: bool) -> str:
 def _splats(cases: Sequence[CaseSummary]) -> list[str]:
     with_events = [c for c in cases if c.kernel_events]
     if not with_events:
-        return ['<h2 id="splats">Kernel reports</h2>', "<p>The kernel reported nothing (no WARN, BUG, oops, "
-                "KASAN, lockup or panic) while the cases ran.</p>"]
-    rows = ['<h2 id="splats">Kernel reports</h2>', "<table><thead><tr><th>kernel</th><th>case</th>"
-            "<th>report</th></tr></thead><tbody>"]
+        return [
+            '<h2 id="splats">Kernel reports</h2>',
+            "<p>The kernel reported nothing (no WARN, BUG, oops, "
+            "KASAN, lockup or panic) while the cases ran.</p>",
+        ]
+    rows = [
+        '<h2 id="splats">Kernel reports</h2>',
+        "<table><thead><tr><th>kernel</th><th>case</th><th>report</th></tr></thead><tbody>",
+    ]
     for c in with_events:
         for e in c.kernel_events:
             rows.append(f'<tr><td>{esc(c.kernel)}</td><td class="id">{esc(c.id)}</td><td>{esc(e)}</td></tr>')
     rows.append("</tbody></table>")
     for c in with_events:
         start = c.output.find(SPLAT_MARK)
-        excerpt = c.output[start + len(SPLAT_MARK):].strip() if start >= 0 else c.output
-        rows.append(f'<details><summary>{esc(c.kernel)} · <span class="id">{esc(c.id)}</span>: '
-                    f'{esc(c.kernel_events[0])}</summary><pre>{esc(excerpt[:OUTPUT_CHARS])}</pre></details>')
+        excerpt = c.output[start + len(SPLAT_MARK) :].strip() if start >= 0 else c.output
+        rows.append(
+            f'<details><summary>{esc(c.kernel)} · <span class="id">{esc(c.id)}</span>: '
+            f"{esc(c.kernel_events[0])}</summary><pre>{esc(excerpt[:OUTPUT_CHARS])}</pre></details>"
+        )
     return rows
 
 
 def _simple_table(title: str, anchor: str, cases: Sequence[CaseSummary], why: str) -> list[str]:
     if not cases:
         return []
-    rows = [f'<h2 id="{anchor}">{esc(title)} ({len(cases)})</h2>',
-            f"<table><thead><tr><th>kernel</th><th>case</th><th>{esc(why)}</th></tr></thead><tbody>"]
+    rows = [
+        f'<h2 id="{anchor}">{esc(title)} ({len(cases)})</h2>',
+        f"<table><thead><tr><th>kernel</th><th>case</th><th>{esc(why)}</th></tr></thead><tbody>",
+    ]
     for c in cases:
         text = c.reason
         if c.verdict is Verdict.XFAIL and c.expect_reason:
@@ -335,18 +391,24 @@ def run_page(rs: ResultSet, title: str, errors: Mapping[str, str] | None = None,
     n_k = len(rs.kernels)
     counts = Counter(c.verdict for c in rs.cases)
     ok = not unexpected and not any(errors.values())
-    headline = (f"All {len(rs.cases)} cases as expected" if ok else
-                f"{len(unexpected)} unexpected verdict{'s' if len(unexpected) != 1 else ''}"
-                + (" and errors" if any(errors.values()) else ""))
-    sub = f"{title} · {n_k} kernel{'s' if n_k != 1 else ''} · " + \
-        ", ".join(f"{counts[v]} {v.value}" for v in COLOURS if counts[v])
+    headline = (
+        f"All {len(rs.cases)} cases as expected"
+        if ok
+        else f"{len(unexpected)} unexpected verdict{'s' if len(unexpected) != 1 else ''}"
+        + (" and errors" if any(errors.values()) else "")
+    )
+    sub = f"{title} · {n_k} kernel{'s' if n_k != 1 else ''} · " + ", ".join(
+        f"{counts[v]} {v.value}" for v in COLOURS if counts[v]
+    )
     body = _kernels_table(rs, errors)
     body.append(f'<h2 id="unexpected">Unexpected ({len(unexpected)})</h2>')
     body += [_case_article(c, True) for c in unexpected] or ["<p>None.</p>"]
     body += _splats(rs.cases)
     body += _cow_grids(rs)
     body += _matrix_table(rs)
-    body += _simple_table("Known kernel gaps (XFAIL)", "known", [c for c in rs.cases if c.verdict is Verdict.XFAIL], "why")
+    body += _simple_table(
+        "Known kernel gaps (XFAIL)", "known", [c for c in rs.cases if c.verdict is Verdict.XFAIL], "why"
+    )
     body += _simple_table("Skipped", "skipped", [c for c in rs.cases if c.verdict is Verdict.SKIP], "reason")
     return _page(title, ok, headline, sub, body, footer)
 
@@ -361,8 +423,10 @@ def _change_row(ch: Change) -> str:
         return f'<td class="v v-{c.verdict.value}">{c.verdict.value}{(" " + esc(c.rate_text())) if c.rate_text() else ""}</td>'
 
     now = ch.new or ch.old
-    return (f'<tr><td>{esc(ch.kernel)}</td><td class="id">{esc(ch.id)}</td>{cell(ch.old)}{cell(ch.new)}'
-            f'<td>{esc((now.reason or now.expect_reason) if now else "")}</td></tr>')
+    return (
+        f'<tr><td>{esc(ch.kernel)}</td><td class="id">{esc(ch.id)}</td>{cell(ch.old)}{cell(ch.new)}'
+        f"<td>{esc((now.reason or now.expect_reason) if now else '')}</td></tr>"
+    )
 
 
 def comparison_page(c: Comparison, title: str = "comparison", footer: str = "") -> str:
@@ -370,32 +434,43 @@ def comparison_page(c: Comparison, title: str = "comparison", footer: str = "") 
     counts = c.counts()
     headline = "No regressions" if not regs else f"{len(regs)} regression{'s' if len(regs) != 1 else ''}"
     sub = ", ".join(f"{counts[k]} {k.value}" for k in KIND_ORDER)
-    body = [f'<p>old: <span class="id">{esc(c.old_source)}</span><br>new: <span class="id">{esc(c.new_source)}</span></p>']
+    body = [
+        f'<p>old: <span class="id">{esc(c.old_source)}</span><br>new: <span class="id">{esc(c.new_source)}</span></p>'
+    ]
     moved = [p for p in c.pairings if p.moved]
     body += [f'<p class="line-move">{esc(p.text("→"))}</p>' for p in moved if p.same_line]
     across = [p.text("→") for p in moved if not p.same_line]
     if across:
         body.append("<p>kernels matched: " + ", ".join(esc(t) for t in across) + "</p>")
-    body.append("<table><tbody>" + "".join(f"<tr><th>{esc(k.value)}</th><td>{counts[k]}</td></tr>" for k in KIND_ORDER)
-                + "</tbody></table>")
+    body.append(
+        "<table><tbody>"
+        + "".join(f"<tr><th>{esc(k.value)}</th><td>{counts[k]}</td></tr>" for k in KIND_ORDER)
+        + "</tbody></table>"
+    )
     for kind in KIND_ORDER:
         group = [ch for ch in c.of(kind) if kind is not Kind.UNCHANGED or ch.verdict_changed]
         if not group:
             continue
         label = "unchanged, verdict moved" if kind is Kind.UNCHANGED else kind.value
         body.append(f'<h2 id="{kind.name.lower()}">{esc(label)} ({len(group)})</h2>')
-        body.append("<table><thead><tr><th>kernel</th><th>case</th><th>before</th><th>now</th><th>reason</th>"
-                    "</tr></thead><tbody>" + "".join(_change_row(ch) for ch in group) + "</tbody></table>")
+        body.append(
+            "<table><thead><tr><th>kernel</th><th>case</th><th>before</th><th>now</th><th>reason</th>"
+            "</tr></thead><tbody>" + "".join(_change_row(ch) for ch in group) + "</tbody></table>"
+        )
         if kind is Kind.REGRESSION:
             body += [_case_article(ch.new, False) for ch in group if ch.new is not None]
     if c.flaky:
         body.append(f'<h2 id="flaky-rates">Pass rates of flaky cases ({len(c.flaky)})</h2>')
-        body.append("<table><thead><tr><th>kernel</th><th>case</th><th>as expected</th><th>runs</th></tr></thead><tbody>")
+        body.append(
+            "<table><thead><tr><th>kernel</th><th>case</th><th>as expected</th><th>runs</th></tr></thead><tbody>"
+        )
         for ch in c.flaky:
             assert ch.new is not None
             n: CaseSummary = ch.new
-            body.append(f'<tr><td>{esc(ch.kernel)}</td><td class="id">{esc(ch.id)}</td>'
-                        f'<td>{n.as_expected}/{n.runs} ({n.pass_rate:.0%})</td>'
-                        f'<td>{" ".join(_tag(v) for v in n.verdicts)}</td></tr>')
+            body.append(
+                f'<tr><td>{esc(ch.kernel)}</td><td class="id">{esc(ch.id)}</td>'
+                f"<td>{n.as_expected}/{n.runs} ({n.pass_rate:.0%})</td>"
+                f"<td>{' '.join(_tag(v) for v in n.verdicts)}</td></tr>"
+            )
         body.append("</tbody></table>")
     return _page(title, not regs, headline, sub, body, footer)

@@ -19,8 +19,12 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from harness.errors import InputError, ReportWriteError
 from harness.model import CaseResult, Verdict
-# The sanitisers live in safetext; these names are kept for the writers that import them here.
-from harness.safetext import _TERMINAL_UNSAFE, _XML_ILLEGAL, _one_line, _xml_escape_char, terminal_line, terminal_text_line, xml_safe
+from harness.reportio import fsync_dir
+from harness.safetext import (
+    one_line,
+    terminal_line,
+    xml_safe,
+)
 
 # Verdict order in counts and the final line, and the word each has there.
 _VERDICT_WORDS = (
@@ -55,14 +59,14 @@ def junit_xml_groups(groups: Sequence[tuple[str, Sequence[CaseResult], Mapping[s
     results, properties); its suites are named "<prefix> <program>" and carry its properties."""
     suites = []
     for prefix, results, properties in groups:
-        props = {_one_line(k): _one_line(v) for k, v in properties.items()}
+        props = {one_line(k): one_line(v) for k, v in properties.items()}
         by_program: dict[str, list[Any]] = {}
         for r in results:
             by_program.setdefault(r.program, []).append(_test_case(r, prefix))
         if not by_program:
             by_program[_EMPTY_SUITE] = []
         suites += [
-            TestSuite(_one_line(f"{prefix} {program}" if prefix else program), cases, properties=dict(props))
+            TestSuite(one_line(f"{prefix} {program}" if prefix else program), cases, properties=dict(props))
             for program, cases in by_program.items()
         ]
     xml: str = to_xml_report_string(suites)
@@ -71,14 +75,14 @@ def junit_xml_groups(groups: Sequence[tuple[str, Sequence[CaseResult], Mapping[s
 
 def _test_case(r: CaseResult, prefix: str = "") -> Any:
     classname = f"{prefix} {r.program}" if prefix else r.program
-    case = TestCase(_one_line(r.id), classname=_one_line(classname), elapsed_sec=r.duration_s)
+    case = TestCase(one_line(r.id), classname=one_line(classname), elapsed_sec=r.duration_s)
     output = xml_safe(r.output) or None
     if r.verdict in (Verdict.FAIL, Verdict.XPASS, Verdict.FLAKY):
         case.add_failure_info(_message(r), output, r.verdict.value)
     elif r.verdict is Verdict.ERROR:
         case.add_error_info(_message(r), output, r.verdict.value)
     elif r.verdict is Verdict.SKIP:
-        case.add_skipped_info(_one_line(r.reason) or "skipped", output)
+        case.add_skipped_info(one_line(r.reason) or "skipped", output)
     elif r.verdict is Verdict.XFAIL:
         case.stdout = xml_safe(_xfail_note(r) + (r.output and "\n" + r.output))
     else:
@@ -87,19 +91,22 @@ def _test_case(r: CaseResult, prefix: str = "") -> Any:
 
 
 def _message(r: CaseResult) -> str:
-    """"FAIL: reason (expected pass: why)" - always non-empty, or junit-xml drops the element."""
+    """ "FAIL: reason (expected pass: why)" - always non-empty, or junit-xml drops the element."""
     text = f"{r.verdict.value}: {r.reason}" if r.reason else r.verdict.value
     exp = r.expectation
     if exp.reason:
         text += f" (expected {exp.expect}: {exp.reason})"
-    return _one_line(text)
+    return one_line(text)
 
 
 def _xfail_note(r: CaseResult) -> str:
     exp = r.expectation
     lines = [f"XFAIL: {r.reason}" if r.reason else "XFAIL", f"expected: {exp.expect}"]
-    lines += [f"{label}: {value}" for label, value in
-              (("why", exp.reason), ("commit", exp.commit), ("rule", exp.source)) if value]
+    lines += [
+        f"{label}: {value}"
+        for label, value in (("why", exp.reason), ("commit", exp.commit), ("rule", exp.source))
+        if value
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -123,15 +130,17 @@ def summary_table(results: Sequence[CaseResult]) -> str:
 def count_lines(counts: Mapping[Verdict, int]) -> list[str]:
     """The "verdicts: PASS=..." and "harness: N passed, ..." lines for these counts."""
     words = _VERDICT_WORDS + tuple(w for w in _REPEAT_WORDS if counts.get(w[0]))
-    return ["verdicts: " + "  ".join(f"{v.value}={counts.get(v, 0)}" for v, _ in words),
-            "harness: " + ", ".join(f"{counts.get(v, 0)} {word}" for v, word in words)]
+    return [
+        "verdicts: " + "  ".join(f"{v.value}={counts.get(v, 0)}" for v, _ in words),
+        "harness: " + ", ".join(f"{counts.get(v, 0)} {word}" for v, word in words),
+    ]
 
 
 def _case_lines(results: Sequence[CaseResult]) -> list[str]:
     ids = [terminal_line(r.id) for r in results]
     width = min(max((len(i) for i in ids), default=0), 72)
     lines = []
-    for r, case_id in zip(results, ids):
+    for r, case_id in zip(results, ids, strict=False):
         reason = terminal_line(r.reason)
         lines.append(f"{r.verdict.value:<5}  {case_id:<{width}}  {reason}".rstrip())
     return lines
@@ -196,7 +205,7 @@ class ResultsLog:
             try:
                 view = memoryview(line)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             except OSError as e:
                 try:
@@ -207,8 +216,6 @@ class ResultsLog:
         finally:
             os.close(fd)
         if not self._dir_synced:  # the file's own entry must survive a crash too
-            from harness.reportio import fsync_dir
-
             fsync_dir(self.path.parent)
             self._dir_synced = True
 

@@ -30,8 +30,13 @@ SCHEMA_VERSION = {"major": 4, "minor": 0}
 LOG_EXCERPT_CHARS = 16384  # the schema's maxLength for log_excerpt
 
 _STATUS = {
-    Verdict.PASS: "PASS", Verdict.FAIL: "FAIL", Verdict.XFAIL: "FAIL", Verdict.XPASS: "PASS",
-    Verdict.SKIP: "SKIP", Verdict.ERROR: "ERROR", Verdict.FLAKY: "FAIL",
+    Verdict.PASS: "PASS",
+    Verdict.FAIL: "FAIL",
+    Verdict.XFAIL: "FAIL",
+    Verdict.XPASS: "PASS",
+    Verdict.SKIP: "SKIP",
+    Verdict.ERROR: "ERROR",
+    Verdict.FLAKY: "FAIL",
 }
 _PATH_UNSAFE = re.compile(r"[^.a-zA-Z0-9_-]")  # the schema's test path alphabet
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._+~-]+")
@@ -45,11 +50,18 @@ def _kernel_facts(label: str, fp: Mapping[str, Any]) -> dict[str, str]:
     k = fp.get("kernel") if isinstance(fp.get("kernel"), Mapping) else {}
     m = fp.get("machine") if isinstance(fp.get("machine"), Mapping) else {}
     assert isinstance(k, Mapping) and isinstance(m, Mapping)
-    return {key: str(value) for key, value in (
-        ("release", k.get("release", "")), ("version", k.get("version", "")),
-        ("origin", k.get("origin", "")), ("spec", k.get("spec", label)),
-        ("accel", m.get("accel", "")), ("qemu", m.get("qemu", "")),
-    ) if value}
+    return {
+        key: str(value)
+        for key, value in (
+            ("release", k.get("release", "")),
+            ("version", k.get("version", "")),
+            ("origin", k.get("origin", "")),
+            ("spec", k.get("spec", label)),
+            ("accel", m.get("accel", "")),
+            ("qemu", m.get("qemu", "")),
+        )
+        if value
+    }
 
 
 def _checkout_id(label: str, facts: Mapping[str, str]) -> str:
@@ -64,12 +76,20 @@ def _test(c: CaseSummary, build_id: str, run_id: str, facts: Mapping[str, str]) 
         "path": _PATH_UNSAFE.sub("_", c.id),
         "status": _STATUS[c.verdict],
         "duration": float(c.duration_s),
-        "environment": {"comment": f"QEMU x86-64 guest ({facts.get('accel', '?').upper()})",
-                        "misc": {k: v for k, v in facts.items() if k in ("accel", "qemu")}},
-        "misc": {"verdict": c.verdict.value, "runs": c.runs, "pass_rate": round(c.pass_rate, 4),
-                 "verdicts": [v.value for v in c.verdicts], "program": c.program,
-                 "expect": c.expect, "expect_reason": c.expect_reason,
-                 "kernel_events": list(c.kernel_events)},
+        "environment": {
+            "comment": f"QEMU x86-64 guest ({facts.get('accel', '?').upper()})",
+            "misc": {k: v for k, v in facts.items() if k in ("accel", "qemu")},
+        },
+        "misc": {
+            "verdict": c.verdict.value,
+            "runs": c.runs,
+            "pass_rate": round(c.pass_rate, 4),
+            "verdicts": [v.value for v in c.verdicts],
+            "program": c.program,
+            "expect": c.expect,
+            "expect_reason": c.expect_reason,
+            "kernel_events": list(c.kernel_events),
+        },
     }
     if c.verdict is Verdict.XFAIL:
         test["waived"] = True
@@ -91,7 +111,9 @@ def document(rs: ResultSet, run_id: str, start_time: str | None = None) -> dict[
         checkout_id = _checkout_id(label, facts)
         if checkout_id not in checkouts:
             checkout: dict[str, Any] = {
-                "id": checkout_id, "origin": ORIGIN, "valid": True,
+                "id": checkout_id,
+                "origin": ORIGIN,
+                "valid": True,
                 "tree_name": "debian" if facts.get("origin", "").startswith("debian:") else "local",
                 "comment": facts.get("origin") or label or "unknown kernel",
                 "misc": {"spec": facts.get("spec", label), "upstream_version": facts.get("version", "")},
@@ -101,8 +123,12 @@ def document(rs: ResultSet, run_id: str, start_time: str | None = None) -> dict[
             checkouts[checkout_id] = checkout
         build_id = f"{checkout_id}:x86_64"
         build: dict[str, Any] = {
-            "id": build_id, "checkout_id": checkout_id, "origin": ORIGIN, "valid": True,
-            "architecture": "x86_64", "comment": facts.get("release") or label or "unknown kernel",
+            "id": build_id,
+            "checkout_id": checkout_id,
+            "origin": ORIGIN,
+            "valid": True,
+            "architecture": "x86_64",
+            "comment": facts.get("release") or label or "unknown kernel",
             "config_name": "debian-amd64" if checkouts[checkout_id]["tree_name"] == "debian" else "local",
         }
         if start_time:
@@ -114,4 +140,9 @@ def document(rs: ResultSet, run_id: str, start_time: str | None = None) -> dict[
             if start_time:
                 t["start_time"] = start_time
             tests.append(t)
-    return {"version": dict(SCHEMA_VERSION), "checkouts": list(checkouts.values()), "builds": builds, "tests": tests}
+    return {
+        "version": dict(SCHEMA_VERSION),
+        "checkouts": list(checkouts.values()),
+        "builds": builds,
+        "tests": tests,
+    }

@@ -38,8 +38,10 @@ from harness.vm import machine
 
 BEGIN = "harness-lava: begin"
 END = "harness-lava: end"
-RESULT_PATTERN = (r"(?<![^\n])(?P<result>not ok|ok(?! \d+ [^\s#]+ # SKIP)|o(?=k \d+ [^\s#]+ # SKIP))k? "
-                  r"\d+ (?P<test_case_id>[^\s#]+)[^\r\n]*\r*\n")
+RESULT_PATTERN = (
+    r"(?<![^\n])(?P<result>not ok|ok(?! \d+ [^\s#]+ # SKIP)|o(?=k \d+ [^\s#]+ # SKIP))k? "
+    r"\d+ (?P<test_case_id>[^\s#]+)[^\r\n]*\r*\n"
+)
 FIXUP = {"ok": "pass", "not ok": "fail", "o": "skip"}
 # A local run's command line (loglevel=5: the per-case markers and every splat on the console).
 KERNEL_CMDLINE = machine.cmdline()
@@ -90,21 +92,21 @@ def autorun_script(programs: list[Program], plan: str, facts: str) -> str:
         "cd /tmp",
         "frame() {",
         "    # frame NAME FILE: FILE gzip'd and base64'd, every line tagged, closed by the md5 of the text",
-        "    gzip -1 -c \"$2\" | base64 > /tmp/.frame",
-        f"    sed \"s/^/{FRAME}$1:/\" /tmp/.frame",
+        '    gzip -1 -c "$2" | base64 > /tmp/.frame',
+        f'    sed "s/^/{FRAME}$1:/" /tmp/.frame',
         "    sum=$(md5sum < /tmp/.frame)",
-        f"    echo \"{FRAME}$1:end:${{sum%% *}}\"",
+        f'    echo "{FRAME}$1:end:${{sum%% *}}"',
         "}",
         "run() {",
         "    # run NAME LIMIT ARGV...: the program under run-test.sh (the per-case kernel log markers),",
         "    # killed after LIMIT seconds",
         "    name=$1 limit=$2",
         "    shift 2",
-        f"    echo \"{PROGRAM}$name\"",
-        "    { /harness/run-test.sh \"$name\" timeout -s KILL \"$limit\" \"$@\" 2>/tmp/.err; echo $? > /tmp/.rc; } | tee /tmp/.out",
-        "    frame \"out-$name\" /tmp/.out",
-        "    frame \"err-$name\" /tmp/.err",
-        f"    echo \"{RC}$name $(cat /tmp/.rc)\"",
+        f'    echo "{PROGRAM}$name"',
+        '    { /harness/run-test.sh "$name" timeout -s KILL "$limit" "$@" 2>/tmp/.err; echo $? > /tmp/.rc; } | tee /tmp/.out',
+        '    frame "out-$name" /tmp/.out',
+        '    frame "err-$name" /tmp/.err',
+        f'    echo "{RC}$name $(cat /tmp/.rc)"',
         "}",
         f"echo '{BEGIN}'",
         "cat > /tmp/.plan <<'EOF_PLAN'",
@@ -123,33 +125,54 @@ def autorun_script(programs: list[Program], plan: str, facts: str) -> str:
 def job_definition(job: Job) -> dict[str, Any]:
     append = f"{KERNEL_CMDLINE} {job.append}".strip()
     images: dict[str, Any] = {
-        "kernel": {"image_arg": f"-kernel {{kernel}} -append \"{append}\"", "url": job.kernel_url},
+        "kernel": {"image_arg": f'-kernel {{kernel}} -append "{append}"', "url": job.kernel_url},
         "initrd": {"image_arg": "-initrd {initrd}", "url": job.initrd_url},
     }
     if job.scratch_url:
-        images["scratch"] = {"image_arg": "-drive format=raw,if=virtio,file={scratch}",
-                             "url": job.scratch_url, "compression": "gz"}
+        images["scratch"] = {
+            "image_arg": "-drive format=raw,if=virtio,file={scratch}",
+            "url": job.scratch_url,
+            "compression": "gz",
+        }
     if job.swap_url:
-        images["swap"] = {"image_arg": "-drive format=raw,if=virtio,file={swap}",
-                          "url": job.swap_url, "compression": "gz"}
+        images["swap"] = {
+            "image_arg": "-drive format=raw,if=virtio,file={swap}",
+            "url": job.swap_url,
+            "compression": "gz",
+        }
     if job.userspace_url:
-        images["userspace"] = {"image_arg": "-drive format=raw,if=virtio,readonly=on,file={userspace}",
-                               "url": job.userspace_url}
+        images["userspace"] = {
+            "image_arg": "-drive format=raw,if=virtio,readonly=on,file={userspace}",
+            "url": job.userspace_url,
+        }
     definition: dict[str, Any] = {
         "device_type": "qemu",
         "job_name": job.name,
-        "timeouts": {"job": {"minutes": job.job_timeout_min}, "action": {"minutes": 10},
-                     "connection": {"minutes": 2}},
+        "timeouts": {
+            "job": {"minutes": job.job_timeout_min},
+            "action": {"minutes": 10},
+            "connection": {"minutes": 2},
+        },
         "priority": "medium",
         "visibility": "public",
         "context": {"arch": "x86_64", "memory": job.memory_mib},
         "actions": [
             {"deploy": {"to": "tmpfs", "timeout": {"minutes": 10}, "images": images}},
             {"boot": {"method": "qemu", "media": "tmpfs", "timeout": {"minutes": 5}}},
-            {"test": {"timeout": {"minutes": job.test_timeout_min}, "monitors": [{
-                "name": job.suite, "start": BEGIN, "end": END,
-                "pattern": RESULT_PATTERN, "fixupdict": dict(FIXUP),
-            }]}},
+            {
+                "test": {
+                    "timeout": {"minutes": job.test_timeout_min},
+                    "monitors": [
+                        {
+                            "name": job.suite,
+                            "start": BEGIN,
+                            "end": END,
+                            "pattern": RESULT_PATTERN,
+                            "fixupdict": dict(FIXUP),
+                        }
+                    ],
+                }
+            },
         ],
     }
     if job.tags:
@@ -157,8 +180,13 @@ def job_definition(job: Job) -> dict[str, Any]:
     return definition
 
 
-def device_dictionary(memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg",
-                      qemu: str = "qemu-system-x86_64", nic: bool = False) -> dict[str, Any]:
+def device_dictionary(
+    memory_mib: int = 1024,
+    cpus: int = 2,
+    accel: str = "tcg",
+    qemu: str = "qemu-system-x86_64",
+    nic: bool = False,
+) -> dict[str, Any]:
     """A rendered device dictionary for one QEMU x86-64 device, for `lava-run --device`.
 
     A LAVA server renders these from its device-type templates (lava-server's qemu.jinja2); a
@@ -177,22 +205,51 @@ def device_dictionary(memory_mib: int = 1024, cpus: int = 2, accel: str = "tcg",
             "kernel-start-message": "Linux version [0-9]",
             "default-shell-prompt": "lava-test: # ",
             "spawn_maxread": 4092,
-            "posix": {"lava_test_sh_cmd": "/bin/sh", "lava_test_results_dir": "/lava-%s",
-                      "lava_test_shell_file": "~/.bashrc"},
-            "failure_retry": 1, "boot_retry": 0,
+            "posix": {
+                "lava_test_sh_cmd": "/bin/sh",
+                "lava_test_results_dir": "/lava-%s",
+                "lava_test_shell_file": "~/.bashrc",
+            },
+            "failure_retry": 1,
+            "boot_retry": 0,
         },
         "commands": {},
         "actions": {
             # "image" is the deploy method of `to: tmpfs` on a qemu device (its guest disk
             # settings are for jobs with a test shell overlay; ours has none)
-            "deploy": {"connections": {"serial": None}, "methods": {"tmpfs": None, "image": {
-                "parameters": {"guest": {"size": 512, "interface": "virtio", "driveid": "lavatest"}}}}},
-            "boot": {"connections": {"serial": None}, "methods": {"qemu": {"parameters": {
-                "command": qemu,
-                "options": ["-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
-                            "-serial mon:stdio", "-machine pc", "-cpu max,erms=off,fsrm=off" if accel == "tcg" else "-cpu host", f"-m {memory_mib}M",
-                            f"-smp {cpus}", f"-accel {accel_opt}", net, "-device virtio-rng-pci"],
-            }}}},
+            "deploy": {
+                "connections": {"serial": None},
+                "methods": {
+                    "tmpfs": None,
+                    "image": {
+                        "parameters": {"guest": {"size": 512, "interface": "virtio", "driveid": "lavatest"}}
+                    },
+                },
+            },
+            "boot": {
+                "connections": {"serial": None},
+                "methods": {
+                    "qemu": {
+                        "parameters": {
+                            "command": qemu,
+                            "options": [
+                                "-nographic",
+                                "-nodefaults",
+                                "-no-user-config",
+                                "-no-reboot",
+                                "-serial mon:stdio",
+                                "-machine pc",
+                                "-cpu max,erms=off,fsrm=off" if accel == "tcg" else "-cpu host",
+                                f"-m {memory_mib}M",
+                                f"-smp {cpus}",
+                                f"-accel {accel_opt}",
+                                net,
+                                "-device virtio-rng-pci",
+                            ],
+                        }
+                    }
+                },
+            },
         },
         "timeouts": {"actions": {}, "connections": {}},
     }

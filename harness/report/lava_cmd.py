@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import InputError, ToolMissing
 from harness.report import lavalog, lavasubmit, terminal
@@ -28,29 +28,65 @@ ACTIONS = ("collect", "run", "submit")
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    lv = sub.add_parser("lava", help="LAVA: write a job for a lab (default); run it with lava-run, submit it "
-                                     "to a server, or collect its log into a judged run dir")
-    lv.add_argument("action", nargs="?", choices=ACTIONS, metavar="{collect,run,submit}",
-                    help="collect LOG_OR_DIR | run BUNDLE | submit BUNDLE (none: write a job into --out)")
-    lv.add_argument("path", nargs="?", type=Path, metavar="PATH",
-                    help="collect: a job log or the dir holding it; run/submit: the dir `harness lava` wrote")
+    lv = sub.add_parser(
+        "lava",
+        help="LAVA: write a job for a lab (default); run it with lava-run, submit it "
+        "to a server, or collect its log into a judged run dir",
+    )
+    lv.add_argument(
+        "action",
+        nargs="?",
+        choices=ACTIONS,
+        metavar="{collect,run,submit}",
+        help="collect LOG_OR_DIR | run BUNDLE | submit BUNDLE (none: write a job into --out)",
+    )
+    lv.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        metavar="PATH",
+        help="collect: a job log or the dir holding it; run/submit: the dir `harness lava` wrote",
+    )
     lv.add_argument("--kernel", metavar="SPEC", help="as for run (default debian:6.12)")
-    lv.add_argument("--suite", action="append", default=[], metavar="NAME", help="as for run (default cow and probes)")
+    lv.add_argument(
+        "--suite", action="append", default=[], metavar="NAME", help="as for run (default cow and probes)"
+    )
     lv.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only these case ids")
-    lv.add_argument("--out", type=Path, metavar="DIR",
-                    help="writing a job: where job.yaml and the artefacts go; run/submit/collect: the run dir")
-    lv.add_argument("--out-reuse", action="store_true", help="the run dir may hold an earlier run: replace it")
-    lv.add_argument("--url-base", default="", metavar="URL",
-                    help="where the lab will fetch the job's files from (default: file:// paths into --out)")
+    lv.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="writing a job: where job.yaml and the artefacts go; run/submit/collect: the run dir",
+    )
+    lv.add_argument(
+        "--out-reuse", action="store_true", help="the run dir may hold an earlier run: replace it"
+    )
+    lv.add_argument(
+        "--url-base",
+        default="",
+        metavar="URL",
+        help="where the lab will fetch the job's files from (default: file:// paths into --out)",
+    )
     lv.add_argument("--memory", type=int, metavar="MIB", help="guest memory (default as for run)")
     lv.add_argument("--cpus", type=int, default=2)
     lv.add_argument("--url", metavar="URL", help="submit: the LAVA server (https://lava.example.org)")
     lv.add_argument("--token-file", type=Path, metavar="FILE", help="submit: a file holding the API token")
-    lv.add_argument("--poll", type=float, default=30.0, metavar="S", help="submit: seconds between status checks")
-    lv.add_argument("--timeout", type=float, default=6 * 3600.0, metavar="S",
-                    help="run/submit: give up waiting for the job after S seconds")
-    lv.add_argument("--plan", type=Path, metavar="FILE",
-                    help="collect: the job's plan.json, for a log in which the guest never printed it")
+    lv.add_argument(
+        "--poll", type=float, default=30.0, metavar="S", help="submit: seconds between status checks"
+    )
+    lv.add_argument(
+        "--timeout",
+        type=float,
+        default=6 * 3600.0,
+        metavar="S",
+        help="run/submit: give up waiting for the job after S seconds",
+    )
+    lv.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="collect: the job's plan.json, for a log in which the guest never printed it",
+    )
     lv.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
     lv.add_argument("--kernel-reports", choices=["fail", "report"], default="fail")
 
@@ -74,7 +110,9 @@ def cmd_lava(a: argparse.Namespace, progress: Progress) -> int:
     else:
         if not a.url or a.token_file is None:
             raise InputError("harness lava submit: give --url and --token-file")
-        lavasubmit.submit_and_wait(bundle / "job.yaml", a.url, a.token_file, logs, a.poll, a.timeout, progress)
+        lavasubmit.submit_and_wait(
+            bundle / "job.yaml", a.url, a.token_file, logs, a.poll, a.timeout, progress
+        )
     plan = bundle / "plan.json"
     return _collect(a, logs, plan if plan.is_file() else None, progress)
 
@@ -84,20 +122,28 @@ def _write_job(a: argparse.Namespace, progress: Progress) -> int:
 
     if a.out is None:
         raise InputError("harness lava: give --out DIR (where the job and its artefacts go)")
-    job = lavabundle.build(a.kernel, a.out, tuple(a.filter), a.url_base, a.memory, a.cpus, progress,
-                           tuple(a.suite))
+    job = lavabundle.build(
+        a.kernel, a.out, tuple(a.filter), a.url_base, a.memory, a.cpus, progress, tuple(a.suite)
+    )
     print(job)
-    print(f"run it here: harness lava run {a.out} --out RUN_DIR   "
-          f"(lava-run --job-id 1 --output-dir OUT --device {a.out / 'device.yaml'} {job})")
+    print(
+        f"run it here: harness lava run {a.out} --out RUN_DIR   "
+        f"(lava-run --job-id 1 --output-dir OUT --device {a.out / 'device.yaml'} {job})"
+    )
     return 0
 
 
 def _collect(a: argparse.Namespace, source: Path, plan: Path | None, progress: Progress) -> int:
     from harness.report import lavacollect
 
-    req = lavacollect.CollectRequest(source=source, out=a.out, expectations=a.expectations,
-                                     plan=a.plan or plan, fail_on_kernel_report=a.kernel_reports == "fail",
-                                     out_reuse=a.out_reuse)
+    req = lavacollect.CollectRequest(
+        source=source,
+        out=a.out,
+        expectations=a.expectations,
+        plan=a.plan or plan,
+        fail_on_kernel_report=a.kernel_reports == "fail",
+        out_reuse=a.out_reuse,
+    )
     out = lavacollect.collect(req, progress)
     _print_outcome(out)
     return out.exit_code
@@ -119,8 +165,16 @@ def run_local(bundle: Path, logs: Path, timeout_s: float, progress: Progress) ->
     if exe is None:
         raise ToolMissing("lava-run not found: run ci/setup.sh (apt-get install lava-dispatcher)")
     log = logs / "lava-run.log"
-    argv = [exe, "--job-id", "1", "--output-dir", str(logs / "output"), "--device", str(bundle / "device.yaml"),
-            str(bundle / "job.yaml")]
+    argv = [
+        exe,
+        "--job-id",
+        "1",
+        "--output-dir",
+        str(logs / "output"),
+        "--device",
+        str(bundle / "device.yaml"),
+        str(bundle / "job.yaml"),
+    ]
     t0 = time.monotonic()
     progress(f"lava-run {bundle / 'job.yaml'} (log: {log})")
     with open(log, "wb") as f:

@@ -14,15 +14,16 @@ import gzip
 import json
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness import __version__
 from harness.errors import InputError
 from harness.kernels.kernel import resolve as resolve_kernel
 from harness.paths import REPO_ROOT
 from harness.report import lava
-from harness.run.runner import GUEST_FACTS, HUGEPAGES_2M
+from harness.run.guestfacts import GUEST_FACTS
+from harness.run.runner import HUGEPAGES_2M
 from harness.suites import registry as suites
 from harness.vm import cpio, disks, hugepages, image
 
@@ -30,9 +31,17 @@ Progress = Callable[[str], None]
 PLAN_FORMAT = 1
 
 
-def build(kernel_spec: str | None, out: Path, filters: tuple[str, ...] = (), url_base: str = "",
-          memory_mib: int | None = None, cpus: int = 2, progress: Progress = lambda s: None,
-          suite_names: tuple[str, ...] = (), pinner: str = "auto") -> Path:
+def build(
+    kernel_spec: str | None,
+    out: Path,
+    filters: tuple[str, ...] = (),
+    url_base: str = "",
+    memory_mib: int | None = None,
+    cpus: int = 2,
+    progress: Progress = lambda s: None,
+    suite_names: tuple[str, ...] = (),
+    pinner: str = "auto",
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     image.require_qemu()
     selected = suites.select(suites.programs(list(suite_names)), list(filters))
@@ -57,20 +66,35 @@ def build(kernel_spec: str | None, out: Path, filters: tuple[str, ...] = (), url
 
         us = userspace.ensure(progress)
         shutil.copyfile(us.image, out / userspace.IMAGE_NAME)
-    plan = {"format": PLAN_FORMAT, "harness": __version__,
-            "kernel": {"spec": k.spec, "release": k.release, "version": str(k.version), "origin": k.origin},
-            "programs": [{"name": s.program.name, "ids": list(s.ids)} for s in selected],
-            "memory_mib": memory.memory_mib, "hugepages_1g": memory.hugepages_1g, "pinner": pinner,
-            "userspace": us.fingerprint() if us else {"kind": "none"}}
+    plan = {
+        "format": PLAN_FORMAT,
+        "harness": __version__,
+        "kernel": {"spec": k.spec, "release": k.release, "version": str(k.version), "origin": k.origin},
+        "programs": [{"name": s.program.name, "ids": list(s.ids)} for s in selected],
+        "memory_mib": memory.memory_mib,
+        "hugepages_1g": memory.hugepages_1g,
+        "pinner": pinner,
+        "userspace": us.fingerprint() if us else {"kind": "none"},
+    }
     plan_text = json.dumps(plan, separators=(",", ":"))
     (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
     agent = lava.autorun_script(programs, plan_text, GUEST_FACTS)
     (out / "agent.sh").write_text(agent)
-    opts = image.GuestOptions(nonce=secrets.token_hex(8), share_usr=False, net=False, disk=True,
-                              hugepages=HUGEPAGES_2M, rdma=rdma, pinner=pinner, usr_image=needs_usr)
+    opts = image.GuestOptions(
+        nonce=secrets.token_hex(8),
+        share_usr=False,
+        net=False,
+        disk=True,
+        hugepages=HUGEPAGES_2M,
+        rdma=rdma,
+        pinner=pinner,
+        usr_image=needs_usr,
+    )
     entries, _ = image.entries_for(k, image.Payload(files), opts)
-    entries = [cpio.Entry.file("harness/agent.sh", agent.encode(), 0o755) if e.path == "harness/agent.sh" else e
-               for e in entries]
+    entries = [
+        cpio.Entry.file("harness/agent.sh", agent.encode(), 0o755) if e.path == "harness/agent.sh" else e
+        for e in entries
+    ]
     (out / "initramfs.cpio.gz").write_bytes(gzip.compress(cpio.archive(entries), 6))
     shutil.copyfile(k.bzimage, out / "bzImage")
     ext4, swap = disks.make(out)
@@ -85,11 +109,18 @@ def build(kernel_spec: str | None, out: Path, filters: tuple[str, ...] = (), url
     n_cases = sum(len(s.ids) for s in selected)
     # Under TCG the whole default suite takes ~10 minutes locally: room for a slow worker.
     test_min = max(30, sum(p.timeout_s for p in programs) // 60 // 4)
-    job = lava.Job(name=f"harness on {k.release} ({n_cases} cases)", kernel_url=url("bzImage"),
-                   initrd_url=url("initramfs.cpio.gz"), scratch_url=url("scratch-ext4.img.gz"),
-                   swap_url=url("scratch-swap.img.gz"),
-                   userspace_url=url("usr.squashfs") if us else "", append=" ".join(memory.kernel_args),
-                   memory_mib=memory.memory_mib, test_timeout_min=test_min, job_timeout_min=test_min + 15)
+    job = lava.Job(
+        name=f"harness on {k.release} ({n_cases} cases)",
+        kernel_url=url("bzImage"),
+        initrd_url=url("initramfs.cpio.gz"),
+        scratch_url=url("scratch-ext4.img.gz"),
+        swap_url=url("scratch-swap.img.gz"),
+        userspace_url=url("usr.squashfs") if us else "",
+        append=" ".join(memory.kernel_args),
+        memory_mib=memory.memory_mib,
+        test_timeout_min=test_min,
+        job_timeout_min=test_min + 15,
+    )
     (out / "job.yaml").write_text(lava.dump(lava.job_definition(job)))
     (out / "device.yaml").write_text(lava.dump(lava.device_dictionary(memory.memory_mib, cpus, nic=rdma)))
     progress(f"LAVA job for {k.release}: {n_cases} cases in {len(programs)} programs -> {out / 'job.yaml'}")

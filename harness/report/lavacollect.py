@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness import __version__, limits, reportio
 from harness.errors import HarnessError, InputError
@@ -30,7 +31,8 @@ from harness.model import CaseResult, Kernel
 from harness.report import junit as report
 from harness.report import lavalog, publish
 from harness.run import rundir
-from harness.run.runner import DEFAULT_EXPECTATIONS, RunOutcome, _crosscheck, bounded, guest_facts
+from harness.run.guestfacts import guest_facts
+from harness.run.runner import DEFAULT_EXPECTATIONS, RunOutcome, Stage, bounded, cross_check
 from harness.suites import registry as suites
 
 Progress = Callable[[str], None]
@@ -57,16 +59,19 @@ def find_log(source: Path) -> Path:
     for name in LOG_NAMES:
         if (source / name).is_file():
             return source / name
-    raise InputError(f"{source}: holds no LAVA job log ({' or '.join(LOG_NAMES)}); give the log file "
-                     "(lava-run's stdout, or `lavacli jobs logs --raw ID`)")
+    raise InputError(
+        f"{source}: holds no LAVA job log ({' or '.join(LOG_NAMES)}); give the log file "
+        "(lava-run's stdout, or `lavacli jobs logs --raw ID`)"
+    )
 
 
 def read_log(path: Path) -> lavalog.JobLog:
     try:
         size = path.stat().st_size
         if size > MAX_LOG_BYTES:
-            raise InputError(f"{path}: {size} bytes, more than a LAVA job log of ours can be "
-                             f"({MAX_LOG_BYTES >> 20} MiB)")
+            raise InputError(
+                f"{path}: {size} bytes, more than a LAVA job log of ours can be ({MAX_LOG_BYTES >> 20} MiB)"
+            )
         text = path.read_bytes().decode("utf-8", "surrogateescape")
     except OSError as e:
         raise InputError(f"{path}: {e.strerror}") from None
@@ -87,14 +92,20 @@ def _plan(log: lavalog.JobLog, fr: dict[str, lavalog.Frame], plan_file: Path | N
         text = fr["plan"].data.decode("utf-8", "replace")
     if text is None:
         why = fr["plan"].problem if "plan" in fr else "the guest never printed it"
-        raise InputError(f"no harness plan in the job log ({why}; LAVA job result: "
-                         f"{log.job_result or 'not in the log'}); give the job's plan.json with --plan")
+        raise InputError(
+            f"no harness plan in the job log ({why}; LAVA job result: "
+            f"{log.job_result or 'not in the log'}); give the job's plan.json with --plan"
+        )
     try:
         plan = json.loads(text)
     except ValueError:
         raise InputError("the job's plan is not JSON") from None
-    if not isinstance(plan, dict) or plan.get("format") != 1 or not isinstance(plan.get("programs"), list) \
-            or not isinstance(plan.get("kernel"), dict):
+    if (
+        not isinstance(plan, dict)
+        or plan.get("format") != 1
+        or not isinstance(plan.get("programs"), list)
+        or not isinstance(plan.get("kernel"), dict)
+    ):
         raise InputError("the job's plan is not one this harness writes (format 1)")
     return plan
 
@@ -114,7 +125,9 @@ def _kernel(plan: dict[str, Any], progress: Progress) -> Kernel:
             continue
         if k.release == want:
             return k
-    raise InputError(f"the job ran kernel {want or '?'}, which cannot be resolved here (tried {', '.join(tried) or 'nothing'})")
+    raise InputError(
+        f"the job ran kernel {want or '?'}, which cannot be resolved here (tried {', '.join(tried) or 'nothing'})"
+    )
 
 
 def _selected(plan: dict[str, Any]) -> list[suites.Selected]:
@@ -123,13 +136,19 @@ def _selected(plan: dict[str, Any]) -> list[suites.Selected]:
     known = {p.name: p for p in suites.programs(list(suites.SUITES))}
     out = []
     for entry in plan["programs"][:1000]:
-        if not isinstance(entry, dict) or entry.get("name") not in known or not isinstance(entry.get("ids"), list):
+        if (
+            not isinstance(entry, dict)
+            or entry.get("name") not in known
+            or not isinstance(entry.get("ids"), list)
+        ):
             raise InputError(f"the job's plan names a program this harness does not have: {str(entry)[:100]}")
         prog = known[str(entry["name"])]
         ids = [str(i) for i in entry["ids"]]
         unknown = set(ids) - set(suites.list_ids(prog))
         if unknown:
-            raise InputError(f"the job's plan names ids {prog.name} does not have: {', '.join(sorted(unknown)[:5])}")
+            raise InputError(
+                f"the job's plan names ids {prog.name} does not have: {', '.join(sorted(unknown)[:5])}"
+            )
         out.append(suites.Selected(prog, tuple(ids)))
     return out
 
@@ -143,9 +162,14 @@ def _text(fr: dict[str, lavalog.Frame], name: str) -> tuple[str | None, str]:
     return f.data.decode("utf-8", "surrogateescape"), f.note
 
 
-def judge(log: lavalog.JobLog, selected: list[suites.Selected], kernel: Kernel,
-          rules: expect.RuleSet, fail_on_kernel_report: bool = True,
-          outputs: Callable[[str, str, str], None] = lambda n, o, e: None) -> tuple[list[CaseResult], list[str]]:
+def judge(
+    log: lavalog.JobLog,
+    selected: list[suites.Selected],
+    kernel: Kernel,
+    rules: expect.RuleSet,
+    fail_on_kernel_report: bool = True,
+    outputs: Callable[[str, str, str], None] = lambda n, o, e: None,
+) -> tuple[list[CaseResult], list[str]]:
     """Every selected case judged from the log (pure but for `outputs`, which is given each
     program's name, stdout and stderr). Returns the results and notes on what was read how."""
     fr = lavalog.frames(log.console)
@@ -157,36 +181,54 @@ def judge(log: lavalog.JobLog, selected: list[suites.Selected], kernel: Kernel,
         name = sel.program.name
         sec = secs.get(name)
         if lost or sec is None:
-            why = lost or ("not run: the LAVA job never started this program (job result: "
-                           f"{log.job_result or 'not in the log'})")
+            why = lost or (
+                "not run: the LAVA job never started this program (job result: "
+                f"{log.job_result or 'not in the log'})"
+            )
             results += outcomes.not_run(sel, set(), why, rules, kernel)
             continue
         section = log.console_text(sec.start, sec.end)
         if sec.rc is None:
             gone = "the guest was lost during this program in the LAVA job (the console ends inside it)"
-            got, leftover = outcomes.after_guest_loss(sel, section, gone, rules, kernel, fail_on_kernel_report)
+            got, leftover = outcomes.after_guest_loss(
+                sel, section, gone, rules, kernel, fail_on_kernel_report
+            )
             results += got
             lost = "not run: the guest was lost earlier in the LAVA job"
-            results += outcomes.not_run(suites.Selected(sel.program, tuple(leftover)), set(), lost, rules, kernel)
+            results += outcomes.not_run(
+                suites.Selected(sel.program, tuple(leftover)), set(), lost, rules, kernel
+            )
             outputs(name, section, "")
             continue
         stdout, how = _text(fr, f"out-{name}")
         if stdout is None:
             notes.append(f"{name}: its framed output is {how}: judged from the KTAP lines on the console")
-            stdout = lavalog.plain_ktap(log.console[sec.start + 1:sec.end - 1])
+            stdout = lavalog.plain_ktap(log.console[sec.start + 1 : sec.end - 1])
         elif how:
             notes.append(f"{name}: {how}")
         stderr = _text(fr, f"err-{name}")[0] or ""
         err = "" if sec.rc in (0, 1) else f"program exited {sec.rc}: {stderr.strip()[:300]}"
         timed_out = sec.rc == 137  # timeout -s KILL (or the OOM killer): the program was killed
-        got, leftover = outcomes.judge_program(sel, stdout, err, section, rules, kernel, fail_on_kernel_report,
-                                               sel.program.timeout_s if timed_out else None)
+        got, leftover = outcomes.judge_program(
+            sel,
+            stdout,
+            err,
+            section,
+            rules,
+            kernel,
+            fail_on_kernel_report,
+            sel.program.timeout_s if timed_out else None,
+        )
         dt = (sec.seconds or 0.0) / max(1, len(got))
         results += [dataclasses.replace(r, duration_s=dt) for r in got]
         if leftover:
-            results += outcomes.not_run(suites.Selected(sel.program, tuple(leftover)), set(),
-                                        "not run: a case before it hung, and a LAVA job cannot rerun the rest",
-                                        rules, kernel)
+            results += outcomes.not_run(
+                suites.Selected(sel.program, tuple(leftover)),
+                set(),
+                "not run: a case before it hung, and a LAVA job cannot rerun the rest",
+                rules,
+                kernel,
+            )
         outputs(name, stdout, stderr)
     return results, notes
 
@@ -210,9 +252,19 @@ def collect(req: CollectRequest, progress: Progress = lambda s: None) -> RunOutc
         lock.release()
 
 
-def _write(rd: Path, path: Path, log: lavalog.JobLog, fr: dict[str, lavalog.Frame], plan: dict[str, Any],
-           selected: list[suites.Selected], kernel: Kernel, rules: expect.RuleSet, facts: dict[str, str],
-           req: CollectRequest, progress: Progress) -> RunOutcome:
+def _write(
+    rd: Path,
+    path: Path,
+    log: lavalog.JobLog,
+    fr: dict[str, lavalog.Frame],
+    plan: dict[str, Any],
+    selected: list[suites.Selected],
+    kernel: Kernel,
+    rules: expect.RuleSet,
+    facts: dict[str, str],
+    req: CollectRequest,
+    progress: Progress,
+) -> RunOutcome:
     (rd / "output").mkdir(exist_ok=True)
 
     def outputs(name: str, stdout: str, stderr: str) -> None:
@@ -232,22 +284,37 @@ def _write(rd: Path, path: Path, log: lavalog.JobLog, fr: dict[str, lavalog.Fram
         rlog.append(r)
     lava_said = lavalog.lava_verdicts(log.results, MONITOR)
     fingerprint: dict[str, object] = {
-        "harness": str(plan.get("harness", "?"))[:40], "collected_by": __version__, "request": {"lava_log": str(path)},
+        "harness": str(plan.get("harness", "?"))[:40],
+        "collected_by": __version__,
+        "request": {"lava_log": str(path)},
         "kernel": {**plan["kernel"], "bzimage": "(in the LAVA job)"},
-        "machine": {"accel": "lava", "memory_mib": plan.get("memory_mib"),
-                    "hugepages_1g_asked": plan.get("hugepages_1g", 0)},
-        "guest": facts, "userspace": plan.get("userspace", {"kind": "?"}),
-        "lava": {"job_result": log.job_result, "records": log.records, "errors": log.errors[:5],
-                 "monitor_results": len(lava_said), "notes": notes},
+        "machine": {
+            "accel": "lava",
+            "memory_mib": plan.get("memory_mib"),
+            "hugepages_1g_asked": plan.get("hugepages_1g", 0),
+        },
+        "guest": facts,
+        "userspace": plan.get("userspace", {"kind": "?"}),
+        "lava": {
+            "job_result": log.job_result,
+            "records": log.records,
+            "errors": log.errors[:5],
+            "monitor_results": len(lava_said),
+            "notes": notes,
+        },
     }
-    props = {"harness.version": __version__, "accel": "lava", "lava.job_result": log.job_result or "?",
-             **{f"kernel.{a}": str(b) for a, b in plan["kernel"].items()}}
+    props = {
+        "harness.version": __version__,
+        "accel": "lava",
+        "lava.job_result": log.job_result or "?",
+        **{f"kernel.{a}": str(b) for a, b in plan["kernel"].items()},
+    }
     reportio.write_text(rd / "junit.xml", report.junit_xml(results, props))
     summary = report.summary_table(results)
     reportio.write_text(rd / "summary.txt", summary + "\n")
     reportio.write_text(rd / "fingerprint.json", json.dumps(fingerprint, indent=2) + "\n")
     publish.write_run_reports(rd, f"harness LAVA job on {kernel.release}")
-    out = RunOutcome(rd, results, summary=summary, stage="done")
+    out = RunOutcome(rd, results, summary=summary, stage=Stage.DONE)
     out.exit_code = 1 if any(r.verdict.unexpected for r in results) else 0
-    _crosscheck(out, kernel, fingerprint)
+    cross_check(out, kernel, facts)
     return out

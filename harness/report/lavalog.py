@@ -89,7 +89,7 @@ def parse_job_log(text: str) -> JobLog:
         elif lvl == "results" and isinstance(msg, dict):
             log.results.append(msg)
         elif lvl == "error" and len(log.errors) < 20:
-            log.errors.append(str(msg)[:limits.MAX_REASON_CHARS])
+            log.errors.append(str(msg)[: limits.MAX_REASON_CHARS])
     return log
 
 
@@ -110,7 +110,7 @@ def frames(lines: list[ConsoleLine]) -> dict[str, Frame]:
         i = c.text.find(FRAME)
         if i < 0:
             continue
-        name, sep, payload = c.text[i + len(FRAME):].partition(":")
+        name, sep, payload = c.text[i + len(FRAME) :].partition(":")
         if not sep or not _NAME.fullmatch(name) or name in out:
             continue
         payload = payload.strip()
@@ -161,11 +161,11 @@ def sections(lines: list[ConsoleLine]) -> dict[str, Section]:
     for n, c in enumerate(lines):
         t = c.text.strip()
         if t.startswith(PROGRAM):
-            name = t[len(PROGRAM):].strip()
+            name = t[len(PROGRAM) :].strip()
             if _NAME.fullmatch(name):
                 starts.append((n, name))
         elif t.startswith(RC):
-            name, _, rc = t[len(RC):].partition(" ")
+            name, _, rc = t[len(RC) :].partition(" ")
             if rc.strip().isdigit() and name not in rcs:
                 rcs[name] = (n, int(rc.strip()))
     out: dict[str, Section] = {}
@@ -183,7 +183,9 @@ def sections(lines: list[ConsoleLine]) -> dict[str, Section]:
 
 def _seconds(a: str, b: str) -> float | None:
     try:
-        return max(0.0, (datetime.datetime.fromisoformat(b) - datetime.datetime.fromisoformat(a)).total_seconds())
+        return max(
+            0.0, (datetime.datetime.fromisoformat(b) - datetime.datetime.fromisoformat(a)).total_seconds()
+        )
     except ValueError:
         return None
 

@@ -16,8 +16,9 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import HarnessError, InputError
 
@@ -43,12 +44,19 @@ def _token(path: Path) -> str:
 
 
 def _request(url: str, token: str, data: bytes | None = None, limit: int = MAX_STATUS_BYTES) -> bytes:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Authorization": f"Token {token}", "Accept": "application/json",
-                                          **({"Content-Type": "application/json"} if data is not None else {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="POST" if data is not None else "GET",
+        headers={
+            "Authorization": f"Token {token}",
+            "Accept": "application/json",
+            **({"Content-Type": "application/json"} if data is not None else {}),
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:
-            body = r.read(limit + 1)
+            body: bytes = r.read(limit + 1)
     except urllib.error.HTTPError as e:
         detail = e.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
         raise LavaServerError(f"{url}: HTTP {e.code} {e.reason}: {detail}") from None
@@ -84,16 +92,25 @@ def status(api: str, token: str, job_id: int) -> tuple[str, str]:
     return str(doc.get("state", "?"))[:40], str(doc.get("health", "?"))[:40]
 
 
-def submit_and_wait(job_yaml: Path, server: str, token_file: Path, logs: Path, poll_s: float = 30.0,
-                    timeout_s: float = 6 * 3600.0, progress: Progress = lambda s: None) -> Path:
+def submit_and_wait(
+    job_yaml: Path,
+    server: str,
+    token_file: Path,
+    logs: Path,
+    poll_s: float = 30.0,
+    timeout_s: float = 6 * 3600.0,
+    progress: Progress = lambda s: None,
+) -> Path:
     """Submit, wait with progress until the job is Finished, fetch its log into logs/job.log."""
     if not server.startswith(("http://", "https://")):
         raise InputError(f"--url {server}: expected http:// or https://")
     token = _token(token_file)
     definition = job_yaml.read_text()
     if "file://" in definition:
-        progress("warning: the job's artefacts are file:// URLs; a lab's worker cannot fetch them "
-                 "unless it shares this filesystem (write the job with --url-base)")
+        progress(
+            "warning: the job's artefacts are file:// URLs; a lab's worker cannot fetch them "
+            "unless it shares this filesystem (write the job with --url-base)"
+        )
     api = server.rstrip("/") + "/api/v0.2"
     job_id = submit(api, token, definition)
     (logs / "job-id").write_text(f"{job_id}\n")

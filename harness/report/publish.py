@@ -9,31 +9,31 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness import __version__
-from harness.report import compare
-from harness.report import htmlreport
-from harness.report import kcidb
-from harness import reportio
-from harness.report import resultset
+from harness import __version__, reportio
 from harness.errors import InputError
+from harness.report import compare, htmlreport, kcidb, resultset
 
 
 def _footer(source: str) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"harness {__version__} · {now} · {source}"
 
 
 def _start_time(run_dir: Path) -> str:
     """When the run began, RFC 3339: the run dir's creation, as near as the filesystem tells."""
-    t = datetime.datetime.fromtimestamp(run_dir.stat().st_mtime, datetime.timezone.utc)
+    t = datetime.datetime.fromtimestamp(run_dir.stat().st_mtime, datetime.UTC)
     for name in ("console.log", "matrix.json", "results.jsonl"):
         if (run_dir / name).exists():
-            t = min(t, datetime.datetime.fromtimestamp((run_dir / name).stat().st_mtime, datetime.timezone.utc))
+            t = min(t, datetime.datetime.fromtimestamp((run_dir / name).stat().st_mtime, datetime.UTC))
     return t.replace(microsecond=0).isoformat()
 
 
-def write_run_reports(run_dir: Path, title: str = "", errors: Mapping[str, str] | None = None,
-                      rs: resultset.ResultSet | None = None) -> resultset.ResultSet:
+def write_run_reports(
+    run_dir: Path,
+    title: str = "",
+    errors: Mapping[str, str] | None = None,
+    rs: resultset.ResultSet | None = None,
+) -> resultset.ResultSet:
     """report.html and kcidb.json of a run (or matrix) directory, from what is on disk."""
     run_dir = Path(run_dir)
     rs = rs or resultset.load(run_dir)
@@ -59,8 +59,11 @@ def write_comparison(c: compare.Comparison, out_dir: Path, stem: str = "compare"
     out_dir = Path(out_dir)
     reportio.write_text(out_dir / f"{stem}.txt", compare.render_text(c))
     reportio.write_text(out_dir / f"{stem}.json", json.dumps(compare.to_json(c), indent=1) + "\n")
-    page = htmlreport.comparison_page(c, f"{Path(c.old_source).name} → {Path(c.new_source).name}",
-                                      _footer(f"{c.old_source} → {c.new_source}"))
+    page = htmlreport.comparison_page(
+        c,
+        f"{Path(c.old_source).name} → {Path(c.new_source).name}",
+        _footer(f"{c.old_source} → {c.new_source}"),
+    )
     reportio.write_text(out_dir / f"{stem}.html", page)
 
 

@@ -61,7 +61,7 @@ class CaseSummary:
         return (self.kernel, self.id)
 
     def rate_text(self) -> str:
-        """"2/3" (runs as expected / runs), or "" for a single run."""
+        """ "2/3" (runs as expected / runs), or "" for a single run."""
         return f"{self.as_expected}/{self.runs}" if self.runs > 1 else ""
 
 
@@ -105,7 +105,9 @@ def _verdict(value: object, where: str) -> Verdict:
         raise InputError(f"{where}: unknown verdict {value!r}") from None
 
 
-def summarize(records: Iterable[Mapping[str, Any]], kernel: str = "", where: str = "results") -> list[CaseSummary]:
+def summarize(
+    records: Iterable[Mapping[str, Any]], kernel: str = "", where: str = "results"
+) -> list[CaseSummary]:
     """Group result records (results.jsonl lines) by (kernel, id), first-seen order.
 
     A record may carry its own "kernel" (a matrix's combined results) and its own per-run
@@ -114,7 +116,7 @@ def summarize(records: Iterable[Mapping[str, Any]], kernel: str = "", where: str
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for n, rec in enumerate(records, start=1):
         if not isinstance(rec, Mapping) or not isinstance(rec.get("id"), str) or "verdict" not in rec:
-            raise InputError(f"{where}: record {n} is not a result (needs \"id\" and \"verdict\")")
+            raise InputError(f'{where}: record {n} is not a result (needs "id" and "verdict")')
         label = rec.get("kernel", kernel)
         groups.setdefault((str(label), rec["id"]), []).append(rec)
     return [_summary(k, i, recs, where) for (k, i), recs in groups.items()]
@@ -134,18 +136,27 @@ def _summary(kernel: str, case_id: str, recs: Sequence[Mapping[str, Any]], where
     verdict = aggregate_verdict(verdicts)
     reason = str(shown.get("reason", ""))
     if verdict is Verdict.FLAKY and len(recs) > 1:
-        reason = f"{sum(not v.unexpected for v in verdicts)}/{len(verdicts)} runs as expected " \
-                 f"({' '.join(v.value for v in verdicts)})" + (f"; {reason}" if reason else "")
+        reason = (
+            f"{sum(not v.unexpected for v in verdicts)}/{len(verdicts)} runs as expected "
+            f"({' '.join(v.value for v in verdicts)})" + (f"; {reason}" if reason else "")
+        )
     exp = shown.get("expectation") or {}
     events: list[str] = []
     for rec in recs:
         events += [str(e) for e in rec.get("kernel_events", ()) if str(e) not in events]
     durations = [float(rec.get("duration_s", 0.0) or 0.0) for rec in recs]
     return CaseSummary(
-        kernel=kernel, id=case_id, program=str(shown.get("program", "")), verdict=verdict,
-        verdicts=verdicts, reason=reason, output=str(shown.get("output", "")),
-        kernel_events=tuple(events), expect=str(exp.get("expect", "pass")),
-        expect_reason=str(exp.get("reason", "")), expect_commit=str(exp.get("commit", "")),
+        kernel=kernel,
+        id=case_id,
+        program=str(shown.get("program", "")),
+        verdict=verdict,
+        verdicts=verdicts,
+        reason=reason,
+        output=str(shown.get("output", "")),
+        kernel_events=tuple(events),
+        expect=str(exp.get("expect", "pass")),
+        expect_reason=str(exp.get("reason", "")),
+        expect_commit=str(exp.get("commit", "")),
         duration_s=round(sum(durations) / len(durations), 4) if durations else 0.0,
     )
 
@@ -153,9 +164,16 @@ def _summary(kernel: str, case_id: str, recs: Sequence[Mapping[str, Any]], where
 def summary_record(c: CaseSummary) -> dict[str, Any]:
     """A combined results.jsonl line for a case over its runs (summarize() reads it back)."""
     return {
-        "kernel": c.kernel, "id": c.id, "program": c.program, "verdict": c.verdict.value,
-        "verdicts": [v.value for v in c.verdicts], "runs": c.runs, "pass_rate": round(c.pass_rate, 4),
-        "reason": c.reason, "output": c.output, "duration_s": c.duration_s,
+        "kernel": c.kernel,
+        "id": c.id,
+        "program": c.program,
+        "verdict": c.verdict.value,
+        "verdicts": [v.value for v in c.verdicts],
+        "runs": c.runs,
+        "pass_rate": round(c.pass_rate, 4),
+        "reason": c.reason,
+        "output": c.output,
+        "duration_s": c.duration_s,
         "kernel_events": list(c.kernel_events),
         "expectation": {"expect": c.expect, "reason": c.expect_reason, "commit": c.expect_commit},
     }
@@ -207,14 +225,23 @@ def load(path: Path) -> ResultSet:
         kernels = [str(k["label"]) for k in matrix.get("kernels", []) if isinstance(k, dict) and "label" in k]
         fps: dict[str, Mapping[str, Any]] = {}
         for k in matrix.get("kernels", []):
-            fp = folder / str(k.get("fingerprint", "")) if isinstance(k, dict) and k.get("fingerprint") else None
+            fp = (
+                folder / str(k.get("fingerprint", ""))
+                if isinstance(k, dict) and k.get("fingerprint")
+                else None
+            )
             if fp is not None and fp.is_file():
                 fps[str(k["label"])] = _read_json(fp)
             elif isinstance(k, dict) and "label" in k and (k.get("release") or k.get("version")):
                 # the matrix dir copied without its per-kernel run dirs: matrix.json still says
-                # which package each kernel was (written since the kernel lines of issue 12)
-                fps[str(k["label"])] = {"kernel": {"spec": k["label"], "release": k.get("release") or "",
-                                                   "version": k.get("version") or ""}}
+                # which package each kernel was (written since matrices record kernel lines)
+                fps[str(k["label"])] = {
+                    "kernel": {
+                        "spec": k["label"],
+                        "release": k.get("release") or "",
+                        "version": k.get("version") or "",
+                    }
+                }
         cases = summarize(_results(results), where=str(results))
     else:
         fp_path = folder / "fingerprint.json"

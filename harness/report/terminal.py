@@ -20,8 +20,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from harness.report import junit as report
+from harness import safetext
 from harness.model import CaseResult, Verdict
+from harness.report import junit as report
 
 DETAILS = ("quiet", "normal", "verbose")
 GROUPED = (Verdict.SKIP, Verdict.XFAIL)
@@ -56,8 +57,9 @@ def why(r: CaseResult) -> str:
     return r.reason or exp.reason
 
 
-def group_expected(cases: Sequence[tuple[str, CaseResult]],
-                   verdicts: Collection[Verdict] = GROUPED) -> list[Group]:
+def group_expected(
+    cases: Sequence[tuple[str, CaseResult]], verdicts: Collection[Verdict] = GROUPED
+) -> list[Group]:
     """The (kernel, result) pairs of these verdicts grouped by (verdict, why): SKIPs first, then
     XFAILs, the biggest group first. Kernel "" is a single run."""
     members: dict[tuple[Verdict, str], list[tuple[str, str]]] = {}
@@ -113,7 +115,7 @@ def _common(strings: Sequence[str]) -> str:
     if len(set(strings)) == 1:
         return strings[0]
     head = _cut(strings, len(os.path.commonprefix(list(strings))))
-    rests = [s[len(head):] for s in strings]
+    rests = [s[len(head) :] for s in strings]
     reversed_rests = [r[::-1] for r in rests]
     tail = _cut(reversed_rests, len(os.path.commonprefix(reversed_rests)))  # the suffix, reversed
     return f"{head}*{tail[::-1]}"
@@ -135,15 +137,15 @@ def unexpected_lines(r: CaseResult, kernel: str = "", rate: str = "") -> list[st
     """One unexpected case: "FAIL   id  reason (expected ...: why)", its kernel reports, the
     first lines of its output."""
     head = f"{r.verdict.value}{' ' + rate if rate else ''}"
-    where = f"{report.terminal_line(kernel)}  " if kernel else ""
+    where = f"{safetext.terminal_line(kernel)}  " if kernel else ""
     text = r.reason
     if r.expectation.reason:
         text += f" (expected {r.expectation.expect}: {r.expectation.reason})"
-    lines = [f"{head:<5}  {where}{report.terminal_line(r.id)}  {report.terminal_line(text)}".rstrip()]
-    lines += [f"{_INDENT}kernel: {report.terminal_line(t)}" for t in r.kernel_events]
+    lines = [f"{head:<5}  {where}{safetext.terminal_line(r.id)}  {safetext.terminal_line(text)}".rstrip()]
+    lines += [f"{_INDENT}kernel: {safetext.terminal_line(t)}" for t in r.kernel_events]
     output = [ln for ln in r.output.splitlines() if ln.strip()]
     for ln in output[:OUTPUT_LINES]:
-        shown = report.terminal_text_line(ln)
+        shown = safetext.terminal_text_line(ln)
         lines.append(f"{_INDENT}| {shown[:OUTPUT_LINE_CHARS]}{'…' if len(shown) > OUTPUT_LINE_CHARS else ''}")
     if len(output) > OUTPUT_LINES:
         lines.append(f"{_INDENT}| … {len(output) - OUTPUT_LINES} more lines (junit.xml, report.html)")
@@ -156,11 +158,11 @@ def group_lines(groups: Sequence[Group], by_kernel: bool = False) -> list[str]:
     width = max((len(str(g.count)) for g in groups), default=1)
     lines = []
     for g in groups:
-        pattern = f"  ({report.terminal_line(g.pattern)})" if g.pattern else ""
-        reason = report.terminal_line(g.reason) or "(no reason given)"
+        pattern = f"  ({safetext.terminal_line(g.pattern)})" if g.pattern else ""
+        reason = safetext.terminal_line(g.reason) or "(no reason given)"
         lines.append(f"{g.count:>{width}} {g.verdict.value:<5}  {reason}{pattern}")
         if by_kernel:
-            counts = ", ".join(f"{report.terminal_line(k)} {n}" for k, n in g.per_kernel)
+            counts = ", ".join(f"{safetext.terminal_line(k)} {n}" for k, n in g.per_kernel)
             lines.append(f"{'':>{width}}        on {counts}")
     return lines
 

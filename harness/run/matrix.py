@@ -30,28 +30,26 @@ import sys
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
-from harness import __version__
-from harness.judge import expect
-from harness.vm import hugepages
-from harness.judge import outcomes
-from harness.report import publish
-from harness.report import junit as report
-from harness import reportio
-from harness.report import resultset
-from harness.run import rundir
-from harness.suites import registry as suites
-from harness.report import terminal
+from harness import __version__, reportio, safetext
 from harness.errors import HarnessError, InputError
-from harness.kernels.kernel import DEFAULT_KERNEL, resolve as resolve_kernel
-from harness.model import CaseResult, Expectation, Outcome, Verdict
+from harness.judge import expect, outcomes
+from harness.kernels.kernel import DEFAULT_KERNEL
+from harness.kernels.kernel import resolve as resolve_kernel
+from harness.model import CaseResult, Expect, Expectation, Outcome, Progress, Verdict
+from harness.report import junit as report
+from harness.report import publish, resultset, terminal
+from harness.run import rundir
+from harness.run.fingerprint import Fingerprint
 from harness.run.runner import RunRequest, check_junit_path, execute
+from harness.suites import registry as suites
+from harness.vm import hugepages
 
-Progress = Callable[[str], None]
 QEMU_OVERHEAD_MIB = 512  # per guest on top of -m: QEMU itself, TCG's translation cache
 INTERRUPT_GRACE_S = 120.0  # for a job to write its report after Ctrl-C before it is killed
 
@@ -90,7 +88,9 @@ class MatrixOutcome:
 
     def for_terminal(self, repeat: int, detail: str) -> str:
         """The end of the run as the terminal shows it (terminal_text), with the error line."""
-        text = self.summary if self.results is None else terminal_text(self.results, self.jobs, repeat, detail)
+        text = (
+            self.summary if self.results is None else terminal_text(self.results, self.jobs, repeat, detail)
+        )
         return text + (f"harness: error: {self.error}\n" if self.error else "")
 
 
@@ -113,11 +113,6 @@ def shard_of(case_id: str, n: int) -> int:
 def shard_ids(ids: list[str], shard: tuple[int, int]) -> list[str]:
     i, n = shard
     return [c for c in ids if shard_of(c, n) == i]
-
-
-def exact_glob(case_id: str) -> str:
-    """A --filter glob that matches exactly this id."""
-    return re.sub(r"([*?\[])", r"[\1]", case_id)
 
 
 def default_jobs(cores: int, available_mib: int, guest_mib: int) -> int:
@@ -150,33 +145,62 @@ def plan(req: MatrixRequest, top: Path, filters: tuple[str, ...]) -> list[Job]:
         while tag in tags.values():
             tag += "_"
         tags[label] = tag
-    return [Job(label, r, dataclasses.replace(req.base, kernel=label, filters=filters, junit=None,
-                                              out=top / tags[label] / f"r{r}"))
-            for r in range(1, req.repeat + 1) for label in labels]
+    return [
+        Job(
+            label,
+            r,
+            dataclasses.replace(
+                req.base, kernel=label, filters=filters, junit=None, out=top / tags[label] / f"r{r}"
+            ),
+        )
+        for r in range(1, req.repeat + 1)
+        for label in labels
+    ]
 
 
 def case_result(c: resultset.CaseSummary) -> CaseResult:
     """A summary as a CaseResult, for the JUnit writer."""
     outcome = Outcome.ERROR if c.verdict is Verdict.ERROR else Outcome.OK
-    return CaseResult(c.id, c.program, outcome, c.verdict, c.reason, c.output,
-                      Expectation(c.expect, c.expect_reason, c.expect_commit),
-                      c.duration_s, c.kernel_events)
+    return CaseResult(
+        c.id,
+        c.program,
+        outcome,
+        c.verdict,
+        c.reason,
+        c.output,
+        Expectation(Expect(c.expect), c.expect_reason, c.expect_commit),
+        c.duration_s,
+        c.kernel_events,
+    )
 
 
 def kernel_table(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int) -> list[str]:
     """One line per kernel, oldest upstream first (like report.html): its release and counts."""
-    order = [Verdict.PASS, Verdict.FAIL, Verdict.SKIP, Verdict.XFAIL, Verdict.XPASS, Verdict.ERROR, Verdict.FLAKY]
+    order = [
+        Verdict.PASS,
+        Verdict.FAIL,
+        Verdict.SKIP,
+        Verdict.XFAIL,
+        Verdict.XPASS,
+        Verdict.ERROR,
+        Verdict.FLAKY,
+    ]
     width = max((len(k) for k in rs.kernels), default=6)
     lines = [f"{'kernel':<{width}}  {'release':<34} " + " ".join(f"{v.value:>5}" for v in order) + "  runs"]
     for k in rs.kernels_by_version():
         fp = rs.fingerprints.get(k, {})
         kinfo = fp.get("kernel") if isinstance(fp.get("kernel"), dict) else {}
-        release = report.terminal_line(f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?")
+        release = safetext.terminal_line(
+            f"{kinfo.get('release', '?')} ({kinfo.get('version', '?')})" if kinfo else "?"
+        )
         counts = Counter(c.verdict for c in rs.of_kernel(k))
         runs = [jobs[(k, r)] for r in range(1, repeat + 1) if (k, r) in jobs]
         codes = ",".join(str(j.exit_code) for j in runs)
-        lines.append(f"{report.terminal_line(k):<{width}}  {release:<34} " + " ".join(f"{counts[v]:>5}" for v in order)
-                     + f"  exit {codes}")
+        lines.append(
+            f"{safetext.terminal_line(k):<{width}}  {release:<34} "
+            + " ".join(f"{counts[v]:>5}" for v in order)
+            + f"  exit {codes}"
+        )
     return lines
 
 
@@ -191,9 +215,11 @@ def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
         idw = min(max(len(c.id) for c in bad), 64)
         for c in bad:
             rate = f" {c.rate_text()}" if c.rate_text() else ""
-            lines.append(f"{c.verdict.value + rate:<9} {report.terminal_line(c.kernel):<{width}}  "
-                         f"{report.terminal_line(c.id):<{idw}}  {report.terminal_line(c.reason)[:150]}".rstrip())
-    errors = [report.terminal_line(f"{k} run {r}: {j.error}") for (k, r), j in jobs.items() if j.error]
+            lines.append(
+                f"{c.verdict.value + rate:<9} {safetext.terminal_line(c.kernel):<{width}}  "
+                f"{safetext.terminal_line(c.id):<{idw}}  {safetext.terminal_line(c.reason)[:150]}".rstrip()
+            )
+    errors = [safetext.terminal_line(f"{k} run {r}: {j.error}") for (k, r), j in jobs.items() if j.error]
     if errors:
         lines += ["", *errors]
     lines.append("")
@@ -201,8 +227,9 @@ def summary_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult]
     return "\n".join(lines) + "\n"
 
 
-def terminal_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int,
-                  detail: str = "normal") -> str:
+def terminal_text(
+    rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult], repeat: int, detail: str = "normal"
+) -> str:
     """What `harness run` shows at the end of a matrix, at a terminal.DETAILS detail: the kernel
     table, the unexpected cases with their output, the jobs' errors, the SKIPs and XFAILs
     grouped by reason with each kernel's count, the counts. verbose: summary.txt; quiet: the
@@ -210,16 +237,25 @@ def terminal_text(rs: resultset.ResultSet, jobs: dict[tuple[str, int], JobResult
     if detail == "verbose":
         return summary_text(rs, jobs, repeat)
     cases = [c for k in rs.kernels_by_version() for c in rs.of_kernel(k)]
-    unexpected = [line for c in cases if c.verdict.unexpected
-                  for line in terminal.unexpected_lines(case_result(c), c.kernel, c.rate_text())]
-    errors = [report.terminal_line(f"{k} run {r}: {j.error}") for (k, r), j in jobs.items() if j.error]
+    unexpected = [
+        line
+        for c in cases
+        if c.verdict.unexpected
+        for line in terminal.unexpected_lines(case_result(c), c.kernel, c.rate_text())
+    ]
+    errors = [safetext.terminal_line(f"{k} run {r}: {j.error}") for (k, r), j in jobs.items() if j.error]
     counts = report.count_lines(Counter(c.verdict for c in rs.cases))
     if detail == "quiet":
         blocks = [unexpected, errors, counts[-1:]]
     else:
         groups = terminal.group_expected([(c.kernel, case_result(c)) for c in cases])
-        blocks = [kernel_table(rs, jobs, repeat), unexpected, errors,
-                  terminal.group_lines(groups, by_kernel=len(rs.kernels) > 1), counts]
+        blocks = [
+            kernel_table(rs, jobs, repeat),
+            unexpected,
+            errors,
+            terminal.group_lines(groups, by_kernel=len(rs.kernels) > 1),
+            counts,
+        ]
     return "\n\n".join("\n".join(b) for b in blocks if b) + "\n"
 
 
@@ -232,7 +268,7 @@ def _job_main(job: Job, conn: multiprocessing.connection.Connection) -> None:
     tag = f"[{job.label} #{job.repeat}]"
 
     def say(msg: str) -> None:
-        print(report.terminal_line(f"{tag} {msg}"), file=sys.stderr, flush=True)
+        print(safetext.terminal_line(f"{tag} {msg}"), file=sys.stderr, flush=True)
 
     t0 = time.monotonic()
     try:
@@ -261,7 +297,9 @@ class Scheduler:
     """Runs jobs in processes, `width` at a time. `target` is the job's main (a module-level
     function: the processes are spawned, not forked)."""
 
-    def __init__(self, jobs: list[Job], width: int, progress: Progress, target: JobTarget = _job_main) -> None:
+    def __init__(
+        self, jobs: list[Job], width: int, progress: Progress, target: JobTarget = _job_main
+    ) -> None:
         self.target = target
         self.pending = deque(jobs)
         self.width = width
@@ -290,8 +328,10 @@ class Scheduler:
                 pass
         conn.close()
         self.results[(job.label, job.repeat)] = res
-        self.progress(f"[matrix] {job.label} run {job.repeat}: exit {res.exit_code} in {res.elapsed_s:.1f}s"
-                      + (f" ({res.error})" if res.error else ""))
+        self.progress(
+            f"[matrix] {job.label} run {job.repeat}: exit {res.exit_code} in {res.elapsed_s:.1f}s"
+            + (f" ({res.error})" if res.error else "")
+        )
 
     def run(self) -> None:
         while self.pending or self.running:
@@ -315,8 +355,9 @@ class Scheduler:
             self.reap(s)
 
 
-def _fill_missing(job: Job, selected: list[suites.Selected], why: str, rules: expect.RuleSet,
-                  kernels: dict[str, Any]) -> None:
+def _fill_missing(
+    job: Job, selected: list[suites.Selected], why: str, rules: expect.RuleSet, kernels: dict[str, Any]
+) -> None:
     """Every case a job did not report (it never started, or its process died before or in the
     middle of the run: OOM, SIGKILL) becomes an ERROR saying why, in its own results.jsonl."""
     out = job.request.out
@@ -347,12 +388,14 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
         raise InputError(f"--kernel {dupes[0]}: given more than once (use --repeat to run it again)")
     check_junit_path(req.base.junit)
     rules = expect.load(req.base.expectations)
-    selected = suites.select(suites.programs(list(req.base.suites)), list(req.base.filters))  # builds the C tests once
+    selected = suites.select(
+        suites.programs(list(req.base.suites)), list(req.base.filters)
+    )  # builds the C tests once
     ids = [i for s in selected for i in s.ids]
     filters = req.base.filters
     if req.shard is not None:
         ids = shard_ids(ids, req.shard)
-        filters = tuple(exact_glob(i) for i in ids)
+        filters = tuple(suites.exact_glob(i) for i in ids)
         selected = [suites.Selected(s.program, tuple(i for i in s.ids if i in set(ids))) for s in selected]
         selected = [s for s in selected if s.ids]
         progress(f"[matrix] shard {req.shard[0]}/{req.shard[1]}: {len(ids)} cases")
@@ -362,17 +405,29 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
     labels = list(req.kernels) or [DEFAULT_KERNEL]
     # Locked for the whole matrix; an earlier run's results (which its jobs would read back as
     # extra repeats) refused unless --out-reuse.
-    top, lock = rundir.claim(req.base.out, "matrix-" + "+".join(dir_tag(k) for k in labels),
-                             req.base.out_reuse, tuple(dir_tag(k) for k in labels))
+    top, lock = rundir.claim(
+        req.base.out,
+        "matrix-" + "+".join(dir_tag(k) for k in labels),
+        req.base.out_reuse,
+        tuple(dir_tag(k) for k in labels),
+    )
     try:
         return _run_matrix(req, top, labels, rules, selected, ids, filters, guest, progress)
     finally:
         lock.release()
 
 
-def _run_matrix(req: MatrixRequest, top: Path, labels: list[str], rules: expect.RuleSet,
-                selected: list[suites.Selected], ids: list[str], filters: tuple[str, ...],
-                guest: hugepages.GuestMemory, progress: Progress) -> MatrixOutcome:
+def _run_matrix(
+    req: MatrixRequest,
+    top: Path,
+    labels: list[str],
+    rules: expect.RuleSet,
+    selected: list[suites.Selected],
+    ids: list[str],
+    filters: tuple[str, ...],
+    guest: hugepages.GuestMemory,
+    progress: Progress,
+) -> MatrixOutcome:
     kernels: dict[str, Any] = {}
     for label in labels:  # fetched here once, not by two jobs racing on one cache entry
         try:
@@ -381,8 +436,10 @@ def _run_matrix(req: MatrixRequest, top: Path, labels: list[str], rules: expect.
             progress(f"[matrix] {label}: {e} (its runs will say so)")
     jobs = plan(req, top, filters) if ids else []
     width = min(req.jobs or host_default_jobs(guest.memory_mib), max(1, len(jobs)))
-    progress(f"[matrix] {len(labels)} kernel(s) x {req.repeat} run(s), {len(ids)} cases each, "
-             f"{width} at a time ({guest.memory_mib} MiB guests) -> {top}")
+    progress(
+        f"[matrix] {len(labels)} kernel(s) x {req.repeat} run(s), {len(ids)} cases each, "
+        f"{width} at a time ({guest.memory_mib} MiB guests) -> {top}"
+    )
     t0 = time.monotonic()
     sched = Scheduler(jobs, width, progress)
     interrupted = False
@@ -412,9 +469,16 @@ def _job_problem(res: JobResult, note: str) -> None:
         res.exit_code = 2
 
 
-def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
-            results: dict[tuple[str, int], JobResult], interrupted: bool, elapsed_s: float,
-            width: int = 1) -> MatrixOutcome:
+def finish(
+    req: MatrixRequest,
+    top: Path,
+    labels: list[str],
+    jobs: list[Job],
+    results: dict[tuple[str, int], JobResult],
+    interrupted: bool,
+    elapsed_s: float,
+    width: int = 1,
+) -> MatrixOutcome:
     records: list[dict[str, Any]] = []
     fingerprints: dict[str, dict[str, Any]] = {}
     good_fps: dict[str, str] = {}
@@ -441,14 +505,27 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
                     good_fps[label] = str(fp.relative_to(top))
                 except ValueError:
                     _job_problem(res, f"{fp} is not JSON (torn?)")
-            runs.append({"dir": str(out.relative_to(top)), "exit_code": res.exit_code,
-                         "error": res.error, "elapsed_s": res.elapsed_s})
+            runs.append(
+                {
+                    "dir": str(out.relative_to(top)),
+                    "exit_code": res.exit_code,
+                    "error": res.error,
+                    "elapsed_s": res.elapsed_s,
+                }
+            )
         fp_rel = good_fps.get(label, "")  # a torn one is not named: `compare` would refuse the dir
         kinfo = fingerprints.get(label, {}).get("kernel")
         kinfo = kinfo if isinstance(kinfo, dict) else {}
         # which package this label was tonight: `compare` pairs kernels of one line by it
-        entries.append({"label": label, "fingerprint": fp_rel, "release": kinfo.get("release"),
-                        "version": kinfo.get("version"), "runs": runs})
+        entries.append(
+            {
+                "label": label,
+                "fingerprint": fp_rel,
+                "release": kinfo.get("release"),
+                "version": kinfo.get("version"),
+                "runs": runs,
+            }
+        )
     cases = resultset.summarize(records, where=str(top))
     rs = resultset.ResultSet(str(top), tuple(cases), tuple(labels), fingerprints)
     with open(top / "results.jsonl", "w", encoding="ascii") as f:
@@ -456,13 +533,7 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
             f.write(json.dumps(resultset.summary_record(c)) + "\n")
     groups = []
     for label in labels:
-        fprint = fingerprints.get(label, {})
-        props = {"harness.version": __version__, "kernel.spec": label}
-        for key, src in (("kernel.release", ("kernel", "release")), ("kernel.version", ("kernel", "version")),
-                         ("accel", ("machine", "accel")), ("qemu", ("machine", "qemu"))):
-            node = fprint.get(src[0])
-            if isinstance(node, dict) and node.get(src[1]) is not None:
-                props[key] = str(node[src[1]])
+        props = Fingerprint.from_json(fingerprints.get(label, {})).junit_properties(spec=label)
         groups.append((label, [case_result(c) for c in rs.of_kernel(label)], props))
     xml = report.junit_xml_groups(groups)
     reportio.write_text(top / "junit.xml", xml)
@@ -472,16 +543,26 @@ def finish(req: MatrixRequest, top: Path, labels: list[str], jobs: list[Job],
             reportio.write_text(req.base.junit, xml)
         except OSError as e:
             error = f"--junit {req.base.junit}: {e.strerror} (junit.xml is in the run dir)"
-    matrix = {"harness": __version__, "kernels": entries, "repeat": req.repeat,
-              "jobs": width,
-              "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None,
-              "filters": list(req.base.filters), "cases": len({c.id for c in cases}),
-              "interrupted": interrupted, "total_s": round(elapsed_s, 2)}
+    matrix = {
+        "harness": __version__,
+        "kernels": entries,
+        "repeat": req.repeat,
+        "jobs": width,
+        "shard": f"{req.shard[0]}/{req.shard[1]}" if req.shard else None,
+        "filters": list(req.base.filters),
+        "cases": len({c.id for c in cases}),
+        "interrupted": interrupted,
+        "total_s": round(elapsed_s, 2),
+    }
     reportio.write_text(top / resultset.MATRIX_FILE, json.dumps(matrix, indent=2) + "\n")
     summary = summary_text(rs, results, req.repeat)
     reportio.write_text(top / "summary.txt", summary)
-    errors = {label: "; ".join(f"run {r}: {res.error}" for (k, r), res in sorted(results.items()) if k == label and res.error)
-              for label in labels}
+    errors = {
+        label: "; ".join(
+            f"run {r}: {res.error}" for (k, r), res in sorted(results.items()) if k == label and res.error
+        )
+        for label in labels
+    }
     publish.write_run_reports(top, f"harness matrix {top.name}", errors, rs)
     codes = [r.exit_code for r in results.values()]
     if interrupted or 130 in codes:

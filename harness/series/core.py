@@ -96,7 +96,9 @@ class Checkpatch:
             return "-"
         if not (self.errors or self.warnings or self.checks):
             return "ok"
-        return " ".join(f"{n}{k}" for n, k in ((self.errors, "E"), (self.warnings, "W"), (self.checks, "C")) if n)
+        return " ".join(
+            f"{n}{k}" for n, k in ((self.errors, "E"), (self.warnings, "W"), (self.checks, "C")) if n
+        )
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,15 @@ def changes(rows: Sequence[Row]) -> list[Change]:
                 continue
             prev = last_step.get(name)
             if prev is not None and prev is not step:
-                out.append(Change(row.index, name, _mark(step_quality(prev), step_quality(step), False),
-                                  prev.value, step.value))
+                out.append(
+                    Change(
+                        row.index,
+                        name,
+                        _mark(step_quality(prev), step_quality(step), False),
+                        prev.value,
+                        step.value,
+                    )
+                )
             last_step[name] = step
         for tid, cell in row.tests.items():
             pc = last_cell.get(tid)
@@ -236,13 +245,24 @@ def problems(rows: Sequence[Row]) -> list[Problem]:
             if ch is not None and ch.mark is Mark.BROKE:
                 out.append(Problem(row.index, tid, f"broken by this patch: {ch.before} -> {ch.after}"))
             elif at_base is not None and at_base.quality is Quality.GOOD:
-                out.append(Problem(row.index, tid, f"still broken: {at_base.verdict.value} at base, "
-                                                   f"{cell.verdict.value} here"))
+                out.append(
+                    Problem(
+                        row.index,
+                        tid,
+                        f"still broken: {at_base.verdict.value} at base, {cell.verdict.value} here",
+                    )
+                )
         cp = row.checkpatch
         if cp is not None and cp.ran and cp.errors:
             first = next((ln for ln in cp.lines if ln.startswith("ERROR:")), "")
-            out.append(Problem(row.index, "checkpatch", f"{cp.errors} checkpatch error(s)"
-                               + (f": {first}" if first else ""), soft=True))
+            out.append(
+                Problem(
+                    row.index,
+                    "checkpatch",
+                    f"{cp.errors} checkpatch error(s)" + (f": {first}" if first else ""),
+                    soft=True,
+                )
+            )
     return out
 
 
@@ -257,12 +277,14 @@ def exit_code(rows: Sequence[Row], strict: bool = False) -> int:
 
 def breaks(row: Row, rows: Sequence[Row], strict: bool = False) -> bool:
     """Did this patch row break something (for --stop-on-first)?"""
-    return any(p.row == row.index for p in failing(problems([*rows[:row.index], row]), strict))
+    return any(p.row == row.index for p in failing(problems([*rows[: row.index], row]), strict))
 
 
 # ---- checkpatch and patchwork checks -------------------------------------------------------------
 
-_CP_TOTAL = re.compile(r"^total: (\d+) errors?, (\d+) warnings?, (?:(\d+) checks?, )?\d+ lines? checked", re.MULTILINE)
+_CP_TOTAL = re.compile(
+    r"^total: (\d+) errors?, (\d+) warnings?, (?:(\d+) checks?, )?\d+ lines? checked", re.MULTILINE
+)
 _CP_LINE = re.compile(r"^(?:\S+:\d+: )?(ERROR|WARNING|CHECK):")
 CHECKPATCH_LINES = 5
 
@@ -323,7 +345,7 @@ def _relative(path: str, tree_prefixes: Sequence[str]) -> str:
     for prefix in tree_prefixes:
         p = prefix.rstrip("/") + "/"
         if path.startswith(p):
-            return path[len(p):]
+            return path[len(p) :]
     while path.startswith("../"):  # O= dir inside the tree: kbuild says ../mm/gup.c
         path = path[3:]
     return path.removeprefix("./")
@@ -336,7 +358,9 @@ def parse_warnings(log: str, tree_prefixes: Sequence[str] = ()) -> list[Compiler
     for line in log.splitlines():
         m = _WARNING.match(line)
         if m:
-            w = CompilerWarning(_relative(m.group("path"), tree_prefixes), m.group("text"), int(m.group("line")))
+            w = CompilerWarning(
+                _relative(m.group("path"), tree_prefixes), m.group("text"), int(m.group("line"))
+            )
             seen.setdefault((w.path, w.text, w.line), w)
     return list(seen.values())
 
@@ -356,7 +380,9 @@ class WarningLedger:
     def __init__(self) -> None:
         self.known: dict[str, set[str]] = {}
 
-    def add(self, warnings: Iterable[CompilerWarning], compiled: set[str], touched: Sequence[str]) -> list[CompilerWarning]:
+    def add(
+        self, warnings: Iterable[CompilerWarning], compiled: set[str], touched: Sequence[str]
+    ) -> list[CompilerWarning]:
         """Take a row's warnings; returns those in `touched` files that the file did not have
         the last time it was compiled (for the base row, pass no touched files)."""
         now: dict[str, set[str]] = {}
@@ -376,8 +402,9 @@ class W1Ledger:
     def __init__(self) -> None:
         self.known: dict[str, set[str]] = {}
 
-    def add(self, files: Iterable[str], warnings: Iterable[CompilerWarning]
-            ) -> tuple[int | None, int | None, list[CompilerWarning]]:
+    def add(
+        self, files: Iterable[str], warnings: Iterable[CompilerWarning]
+    ) -> tuple[int | None, int | None, list[CompilerWarning]]:
         """(before, after, new) for these files; (None, None, []) when none is a C file."""
         cfiles = sorted({f for f in files if f.endswith(".c")})
         if not cfiles:

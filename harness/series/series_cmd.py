@@ -24,29 +24,39 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
-from harness.kernels import kbuild
-from harness.run import runopts
-from harness.series import series_report
+from harness import reportio, signals
 from harness.errors import BuildError, HarnessError, InputError
+from harness.kernels import kbuild
 from harness.kernels.gitrepo import check_repo, git
-from harness.model import Outcome
+from harness.model import Outcome, Progress
 from harness.paths import cache_dir
-from harness.run.runner import RunRequest, check_junit_path, execute, guest_results, make_run_dir
-from harness.series.core import Cell, CompilerWarning, Row, Step, W1Ledger, WarningLedger, breaks, compiled_sources, exit_code, parse_warnings
+from harness.run import runopts
+from harness.run.rundir import make_run_dir
+from harness.run.runner import RunRequest, Stage, check_junit_path, execute, guest_results
+from harness.series import series_report
+from harness.series.core import (
+    Cell,
+    CompilerWarning,
+    Row,
+    Step,
+    W1Ledger,
+    WarningLedger,
+    breaks,
+    compiled_sources,
+    exit_code,
+    parse_warnings,
+)
 from harness.series.series_git import Patch, Series, SeriesTree, from_emails, from_range
+from harness.suites import registry as suites
 
-Progress = Callable[[str], None]
 DEFAULT_SUITES = ("cow",)
 
 
@@ -71,37 +81,82 @@ class SeriesRequest:
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("series", help="validate a patch series patch by patch (build, boot, tests)")
-    p.add_argument("what", metavar="PATCHES|BASE..TIP",
-                   help="an mbox or a directory of .patch files (with --base), or a commit range in the tree")
-    p.add_argument("--src", type=Path, default=Path("."), metavar="TREE", help="the kernel git tree (default .)")
+    p.add_argument(
+        "what",
+        metavar="PATCHES|BASE..TIP",
+        help="an mbox or a directory of .patch files (with --base), or a commit range in the tree",
+    )
+    p.add_argument(
+        "--src", type=Path, default=Path("."), metavar="TREE", help="the kernel git tree (default .)"
+    )
     p.add_argument("--base", metavar="REV", help="the commit the patches apply to")
     p.add_argument("--3way", dest="three_way", action="store_true", help="git am --3way")
-    p.add_argument("--stop-on-first", action="store_true", help="stop at the first patch that breaks something")
+    p.add_argument(
+        "--stop-on-first", action="store_true", help="stop at the first patch that breaks something"
+    )
     p.add_argument("--only-last", action="store_true", help="build and test only the base and the tip")
-    p.add_argument("--out", type=Path, metavar="DIR", help="series dir (default ./harness-series/<time>-<base>)")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="series dir (default ./harness-series/<time>-<base>)"
+    )
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit XML here")
     c = p.add_argument_group("what kernel developers check before posting")
-    c.add_argument("--w1", action="store_true",
-                   help="count W=1 warnings in the C files each patch touches, before and after it")
-    c.add_argument("--strict", action="store_true",
-                   help="a patch that adds checkpatch errors fails the series (exit 1; default: reported)")
-    c.add_argument("--url-base", metavar="URL",
-                   help="where the series dir will be published: the target URL of each patchwork check in series.json")
+    c.add_argument(
+        "--w1",
+        action="store_true",
+        help="count W=1 warnings in the C files each patch touches, before and after it",
+    )
+    c.add_argument(
+        "--strict",
+        action="store_true",
+        help="a patch that adds checkpatch errors fails the series (exit 1; default: reported)",
+    )
+    c.add_argument(
+        "--url-base",
+        metavar="URL",
+        help="where the series dir will be published: the target URL of each patchwork check in series.json",
+    )
     b = p.add_argument_group("building")
-    b.add_argument("--fragment", type=Path, action="append", default=[], metavar="FILE",
-                   help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)")
-    b.add_argument("--config", default=kbuild.DEFAULT_BASE, metavar="BASE",
-                   help=f"{'|'.join(kbuild.BASES)} or a config file (default {kbuild.DEFAULT_BASE})")
+    b.add_argument(
+        "--fragment",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="config fragment (repeatable; default kernels/lean.config + kernels/cow.config)",
+    )
+    b.add_argument(
+        "--config",
+        default=kbuild.DEFAULT_BASE,
+        metavar="BASE",
+        help=f"{'|'.join(kbuild.BASES)} or a config file (default {kbuild.DEFAULT_BASE})",
+    )
     b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N")
     r = runopts.add_each_run_arguments(p, "default: cow")
-    r.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only case ids matching GLOB")
+    r.add_argument(
+        "--filter", action="append", default=[], metavar="GLOB", help="only case ids matching GLOB"
+    )
 
 
 def request_of(a: argparse.Namespace) -> SeriesRequest:
-    run = runopts.each_run_request(a, DEFAULT_SUITES)
+    run = runopts.request_of(a, DEFAULT_SUITES)
     frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
-    return SeriesRequest(a.src, a.what, a.base, run, frags, a.config, a.jobs, a.three_way,
-                         a.stop_on_first, a.only_last, a.out, a.junit, a.w1, a.strict, a.url_base)
+    return SeriesRequest(
+        a.src,
+        a.what,
+        a.base,
+        run,
+        frags,
+        a.config,
+        a.jobs,
+        a.three_way,
+        a.stop_on_first,
+        a.only_last,
+        a.out,
+        a.junit,
+        a.w1,
+        a.strict,
+        a.url_base,
+    )
 
 
 def cmd_series(a: argparse.Namespace, progress: Progress) -> int:
@@ -129,7 +184,6 @@ def _check(req: SeriesRequest) -> None:
     check_junit_path(req.junit)
     if req.url_base is not None and not re.match(r"^https?://[^\s/]+", req.url_base):
         raise InputError(f"--url-base {req.url_base}: not an http(s) URL")
-    from harness.suites import registry as suites
 
     # Bad suite names and filters are errors now, not after the base build.
     suites.check_names(list(req.run.suites))
@@ -146,8 +200,10 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise InputError(f"another harness series is using {path.parent} ({f.read().strip() or 'pid ?'}); "
-                             "wait for it to finish") from None
+            raise InputError(
+                f"another harness series is using {path.parent} ({f.read().strip() or 'pid ?'}); "
+                "wait for it to finish"
+            ) from None
         f.truncate(0)
         f.write(f"pid {os.getpid()}\n")
         f.flush()
@@ -171,8 +227,9 @@ class Builder:
     def build(self, row: Row, row_dir: Path) -> Row:
         log = self.build_dir / kbuild.LOG
         start = log.stat().st_size if log.is_file() else 0
-        breq = kbuild.BuildRequest(self.tree.path, self.req.fragments, self.req.config_base, self.build_dir,
-                                   self.req.jobs)
+        breq = kbuild.BuildRequest(
+            self.tree.path, self.req.fragments, self.req.config_base, self.build_dir, self.req.jobs
+        )
         t0 = time.monotonic()
         step, error = Step.OK, ""
         try:
@@ -183,18 +240,27 @@ class Builder:
             step, error = Step.FAILED, re.sub(r"\(log: [^)]*\)$", f"(log: {row_dir / 'build.log'})", error)
         # Offsets in bytes: gcc quotes names with ‘’ (3 bytes each in UTF-8).
         data = log.read_bytes() if log.is_file() else b""
-        part = (data[start:] if len(data) >= start else data).decode(errors="replace")  # shorter: reconfigured
+        part = (data[start:] if len(data) >= start else data).decode(
+            errors="replace"
+        )  # shorter: reconfigured
         row_dir.mkdir(parents=True, exist_ok=True)
         (row_dir / "build.log").write_text(part)
         warnings = parse_warnings(part, [str(self.tree.path), str(self.tree.path.resolve())])
         new = self.ledger.add(warnings, compiled_sources(part), row.files if row.index else ())
-        return dataclasses.replace(row, build=step, build_error=error, warnings=tuple(warnings),
-                                   new_warnings=tuple(new), build_s=round(time.monotonic() - t0, 1))
+        return dataclasses.replace(
+            row,
+            build=step,
+            build_error=error,
+            warnings=tuple(warnings),
+            new_warnings=tuple(new),
+            build_s=round(time.monotonic() - t0, 1),
+        )
 
     def w1(self, files: Sequence[str], row_dir: Path) -> list[CompilerWarning]:
         """The W=1 warnings of these C files, compiled now (the row's own w1.log)."""
-        breq = kbuild.BuildRequest(self.tree.path, self.req.fragments, self.req.config_base, self.build_dir,
-                                   self.req.jobs)
+        breq = kbuild.BuildRequest(
+            self.tree.path, self.req.fragments, self.req.config_base, self.build_dir, self.req.jobs
+        )
         out = kbuild.compile_w1(breq, [f for f in files if f.endswith(".c")])
         row_dir.mkdir(parents=True, exist_ok=True)
         (row_dir / "w1.log").write_text(out)
@@ -205,17 +271,25 @@ def run_row(row: Row, kernel: str, req: SeriesRequest, row_dir: Path, progress: 
     """Boot the row's kernel and run the suites. A guest that never produced a result is a boot
     failure; a run stopped before booting is the harness's problem (HarnessError)."""
     t0 = time.monotonic()
-    out = execute(dataclasses.replace(req.run, kernel=kernel, out=row_dir / "run", junit=None, out_reuse=True),
-                  lambda s: progress(f"    {s}"))
+    out = execute(
+        dataclasses.replace(req.run, kernel=kernel, out=row_dir / "run", junit=None, out_reuse=True),
+        lambda s: progress(f"    {s}"),
+    )
     real = guest_results(out)
     seconds = round(time.monotonic() - t0, 1)
     if real is None:
-        return dataclasses.replace(row, boot=Step.FAILED, boot_error=out.error, run_s=seconds,
-                                   run_dir=str(out.run_dir))
+        return dataclasses.replace(
+            row, boot=Step.FAILED, boot_error=out.error, run_s=seconds, run_dir=str(out.run_dir)
+        )
     tests = {r.id: Cell(r.verdict, r.outcome, r.reason) for r in real}
     # A kernel that dies under the tests still booted; its lost cases are ERROR cells.
-    tests.update({r.id: Cell(r.verdict, Outcome.ERROR, r.reason) for r in out.results
-                  if r.reason.startswith("not run") and r.id not in tests and out.stage != "done"})
+    tests.update(
+        {
+            r.id: Cell(r.verdict, Outcome.ERROR, r.reason)
+            for r in out.results
+            if r.not_run and r.id not in tests and out.stage != Stage.DONE
+        }
+    )
     return dataclasses.replace(row, boot=Step.OK, tests=tests, run_s=seconds, run_dir=str(out.run_dir))
 
 
@@ -241,9 +315,24 @@ def real_parts(tree: SeriesTree, req: SeriesRequest, progress: Progress) -> tupl
 
 
 class SeriesRun:
-    def __init__(self, req: SeriesRequest, series: Series, repo: Path, tree: SeriesTree, out: Path,
-                 progress: Progress, parts: Parts = real_parts) -> None:
-        self.req, self.series, self.repo, self.tree, self.out, self.progress = req, series, repo, tree, out, progress
+    def __init__(
+        self,
+        req: SeriesRequest,
+        series: Series,
+        repo: Path,
+        tree: SeriesTree,
+        out: Path,
+        progress: Progress,
+        parts: Parts = real_parts,
+    ) -> None:
+        self.req, self.series, self.repo, self.tree, self.out, self.progress = (
+            req,
+            series,
+            repo,
+            tree,
+            out,
+            progress,
+        )
         self.rows: list[Row] = []
         self.builder, self.runner = parts(tree, req, progress)
         self.t0 = time.monotonic()
@@ -251,14 +340,28 @@ class SeriesRun:
         self.w1_ledger = W1Ledger()
 
     def info(self) -> dict[str, Any]:
-        return {"request": {"argv": sys.argv[1:], "cwd": os.getcwd(), "src": str(self.repo),
-                            "what": self.req.what, "suites": list(self.req.run.suites),
-                            "filters": list(self.req.run.filters), "stop_on_first": self.req.stop_on_first,
-                            "only_last": self.req.only_last, "w1": self.req.w1, "strict": self.req.strict,
-                            "url_base": self.req.url_base},
-                "title": self.series.title, "kind": self.series.kind, "base": self.series.base,
-                "kernel": self.kernel_label(), "worktree": str(self.tree.path),
-                "build_dir": str(self.builder.build_dir), "seconds": round(time.monotonic() - self.t0, 1)}
+        return {
+            "request": {
+                "argv": sys.argv[1:],
+                "cwd": os.getcwd(),
+                "src": str(self.repo),
+                "what": self.req.what,
+                "suites": list(self.req.run.suites),
+                "filters": list(self.req.run.filters),
+                "stop_on_first": self.req.stop_on_first,
+                "only_last": self.req.only_last,
+                "w1": self.req.w1,
+                "strict": self.req.strict,
+                "url_base": self.req.url_base,
+            },
+            "title": self.series.title,
+            "kind": self.series.kind,
+            "base": self.series.base,
+            "kernel": self.kernel_label(),
+            "worktree": str(self.tree.path),
+            "build_dir": str(self.builder.build_dir),
+            "seconds": round(time.monotonic() - self.t0, 1),
+        }
 
     def kernel_label(self) -> str:
         cfg = "+".join([Path(self.req.config_base).name, *(f.stem for f in self.req.fragments)])
@@ -271,17 +374,18 @@ class SeriesRun:
     def save(self, finished: bool) -> None:
         props = {"base": self.series.base, "kernel": self.kernel_label()}
         strict = self.req.strict
-        files = {"series.json": series_report.record(self.rows, self.info(), finished, strict, self.req.url_base),
-                 "matrix.txt": series_report.table(self.rows, self.with_apply, self.title(), strict=strict),
-                 "series.md": series_report.markdown(self.rows, self.with_apply, self.title(), self.kernel_label(),
-                                                     strict),
-                 "junit.xml": series_report.junit(self.rows, self.with_apply, props, strict)}
+        files = {
+            "series.json": series_report.record(self.rows, self.info(), finished, strict, self.req.url_base),
+            "matrix.txt": series_report.table(self.rows, self.with_apply, self.title(), strict=strict),
+            "series.md": series_report.markdown(
+                self.rows, self.with_apply, self.title(), self.kernel_label(), strict
+            ),
+            "junit.xml": series_report.junit(self.rows, self.with_apply, props, strict),
+        }
         for name, text in files.items():
-            tmp = self.out / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, self.out / name)
+            reportio.write_text(self.out / name, text)
         if self.req.junit:
-            self.req.junit.write_text(files["junit.xml"])
+            reportio.write_text(self.req.junit, files["junit.xml"])
 
     def row_dir(self, row: Row) -> Path:
         return self.out / "rows" / f"{row.index:02d}"
@@ -294,14 +398,22 @@ class SeriesRun:
             if any(f.endswith(".c") for f in files):
                 self.progress(f"[{row.label}/{len(self.series.patches)}] W=1 on {len(files)} file(s)")
                 before, after, new = self.w1_ledger.add(files, self.builder.w1(files, self.row_dir(row)))
-                row = dataclasses.replace(row, w1_before=before if row.index else None, w1_after=after,
-                                          w1_new=tuple(new) if row.index else ())
+                row = dataclasses.replace(
+                    row,
+                    w1_before=before if row.index else None,
+                    w1_after=after,
+                    w1_new=tuple(new) if row.index else (),
+                )
         if row.build is Step.OK:
-            self.progress(f"[{row.label}/{len(self.series.patches)}] built in {row.build_s:.0f}s; booting and running "
-                          f"{', '.join(self.req.run.suites)}")
+            self.progress(
+                f"[{row.label}/{len(self.series.patches)}] built in {row.build_s:.0f}s; booting and running "
+                f"{', '.join(self.req.run.suites)}"
+            )
             row = self.runner(row, self.row_dir(row))
-        self.progress(f"[{row.label}/{len(self.series.patches)}] build {row.build.value}, boot {row.boot.value}, "
-                      f"{len(row.tests)} tests ({row.build_s:.0f}s build, {row.run_s:.0f}s run)")
+        self.progress(
+            f"[{row.label}/{len(self.series.patches)}] build {row.build.value}, boot {row.boot.value}, "
+            f"{len(row.tests)} tests ({row.build_s:.0f}s build, {row.run_s:.0f}s run)"
+        )
         return row
 
     def run(self) -> int:
@@ -344,8 +456,10 @@ class SeriesRun:
             return dataclasses.replace(row, apply=Step.FAILED, apply_message=got.message)
         cp = self.tree.checkpatch(got.commit)
         if cp.ran and (cp.errors or cp.warnings or cp.checks):
-            self.progress(f"[{i}/{len(self.series.patches)}] checkpatch: {cp.errors} error(s), "
-                          f"{cp.warnings} warning(s), {cp.checks} check(s)")
+            self.progress(
+                f"[{i}/{len(self.series.patches)}] checkpatch: {cp.errors} error(s), "
+                f"{cp.warnings} warning(s), {cp.checks} check(s)"
+            )
         return dataclasses.replace(row, commit=got.commit, checkpatch=cp)
 
 
@@ -364,23 +478,28 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
             (out / "patches").mkdir(exist_ok=True)
             for f in sorted(staging.iterdir()):
                 os.replace(f, out / "patches" / f.name)
-            series = dataclasses.replace(series, patches=tuple(
-                dataclasses.replace(p, path=out / "patches" / p.path.name) if p.path else p for p in series.patches))
+            series = dataclasses.replace(
+                series,
+                patches=tuple(
+                    dataclasses.replace(p, path=out / "patches" / p.path.name) if p.path else p
+                    for p in series.patches
+                ),
+            )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    home = cache_dir() / "series" / kbuild._tree_key(repo)
+    home = cache_dir() / "series" / kbuild.tree_key(repo)
     progress(f"series dir: {out}")
     progress(f"{len(series.patches)} patch(es) on {series.base[:12]}; worktree {home / 'worktree'}")
     with locked(home / "lock"):
         tree = SeriesTree(repo, home / "worktree")
         sr = SeriesRun(req, series, repo, tree, out, progress, parts)
         try:
-            with _sigterm_as_interrupt():
-                return sr.run()
-        except KeyboardInterrupt:
+            return sr.run()  # SIGTERM arrives as Ctrl-C (cli: signals.sigterm_as_interrupt)
+        except KeyboardInterrupt as e:
+            code = signals.exit_code(e)
             _finish(sr, "interrupted")
-            print("harness: interrupted", file=sys.stderr)
-            return 130
+            print(f"harness: {signals.reason(code)}", file=sys.stderr)
+            return code
         except HarnessError:
             _finish(sr, "stopped by an error")
             raise
@@ -389,28 +508,13 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
             print(f"series dir: {out}")
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A CI job cancelled with SIGTERM ends like Ctrl-C: reports written, exit 130."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def _finish(sr: SeriesRun, why: str) -> None:
     """Rows not reached get a note, and the reports are written with what there is."""
     done = {r.index for r in sr.rows}
     if sr.rows:
-        sr.rows += [untested(i, p, f"not reached: {why}") for i, p in enumerate(sr.series.patches, 1) if i not in done]
+        sr.rows += [
+            untested(i, p, f"not reached: {why}") for i, p in enumerate(sr.series.patches, 1) if i not in done
+        ]
     sr.save(False)
 
 

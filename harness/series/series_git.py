@@ -105,8 +105,10 @@ def read_message(path: Path, origin: str) -> Patch | str:
     if not text.strip():
         return head.get("subject", "")
     if not head.get("author") and not head.get("email"):
-        raise InputError(f"{origin}: a diff without a From: header; git am needs patch emails "
-                         "(git format-patch or b4 output)")
+        raise InputError(
+            f"{origin}: a diff without a From: header; git am needs patch emails "
+            "(git format-patch or b4 output)"
+        )
     return Patch(head.get("subject", "") or origin, touched_files(text), path, origin=origin)
 
 
@@ -176,8 +178,13 @@ class SeriesTree(Worktree):
             self.checkout(patch.commit)
             return Applied(True, patch.commit)
         assert patch.path is not None
-        args = ["am", "--quiet", "--committer-date-is-author-date", *(["--3way"] if three_way else []),
-                str(patch.path)]
+        args = [
+            "am",
+            "--quiet",
+            "--committer-date-is-author-date",
+            *(["--3way"] if three_way else []),
+            str(patch.path),
+        ]
         r = git(self.path, *args, check=False, env=COMMITTER)
         if r.returncode != 0:
             message = (r.stdout + r.stderr).strip()
@@ -196,9 +203,16 @@ class SeriesTree(Worktree):
             return Checkpatch(note="perl not found (apt-get install perl)")
         patch = git(self.path, "format-patch", "-1", "--stdout", commit).stdout
         try:
-            r = subprocess.run([perl, str(script), "--no-color", "-"], input=patch, cwd=self.path,
-                               capture_output=True, text=True, errors="replace", timeout=timeout_s,
-                               env={**os.environ, "LC_ALL": "C"})
+            r = subprocess.run(
+                [perl, str(script), "--no-color", "-"],
+                input=patch,
+                cwd=self.path,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout_s,
+                env={**os.environ, "LC_ALL": "C"},
+            )
         except subprocess.TimeoutExpired:
             return Checkpatch(note=f"checkpatch.pl did not finish in {timeout_s:.0f}s")
         return parse_checkpatch(r.stdout + "\n" + r.stderr)

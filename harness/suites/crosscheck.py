@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from harness.model import CaseResult, Outcome
 from harness.suites import upstream_map
 from harness.suites.kselftest import slug
-from harness.model import CaseResult, Outcome
 
 KSELFTEST_PREFIX = "kselftest.mm."
 
@@ -83,24 +83,29 @@ def _refused(run_text: str, guest: Mapping[str, str]) -> str:
 
 def applies(results: list[CaseResult]) -> bool:
     """Both sides ran: some of our cow.* cases and some upstream mm kselftest cases."""
-    return (any(r.id.startswith("cow.") for r in results)
-            and any(r.id.startswith(KSELFTEST_PREFIX) for r in results))
+    return any(r.id.startswith("cow.") for r in results) and any(
+        r.id.startswith(KSELFTEST_PREFIX) for r in results
+    )
 
 
 def table(ps: list[Pair]) -> str:
     """One line per pair, then a count line (pure text for the terminal and crosscheck.txt)."""
     lines = [f"{'status':13s} {'ours':6s} {'upstream':8s} our case  <->  upstream case"]
     for p in ps:
-        lines.append(f"{p.status:13s} {p.ours.verdict.value:6s} {p.upstream.verdict.value:8s} "
-                     f"{p.ours.id}  <->  {p.upstream.id}" + (f"  ({p.refused})" if p.refused else ""))
+        lines.append(
+            f"{p.status:13s} {p.ours.verdict.value:6s} {p.upstream.verdict.value:8s} "
+            f"{p.ours.id}  <->  {p.upstream.id}" + (f"  ({p.refused})" if p.refused else "")
+        )
     lines.append(summary(ps))
     return "\n".join(lines)
 
 
 def summary(ps: list[Pair]) -> str:
     n = {s: sum(1 for p in ps if p.status == s) for s in ("agree", "DISAGREE", "not compared")}
-    return (f"cross-check: {len(ps)} pairs: {n['agree']} agree, {n['DISAGREE']} disagree, "
-            f"{n['not compared']} not compared (skipped or errored on a side, or not the same memory)")
+    return (
+        f"cross-check: {len(ps)} pairs: {n['agree']} agree, {n['DISAGREE']} disagree, "
+        f"{n['not compared']} not compared (skipped or errored on a side, or not the same memory)"
+    )
 
 
 def disagreements(ps: list[Pair]) -> list[Pair]:
@@ -115,11 +120,19 @@ def disagreements(ps: list[Pair]) -> list[Pair]:
 RDMA_SINCE = (6, 2)
 _RDMA_GUP: tuple[tuple[str, str, tuple[int, ...] | None, tuple[str, ...]], ...] = (
     # R/O pin of a MAP_PRIVATE non-anonymous page, write through the mapping: the pin sees it.
-    ("rdma-ro.write", "gup-fast-pin-ro.private-mapping", RDMA_SINCE,
-     ("zeropage", "memfd-private", "tmpfs-private", "ext4-private")),
+    (
+        "rdma-ro.write",
+        "gup-fast-pin-ro.private-mapping",
+        RDMA_SINCE,
+        ("zeropage", "memfd-private", "tmpfs-private", "ext4-private"),
+    ),
     # R/O pin of a MAP_PRIVATE file page, pwrite to the file: the pin keeps the snapshot.
-    ("rdma-ro.file-update", "gup-pin-ro.file-update", RDMA_SINCE,
-     ("memfd-private", "tmpfs-private", "ext4-private")),
+    (
+        "rdma-ro.file-update",
+        "gup-pin-ro.file-update",
+        RDMA_SINCE,
+        ("memfd-private", "tmpfs-private", "ext4-private"),
+    ),
     # R/O pin of an exclusive anonymous page mapped R/O, then mapped R/W and written.
     ("rdma-ro.ro-mapping", "gup-fast-pin-ro.exclusive", RDMA_SINCE, ("base", "thp", "hugetlb-2m")),
     # R/W long-term pin of a MAP_SHARED file: granted (tmpfs, memfd), refused on ext4 from 6.5.
@@ -154,22 +167,30 @@ def pinner_pairs(results: list[CaseResult], version: tuple[int, ...]) -> list[Pi
     for rid, gid, since in rdma_gup_map():
         a, b = by_id.get(rid), by_id.get(gid)
         if a is not None and b is not None:
-            out.append(PinnerPair(a, b, since is None or tuple(version[:len(since)]) >= since))
+            out.append(PinnerPair(a, b, since is None or tuple(version[: len(since)]) >= since))
     return out
 
 
 def pinner_table(ps: list[PinnerPair], pinner: str) -> str:
-    lines = [f"Two pinners of the same behaviour: RDMA registration (rxe) vs cow_gup ({pinner})",
-             f"{'status':16s} {'rdma':6s} {'gup':6s} RDMA case  <->  gup case"]
+    lines = [
+        f"Two pinners of the same behaviour: RDMA registration (rxe) vs cow_gup ({pinner})",
+        f"{'status':16s} {'rdma':6s} {'gup':6s} RDMA case  <->  gup case",
+    ]
     for p in ps:
-        lines.append(f"{p.status:16s} {p.rdma.verdict.value:6s} {p.gup.verdict.value:6s} "
-                     f"{p.rdma.id}  <->  {p.gup.id}")
+        lines.append(
+            f"{p.status:16s} {p.rdma.verdict.value:6s} {p.gup.verdict.value:6s} {p.rdma.id}  <->  {p.gup.id}"
+        )
     lines.append(pinner_summary(ps))
     return "\n".join(lines)
 
 
 def pinner_summary(ps: list[PinnerPair]) -> str:
-    n = {s: sum(1 for p in ps if p.status == s) for s in ("agree", "DISAGREE", "not compared", "differ by design")}
-    return (f"pinner cross-check: {len(ps)} pairs: {n['agree']} agree, {n['DISAGREE']} disagree, "
-            f"{n['not compared']} not compared, {n['differ by design']} not compared before "
-            f"{'.'.join(map(str, RDMA_SINCE))} (FOLL_WRITE|FOLL_FORCE in ib_umem_get)")
+    n = {
+        s: sum(1 for p in ps if p.status == s)
+        for s in ("agree", "DISAGREE", "not compared", "differ by design")
+    }
+    return (
+        f"pinner cross-check: {len(ps)} pairs: {n['agree']} agree, {n['DISAGREE']} disagree, "
+        f"{n['not compared']} not compared, {n['differ by design']} not compared before "
+        f"{'.'.join(map(str, RDMA_SINCE))} (FOLL_WRITE|FOLL_FORCE in ib_umem_get)"
+    )

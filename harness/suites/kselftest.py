@@ -23,11 +23,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness.judge import expect
-from harness.kernels import kbuild
-from harness.judge import kmsg
-from harness.kernels import sources
 from harness.errors import BuildError, InputError, ToolMissing
+from harness.judge import expect, kmsg
+from harness.kernels import kbuild, sources
+from harness.kernels.kernel import DEFAULT_KERNEL
 from harness.model import CaseResult, Kernel, Outcome, TestNode, Verdict
 from harness.paths import cache_dir
 
@@ -115,30 +114,34 @@ def source_for(kernel_spec: str | None) -> Path:
     """The source tree a kselftest is built from: the kernel's own (its tree or build dir, or
     the cached Debian source of its series), or $HARNESS_KSELFTEST_SRC (a tree or debian:SERIES)
     to run newer selftests against an older kernel (Debian 6.1's tree has no mm/cow)."""
-    from harness.kernels.kernel import DEFAULT_KERNEL
-
     spec = os.environ.get("HARNESS_KSELFTEST_SRC") or kernel_spec or DEFAULT_KERNEL
     m = _DEBIAN_SERIES.match(spec)
     if m is not None:
         major, minor = (int(x) for x in m.group("series").split("."))
         tree = sources.for_series(major, minor)
         if tree is None:
-            raise InputError(f"kselftests for {spec} need its source: run `harness source fetch "
-                             f"debian:{major}.{minor}` first")
+            raise InputError(
+                f"kselftests for {spec} need its source: run `harness source fetch "
+                f"debian:{major}.{minor}` first"
+            )
         return tree.root
     path = Path(spec).expanduser()
     if path.is_file():  # .../arch/x86/boot/bzImage of a tree or build dir
         path = path.parents[3] if path.parent.name == "boot" else path.parent
     src = kbuild.source_of(path) if path.is_dir() else None
     if src is None:
-        raise InputError(f"kselftests need the kernel's source tree; {spec} is neither a tree, "
-                         "a `harness build` dir nor a debian: kernel")
+        raise InputError(
+            f"kselftests need the kernel's source tree; {spec} is neither a tree, "
+            "a `harness build` dir nor a debian: kernel"
+        )
     return src
 
 
 def _tree_dir(src: Path) -> Path:
     real = str(src.resolve())
-    return cache_dir() / "kselftests" / f"{src.resolve().name}-{hashlib.sha256(real.encode()).hexdigest()[:8]}"
+    return (
+        cache_dir() / "kselftests" / f"{src.resolve().name}-{hashlib.sha256(real.encode()).hexdigest()[:8]}"
+    )
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -160,8 +163,10 @@ def build(src: Path, selftest_dir: str, test: str) -> Path:
             raise ToolMissing(f"{tool} not found: run ci/setup.sh")
     tdir = src / "tools" / "testing" / "selftests" / selftest_dir
     if not tdir.is_dir():
-        raise InputError(f"--suite {PREFIX}{selftest_dir}/{test}: {src} has no tools/testing/selftests/"
-                         f"{selftest_dir} (mm/ was vm/ before 6.3; set HARNESS_KSELFTEST_SRC to a newer tree)")
+        raise InputError(
+            f"--suite {PREFIX}{selftest_dir}/{test}: {src} has no tools/testing/selftests/"
+            f"{selftest_dir} (mm/ was vm/ before 6.3; set HARNESS_KSELFTEST_SRC to a newer tree)"
+        )
     if not (tdir / f"{test}.c").is_file():
         have = sorted(p.stem for p in tdir.glob("*.c")) if tdir.is_dir() else []
         hint = f" (this tree has: {', '.join(have[:12])}{'...' if len(have) > 12 else ''})" if have else ""
@@ -174,8 +179,18 @@ def build(src: Path, selftest_dir: str, test: str) -> Path:
     bindir = out / selftest_dir
     bindir.mkdir(parents=True, exist_ok=True)
     binary = bindir / test
-    _run(["make", "-C", str(tdir), f"OUTPUT={bindir}", f"KHDR_INCLUDES=-isystem {hdr / 'usr' / 'include'}",
-          "LDFLAGS=-static", str(binary)], f"building {PREFIX}{selftest_dir}/{test}")
+    _run(
+        [
+            "make",
+            "-C",
+            str(tdir),
+            f"OUTPUT={bindir}",
+            f"KHDR_INCLUDES=-isystem {hdr / 'usr' / 'include'}",
+            "LDFLAGS=-static",
+            str(binary),
+        ],
+        f"building {PREFIX}{selftest_dir}/{test}",
+    )
     if not binary.is_file():
         raise BuildError(f"building {PREFIX}{selftest_dir}/{test}: make made no {binary}")
     return binary
@@ -184,8 +199,15 @@ def build(src: Path, selftest_dir: str, test: str) -> Path:
 # ---- pure: results → CaseResults -----------------------------------------------------------
 
 
-def case_results(program: str, prefix: str, filters: tuple[str, ...], root: TestNode,
-                 rules: expect.RuleSet, kernel: Kernel, program_error: str = "") -> list[CaseResult]:
+def case_results(
+    program: str,
+    prefix: str,
+    filters: tuple[str, ...],
+    root: TestNode,
+    rules: expect.RuleSet,
+    kernel: Kernel,
+    program_error: str = "",
+) -> list[CaseResult]:
     """One kselftest's parsed TAP as CaseResults keyed by `[RUN]` line, filtered by --filter.
 
     A program that reported nothing (crashed before its plan, or a skip-all plan) gives one
@@ -234,7 +256,7 @@ def slices(root: TestNode, prefix: str, section: str) -> dict[str, str]:
             stop = m.line
             break
         elif m.kind == "result":
-            chunks.setdefault(m.number, "\n".join(lines[start:m.line]) + "\n")
+            chunks.setdefault(m.number, "\n".join(lines[start : m.line]) + "\n")
             start = m.line + 1
     out: dict[str, str] = {}
     tail_given = False

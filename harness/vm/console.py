@@ -5,13 +5,22 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pexpect
 
 from harness.errors import CommandTimeout, GuestUnresponsive, TransportError
 from harness.limits import MAX_REPLY_BYTES
-from harness.vm.transport import CommandResult, Frame, as_shell, end_marker, parse_frame, put_commands, request_line, resend_line
+from harness.vm.transport import (
+    CommandResult,
+    Frame,
+    as_shell,
+    end_marker,
+    parse_frame,
+    put_commands,
+    request_line,
+    resend_line,
+)
 
 _RESEND_TRIES = 3
 MAX_LINE = 3000  # bytes; the guest tty's canonical line limit is 4095
@@ -43,12 +52,12 @@ class _Reply:
         buf = self._partial + data
         m = self.marker.search(buf)
         if m is not None:
-            self._keep(buf[:m.start()] + b"\n")
+            self._keep(buf[: m.start()] + b"\n")
             self.rc, self.md5 = int(m.group(1)), m.group(2).decode()
-            return buf[m.end():]
+            return buf[m.end() :]
         nl = buf.rfind(b"\n")
-        self._keep(buf[:nl + 1])
-        self._partial = buf[nl + 1:]
+        self._keep(buf[: nl + 1])
+        self._partial = buf[nl + 1 :]
         if len(self._partial) > MAX_LINE_BYTES:
             self._partial = self._partial[-_LINE_END_KEPT:]
         return None
@@ -58,8 +67,8 @@ class _Reply:
         while pos >= 0:
             start = lines.rfind(b"\n", 0, pos) + 1
             end = lines.find(b"\n", pos)
-            line = lines[start:end + 1]
-            if b":T:" in line[pos - start:]:
+            line = lines[start : end + 1]
+            if b":T:" in line[pos - start :]:
                 self.timed_out_line = line
             elif len(self.kept) + len(line) <= MAX_REPLY_BYTES and not self.cut:
                 self.kept += line
@@ -102,7 +111,9 @@ class ConsoleTransport:
                 break
             left = deadline - self._clock()
             if left <= 0:
-                raise GuestUnresponsive(f"console: no reply to {what} within {wait_s:.0f}s: the guest is not responding")
+                raise GuestUnresponsive(
+                    f"console: no reply to {what} within {wait_s:.0f}s: the guest is not responding"
+                )
             try:
                 data = self._child.read_nonblocking(READ_CHUNK, timeout=min(left, 1.0))
             except pexpect.TIMEOUT:
@@ -144,7 +155,9 @@ class ConsoleTransport:
         for cmd in put_commands(data, remote, mode):
             r = self.run(cmd, timeout_s=60.0)
             if r.rc != 0:
-                raise TransportError(f"console: writing {remote} failed: {r.stderr.decode(errors='replace').strip()}")
+                raise TransportError(
+                    f"console: writing {remote} failed: {r.stderr.decode(errors='replace').strip()}"
+                )
 
     def close(self) -> None:
         pass

@@ -19,8 +19,9 @@ class ConsoleLog:
     One per boot: a fresh guest's console goes on in the same file, and the bound is the
     file's."""
 
-    def __init__(self, path: Path, head_bytes: int = CONSOLE_LOG_HEAD_BYTES,
-                 tail_bytes: int = CONSOLE_LOG_TAIL_BYTES) -> None:
+    def __init__(
+        self, path: Path, head_bytes: int = CONSOLE_LOG_HEAD_BYTES, tail_bytes: int = CONSOLE_LOG_TAIL_BYTES
+    ) -> None:
         self.path = path
         self._f = open(path, "ab", buffering=0)
         self._head_left = max(0, head_bytes - self._f.tell())
@@ -31,10 +32,10 @@ class ConsoleLog:
             return len(data)  # a read after the machine stopped: nothing left to record
         n = len(data)
         if self._head_left:
-            part = data[:self._head_left]
+            part = data[: self._head_left]
             self._f.write(part)
             self._head_left -= len(part)
-            data = data[len(part):]
+            data = data[len(part) :]
         if data:
             self._tail.write(data)
         return n
@@ -51,8 +52,14 @@ class ConsoleLog:
         if self._f.closed:
             return
         if self._tail.total:
-            note = ("\n=== harness: console.log keeps its first "
+            note = (
+                (
+                    "\n=== harness: console.log keeps its first "
                     f"{CONSOLE_LOG_HEAD_BYTES >> 20} MiB and its last {CONSOLE_LOG_TAIL_BYTES >> 20} MiB; "
-                    f"{dropped_note(self._tail.dropped)} ===\n") if self._tail.dropped else ""
+                    f"{dropped_note(self._tail.dropped)} ===\n"
+                )
+                if self._tail.dropped
+                else ""
+            )
             self._f.write(note.encode() + self._tail.tail())
         self._f.close()

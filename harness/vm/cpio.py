@@ -13,15 +13,15 @@ class Entry:
     data: bytes = b""  # file contents, or the link target for symlinks
 
     @staticmethod
-    def dir(path: str, perm: int = 0o755) -> "Entry":
+    def dir(path: str, perm: int = 0o755) -> Entry:
         return Entry(path, stat.S_IFDIR | perm)
 
     @staticmethod
-    def file(path: str, data: bytes, perm: int = 0o644) -> "Entry":
+    def file(path: str, data: bytes, perm: int = 0o644) -> Entry:
         return Entry(path, stat.S_IFREG | perm, data)
 
     @staticmethod
-    def symlink(path: str, target: str) -> "Entry":
+    def symlink(path: str, target: str) -> Entry:
         return Entry(path, stat.S_IFLNK | 0o777, target.encode())
 
 

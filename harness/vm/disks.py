@@ -33,8 +33,7 @@ def make(run_dir: Path) -> tuple[Path, Path]:
     ext4, swap = run_dir / "scratch-ext4.img", run_dir / "scratch-swap.img"
     _sparse(ext4, EXT4_MIB)
     _sparse(swap, SWAP_MIB)
-    for argv in ([_tool("mkfs.ext4"), "-q", "-F", "-L", "harness", str(ext4)],
-                 [_tool("mkswap"), str(swap)]):
+    for argv in ([_tool("mkfs.ext4"), "-q", "-F", "-L", "harness", str(ext4)], [_tool("mkswap"), str(swap)]):
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise BuildError(f"{Path(argv[0]).name} failed: {r.stderr.strip()[:200]}")

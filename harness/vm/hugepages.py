@@ -16,8 +16,8 @@ with memblock=debug: 3072 and 4096 MiB gave 1 page of 2, 5120 MiB gave 2. So N p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from harness.errors import InputError
 
@@ -64,5 +64,6 @@ def plan(ids: Iterable[str], requested_mib: int | None) -> GuestMemory:
         raise InputError(
             f"--memory {requested_mib}: the selected *{HUGETLB_1G_SUFFIX} cases need {pages} boot-time "
             f"1 GiB pages, which take a guest of at least {need} MiB (QEMU's pc machine has at most one "
-            f"free GiB below 4 GiB); give --memory {need} or more, leave it out, or filter those cases out")
+            f"free GiB below 4 GiB); give --memory {need} or more, leave it out, or filter those cases out"
+        )
     return GuestMemory(requested_mib, pages)

@@ -3,7 +3,7 @@
 The initramfs holds busybox, guest/init, the console agent, the kernel modules the guest needs
 (decompressed on the host: busybox insmod cannot read .ko.xz), and the test payload. Python
 probes run on the host's own /usr, shared read-only over 9p (see README, "Guest userspace"), or
-on the userspace image (harness/userspace.py) with --userspace image and in LAVA jobs.
+on the userspace image (harness/vm/userspace.py) with --userspace image and in LAVA jobs.
 """
 
 from __future__ import annotations
@@ -15,27 +15,44 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.vm import cpio
-from harness.kernels import modules
 from harness import reportio
 from harness.errors import BuildError, ToolMissing
+from harness.kernels import modules
 from harness.model import Kernel
 from harness.paths import REPO_ROOT
+from harness.vm import cpio
 
 GUEST_DIR = REPO_ROOT / "guest"
 # What the guest may need from a modular (distro) kernel; built-ins and absent ones are skipped.
 # Each module costs guest time (a Debian module load is ~0.3 s under TCG): load only what is used.
 VIRTIO_MODULES = ["virtio_pci"]  # built in on Debian 6.12, a module on 6.1
 USR_MODULES = ["9p", "9pnet_virtio"]
-USR_IMAGE_MODULES = ["virtio_blk", "squashfs"]  # the userspace image (harness/userspace.py)
+USR_IMAGE_MODULES = ["virtio_blk", "squashfs"]  # the userspace image (harness/vm/userspace.py)
 NET_MODULES = ["virtio_net"]
 DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
 # Soft-RoCE for the RDMA registration cases (cow_rdma), on eth0; its deps come from modules.dep.
 # rxe asks the crypto API for "crc32" (ICRC; a module on Debian 6.1 and 6.12, none on 7.3); ib_uverbs gives userspace its
 # /dev/infiniband/uverbsN (no longer a dependency of rdma_rxe in 7.x).
 RDMA_MODULES = ["crc32_generic", "crc32_pclmul", "ib_uverbs", "rdma_rxe"]
-_DIRS = ["bin", "sbin", "dev", "proc", "sys", "tmp", "run", "usr", "root", "root/.ssh", "mnt",
-         "var", "etc", "etc/harness", "etc/dropbear", "lib", "harness"]
+_DIRS = [
+    "bin",
+    "sbin",
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "run",
+    "usr",
+    "root",
+    "root/.ssh",
+    "mnt",
+    "var",
+    "etc",
+    "etc/harness",
+    "etc/dropbear",
+    "lib",
+    "harness",
+]
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class GuestOptions:
     # "harness-go" line (guest/init), so the initramfs holds no per-run secret and a snapshot of
     # the booted guest can be cached and restored by later runs (harness/vm/snapshot.py).
     handshake: bool = False
-    # /usr from the userspace image (harness/userspace.py) on a read-only virtio disk after the
+    # /usr from the userspace image (harness/vm/userspace.py) on a read-only virtio disk after the
     # scratch disks, instead of the host's over 9p
     usr_image: bool = False
 
@@ -112,23 +129,33 @@ def module_entries(kernel: Kernel, wanted: list[str]) -> tuple[list[cpio.Entry],
 
 
 def _env_file(opts: GuestOptions) -> bytes:
-    env = {"HARNESS_NONCE": "" if opts.handshake else opts.nonce, "HARNESS_HANDSHAKE": str(int(opts.handshake)),
-           "HARNESS_USR": str(int(opts.share_usr)), "HARNESS_USR_IMAGE": str(int(opts.usr_image)),
-           "HARNESS_USR_DEV": "/dev/vdc" if opts.disk else "/dev/vda",
-           "HARNESS_NET": str(int(opts.net)), "HARNESS_DISK": str(int(opts.disk)),
-           "HARNESS_HUGEPAGES": str(opts.hugepages), "HARNESS_RDMA": str(int(opts.rdma)),
-           "HARNESS_PINNER": opts.pinner}
+    env = {
+        "HARNESS_NONCE": "" if opts.handshake else opts.nonce,
+        "HARNESS_HANDSHAKE": str(int(opts.handshake)),
+        "HARNESS_USR": str(int(opts.share_usr)),
+        "HARNESS_USR_IMAGE": str(int(opts.usr_image)),
+        "HARNESS_USR_DEV": "/dev/vdc" if opts.disk else "/dev/vda",
+        "HARNESS_NET": str(int(opts.net)),
+        "HARNESS_DISK": str(int(opts.disk)),
+        "HARNESS_HUGEPAGES": str(opts.hugepages),
+        "HARNESS_RDMA": str(int(opts.rdma)),
+        "HARNESS_PINNER": opts.pinner,
+    }
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
 
 
-def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[list[cpio.Entry], modules.Resolution]:
+def entries_for(
+    kernel: Kernel, payload: Payload, opts: GuestOptions
+) -> tuple[list[cpio.Entry], modules.Resolution]:
     bb = _busybox()
     ents = [cpio.Entry.dir(d) for d in _DIRS]
     ents.append(cpio.Entry.file("bin/busybox", bb.read_bytes(), 0o755))
     ents += [cpio.Entry.symlink(f"bin/{a}", "busybox") for a in _applets(bb)]
     # Debian 12 is usr-merged: the dynamic loader and libraries live under the shared /usr.
-    ents += [cpio.Entry.symlink("lib64", "usr/lib64"),
-             cpio.Entry.symlink("lib/x86_64-linux-gnu", "../usr/lib/x86_64-linux-gnu")]
+    ents += [
+        cpio.Entry.symlink("lib64", "usr/lib64"),
+        cpio.Entry.symlink("lib/x86_64-linux-gnu", "../usr/lib/x86_64-linux-gnu"),
+    ]
     ents.append(cpio.Entry.file("init", (GUEST_DIR / "init").read_bytes(), 0o755))
     ents.append(cpio.Entry.file("harness/agent.sh", (GUEST_DIR / "agent.sh").read_bytes(), 0o755))
     ents.append(cpio.Entry.file("etc/harness/env", _env_file(opts)))
@@ -137,8 +164,13 @@ def entries_for(kernel: Kernel, payload: Payload, opts: GuestOptions) -> tuple[l
     if opts.net and not opts.handshake:
         ents.append(cpio.Entry.file("root/.ssh/authorized_keys", opts.authorized_key.encode(), 0o600))
         ents.append(cpio.Entry.file("etc/dropbear/host_key", opts.host_key, 0o600))
-    wanted = ((USR_MODULES if opts.share_usr else []) + (USR_IMAGE_MODULES if opts.usr_image else []) + (NET_MODULES if opts.net or opts.rdma else [])
-              + (DISK_MODULES if opts.disk else []) + (RDMA_MODULES if opts.rdma else []))
+    wanted = (
+        (USR_MODULES if opts.share_usr else [])
+        + (USR_IMAGE_MODULES if opts.usr_image else [])
+        + (NET_MODULES if opts.net or opts.rdma else [])
+        + (DISK_MODULES if opts.disk else [])
+        + (RDMA_MODULES if opts.rdma else [])
+    )
     if wanted:
         wanted = VIRTIO_MODULES + wanted
     mod_ents, res = module_entries(kernel, wanted)

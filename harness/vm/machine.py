@@ -18,25 +18,26 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pexpect
 
-from harness.vm import qemu
 from harness import safetext
+from harness.errors import AccelUnusable, BootPanic, BootTimeout, InputError, MachineError
+from harness.limits import MAX_CONSOLE_SECTION_BYTES, dropped_note
+from harness.model import Kernel, Progress
+from harness.paths import cache_dir
+from harness.vm import qemu
 from harness.vm.console import ConsoleTransport
 from harness.vm.consolelog import ConsoleLog
-from harness.errors import AccelUnusable, BootPanic, BootTimeout, InputError, MachineError
-from harness.vm.image import GuestImage, require_qemu
-from harness.limits import MAX_CONSOLE_SECTION_BYTES, dropped_note
-from harness.model import Kernel
-from harness.paths import cache_dir
+from harness.vm.image import GuestImage, GuestOptions, require_qemu
 from harness.vm.qemu import QemuSpec, Share
 
-Progress = Callable[[str], None]
-_KVM_DEAD = re.compile(rb"KVM internal error|kvm run failed|failed to initialize kvm|Could not access KVM", re.I)
+_KVM_DEAD = re.compile(
+    rb"KVM internal error|kvm run failed|failed to initialize kvm|Could not access KVM", re.I
+)
 _LIFE = re.compile(rb"Decompressing Linux|Linux version|harness-ready")
 _PANIC = re.compile(rb"Kernel panic - not syncing[^\r\n]*")
 
@@ -68,8 +69,7 @@ def cmdline(append: str = "", kernel_args: tuple[str, ...] = ()) -> str:
     # loglevel=5: warnings and worse (every kernel splat, and the "harness:" case markers the
     # guest writes at level 4) reach the console even if the guest dies; chattier boot
     # messages stay in dmesg. printk.devkmsg=on: the markers must never be rate-limited.
-    base = ("console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=5 "
-            "printk.devkmsg=on")
+    base = "console=ttyS0,115200 rdinit=/init panic=-1 8250.nr_uarts=1 loglevel=5 printk.devkmsg=on"
     # The user's --append goes last: where a parameter is given twice, the kernel mostly keeps
     # the last one.
     return " ".join([base, *kernel_args, append]).strip()
@@ -96,12 +96,21 @@ def monitor_socket_path(run_dir: Path) -> Path:
 def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
     opts = spec.image.options
     return QemuSpec(
-        qemu=qemu_bin, kernel=spec.kernel.bzimage, initrd=spec.image.initramfs,
-        cmdline=cmdline(spec.append, spec.kernel_args), accel=accel, memory_mib=spec.memory_mib, cpus=spec.cpus,
+        qemu=qemu_bin,
+        kernel=spec.kernel.bzimage,
+        initrd=spec.image.initramfs,
+        cmdline=cmdline(spec.append, spec.kernel_args),
+        accel=accel,
+        memory_mib=spec.memory_mib,
+        cpus=spec.cpus,
         shares=(Share(Path("/usr"), "hostusr"),) if opts.share_usr else (),
-        ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
-        monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
-        ro_drives=spec.ro_drives, sandbox=qemu.sandbox_supported(qemu_bin), vmgenid=opts.handshake,
+        ssh_port=_free_port() if opts.net else None,
+        nic=opts.rdma,
+        monitor_socket=monitor_socket_path(spec.run_dir),
+        drives=spec.drives,
+        ro_drives=spec.ro_drives,
+        sandbox=qemu.sandbox_supported(qemu_bin),
+        vmgenid=opts.handshake,
     )
 
 
@@ -124,7 +133,9 @@ def accel_plan(accel: str) -> tuple[list[str], str]:
         return ["tcg"], "kvm: /dev/kvm cannot be opened"
     known = _kvm_verdict_file()
     if known.is_file():
-        return ["tcg"], f"kvm: known broken on this host boot ({known.read_text().strip()}; delete {known} to retry)"
+        return [
+            "tcg"
+        ], f"kvm: known broken on this host boot ({known.read_text().strip()}; delete {known} to retry)"
     return ["kvm", "tcg"], ""
 
 
@@ -138,8 +149,15 @@ def _remember_kvm_broken(why: str) -> None:
 
 
 class Machine:
-    def __init__(self, spec: MachineSpec, qspec: QemuSpec, child: pexpect.spawn, log: ConsoleLog,
-                 boot_s: float, accel_note: str) -> None:
+    def __init__(
+        self,
+        spec: MachineSpec,
+        qspec: QemuSpec,
+        child: pexpect.spawn,
+        log: ConsoleLog,
+        boot_s: float,
+        accel_note: str,
+    ) -> None:
         self.spec, self.qspec, self.child, self._log = spec, qspec, child, log
         self.accel = qspec.accel
         self.accel_note = accel_note
@@ -149,6 +167,10 @@ class Machine:
         self._drain_thread: threading.Thread | None = None
         self.checks: Checks | None = None  # what a guest with a snapshot point reported past it
         self.restored = False
+
+    @property
+    def qemu_version(self) -> str:
+        return qemu.version(self.qspec.qemu)
 
     def alive(self) -> bool:
         return bool(self.child.isalive())
@@ -183,7 +205,7 @@ class Machine:
             while piece := f.read(chunk):
                 if needle in carry + piece:
                     return True
-                carry = piece[-len(needle):]
+                carry = piece[-len(needle) :]
         return False
 
     def drain(self, seconds: float) -> None:
@@ -200,9 +222,11 @@ class Machine:
     def drain_in_background(self) -> None:
         """Keep reading the console while another transport (SSH) is used: an unread serial
         port would fill up and stall the guest's printk."""
+
         def loop() -> None:
             while self.child.isalive() and not self._stop_drain.is_set():
                 self.drain(0.5)
+
         self._drain_thread = threading.Thread(target=loop, name="console-drain", daemon=True)
         self._drain_thread.start()
 
@@ -299,8 +323,15 @@ def _start(spec: MachineSpec, qspec: QemuSpec, log: ConsoleLog, attempt: int) ->
     _write_argv(spec.run_dir, argv, attempt)
     log.write(f"\n=== harness: boot attempt {attempt}, accel={qspec.accel} ===\n".encode())
     # A minimal environment, and umask 077: what QEMU creates (the monitor socket) is 0600.
-    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False,
-                          env=qemu.environment(), preexec_fn=lambda: os.umask(0o077))
+    child = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        timeout=None,
+        maxread=65536,
+        echo=False,
+        env=qemu.environment(),
+        preexec_fn=lambda: os.umask(0o077),
+    )
     child.logfile_read = log
     return child
 
@@ -312,8 +343,9 @@ _BOOT_OVERLAP_BYTES = 4096  # a line that straddles two reads is searched again 
 EOF_SEEN, TIMED_OUT = -1, -2
 
 
-def expect_bounded(child: pexpect.spawn, patterns: list[re.Pattern[bytes]],
-                   timeout_s: float) -> tuple[int, re.Match[bytes] | None, bytes]:
+def expect_bounded(
+    child: pexpect.spawn, patterns: list[re.Pattern[bytes]], timeout_s: float
+) -> tuple[int, re.Match[bytes] | None, bytes]:
     """pexpect's expect in linear time and bounded memory: (index of the pattern that matched
     first, its match, the console up to the match's end, at most _BOOT_WINDOW_BYTES of it), or
     (EOF_SEEN | TIMED_OUT, None, the last of the console). pexpect itself keeps and rescans
@@ -329,10 +361,10 @@ def expect_bounded(child: pexpect.spawn, patterns: list[re.Pattern[bytes]],
             if m is not None and (found is None or m.start() < found[1].start()):
                 found = (i, m)
         if found is not None:
-            child.buffer = bytes(window[found[1].end():])
-            return found[0], found[1], bytes(window[:found[1].end()])
+            child.buffer = bytes(window[found[1].end() :])
+            return found[0], found[1], bytes(window[: found[1].end()])
         if len(window) > _BOOT_WINDOW_BYTES:
-            del window[:len(window) - _BOOT_WINDOW_BYTES]
+            del window[: len(window) - _BOOT_WINDOW_BYTES]
         scanned = len(window)
         left = deadline - time.monotonic()
         if left <= 0:
@@ -354,6 +386,7 @@ class AtPoint:
     machine (a cold boot whose snapshot is to be cached), given the QEMU spec (monitor socket)
     and the guest's uptime there. `reached` says the guest got that far (a boot that breaks
     after it broke in the save, not in the boot)."""
+
     save: Callable[[QemuSpec, float], None]
     reached: bool = False
 
@@ -361,6 +394,7 @@ class AtPoint:
 @dataclass(frozen=True)
 class Checks:
     """What a guest past its snapshot point reported (guest/init's harness-checks line)."""
+
     point_uptime_s: float
     uptime_s: float
     clock_s: int
@@ -378,12 +412,11 @@ class Checks:
         return out
 
 
-def go_line(opts: object, clock_s: float) -> str:
+def go_line(opts: GuestOptions, clock_s: float) -> str:
     """The line that takes a guest past its snapshot point with this run's secrets."""
-    net = bool(getattr(opts, "net", False))
-    ak = base64.b64encode(str(getattr(opts, "authorized_key", "")).encode()).decode() if net else "-"
-    hk = base64.b64encode(bytes(getattr(opts, "host_key", b""))).decode() if net else "-"
-    return f"harness-go {getattr(opts, 'nonce')} {int(clock_s)} {secrets.token_hex(32)} {ak} {hk}"
+    ak = base64.b64encode(opts.authorized_key.encode()).decode() if opts.net else "-"
+    hk = base64.b64encode(opts.host_key).decode() if opts.net else "-"
+    return f"harness-go {opts.nonce} {int(clock_s)} {secrets.token_hex(32)} {ak} {hk}"
 
 
 def _past_point(child: pexpect.spawn, spec: MachineSpec, point_uptime: float, timeout_s: float) -> Checks:
@@ -411,8 +444,13 @@ def _raise_unready(i: int, m: re.Match[bytes] | None, seen: bytes, timeout_s: fl
     raise BootTimeout(f"guest not ready within {timeout_s:.0f}s (see console.log)")
 
 
-def _wait_ready(child: pexpect.spawn, spec: MachineSpec, accel: str, qspec: QemuSpec | None = None,
-                at_point: AtPoint | None = None) -> Checks | None:
+def _wait_ready(
+    child: pexpect.spawn,
+    spec: MachineSpec,
+    accel: str,
+    qspec: QemuSpec | None = None,
+    at_point: AtPoint | None = None,
+) -> Checks | None:
     nonce = spec.image.options.nonce.encode()
     ready = re.compile(rb"harness-ready:" + re.escape(nonce) + rb":")
     if accel == "kvm":
@@ -462,8 +500,9 @@ def boot(spec: MachineSpec, progress: Progress = lambda s: None, at_point: AtPoi
         raise
 
 
-def _boot(spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress,
-          at_point: AtPoint | None) -> Machine:
+def _boot(
+    spec: MachineSpec, qemu_bin: str, log: ConsoleLog, progress: Progress, at_point: AtPoint | None
+) -> Machine:
     plan, skipped = accel_plan(spec.accel)
     plan = list(plan)
     notes = [skipped] if skipped else []
@@ -532,8 +571,9 @@ def resume_after_save(qspec: QemuSpec) -> None:
         raise MachineError(f"QEMU cont after the save: {answer.strip()}")
 
 
-def restore(spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = lambda s: None,
-            timeout_s: float = 30.0) -> Machine:
+def restore(
+    spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = lambda s: None, timeout_s: float = 30.0
+) -> Machine:
     """A machine restored from `vmstate` (saved at the snapshot point of a guest made from the
     same kernel, initramfs and QEMU command line; spec.drives hold the disks saved with it),
     given this run's secrets and checked. MachineError when anything is off: the caller boots
@@ -548,8 +588,15 @@ def restore(spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = l
     log.write(f"\n=== harness: restore from {vmstate}, accel={accel} ===\n".encode())
     progress(f"restoring {spec.kernel.release} from a snapshot")
     t0 = time.monotonic()
-    child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536, echo=False,
-                          env=qemu.environment(), preexec_fn=lambda: os.umask(0o077))
+    child = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        timeout=None,
+        maxread=65536,
+        echo=False,
+        env=qemu.environment(),
+        preexec_fn=lambda: os.umask(0o077),
+    )
     child.logfile_read = log
     try:
         while True:  # the socket file comes before QEMU listens on it
@@ -576,8 +623,10 @@ def restore(spec: MachineSpec, vmstate: Path, accel: str, progress: Progress = l
                 break
             if not child.isalive():
                 child.expect(pexpect.EOF, timeout=2)
-                raise MachineError(f"QEMU could not load the snapshot: "
-                                   f"{safetext.terminal_line(child.before.decode('utf-8', 'replace').strip()[-300:])}")
+                raise MachineError(
+                    f"QEMU could not load the snapshot: "
+                    f"{safetext.terminal_line(child.before.decode('utf-8', 'replace').strip()[-300:])}"
+                )
             if time.monotonic() - t0 > timeout_s:
                 raise MachineError(f"loading the snapshot took over {timeout_s:.0f}s ({status.strip()})")
             time.sleep(0.005)

@@ -52,8 +52,20 @@ def _val(p: Path) -> str:
 
 def argv(spec: QemuSpec) -> list[str]:
     """The exact QEMU command line for `spec`. No shell is ever involved."""
-    a = [spec.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-         "-machine", "pc", "-m", f"{spec.memory_mib}M", "-smp", str(spec.cpus)]
+    a = [
+        spec.qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-machine",
+        "pc",
+        "-m",
+        f"{spec.memory_mib}M",
+        "-smp",
+        str(spec.cpus),
+    ]
     if spec.sandbox:
         a += ["-sandbox", SANDBOX]
     if spec.accel == "kvm":
@@ -77,12 +89,20 @@ def argv(spec: QemuSpec) -> list[str]:
     if spec.monitor_socket is not None:
         a += ["-monitor", f"unix:{_val(spec.monitor_socket)},server=on,wait=off"]
     for i, s in enumerate(spec.shares):
-        a += ["-fsdev", f"local,id=fs{i},path={_val(s.host_path)},security_model=none,readonly=on",
-              "-device", f"virtio-9p-pci,fsdev=fs{i},mount_tag={s.tag}"]
+        a += [
+            "-fsdev",
+            f"local,id=fs{i},path={_val(s.host_path)},security_model=none,readonly=on",
+            "-device",
+            f"virtio-9p-pci,fsdev=fs{i},mount_tag={s.tag}",
+        ]
     if spec.ssh_port is not None:
         # restrict=on: the guest reaches nothing on the host or beyond; only the forward gets in.
-        a += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
-              "-device", "virtio-net-pci,netdev=n0"]
+        a += [
+            "-netdev",
+            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]
     elif spec.nic:
         a += ["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0"]
     else:
@@ -97,12 +117,11 @@ def argv(spec: QemuSpec) -> list[str]:
     return a
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sandbox_supported(qemu: str) -> bool:
     """This QEMU has the seccomp sandbox (built with libseccomp): its -help lists -sandbox."""
     try:
-        out = subprocess.run([qemu, "-help"], capture_output=True, text=True, timeout=30,
-                             env=environment())
+        out = subprocess.run([qemu, "-help"], capture_output=True, text=True, timeout=30, env=environment())
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "-sandbox on" in out.stdout

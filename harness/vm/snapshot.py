@@ -1,4 +1,4 @@
-"""Snapshots of a booted guest, cached across runs (issue 18).
+"""Snapshots of a booted guest, cached across runs.
 
 A guest built with GuestOptions(handshake=True) stops at its snapshot point (guest/init): modules
 loaded, the ext4 scratch disk mounted, swap on, the hugetlb pool reserved, the /usr share *not*
@@ -58,8 +58,14 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def normalized_argv(argv: list[str], kernel: Path, initrd: Path, monitor: Path | None,
-                    drives: tuple[Path, ...], ssh_port: int | None) -> list[str]:
+def normalized_argv(
+    argv: list[str],
+    kernel: Path,
+    initrd: Path,
+    monitor: Path | None,
+    drives: tuple[Path, ...],
+    ssh_port: int | None,
+) -> list[str]:
     """QEMU's argv with what differs from run to run and does not change the machine (the run
     dir's paths, the SSH forward's host port) replaced by placeholders (pure)."""
     subs = [(str(kernel), "@KERNEL"), (str(initrd), "@INITRD")]
@@ -76,16 +82,23 @@ def normalized_argv(argv: list[str], kernel: Path, initrd: Path, monitor: Path |
     return out
 
 
-def snapshot_key(*, kernel: Path, initrd: Path, argv: list[str], qemu_version: str, qemu_bin: str,
-                 accel: str) -> tuple[str, dict[str, str]]:
+def snapshot_key(
+    *, kernel: Path, initrd: Path, argv: list[str], qemu_version: str, qemu_bin: str, accel: str
+) -> tuple[str, dict[str, str]]:
     """The cache key (and what went into it): the kernel's and initramfs's contents (the
     initramfs holds no per-run secret: GuestOptions.handshake), the normalized QEMU argv, QEMU's
     version and binary (size and mtime: a rebuilt QEMU with the same version string), the
     accelerator. The scratch disks are made by the harness (disks.py) and saved with the entry."""
     st = os.stat(qemu_bin)
-    parts = {"format": str(FORMAT), "kernel": _file_hash(kernel), "initramfs": _file_hash(initrd),
-             "argv": json.dumps(argv), "qemu": qemu_version,
-             "qemu_bin": f"{os.path.realpath(qemu_bin)}:{st.st_size}:{int(st.st_mtime)}", "accel": accel}
+    parts = {
+        "format": str(FORMAT),
+        "kernel": _file_hash(kernel),
+        "initramfs": _file_hash(initrd),
+        "argv": json.dumps(argv),
+        "qemu": qemu_version,
+        "qemu_bin": f"{os.path.realpath(qemu_bin)}:{st.st_size}:{int(st.st_mtime)}",
+        "accel": accel,
+    }
     h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
     return h, parts
 
@@ -165,12 +178,16 @@ class Writer:
         return os.open(self.tmp / VMSTATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
     def add_disks(self, disks: tuple[Path, ...]) -> None:
-        for src, name in zip(disks, DISKS):
+        for src, name in zip(disks, DISKS, strict=False):
             copy_sparse(src, self.tmp / name)
 
     def commit(self, meta: dict[str, object]) -> Entry:
-        meta = {**meta, "key": self.key, "vmstate_bytes": (self.tmp / VMSTATE).stat().st_size,
-                "created": time.time()}
+        meta = {
+            **meta,
+            "key": self.key,
+            "vmstate_bytes": (self.tmp / VMSTATE).stat().st_size,
+            "created": time.time(),
+        }
         (self.tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         final = snapshots_dir() / self.key
         try:
@@ -266,11 +283,15 @@ def show() -> str:
     for e in sorted(entries(), key=_last_used, reverse=True):
         m = e.meta
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(_last_used(e)))
-        rows.append(f"{e.key}  {str(m.get('kernel', '?')):24s} {str(m.get('accel', '?')):4s} "
-                    f"{e.size_bytes() / 2**20:7.1f} MiB  last used {used}")
+        rows.append(
+            f"{e.key}  {str(m.get('kernel', '?')):24s} {str(m.get('accel', '?')):4s} "
+            f"{e.size_bytes() / 2**20:7.1f} MiB  last used {used}"
+        )
     total = sum(e.size_bytes() for e in entries())
-    rows.append(f"{len(rows)} snapshot(s), {total / 2**20:.1f} MiB in {snapshots_dir()} "
-                f"(bounds: {MAX_ENTRIES} entries, {MAX_BYTES >> 30} GiB)")
+    rows.append(
+        f"{len(rows)} snapshot(s), {total / 2**20:.1f} MiB in {snapshots_dir()} "
+        f"(bounds: {MAX_ENTRIES} entries, {MAX_BYTES >> 30} GiB)"
+    )
     return "\n".join(rows)
 
 

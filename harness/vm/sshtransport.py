@@ -18,12 +18,12 @@ import os
 import select
 import shlex
 import shutil
-import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -67,8 +67,12 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _client_key(path: Path) -> str:
     key = Ed25519PrivateKey.generate()
-    _write_private(path, key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    _write_private(
+        path,
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ),
+    )
     pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return pub.decode() + " harness"
 
@@ -131,17 +135,27 @@ def _client_for(port: int, keys: SshKeys) -> paramiko.SSHClient:
 def _try_connect(port: int, keys: SshKeys, pkey: paramiko.PKey, attempt_s: float) -> paramiko.SSHClient:
     client = _client_for(port, keys)
     try:
-        client.connect(HOST, port=port, username=USER, pkey=pkey, look_for_keys=False,
-                       allow_agent=False, timeout=attempt_s, banner_timeout=attempt_s,
-                       auth_timeout=attempt_s, channel_timeout=attempt_s)
+        client.connect(
+            HOST,
+            port=port,
+            username=USER,
+            pkey=pkey,
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=attempt_s,
+            banner_timeout=attempt_s,
+            auth_timeout=attempt_s,
+            channel_timeout=attempt_s,
+        )
     except BaseException:
         client.close()
         raise
     return client
 
 
-def open_client(port: int, keys: SshKeys, timeout_s: float,
-                alive: Callable[[], bool] = lambda: True) -> paramiko.SSHClient:
+def open_client(
+    port: int, keys: SshKeys, timeout_s: float, alive: Callable[[], bool] = lambda: True
+) -> paramiko.SSHClient:
     """Connect, retrying while dropbear is not up yet. Raises TransportError, never paramiko's."""
     try:
         pkey = paramiko.Ed25519Key.from_private_key_file(str(keys.client_key))
@@ -154,13 +168,16 @@ def open_client(port: int, keys: SshKeys, timeout_s: float,
             raise TransportError(f"ssh: the guest died before dropbear answered (last: {last})")
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TransportError(f"ssh: dropbear on {HOST}:{port} did not answer within "
-                                 f"{timeout_s:.0f}s (last: {last})")
+            raise TransportError(
+                f"ssh: dropbear on {HOST}:{port} did not answer within {timeout_s:.0f}s (last: {last})"
+            )
         try:
             return _try_connect(port, keys, pkey, max(1.0, min(10.0, left)))
         except paramiko.BadHostKeyException as e:
-            raise TransportError(f"ssh: {HOST}:{port} presented a host key that is not this run's "
-                                 f"({e.key.get_name()} {e.key.get_base64()[:24]}...)") from None
+            raise TransportError(
+                f"ssh: {HOST}:{port} presented a host key that is not this run's "
+                f"({e.key.get_name()} {e.key.get_base64()[:24]}...)"
+            ) from None
         except paramiko.AuthenticationException as e:
             raise TransportError(f"ssh: dropbear refused root's key: {e}") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
@@ -170,7 +187,7 @@ def open_client(port: int, keys: SshKeys, timeout_s: float,
         time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
 
 
-def connect(machine: Guest, keys: SshKeys, timeout_s: float = 60.0) -> "SshTransport":
+def connect(machine: Guest, keys: SshKeys, timeout_s: float = 60.0) -> SshTransport:
     """An SshTransport to a machine booted with GuestOptions(net=True, keys...).
 
     If dropbear never answers, the error carries the guest's /tmp/dropbear.log, read over the
@@ -190,7 +207,8 @@ def _guest_log(machine: Guest) -> str:
         return ""
     try:
         r = machine.console.run(
-            'cat /tmp/dropbear.log; echo "(dropbear pids: $(pidof dropbear || echo none))"', 15.0)
+            'cat /tmp/dropbear.log; echo "(dropbear pids: $(pidof dropbear || echo none))"', 15.0
+        )
     except (HarnessError, OSError) as e:  # a diagnostic must not hide the real error
         return f"\n(could not read /tmp/dropbear.log over the console: {e})"
     text = r.stdout.decode(errors="replace").strip()
@@ -222,8 +240,7 @@ class SshTransport:
         # Like the console agent, run the command in its own `sh -c` under a shell that stays:
         # that shell notes its pid (for _kill), and turns a command killed by signal N into
         # exit status 128+N as the agent does (over SSH a killed login shell has no status).
-        wrapped = (f"echo $$ > {pidfile}; trap 'rm -f {pidfile}' EXIT\n{_PRELUDE}"
-                   f"sh -c {shlex.quote(command)}")
+        wrapped = f"echo $$ > {pidfile}; trap 'rm -f {pidfile}' EXIT\n{_PRELUDE}sh -c {shlex.quote(command)}"
         chan = self._session()
         deadline = time.monotonic() + timeout_s
         try:
@@ -234,9 +251,9 @@ class SshTransport:
             chan.shutdown_write()  # stdin EOF, like the console agent's </dev/null
             out, err, note = _drain(chan, deadline)
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
-                raise socket.timeout()
+                raise TimeoutError()
             rc = chan.recv_exit_status()
-        except socket.timeout:
+        except TimeoutError:
             chan.close()
             if kill:
                 self._kill(pidfile)
@@ -254,8 +271,10 @@ class SshTransport:
         channel closes, and they share the process group of dropbear's connection process (a
         group kill would end the connection), so walk the tree: stop a parent before listing
         its children so it cannot fork behind our back."""
-        script = (f"k() {{ kill -STOP $1 2>/dev/null; for c in $(pgrep -P $1); do k $c; done; "
-                  f"kill -9 $1 2>/dev/null; }}; p=$(cat {pidfile} 2>/dev/null) && k $p; rm -f {pidfile}")
+        script = (
+            f"k() {{ kill -STOP $1 2>/dev/null; for c in $(pgrep -P $1); do k $c; done; "
+            f"kill -9 $1 2>/dev/null; }}; p=$(cat {pidfile} 2>/dev/null) && k $p; rm -f {pidfile}"
+        )
         try:
             self._exec(script, b"", 15.0, kill=False)
         except TransportError:
@@ -279,8 +298,9 @@ class SshTransport:
 def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes, str]:
     """All of stdout and stderr until EOF, each bounded as the console's are (head and tail,
     limits.py), and a note of what was dropped; socket.timeout at the deadline."""
-    out = limits.HeadTail(limits.PROGRAM_STDOUT_HEAD_BYTES,
-                          limits.MAX_PROGRAM_STDOUT_BYTES - limits.PROGRAM_STDOUT_HEAD_BYTES)
+    out = limits.HeadTail(
+        limits.PROGRAM_STDOUT_HEAD_BYTES, limits.MAX_PROGRAM_STDOUT_BYTES - limits.PROGRAM_STDOUT_HEAD_BYTES
+    )
     err = limits.HeadTail(limits.MAX_PROGRAM_STDERR_BYTES // 2, limits.MAX_PROGRAM_STDERR_BYTES // 2)
     fd = chan.fileno()  # a pipe paramiko signals when stdout or stderr has data (or EOF)
     while True:
@@ -289,10 +309,13 @@ def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes, str]:
         while chan.recv_stderr_ready():
             err.write(chan.recv_stderr(65536))
         if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
-            notes = [f"{h.dropped} of {h.total} bytes of {name} dropped from the middle"
-                     for name, h in (("stdout", out), ("stderr", err)) if h.dropped]
+            notes = [
+                f"{h.dropped} of {h.total} bytes of {name} dropped from the middle"
+                for name, h in (("stdout", out), ("stderr", err))
+                if h.dropped
+            ]
             return out.value(), err.value(), "; ".join(notes)
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout()
+            raise TimeoutError()
         select.select([fd], [], [], min(left, 1.0))

@@ -6,8 +6,9 @@ import base64
 import hashlib
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from harness import limits
 
@@ -79,13 +80,19 @@ def parse_frame(req_id: str, text: bytes, rc: int, md5: str, cut: int = 0) -> Fr
         line = raw.rstrip(b"\r")
         pos_o, pos_r = line.find(tag_o), line.find(tag_r)
         if pos_o >= 0:
-            out.append(line[pos_o + len(tag_o):])
+            out.append(line[pos_o + len(tag_o) :])
         elif pos_r >= 0:
-            err.append(line[pos_r + len(tag_r):])
+            err.append(line[pos_r + len(tag_r) :])
     b64_text = b"".join(x + b"\n" for x in out + err)
     intact = hashlib.md5(b64_text).hexdigest() == md5
-    notes = [f"the reply was {cut} bytes over the harness's {limits.MAX_REPLY_BYTES >> 20} MiB "
-             "limit: the rest was dropped"] if cut else []
+    notes = (
+        [
+            f"the reply was {cut} bytes over the harness's {limits.MAX_REPLY_BYTES >> 20} MiB "
+            "limit: the rest was dropped"
+        ]
+        if cut
+        else []
+    )
     try:
         stdout = base64.b64decode(b"".join(out))
         stderr = base64.b64decode(b"".join(err))
@@ -112,8 +119,6 @@ def put_commands(data: bytes, remote: str, mode: int, chunk: int = 2048) -> list
     tmp = shlex.quote(remote + ".b64")
     cmds = [f": > {tmp}"]
     for i in range(0, len(b64), chunk):
-        cmds.append(f"printf %s {b64[i:i + chunk]} >> {tmp}")
+        cmds.append(f"printf %s {b64[i : i + chunk]} >> {tmp}")
     cmds.append(f"base64 -d {tmp} > {q} && rm -f {tmp} && chmod {mode:o} {q}")
     return cmds
-
-

@@ -24,9 +24,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 from harness.errors import BuildError, ToolMissing
 from harness.kernels import aptstate
@@ -44,9 +44,22 @@ IMAGE_NAME = "usr.squashfs"
 MANIFEST_NAME = "manifest.json"
 # Not needed in a guest that runs tests: left out of the image (paths under the root's usr/).
 # minbase's perl-base and glibc's iconv modules (gconv) are ~12 MB that nothing in the guest uses.
-EXCLUDE = ("share/doc", "share/man", "share/info", "share/locale", "share/lintian", "share/i18n",
-           "share/zoneinfo", "share/bash-completion", "share/perl5", "lib/x86_64-linux-gnu/perl-base",
-           "share/common-licenses", "lib/x86_64-linux-gnu/gconv", "bin/perl", "bin/perl5.36.0")
+EXCLUDE = (
+    "share/doc",
+    "share/man",
+    "share/info",
+    "share/locale",
+    "share/lintian",
+    "share/i18n",
+    "share/zoneinfo",
+    "share/bash-completion",
+    "share/perl5",
+    "lib/x86_64-linux-gnu/perl-base",
+    "share/common-licenses",
+    "lib/x86_64-linux-gnu/gconv",
+    "bin/perl",
+    "bin/perl5.36.0",
+)
 
 
 @dataclass(frozen=True)
@@ -60,15 +73,25 @@ class Userspace:
     cached: bool  # found in the cache, not built now
 
     def fingerprint(self) -> dict[str, object]:
-        return {"kind": "image", "key": self.key, "image": str(self.image), "sha256": self.sha256,
-                "size_bytes": self.size_bytes, "suite": SUITE, "asked": list(PACKAGES),
-                "left_out": [f"/usr/{e}" for e in EXCLUDE], "packages": dict(self.packages)}
+        return {
+            "kind": "image",
+            "key": self.key,
+            "image": str(self.image),
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "suite": SUITE,
+            "asked": list(PACKAGES),
+            "left_out": [f"/usr/{e}" for e in EXCLUDE],
+            "packages": dict(self.packages),
+        }
 
 
 def key(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE, mirror: str = "") -> str:
     """The cache key of an image (pure): what it is made of, and how."""
-    text = json.dumps({"packages": sorted(packages), "suite": suite, "mirror": mirror.rstrip("/"),
-                       "layout": LAYOUT}, sort_keys=True)
+    text = json.dumps(
+        {"packages": sorted(packages), "suite": suite, "mirror": mirror.rstrip("/"), "layout": LAYOUT},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -115,8 +138,15 @@ def _load(d: Path) -> Userspace | None:
         return None
     if not isinstance(meta, dict) or meta.get("size_bytes") != size:
         return None  # half-written or damaged: built again
-    return Userspace(img, d.name, dict(meta.get("packages", {})), str(meta.get("sha256", "")), size,
-                     float(meta.get("build_s", 0.0)), True)
+    return Userspace(
+        img,
+        d.name,
+        dict(meta.get("packages", {})),
+        str(meta.get("sha256", "")),
+        size,
+        float(meta.get("build_s", 0.0)),
+        True,
+    )
 
 
 def _run(argv: list[str], what: str, timeout_s: float) -> None:
@@ -143,8 +173,10 @@ def ensure(progress: Progress = lambda s: None, rebuild: bool = False) -> Usersp
 
 def _build(d: Path, mirror: str, progress: Progress) -> Userspace:
     if os.geteuid() != 0:
-        raise BuildError("building the guest userspace image needs root (debootstrap); "
-                         "build it once as root (harness userspace) or use --userspace host")
+        raise BuildError(
+            "building the guest userspace image needs root (debootstrap); "
+            "build it once as root (harness userspace) or use --userspace host"
+        )
     debootstrap = _tool("debootstrap", "debootstrap")
     mksquashfs = _tool("mksquashfs", "squashfs-tools")
     t0 = time.monotonic()
@@ -154,8 +186,19 @@ def _build(d: Path, mirror: str, progress: Progress) -> Userspace:
     try:
         rootfs = tmp / "root"
         progress(f"building the guest userspace image ({SUITE}: {', '.join(PACKAGES)}) from {mirror}")
-        _run([debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}", "--components=main",
-              SUITE, str(rootfs), f"{mirror.rstrip('/')}/debian"], "debootstrap", 1800.0)
+        _run(
+            [
+                debootstrap,
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                "--components=main",
+                SUITE,
+                str(rootfs),
+                f"{mirror.rstrip('/')}/debian",
+            ],
+            "debootstrap",
+            1800.0,
+        )
         packages = parse_dpkg_status((rootfs / "var/lib/dpkg/status").read_text())
         missing = [p for p in PACKAGES if p not in packages]
         if missing:
@@ -165,21 +208,49 @@ def _build(d: Path, mirror: str, progress: Progress) -> Userspace:
         for e in EXCLUDE:
             excl += ["-e", e]
         # Reproducible: fixed times and owners, no host uid in the image.
-        _run([mksquashfs, str(rootfs / "usr"), str(img), "-comp", "zstd", "-noappend", "-no-progress",
-              "-all-root", "-mkfs-time", "0", "-all-time", "0", "-quiet", *excl], "mksquashfs", 600.0)
+        _run(
+            [
+                mksquashfs,
+                str(rootfs / "usr"),
+                str(img),
+                "-comp",
+                "zstd",
+                "-noappend",
+                "-no-progress",
+                "-all-root",
+                "-mkfs-time",
+                "0",
+                "-all-time",
+                "0",
+                "-quiet",
+                *excl,
+            ],
+            "mksquashfs",
+            600.0,
+        )
         size = img.stat().st_size
         build_s = round(time.monotonic() - t0, 1)
-        meta = {"suite": SUITE, "mirror": mirror, "asked": list(PACKAGES), "layout": LAYOUT,
-                "packages": packages, "sha256": snapshot._file_hash(img), "size_bytes": size, "build_s": build_s,
-                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        meta = {
+            "suite": SUITE,
+            "mirror": mirror,
+            "asked": list(PACKAGES),
+            "layout": LAYOUT,
+            "packages": packages,
+            "sha256": snapshot._file_hash(img),
+            "size_bytes": size,
+            "build_s": build_s,
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         (tmp / MANIFEST_NAME).write_text(json.dumps(meta, indent=1) + "\n")
         shutil.rmtree(rootfs)
         shutil.rmtree(d, ignore_errors=True)
         tmp.rename(d)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    progress(f"guest userspace image {d / IMAGE_NAME}: {size / 2**20:.1f} MiB, {len(packages)} packages, "
-             f"built in {build_s:.0f}s")
+    progress(
+        f"guest userspace image {d / IMAGE_NAME}: {size / 2**20:.1f} MiB, {len(packages)} packages, "
+        f"built in {build_s:.0f}s"
+    )
     found = _load(d)
     if found is None:
         raise BuildError(f"the userspace image in {d} cannot be read back")

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect.core import CaseObs, Policy, RunObs, Status, StepResult
 from harness.bisect.bisect_git import GitSpace, GitState, Terms, parse_bisect, replay_log
-from harness.bisect.core import Side
 from harness.bisect.bisect_loop import Bisect
+from harness.bisect.core import CaseObs, Policy, RunObs, Side, Status, StepResult
 from harness.errors import InputError
 from tests.helpers.small_repo import ENV, commit, git
 
 TEST = "cow.iouring-register-ok.ext4-private"
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, list[str]]:
     """c0 good; c1 harmless; c2 does not build; c3 fixes the build; c4 changes the behaviour
@@ -28,12 +29,21 @@ def repo(tmp_path: Path) -> tuple[Path, list[str]]:
     r = tmp_path / "linux"
     r.mkdir()
     git(r, "init", "-q", "-b", "master")
-    c = [commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})]
+    c = [
+        commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})
+    ]
     c.append(commit(r, "mm: fix a comment", {"mm/gup.c": "/* pins */\n"}))
-    c.append(commit(r, "mm: rework helper (breaks the build)", {"mm/util.c": "syntax error\n", "BROKEN": "1\n"}))
+    c.append(
+        commit(r, "mm: rework helper (breaks the build)", {"mm/util.c": "syntax error\n", "BROKEN": "1\n"})
+    )
     c.append(commit(r, "mm: fix the build", {"mm/util.c": "int x;\n", "BROKEN": None}))
-    c.append(commit(r, "io_uring/rsrc: check file-backed VMAs again",
-                    {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}))
+    c.append(
+        commit(
+            r,
+            "io_uring/rsrc: check file-backed VMAs again",
+            {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"},
+        )
+    )
     c.append(commit(r, "Documentation: typo", {"Documentation/x.rst": "x\n"}))
     return r, c
 
@@ -56,7 +66,9 @@ class WorktreeOracle:
         assert head == cand, "the loop checks the candidate out before the step"
         (self.reverted if git(self.worktree, "status", "--porcelain") else self.calls).append(cand)
         if (self.worktree / "BROKEN").exists():
-            return StepResult(Status.BUILD_FAILED, (), "mm/util.c:1:1: error: unknown type name 'syntax'", 3.0)
+            return StepResult(
+                Status.BUILD_FAILED, (), "mm/util.c:1:1: error: unknown type name 'syntax'", 3.0
+            )
         outcome = (self.worktree / "behaviour").read_text().strip()
         if (self.worktree / "ALSO_BAD").exists():
             outcome = "not_ok"
@@ -65,12 +77,25 @@ class WorktreeOracle:
         for name in sorted(git(self.worktree, "ls-files").split()):
             if name != "behaviour" and not name.startswith("Documentation/"):
                 h.update(name.encode() + b"\0" + (self.worktree / name).read_bytes())
-        return StepResult(Status.RAN, (RunObs((CaseObs(TEST, outcome, verdict),)),), "", 1.0, 2.0,
-                          "vmlinux:" + h.hexdigest())
+        return StepResult(
+            Status.RAN,
+            (RunObs((CaseObs(TEST, outcome, verdict),)),),
+            "",
+            1.0,
+            2.0,
+            "vmlinux:" + h.hexdigest(),
+        )
 
 
-def make(repo: Path, bdir: Path, good: str, bad: str, policy: Policy, interrupt_at: int | None = None,
-         verify: bool = True) -> tuple[Bisect, WorktreeOracle]:
+def make(
+    repo: Path,
+    bdir: Path,
+    good: str,
+    bad: str,
+    policy: Policy,
+    interrupt_at: int | None = None,
+    verify: bool = True,
+) -> tuple[Bisect, WorktreeOracle]:
     space = GitSpace(repo, good, bad, policy)
     space.use_dir(bdir)
     oracle = WorktreeOracle(bdir / "worktree", interrupt_at)
@@ -78,7 +103,8 @@ def make(repo: Path, bdir: Path, good: str, bad: str, policy: Policy, interrupt_
 
 
 def test_names_the_commit_skipping_the_broken_one_and_leaves_the_user_alone(
-        repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    repo: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     r, c = repo
     # The user has a bisect of their own going, and local changes.
     git(r, "bisect", "start", c[5], c[0])
@@ -124,8 +150,12 @@ def test_names_the_commit_skipping_the_broken_one_and_leaves_the_user_alone(
     # The log replays elsewhere to the same answer.
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(r), str(clone)], check=True, env=ENV)
-    replayed = subprocess.run(["git", "-C", str(clone), "bisect", "replay", str(bdir / "git-bisect.log")],
-                              capture_output=True, text=True, env={**ENV, "LC_ALL": "C"})
+    replayed = subprocess.run(
+        ["git", "-C", str(clone), "bisect", "replay", str(bdir / "git-bisect.log")],
+        capture_output=True,
+        text=True,
+        env={**ENV, "LC_ALL": "C"},
+    )
     assert f"{c[4]} is the first bad commit" in replayed.stdout
 
 
@@ -155,7 +185,9 @@ def test_reverse_names_the_fixing_commit(tmp_path: Path) -> None:
     assert "--term-old=broken" in log and f"# first fixed commit: [{c[5]}]" in log
 
 
-def test_interrupted_bisect_resumes_from_the_saved_state(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_interrupted_bisect_resumes_from_the_saved_state(
+    repo: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     r, c = repo
     b, first = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)), interrupt_at=4)
     out = b.run()
@@ -176,16 +208,22 @@ def history(tmp_path: Path, steps: Sequence[tuple[str, Mapping[str, str | None]]
     r = tmp_path / "linux"
     r.mkdir()
     git(r, "init", "-q", "-b", "master")
-    c = [commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})]
+    c = [
+        commit(r, "initial", {"Makefile": "all:\n", "io_uring/rsrc.c": "int ok = 1;\n", "behaviour": "ok\n"})
+    ]
     c += [commit(r, subject, dict(files)) for subject, files in steps]
     return r, c
 
 
 def test_a_revert_that_conflicts_does_not_apply(tmp_path: Path) -> None:
-    r, c = history(tmp_path, [
-        ("mm: unrelated", {"mm/gup.c": "x\n"}),
-        ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
-        ("io_uring/rsrc: rename on top", {"io_uring/rsrc.c": "int ok_now = 0;\n"})])
+    r, c = history(
+        tmp_path,
+        [
+            ("mm: unrelated", {"mm/gup.c": "x\n"}),
+            ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
+            ("io_uring/rsrc: rename on top", {"io_uring/rsrc.c": "int ok_now = 0;\n"}),
+        ],
+    )
     b, oracle = make(r, tmp_path / "b", c[0], c[3], Policy((TEST,)))
     out = b.run()
     assert out.exit_code == 0 and out.answer is not None and out.answer.first == (c[2],)
@@ -198,12 +236,16 @@ def test_a_revert_that_conflicts_does_not_apply(tmp_path: Path) -> None:
 
 def test_a_revert_that_does_not_restore_lowers_the_confidence(tmp_path: Path) -> None:
     # c2 makes the test bad; c4, on its own, makes it bad too: reverting c2 on c5 is still bad.
-    r, c = history(tmp_path, [
-        ("mm: unrelated", {"mm/gup.c": "x\n"}),
-        ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
-        ("mm: more", {"mm/gup.c": "y\n"}),
-        ("mm/gup: a second regression", {"mm/gup.c": "z\n", "ALSO_BAD": "1\n"}),
-        ("Documentation: typo", {"Documentation/x.rst": "x\n"})])
+    r, c = history(
+        tmp_path,
+        [
+            ("mm: unrelated", {"mm/gup.c": "x\n"}),
+            ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
+            ("mm: more", {"mm/gup.c": "y\n"}),
+            ("mm/gup: a second regression", {"mm/gup.c": "z\n", "ALSO_BAD": "1\n"}),
+            ("Documentation: typo", {"Documentation/x.rst": "x\n"}),
+        ],
+    )
     b, oracle = make(r, tmp_path / "b", c[0], c[5], Policy((TEST,)))
     out = b.run()
     assert out.answer is not None and out.answer.first == (c[2],)
@@ -218,16 +260,22 @@ def test_a_revert_that_does_not_restore_lowers_the_confidence(tmp_path: Path) ->
     b2, o2 = make(r, tmp_path / "b2", c[0], c[5], Policy((TEST,)), verify=False)
     out2 = b2.run()
     assert o2.reverted == [] and "verification" not in out2.answer.extra  # type: ignore[union-attr]
-    assert out2.answer is not None and out2.answer.confidence is not None and out2.answer.confidence.value == 1.0
+    assert (
+        out2.answer is not None and out2.answer.confidence is not None and out2.answer.confidence.value == 1.0
+    )
 
 
 def test_a_culprit_that_builds_the_same_kernel_is_unreliable(tmp_path: Path) -> None:
     # The test turns bad at a docs-only commit (a flaky test or an environment change would):
     # its build equals its parent's, so it cannot be the cause.
-    r, c = history(tmp_path, [
-        ("mm: unrelated", {"mm/gup.c": "x\n"}),
-        ("Documentation: mm notes", {"Documentation/mm.rst": "x\n", "behaviour": "not_ok\n"}),
-        ("mm: more", {"mm/gup.c": "y\n"})])
+    r, c = history(
+        tmp_path,
+        [
+            ("mm: unrelated", {"mm/gup.c": "x\n"}),
+            ("Documentation: mm notes", {"Documentation/mm.rst": "x\n", "behaviour": "not_ok\n"}),
+            ("mm: more", {"mm/gup.c": "y\n"}),
+        ],
+    )
     b, oracle = make(r, tmp_path / "b", c[0], c[3], Policy((TEST,)), verify=False)
     out = b.run()
     assert out.answer is not None and out.answer.first == (c[2],)
@@ -253,17 +301,24 @@ def test_parse_bisect_output() -> None:
     h = "a" * 40
     assert parse_bisect(f"{h} is the first bad commit\ncommit {h}\n", "x") == GitState(None, (h,))
     assert parse_bisect(f"{h} is the first fixed commit\n", "x") == GitState(None, (h,))
-    skipped = ("There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n"
-               f"{'b' * 40}\n{h}\nWe cannot bisect more!\n")
+    skipped = (
+        "There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n"
+        f"{'b' * 40}\n{h}\nWe cannot bisect more!\n"
+    )
     assert parse_bisect(skipped, "x") == GitState(None, ("b" * 40, h))
-    assert parse_bisect("Bisecting: 2 revisions left to test after this (roughly 1 step)\n", "c" * 40) \
-        == GitState("c" * 40)
+    assert parse_bisect(
+        "Bisecting: 2 revisions left to test after this (roughly 1 step)\n", "c" * 40
+    ) == GitState("c" * 40)
 
 
 def test_replay_log_text() -> None:
     text = replay_log("N", "O", Terms.for_reverse(True), [("A", Side.OLD), ("B", None), ("C", Side.NEW)])
-    assert text.splitlines() == ["git bisect start '--term-old=broken' '--term-new=fixed' 'N' 'O'",
-                                 "git bisect broken A", "git bisect skip B", "git bisect fixed C"]
+    assert text.splitlines() == [
+        "git bisect start '--term-old=broken' '--term-new=fixed' 'N' 'O'",
+        "git bisect broken A",
+        "git bisect skip B",
+        "git bisect fixed C",
+    ]
     assert replay_log("N", "O", Terms(), []).splitlines() == ["git bisect start 'N' 'O'"]
 
 
@@ -276,11 +331,14 @@ def test_a_bare_mirror_is_enough(repo: tuple[Path, list[str]], tmp_path: Path) -
     assert out.answer is not None and out.answer.first == (c[4],)
 
 
-def test_the_command_line_wires_it_together(repo: tuple[Path, list[str]], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.bisect import bisect_cmd
+def test_the_command_line_wires_it_together(
+    repo: tuple[Path, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from harness import cli
+    from harness.bisect import bisect_cmd
 
     r, c = repo
     bdir = tmp_path / "b"
@@ -304,9 +362,14 @@ def test_the_command_line_wires_it_together(repo: tuple[Path, list[str]], tmp_pa
 
 
 def test_a_lone_bad_run_skips_the_step_as_flaky_and_the_answer_stands(tmp_path: Path) -> None:
-    r, c = history(tmp_path, [(f"mm: change {i}", {f"mm/f{i}.c": "x\n"}) for i in range(1, 4)] + [
-        ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
-        ("mm: after", {"mm/f5.c": "x\n"})])
+    r, c = history(
+        tmp_path,
+        [(f"mm: change {i}", {f"mm/f{i}.c": "x\n"}) for i in range(1, 4)]
+        + [
+            ("io_uring/rsrc: the regression", {"io_uring/rsrc.c": "int ok = 0;\n", "behaviour": "not_ok\n"}),
+            ("mm: after", {"mm/f5.c": "x\n"}),
+        ],
+    )
     policy = Policy((TEST,), runs=6)  # bad at 2 bad runs
     space = GitSpace(r, c[0], c[5], policy)
     bdir = tmp_path / "b"

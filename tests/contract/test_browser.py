@@ -4,9 +4,8 @@ the verdict colours of the matrix on screen."""
 
 from __future__ import annotations
 
-import os
-
 import dataclasses
+import os
 import shutil
 import subprocess
 from collections import Counter
@@ -14,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
-from tests.helpers import pngread
-from harness.report import compare
-from harness.report import htmlreport
-from harness.report import resultset
 from harness.model import Verdict
+from harness.report import compare, htmlreport, resultset
+from tests.helpers import pngread
+from tests.helpers.paths import REPO
 from tests.helpers.results_data import MATRIX, RUN_612, edited_copy, set_verdict
 from tests.unit.test_htmlreport import splat_case
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium; ci/setup.sh does)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install chromium; ci/setup.sh does)"
+)
 WIDTH, HEIGHT = 1280, 900
 
 
@@ -33,10 +32,20 @@ def screenshot(page: str, tmp_path: Path, name: str) -> tuple[int, int, list[lis
     html.write_text(page, encoding="utf-8")
     png = tmp_path / f"{name}.png"
     assert CHROMIUM is not None
-    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={png}",
-            f"--window-size={WIDTH},{HEIGHT}", html.as_uri()]
+    argv = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--screenshot={png}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        html.as_uri(),
+    ]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert png.is_file(), f"no screenshot (exit {p.returncode}): {p.stderr[-2000:]}"
     return pngread.read(png)
@@ -66,8 +75,9 @@ def test_a_passing_matrix_page_renders_green_with_its_verdict_cells(tmp_path: Pa
 
 def test_a_failing_page_renders_red_with_the_failure_and_flaky_markers(tmp_path: Path) -> None:
     rs = resultset.load(RUN_612)
-    flaky = dataclasses.replace(rs.cases[1], verdict=Verdict.FLAKY,
-                                verdicts=(Verdict.PASS, Verdict.FAIL, Verdict.PASS))
+    flaky = dataclasses.replace(
+        rs.cases[1], verdict=Verdict.FLAKY, verdicts=(Verdict.PASS, Verdict.FAIL, Verdict.PASS)
+    )
     rs = dataclasses.replace(rs, cases=(splat_case(), flaky) + rs.cases[2:])
     w, h, rows = screenshot(htmlreport.run_page(rs, "run"), tmp_path, "bad")
     assert (w, h) == (WIDTH, HEIGHT)
@@ -79,12 +89,17 @@ def test_a_failing_page_renders_red_with_the_failure_and_flaky_markers(tmp_path:
 
 
 def test_the_comparison_page_renders_red_on_a_regression(tmp_path: Path) -> None:
-    night2 = edited_copy(RUN_612, tmp_path / "n2", lambda r: set_verdict(r, "cow.unshare.vmsplice.base", "FAIL", "Leak"))
+    night2 = edited_copy(
+        RUN_612, tmp_path / "n2", lambda r: set_verdict(r, "cow.unshare.vmsplice.base", "FAIL", "Leak")
+    )
     c = compare.compare(resultset.load(RUN_612), resultset.load(night2))
     _, _, rows = screenshot(htmlreport.comparison_page(c), tmp_path, "cmp")
     assert pngread.near(dominant(rows, 5, 60), pngread.hex_rgb(htmlreport.BANNER_BAD))
-    _, _, rows = screenshot(htmlreport.comparison_page(compare.compare(resultset.load(RUN_612), resultset.load(RUN_612))),
-                            tmp_path, "same")
+    _, _, rows = screenshot(
+        htmlreport.comparison_page(compare.compare(resultset.load(RUN_612), resultset.load(RUN_612))),
+        tmp_path,
+        "same",
+    )
     assert pngread.near(dominant(rows, 5, 60), pngread.hex_rgb(htmlreport.BANNER_OK))
 
 
@@ -98,12 +113,15 @@ def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path
     import re
 
     from tests.helpers.results_data import cow_grid_shape, whole_suite_matrix
+
     page = htmlreport.run_page(whole_suite_matrix(), "debian:6.1.0-56 and debian:6.12, every case")
     tables = re.findall(r'<table class="cowgrid" data-kernel="[^"]+">(.*?)</table>', page)
     assert len(tables) == 2
     ops, mems, _ = cow_grid_shape()
     for t in tables:
-        assert t.count("<tr>") == 1 + ops and t.count('<th class="mem"') == mems and t.count("<td") == ops * mems
+        assert (
+            t.count("<tr>") == 1 + ops and t.count('<th class="mem"') == mems and t.count("<td") == ops * mems
+        )
     global WIDTH, HEIGHT
     saved = (WIDTH, HEIGHT)
     WIDTH, HEIGHT = 1280, 1750
@@ -113,7 +131,7 @@ def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path
         WIDTH, HEIGHT = saved
     assert (w, h) == (1280, 1750)
     # the grid's lower half (the newest kernel's open grid): PASS cells, SKIP cells, XFAIL cells
-    lower = rows[h // 2:]
+    lower = rows[h // 2 :]
     assert count_near(lower, htmlreport.COLOURS[Verdict.PASS][0]) > 20000
     assert count_near(lower, htmlreport.COLOURS[Verdict.SKIP][0]) > 10000
     assert count_near(lower, htmlreport.COLOURS[Verdict.XFAIL][0]) > 500

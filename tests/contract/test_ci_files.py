@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 
 import yaml
-from tests.helpers.paths import REPO
 
+from tests.helpers.paths import REPO
 
 
 def test_nightly_script_is_valid_bash_and_runs_the_matrix() -> None:
@@ -46,7 +46,9 @@ def test_gitlab_pipeline() -> None:
     ci = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
     job = ci["nightly"]
     assert job["script"] == ["bash ci/nightly.sh"]
-    assert ci["variables"]["XDG_CACHE_HOME"] == "$CI_PROJECT_DIR/.cache" and ci["cache"]["paths"] == [".cache/harness"]
+    assert ci["variables"]["XDG_CACHE_HOME"] == "$CI_PROJECT_DIR/.cache" and ci["cache"]["paths"] == [
+        ".cache/harness"
+    ]
     assert job["artifacts"]["reports"]["junit"] == "nightly-out/junit.xml"
     assert job["variables"]["HARNESS_BASELINE"] == "previous/nightly-out/matrix"
     assert "nightly-out/" in job["artifacts"]["paths"]

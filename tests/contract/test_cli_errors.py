@@ -16,28 +16,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
-from harness.kernels import kernel
 from harness.errors import HarnessError
+from harness.kernels import kernel
+from tests.helpers.paths import REPO
 from tests.helpers.synthetic_bzimage import make_bzimage
 
 # The runner's progress lines ("[    0.1s] downloading ...") also go to stderr.
 PROGRESS = re.compile(r"^\[\s*\d+\.\d+s\] ")
 
 
-def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-        own_cache: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, own_cache: bool = True
+) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [e.get("PYTHONPATH")])])
     if own_cache:
         e["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, cwd=tmp_path, env=e, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=e,
+        timeout=600,
+    )
 
 
-def assert_one_error(p: subprocess.CompletedProcess[str], *words: str,
-                     allow_progress: bool = False) -> str:
+def assert_one_error(p: subprocess.CompletedProcess[str], *words: str, allow_progress: bool = False) -> str:
     assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, p.stderr
     assert p.returncode == 2, (p.returncode, p.stderr)
     lines = p.stderr.splitlines()
@@ -104,18 +110,24 @@ def test_unknown_debian_version(tmp_path: Path) -> None:
     for tool in ("apt-get", "dpkg-deb", "depmod"):
         if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
             pytest.skip(f"{tool} not installed: this case needs apt-get download to fail")
-    p = cli(tmp_path, *run_args(tmp_path, "--kernel", "debian:9.99.0-1"), own_cache=False)  # the shared apt state
+    p = cli(
+        tmp_path, *run_args(tmp_path, "--kernel", "debian:9.99.0-1"), own_cache=False
+    )  # the shared apt state
     # Progress lines (the apt state's update) may come first; the error is one line.
     assert_one_error(p, "debian:9.99.0-1", "nearest available", allow_progress=True)
 
 
 def test_debian_line_with_no_package(tmp_path: Path) -> None:
     p = cli(tmp_path, *run_args(tmp_path, "--kernel", "debian:6.99"), own_cache=False)  # the shared apt state
-    assert_one_error(p, "debian:6.99", "no such kernel package; nearest available: debian:", allow_progress=True)
+    assert_one_error(
+        p, "debian:6.99", "no such kernel package; nearest available: debian:", allow_progress=True
+    )
 
 
 def test_debian_spec_that_is_no_version(tmp_path: Path) -> None:
-    p = cli(tmp_path, *run_args(tmp_path, "--kernel", "debian:latest"), own_cache=False)  # the shared apt state
+    p = cli(
+        tmp_path, *run_args(tmp_path, "--kernel", "debian:latest"), own_cache=False
+    )  # the shared apt state
     assert_one_error(p, "debian:latest", "not a Debian kernel spec", allow_progress=True)
 
 
@@ -131,15 +143,34 @@ def test_qemu_missing_fails_fast(tmp_path: Path, bootable: Path) -> None:
     # Everything the steps before boot could use is there; only QEMU is not.
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("make", "gcc", "cc", "as", "ld", "sh", "busybox", "depmod", "dpkg-deb",
-                 "apt-get", "apt-cache"):
+    for tool in (
+        "make",
+        "gcc",
+        "cc",
+        "as",
+        "ld",
+        "sh",
+        "busybox",
+        "depmod",
+        "dpkg-deb",
+        "apt-get",
+        "apt-cache",
+    ):
         found = shutil.which(tool)
         if found:
             (bindir / tool).symlink_to(found)
     (bindir / "python3").symlink_to(sys.executable)
     out = tmp_path / "out"
-    p = cli(tmp_path, "run", "--kernel", str(bootable), "--out", str(out),
-            env={"PATH": str(bindir)}, own_cache=False)
+    p = cli(
+        tmp_path,
+        "run",
+        "--kernel",
+        str(bootable),
+        "--out",
+        str(out),
+        env={"PATH": str(bindir)},
+        own_cache=False,
+    )
     assert_one_error(p, "qemu-system-x86_64 not found")
     # Checked first: no C build, no initramfs, no report of cases that never could run.
     assert not (out / "initramfs.cpio").exists()
@@ -165,8 +196,10 @@ def test_expectations_yaml_syntax_error(tmp_path: Path, bootable: Path) -> None:
 
 
 def test_expectations_missing_file(tmp_path: Path, bootable: Path) -> None:
-    p = cli(tmp_path, *run_args(tmp_path, "--kernel", str(bootable),
-                                "--expectations", str(tmp_path / "none.yaml")))
+    p = cli(
+        tmp_path,
+        *run_args(tmp_path, "--kernel", str(bootable), "--expectations", str(tmp_path / "none.yaml")),
+    )
     assert_one_error(p, "none.yaml", "cannot read")
 
 
@@ -186,8 +219,20 @@ def test_memory_too_small_for_1g_pages(tmp_path: Path, bootable: Path, kernels: 
     --memory is refused before anything boots, for one run and for a matrix (the C tests are
     built once in the shared cache: own_cache=False)."""
     ks = ["--kernel", str(bootable)] + (["--kernel", "debian:6.1"] if kernels == 2 else [])
-    p = cli(tmp_path, "run", "--suite", "cow", "--out", str(tmp_path / "out"), *ks, "--memory", "4096",
-            "--filter", "cow.fork.child-keeps-data.*", own_cache=False)
+    p = cli(
+        tmp_path,
+        "run",
+        "--suite",
+        "cow",
+        "--out",
+        str(tmp_path / "out"),
+        *ks,
+        "--memory",
+        "4096",
+        "--filter",
+        "cow.fork.child-keeps-data.*",
+        own_cache=False,
+    )
     assert_one_error(p, "--memory 4096", "hugetlb-1g", "5120", allow_progress=True)
 
 
@@ -208,8 +253,9 @@ def test_out_not_writable(tmp_path: Path, bootable: Path, where: str) -> None:
 def test_junit_not_writable(tmp_path: Path) -> None:
     f = tmp_path / "regular-file"
     f.write_text("")
-    p = cli(tmp_path, *run_args(tmp_path, "--kernel", str(tmp_path / "nope"),
-                                "--junit", str(f / "junit.xml")))
+    p = cli(
+        tmp_path, *run_args(tmp_path, "--kernel", str(tmp_path / "nope"), "--junit", str(f / "junit.xml"))
+    )
     assert_one_error(p, "junit")
 
 
@@ -244,10 +290,14 @@ def test_no_command(tmp_path: Path) -> None:
 
 def test_debian_archive_that_cannot_be_reached(tmp_path: Path) -> None:
     # A fresh cache (no apt lists, no kernels) and a mirror nobody listens on.
-    p = cli(tmp_path, *run_args(tmp_path, "--kernel", "debian:7.3"),
-            env={"HARNESS_DEBIAN_MIRROR": "http://127.0.0.1:9"})
-    assert_one_error(p, "debian:7.3", "cannot reach the Debian archive", "no kernel is cached",
-                     allow_progress=True)
+    p = cli(
+        tmp_path,
+        *run_args(tmp_path, "--kernel", "debian:7.3"),
+        env={"HARNESS_DEBIAN_MIRROR": "http://127.0.0.1:9"},
+    )
+    assert_one_error(
+        p, "debian:7.3", "cannot reach the Debian archive", "no kernel is cached", allow_progress=True
+    )
 
 
 def test_kernel_list_available_unreachable(tmp_path: Path) -> None:
@@ -289,8 +339,12 @@ def assert_refused_up_front(p: subprocess.CompletedProcess[str], out: Path, *wor
     assert p.stdout == "" and not out.exists()
 
 
-@pytest.mark.parametrize("args,words", [(a, w) for a, *w in BAD_NUMBERS], ids=[" ".join(a) for a, *_ in BAD_NUMBERS])
-def test_run_refuses_a_bad_number_before_anything_starts(tmp_path: Path, args: list[str], words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args,words", [(a, w) for a, *w in BAD_NUMBERS], ids=[" ".join(a) for a, *_ in BAD_NUMBERS]
+)
+def test_run_refuses_a_bad_number_before_anything_starts(
+    tmp_path: Path, args: list[str], words: list[str]
+) -> None:
     # A kernel that does not exist: had the number got through, the error would name the kernel.
     out = tmp_path / "out"
     p = cli(tmp_path, "run", "--kernel", str(tmp_path / "no-such-vmlinuz"), "--out", str(out), *args)
@@ -299,37 +353,89 @@ def test_run_refuses_a_bad_number_before_anything_starts(tmp_path: Path, args: l
 
 def test_a_matrix_refuses_a_bad_number_before_anything_starts(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    p = cli(tmp_path, "run", "--kernel", "debian:6.12", "--kernel", "debian:6.1", "--out", str(out),
-            "--memory", "100", "-j", "2")
+    p = cli(
+        tmp_path,
+        "run",
+        "--kernel",
+        "debian:6.12",
+        "--kernel",
+        "debian:6.1",
+        "--out",
+        str(out),
+        "--memory",
+        "100",
+        "-j",
+        "2",
+    )
     assert_refused_up_front(p, out, "--memory 100", "at least 128 MiB")
 
 
-@pytest.mark.parametrize("command", [
-    ["bisect", "--kernels", "debian:6.1.0-50,debian:6.1.0-56", "--test", "cow.fork.x.base"],
-    ["series", "HEAD~2..HEAD", "--src", "."],
-])
-@pytest.mark.parametrize("args,words", [(["--cpus", "0"], ["--cpus 0"]), (["--timeout", "0"], ["--timeout 0"]),
-                                        (["--max-reboots", "-3"], ["--max-reboots -3"]),
-                                        (["--memory", HUGE_MIB], ["more than this host has"]),
-                                        (["-j", "0"], ["-j 0"])])
-def test_bisect_and_series_refuse_bad_numbers_too(tmp_path: Path, command: list[str], args: list[str],
-                                                  words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bisect", "--kernels", "debian:6.1.0-50,debian:6.1.0-56", "--test", "cow.fork.x.base"],
+        ["series", "HEAD~2..HEAD", "--src", "."],
+    ],
+)
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--cpus", "0"], ["--cpus 0"]),
+        (["--timeout", "0"], ["--timeout 0"]),
+        (["--max-reboots", "-3"], ["--max-reboots -3"]),
+        (["--memory", HUGE_MIB], ["more than this host has"]),
+        (["-j", "0"], ["-j 0"]),
+    ],
+)
+def test_bisect_and_series_refuse_bad_numbers_too(
+    tmp_path: Path, command: list[str], args: list[str], words: list[str]
+) -> None:
     out = tmp_path / "out"
     p = cli(tmp_path, *command, "--out", str(out), *args)
     assert_refused_up_front(p, out, *words)
 
 
 def test_under_git_bisect_run_a_bad_number_stops_the_bisect(tmp_path: Path) -> None:
-    p = cli(tmp_path, "run", "--kernel", str(tmp_path / "vmlinuz"), "--filter", "cow.*", "--bisect-exit",
-            "--cpus", "0")
+    p = cli(
+        tmp_path,
+        "run",
+        "--kernel",
+        str(tmp_path / "vmlinuz"),
+        "--filter",
+        "cow.*",
+        "--bisect-exit",
+        "--cpus",
+        "0",
+    )
     assert p.returncode == 128 and "Traceback" not in p.stderr  # 2 would mark the commit bad
-    assert p.stderr.splitlines() == ["harness: error: --cpus 0: must be 1 or more (--bisect-exit: exit 128, git bisect run stops)"]
+    assert p.stderr.splitlines() == [
+        "harness: error: --cpus 0: must be 1 or more (--bisect-exit: exit 128, git bisect run stops)"
+    ]
 
 
 def test_numbers_at_their_limits_are_accepted(tmp_path: Path) -> None:
     """--cpus 1 --memory 128 --timeout 0.5 -j 1 --repeat 1 --max-reboots 0 --shard 1/1 get past
     the check: the run then fails on the missing kernel, not on a number."""
-    p = cli(tmp_path, *run_args(tmp_path, "--kernel", str(tmp_path / "no-such-vmlinuz"), "--cpus", "1",
-                                "--memory", "128", "--timeout", "0.5", "-j", "1", "--repeat", "1",
-                                "--max-reboots", "0", "--shard", "1/1"))
+    p = cli(
+        tmp_path,
+        *run_args(
+            tmp_path,
+            "--kernel",
+            str(tmp_path / "no-such-vmlinuz"),
+            "--cpus",
+            "1",
+            "--memory",
+            "128",
+            "--timeout",
+            "0.5",
+            "-j",
+            "1",
+            "--repeat",
+            "1",
+            "--max-reboots",
+            "0",
+            "--shard",
+            "1/1",
+        ),
+    )
     assert_one_error(p, "no-such-vmlinuz", "no such kernel file")

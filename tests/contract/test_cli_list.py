@@ -11,7 +11,6 @@ from pathlib import Path
 from tests.helpers.paths import REPO
 from tests.helpers.synthetic_bzimage import make_bzimage
 
-
 RULES = """\
 version: 1
 rules:
@@ -28,11 +27,31 @@ def test_list_shows_skip_where_a_rule_says_why(tmp_path: Path) -> None:
     bz.write_bytes(make_bzimage())
     rules = tmp_path / "exp.yaml"
     rules.write_text(RULES)
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"),
-               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--list", "--suite", "probes",
-                        "--kernel", str(bz), "--expectations", str(rules)],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    env = dict(
+        os.environ,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--list",
+            "--suite",
+            "probes",
+            "--kernel",
+            str(bz),
+            "--expectations",
+            str(rules),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     listed = {line.split()[0]: line.split(None, 1)[1] for line in p.stdout.splitlines() if line.strip()}
     perf = [i for i in listed if i.startswith("probe.perf-rb.")]

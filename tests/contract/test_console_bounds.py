@@ -1,4 +1,4 @@
-"""The console transport reads a hostile reply in linear time and bounded memory (issue 15):
+"""The console transport reads a hostile reply in linear time and bounded memory:
 garbage before the end marker, a gzip bomb, a reply over the limit."""
 
 from __future__ import annotations
@@ -9,17 +9,18 @@ import time
 import pexpect
 import pytest
 
-from tests.helpers.paths import DATA
 from harness import limits
-from harness.vm.console import ConsoleTransport
 from harness.errors import CommandTimeout
+from harness.vm.console import ConsoleTransport
+from tests.helpers.paths import DATA
 
 AGENT = DATA / "hostile_agent.py"
 
 
 def _console(noise_mib: int, what: str) -> tuple[ConsoleTransport, pexpect.spawn]:
-    child = pexpect.spawn(sys.executable, [str(AGENT), str(noise_mib), what], timeout=None,
-                          maxread=65536, echo=False)
+    child = pexpect.spawn(
+        sys.executable, [str(AGENT), str(noise_mib), what], timeout=None, maxread=65536, echo=False
+    )
     return ConsoleTransport(child), child
 
 

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import DATA, REPO
-from tests.helpers.known_ids import FIRST_SLICE_IDS
-
 from harness.judge import expect
 from harness.model import Kernel, Outcome, Verdict
+from tests.helpers.known_ids import FIRST_SLICE_IDS
+from tests.helpers.paths import DATA, REPO
 
 ROOT = REPO
 COW_DIR = ROOT / "cow_tests"
@@ -54,8 +53,17 @@ pytestmark = pytest.mark.skipif(
     reason="needs gcc, make and a static liburing (liburing-dev)",
 )
 
-C_PROGRAMS = ["cow_fork", "cow_vmsplice", "cow_iouring", "cow_register", "cow_unshare", "cow_gup", "cow_ksm", "cow_rdma",
-              "cow_force"]
+C_PROGRAMS = [
+    "cow_fork",
+    "cow_vmsplice",
+    "cow_iouring",
+    "cow_register",
+    "cow_unshare",
+    "cow_gup",
+    "cow_ksm",
+    "cow_rdma",
+    "cow_force",
+]
 PROBES = ["pfnmap_vvar", "perf_rb"]
 ALL_PROGRAMS = C_PROGRAMS + PROBES
 
@@ -76,7 +84,15 @@ WATCHED_SETTINGS = sorted(
     str(p)
     for pattern in ("hugepages-*kB/enabled", "enabled", "use_zero_page")
     for p in Path("/sys/kernel/mm/transparent_hugepage").glob(pattern)
-) + [p for p in ("/sys/kernel/mm/ksm/run", "/sys/kernel/mm/ksm/sleep_millisecs", "/sys/kernel/mm/ksm/pages_to_scan") if Path(p).exists()]
+) + [
+    p
+    for p in (
+        "/sys/kernel/mm/ksm/run",
+        "/sys/kernel/mm/ksm/sleep_millisecs",
+        "/sys/kernel/mm/ksm/pages_to_scan",
+    )
+    if Path(p).exists()
+]
 
 ID_RE = re.compile(r"^[a-z0-9.-]+$")
 COW_ID_RE = re.compile(r"^cow\.[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?P<mem>[a-z0-9-]+)$")
@@ -202,7 +218,9 @@ def test_list_is_fixed_and_well_formed(name: str, build_dir: Path, tmp_path: Pat
     if REGEN:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text("\n".join(first) + "\n")
-    assert first == golden.read_text().splitlines(), "id set changed: run with HARNESS_REGEN_GOLDEN=1 if intended"
+    assert first == golden.read_text().splitlines(), (
+        "id set changed: run with HARNESS_REGEN_GOLDEN=1 if intended"
+    )
 
 
 def test_ids_unique_across_programs_and_stable_ids_kept() -> None:
@@ -221,20 +239,28 @@ def test_runs_clean_on_host(
     results = _check_ktap(proc.stdout, ids)
     outcome = {"ok": Outcome.OK, "not ok": Outcome.NOT_OK}
     wrong = []
-    for case_id, (status, directive, diags) in zip(ids, results):
+    for case_id, (status, directive, diags) in zip(ids, results, strict=False):
         got = Outcome.SKIP if directive == "SKIP" else outcome[status]
         exp = expect.expectation_for(rules, case_id, host_kernel)
         verdict = expect.judge(got, exp)
         if verdict in (Verdict.FAIL, Verdict.XPASS):
-            wrong.append("%s: %s on %s (expected %s%s)\n  %s" % (
-                case_id, verdict.value, host_kernel.version, exp.expect,
-                " by " + exp.source if exp.source else "", "\n  ".join(diags)))
+            wrong.append(
+                "%s: %s on %s (expected %s%s)\n  %s"
+                % (
+                    case_id,
+                    verdict.value,
+                    host_kernel.version,
+                    exp.expect,
+                    " by " + exp.source if exp.source else "",
+                    "\n  ".join(diags),
+                )
+            )
     assert not wrong, "\n".join(wrong)
     any_not_ok = any(r[0] == "not ok" for r in results)
     assert proc.returncode == (1 if any_not_ok else 0), proc.stdout + proc.stderr
     assert proc.stderr == "", proc.stderr
     if name == "cow_iouring":
-        for case_id, (_, directive, diags) in zip(ids, results):
+        for case_id, (_, directive, diags) in zip(ids, results, strict=False):
             if directive != "SKIP":
                 # COW_TMPDIR is where the WRITE_FIXED target files go.
                 assert any(("scratch file in %s " % tmp_path) in d for d in diags), (case_id, diags)
@@ -243,10 +269,12 @@ def test_runs_clean_on_host(
 
 
 def test_ext4_cases_skip_without_ext4_dir(build_dir: Path, tmp_path: Path) -> None:
-    ids = [i for i in _list("cow_register", build_dir, tmp_path) if i.endswith((".ext4-private", ".ext4-shared"))]
+    ids = [
+        i for i in _list("cow_register", build_dir, tmp_path) if i.endswith((".ext4-private", ".ext4-shared"))
+    ]
     assert ids
     proc = _run(_argv("cow_register", build_dir) + ids, tmp_path, _env(tmp_path, ext4=False))
-    for status, directive, diags in _check_ktap(proc.stdout, ids):
+    for status, directive, _diags in _check_ktap(proc.stdout, ids):
         assert (status, directive) == ("ok", "SKIP")
     assert proc.stdout.count("# SKIP COW_EXT4_DIR is not set") == len(ids), proc.stdout
     assert proc.returncode == 0
@@ -272,11 +300,21 @@ def test_unknown_id_exits_2(name: str, build_dir: Path, tmp_path: Path) -> None:
 def test_cow_rdma_without_libibverbs_skips_saying_what_to_install(tmp_path: Path) -> None:
     """A host without libibverbs-dev builds cow_rdma on rdma_none.c: same ids, every case a SKIP
     that names the missing packages (not a build failure that takes the other programs along)."""
-    proc = subprocess.run(["make", "-s", "-C", str(COW_DIR), f"O={tmp_path}", "HAVE_VERBS=0", f"{tmp_path}/cow_rdma"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["make", "-s", "-C", str(COW_DIR), f"O={tmp_path}", "HAVE_VERBS=0", f"{tmp_path}/cow_rdma"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    ids = subprocess.run([str(tmp_path / "cow_rdma"), "--list"], capture_output=True, text=True).stdout.split()
+    ids = subprocess.run(
+        [str(tmp_path / "cow_rdma"), "--list"], capture_output=True, text=True
+    ).stdout.split()
     assert ids == (GOLDEN_IDS / "cow_rdma.txt").read_text().split()
-    out = subprocess.run([str(tmp_path / "cow_rdma"), ids[0]], capture_output=True, text=True, timeout=60).stdout
-    assert (f"ok 1 {ids[0]} # SKIP no RDMA device to register with (cow_rdma was built without libibverbs: "
-            "install libibverbs-dev and ibverbs-providers on the host (ci/setup.sh))") in out.splitlines()
+    out = subprocess.run(
+        [str(tmp_path / "cow_rdma"), ids[0]], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert (
+        f"ok 1 {ids[0]} # SKIP no RDMA device to register with (cow_rdma was built without libibverbs: "
+        "install libibverbs-dev and ibverbs-providers on the host (ci/setup.sh))"
+    ) in out.splitlines()

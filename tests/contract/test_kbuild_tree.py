@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
 from harness import cli
-from harness.kernels import kbuild
-from harness.kernels import kconfig
-from harness.kernels import sources
+from harness.kernels import kbuild, kconfig, sources
+from tests.helpers.paths import REPO
 
 KERNELS = REPO / "kernels"
 
@@ -25,7 +23,9 @@ KERNELS = REPO / "kernels"
 def tree() -> Path:
     t = sources.for_series(6, 12)
     if t is None:
-        pytest.skip("no Debian 6.12 source in the cache: run `harness source fetch debian:6.12` (ci/setup.sh does)")
+        pytest.skip(
+            "no Debian 6.12 source in the cache: run `harness source fetch debian:6.12` (ci/setup.sh does)"
+        )
     for tool in ("make", "gcc", "flex", "bison"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (ci/setup.sh installs the kernel build dependencies)")
@@ -37,8 +37,16 @@ def test_our_fragments_survive_olddefconfig_on_tinyconfig(tree: Path, tmp_path: 
     req = kbuild.BuildRequest(tree, frags, "tinyconfig", tmp_path / "b", 2)
     assert kbuild.configure(req, tmp_path / "b", lambda s: None)  # raises if an option was dropped
     final = kconfig.parse((tmp_path / "b" / ".config").read_text())
-    for opt in ("CONFIG_GUP_TEST", "CONFIG_MEM_SOFT_DIRTY", "CONFIG_PTE_MARKER_UFFD_WP", "CONFIG_9P_FS",
-                "CONFIG_NET_9P_VIRTIO", "CONFIG_VIRTIO_BLK", "CONFIG_ACPI", "CONFIG_SERIAL_8250_CONSOLE"):
+    for opt in (
+        "CONFIG_GUP_TEST",
+        "CONFIG_MEM_SOFT_DIRTY",
+        "CONFIG_PTE_MARKER_UFFD_WP",
+        "CONFIG_9P_FS",
+        "CONFIG_NET_9P_VIRTIO",
+        "CONFIG_VIRTIO_BLK",
+        "CONFIG_ACPI",
+        "CONFIG_SERIAL_8250_CONSOLE",
+    ):
         assert final.get(opt) == "y", opt
     assert final.get("CONFIG_IPV6", "n") == "n"  # lean: IPv4 only (9p needs INET on 6.1)
     # unchanged inputs: the next configure is skipped (cheap rebuilds)
@@ -46,10 +54,15 @@ def test_our_fragments_survive_olddefconfig_on_tinyconfig(tree: Path, tmp_path: 
 
 
 def test_a_dropped_option_is_one_line_naming_the_missing_dependency(
-        tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.config"
-    bad.write_text("CONFIG_64BIT=y\nCONFIG_PROC_FS=y\n# CONFIG_CHECKPOINT_RESTORE is not set\nCONFIG_MEM_SOFT_DIRTY=y\n")
-    code = cli.main(["build", "--src", str(tree), "--fragment", str(bad), "--out", str(tmp_path / "b"), "-j2"])
+    bad.write_text(
+        "CONFIG_64BIT=y\nCONFIG_PROC_FS=y\n# CONFIG_CHECKPOINT_RESTORE is not set\nCONFIG_MEM_SOFT_DIRTY=y\n"
+    )
+    code = cli.main(
+        ["build", "--src", str(tree), "--fragment", str(bad), "--out", str(tmp_path / "b"), "-j2"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("harness: error: CONFIG_MEM_SOFT_DIRTY=y (")

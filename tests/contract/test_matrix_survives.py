@@ -1,4 +1,4 @@
-"""A matrix keeps every case of every job (issue 15): a job killed mid-run has its missing cases
+"""A matrix keeps every case of every job: a job killed mid-run has its missing cases
 filled as ERROR with the reason, and one job's torn files cost only that job."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.judge import expect
-from harness.run import matrix
 from harness.report import resultset
-from harness.suites import registry as suites
+from harness.run import matrix
 from harness.run.matrix import JobResult
+from harness.suites import registry as suites
 from tests.helpers.results_data import RUN_61, RUN_612
 from tests.unit.test_matrix import _matrix_dir
 
@@ -22,8 +22,10 @@ def _selected(run: Path) -> list[suites.Selected]:
     for line in (run / "results.jsonl").read_text().splitlines():
         rec = json.loads(line)
         by_prog.setdefault(rec["program"], []).append(rec["id"])
-    return [suites.Selected(suites.Program(p, "cow", Path("/x"), f"cow_tests/{p}"), tuple(ids))
-            for p, ids in by_prog.items()]
+    return [
+        suites.Selected(suites.Program(p, "cow", Path("/x"), f"cow_tests/{p}"), tuple(ids))
+        for p, ids in by_prog.items()
+    ]
 
 
 def _testcases(top: Path) -> list[tuple[str, str, str]]:
@@ -31,8 +33,13 @@ def _testcases(top: Path) -> list[tuple[str, str, str]]:
     for suite in ET.parse(top / "junit.xml").getroot().iter("testsuite"):
         for tc in suite.iter("testcase"):
             err = tc.find("error")
-            out.append((suite.get("name", "").split()[0], tc.get("name", ""),
-                        err.get("message", "") if err is not None else ""))
+            out.append(
+                (
+                    suite.get("name", "").split()[0],
+                    tc.get("name", ""),
+                    err.get("message", "") if err is not None else "",
+                )
+            )
     return out
 
 
@@ -43,8 +50,10 @@ def test_a_job_killed_mid_run_has_every_case_reported(tmp_path: Path) -> None:
     lines = (killed / "results.jsonl").read_text().splitlines()
     (killed / "results.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:40])  # SIGKILL mid-write
     (killed / "fingerprint.json").unlink()
-    results = {("debian:6.12", 1): JobResult(-9, "job process died (exit -9)", 10.0),
-               ("debian:6.1.0-56", 1): JobResult(0, "", 30.0)}
+    results = {
+        ("debian:6.12", 1): JobResult(-9, "job process died (exit -9)", 10.0),
+        ("debian:6.1.0-56", 1): JobResult(0, "", 30.0),
+    }
     selected = _selected(RUN_612)
     for j in jobs:
         res = results[(j.label, j.repeat)]

@@ -15,8 +15,22 @@ def test_wheel_contains_every_subpackage(tmp_path: Path) -> None:
     src = tmp_path / "src"  # a copy: setuptools leaves build/ beside the project it builds
     shutil.copytree(REPO / "harness", src / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", src)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("harness-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     packages = sorted(p.parent.relative_to(REPO).as_posix() for p in (REPO / "harness").rglob("__init__.py"))

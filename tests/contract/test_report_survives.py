@@ -1,4 +1,4 @@
-"""The report survives (issue 15): a full disk, SIGTERM, a second Ctrl-C while the reports are
+"""The report survives: a full disk, SIGTERM, a second Ctrl-C while the reports are
 written, a reused or shared --out. The pipeline's stages are stubbed: what is tested is
 runner.execute's finally path and the files it leaves."""
 
@@ -9,27 +9,28 @@ import json
 import os
 import signal
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import pytest
 
-from harness.report import junit as report
-from harness.run import rundir
-from harness.run import runner
 from harness import signals
 from harness.errors import InputError
-from harness.model import CaseResult, Expectation, Outcome, Verdict
-
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
+from harness.report import junit as report
+from harness.run import rundir, runner
 from tests.unit.test_runner_mapping import IDS, K612, SEL
 
 
 def _result(case_id: str) -> CaseResult:
-    return CaseResult(case_id, SEL.program.name, Outcome.OK, Verdict.PASS, "", "fine", Expectation("pass"))
+    return CaseResult(
+        case_id, SEL.program.name, Outcome.OK, Verdict.PASS, "", "fine", Expectation(Expect.PASS)
+    )
 
 
 def stub(monkeypatch: pytest.MonkeyPatch, run_all: Callable[[runner._Run], None]) -> None:
-    def prepare(self: runner._Run) -> list:
+    def prepare(self: runner._Run) -> list[Any]:
         self.selected, self.kernel = [SEL], K612
         return self.selected
 
@@ -44,7 +45,7 @@ def disk_full_under(monkeypatch: pytest.MonkeyPatch, prefixes: list[str]) -> Non
     (a list the test may change while the run goes on)."""
     real = os.write
 
-    def write(fd: int, data: bytes) -> int:  # type: ignore[override]
+    def write(fd: int, data: bytes) -> int:
         target = os.readlink(f"/proc/self/fd/{fd}")
         if any(target.startswith(p) for p in prefixes):
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -57,7 +58,9 @@ def junit_ids(path: Path) -> list[str]:
     return [tc.get("name", "") for tc in ET.parse(path).getroot().iter("testcase")]
 
 
-def test_results_log_full_mid_run_still_leaves_every_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_log_full_mid_run_still_leaves_every_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     full: list[str] = []
     disk_full_under(monkeypatch, full)
@@ -78,8 +81,9 @@ def test_results_log_full_mid_run_still_leaves_every_report(tmp_path: Path, monk
 
 
 @pytest.mark.parametrize("with_junit", [True, False])
-def test_a_full_run_dir_sends_the_junit_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 with_junit: bool) -> None:
+def test_a_full_run_dir_sends_the_junit_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_junit: bool
+) -> None:
     out, junit = tmp_path / "run", tmp_path / "ci" / "junit.xml"
     full: list[str] = []
     disk_full_under(monkeypatch, full)
@@ -98,7 +102,9 @@ def test_a_full_run_dir_sends_the_junit_elsewhere(tmp_path: Path, monkeypatch: p
         assert "written to" in o.error and (tmp_path / "run.summary.txt").is_file()
 
 
-def test_an_os_error_from_any_stage_is_exit_2_with_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_os_error_from_any_stage_is_exit_2_with_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def run_all(self: runner._Run) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", "initramfs.cpio")
 
@@ -125,7 +131,8 @@ def test_sigterm_is_ctrl_c_with_its_own_exit_code(tmp_path: Path, monkeypatch: p
 
 
 def test_a_second_ctrl_c_while_the_reports_are_written_loses_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def run_all(self: runner._Run) -> None:
         raise KeyboardInterrupt
 
@@ -146,7 +153,9 @@ def test_a_second_ctrl_c_while_the_reports_are_written_loses_nothing(
 # ---- --out ----------------------------------------------------------------------------------------
 
 
-def test_an_out_dir_with_an_earlier_run_is_refused_unless_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_out_dir_with_an_earlier_run_is_refused_unless_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stub(monkeypatch, lambda self: self.record([_result(i) for i in IDS]))
     out = tmp_path / "run"
     assert runner.execute(runner.RunRequest(out=out)).exit_code == 0

@@ -10,22 +10,26 @@ import signal
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import cli
-from harness.kernels import kbuild
-from harness.series import series_cmd
+from harness import cli, signals
 from harness.errors import BuildError, InputError
+from harness.kernels import kbuild
 from harness.model import Outcome, Verdict
+from harness.series import series_cmd
 from harness.series.core import Cell, Row, Step
 from harness.series.series_cmd import Builder, SeriesRequest, run_series
 from tests.helpers.small_repo import BASE_FILES, SmallRepo, behaviour
 
-OUTCOMES = {"ok": (Outcome.OK, Verdict.PASS), "not_ok": (Outcome.NOT_OK, Verdict.FAIL),
-            "skip": (Outcome.SKIP, Verdict.SKIP)}
+OUTCOMES = {
+    "ok": (Outcome.OK, Verdict.PASS),
+    "not_ok": (Outcome.NOT_OK, Verdict.FAIL),
+    "skip": (Outcome.SKIP, Verdict.SKIP),
+}
 
 
 class FakeMake:
@@ -53,7 +57,7 @@ class FakeMake:
         with open(req.out / kbuild.LOG, "a") as f:
             f.write("\n".join(lines) + "\n")
         if "#error" in src.read_text():
-            why = src.read_text().split('#error ')[1].splitlines()[0]
+            why = src.read_text().split("#error ")[1].splitlines()[0]
             raise BuildError(f"make bzImage failed: {src}: error: {why} (log: {req.out / kbuild.LOG})")
         return kbuild.BuildResult(req.out, req.out / "bzImage", "6.12.0-fake", False, False, 0.1)
 
@@ -69,6 +73,7 @@ def fake_guest(tree_path: Path) -> series_cmd.RowRunner:
             outcome, verdict = OUTCOMES[what]
             tests[tid] = Cell(verdict, outcome)
         return Row(**{**row.__dict__, "boot": Step.OK, "tests": tests, "run_dir": str(row_dir)})
+
     return run
 
 
@@ -88,11 +93,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return {"repo": repo, "base": base, "make": make, "parts": parts, "holder": holder, "tmp": tmp_path}
 
 
-def _series(env: dict[str, Any], patches: list[tuple[str, dict[str, str | None]]], cover: str = "") -> Path:
+def _series(
+    env: dict[str, Any], patches: Sequence[tuple[str, Mapping[str, str | None]]], cover: str = ""
+) -> Path:
     repo: SmallRepo = env["repo"]
     for subject, files in patches:
         repo.commit(subject, files)
-    out = env["tmp"] / "outgoing"
+    out: Path = env["tmp"] / "outgoing"
     repo.format_patch(f"{env['base']}..HEAD", out, cover)
     repo.git("reset", "-q", "--hard", env["base"])  # the developer's tree: the patches are only in files
     return out
@@ -108,9 +115,17 @@ def _run(env: dict[str, Any], what: Path | str, **kw: Any) -> tuple[int, dict[st
 
 TYPICAL = [
     ("mm: clean", {"README": "a small tree\nmore words\n"}),
-    ("mm: does not build", {"build.c": "int main(void) { return 0; }\nwarn: old warning [-Wold]\n#error use of undeclared x\n"}),
-    ("mm: builds, breaks cow.a", {"build.c": "int main(void) { return 0; }\nwarn: old warning [-Wold]\nwarn: unused x [-Wunused]\n",
-                                  "behaviour": behaviour(cow_a="not_ok")}),
+    (
+        "mm: does not build",
+        {"build.c": "int main(void) { return 0; }\nwarn: old warning [-Wold]\n#error use of undeclared x\n"},
+    ),
+    (
+        "mm: builds, breaks cow.a",
+        {
+            "build.c": "int main(void) { return 0; }\nwarn: old warning [-Wold]\nwarn: unused x [-Wunused]\n",
+            "behaviour": behaviour(cow_a="not_ok"),
+        },
+    ),
     ("mm: fixes cow.a and cow.c", {"behaviour": behaviour(cow_c="ok")}),
 ]
 
@@ -123,13 +138,21 @@ def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
     assert [r["label"] for r in rows] == ["base", "1", "2", "3", "4"]
     assert [r["build"] for r in rows] == ["ok", "ok", "failed", "ok", "ok"]
     assert [r["boot"] for r in rows] == ["ok", "ok", "not run", "ok", "ok"]
-    assert rows[2]["build_error"] == f"make bzImage failed: build.c: error: use of undeclared x (log: {out}/rows/02/build.log)"
+    assert (
+        rows[2]["build_error"]
+        == f"make bzImage failed: build.c: error: use of undeclared x (log: {out}/rows/02/build.log)"
+    )
     # New warnings: only the one patch 3 added (the old one was known from the base build).
     assert [r["new_warnings"] for r in rows] == [[], [], [], ["build.c:3: warning: unused x [-Wunused]"], []]
     assert rec["columns"] == ["cow.a", "cow.c"]
     marks = {(c["row"], c["column"]): c["mark"] for c in rec["changes"]}
-    assert marks == {(2, "build"): "broke", (3, "build"): "fixed", (3, "cow.a"): "broke",
-                     (4, "cow.a"): "fixed", (4, "cow.c"): "fixed"}
+    assert marks == {
+        (2, "build"): "broke",
+        (3, "build"): "fixed",
+        (3, "cow.a"): "broke",
+        (4, "cow.a"): "fixed",
+        (4, "cow.c"): "fixed",
+    }
     assert [(p["row"], p["column"]) for p in rec["problems"]] == [(2, "build"), (3, "cow.a")]
     assert rec["title"] == "mm: a series" and rec["finished"] is True
 
@@ -144,9 +167,19 @@ def test_the_typical_series_matrix(env: dict[str, Any]) -> None:
     assert "| 4 |" in md and "PASS (fixed)" in md and "Tested on 6.12.0-fake" in md
 
     suites = ET.parse(out / "junit.xml").getroot().findall("testsuite")
-    assert [s.get("name", "").split()[:2] for s in suites] == [["00", "base"], ["01", "1"], ["02", "2"], ["03", "3"], ["04", "4"]]
-    failures = [(s.get("name", "").split()[1], c.get("name")) for s in suites for c in s.findall("testcase")
-                if c.find("failure") is not None]
+    assert [s.get("name", "").split()[:2] for s in suites] == [
+        ["00", "base"],
+        ["01", "1"],
+        ["02", "2"],
+        ["03", "3"],
+        ["04", "4"],
+    ]
+    failures = [
+        (s.get("name", "").split()[1], c.get("name"))
+        for s in suites
+        for c in s.findall("testcase")
+        if c.find("failure") is not None
+    ]
     assert failures == [("2", "build"), ("3", "cow.a")]
     # Each patch's build log is kept, whole (sliced in bytes: the error above has UTF-8 quotes),
     # and the base build recompiled what the series touches.
@@ -162,14 +195,24 @@ def test_a_clean_series_exits_0_and_a_range_works_the_same(env: dict[str, Any]) 
     repo.commit("mm: fix cow.c", {"behaviour": behaviour(cow_c="ok")})
     code, rec, out = _run(env, f"{env['base'][:10]}..HEAD", base=None)
     assert code == 0 and rec["kind"] == "range" and rec["problems"] == []
-    assert [r["commit"] for r in rec["rows"]] == [env["base"], repo.git("rev-parse", "HEAD~1"), repo.git("rev-parse", "HEAD")]
+    assert [r["commit"] for r in rec["rows"]] == [
+        env["base"],
+        repo.git("rev-parse", "HEAD~1"),
+        repo.git("rev-parse", "HEAD"),
+    ]
     assert rec["columns"] == ["cow.c"] and "apply" not in (out / "matrix.txt").read_text().splitlines()[1]
     assert "No patch broke the build, the boot or a test." in (out / "series.md").read_text()
 
 
 def test_a_patch_that_does_not_apply_stops_the_series(env: dict[str, Any]) -> None:
-    patches = _series(env, [("mm: one", {"README": "one\n"}), ("mm: two", {"README": "two\n"}),
-                            ("mm: three", {"README": "three\n"})])
+    patches = _series(
+        env,
+        [
+            ("mm: one", {"README": "one\n"}),
+            ("mm: two", {"README": "two\n"}),
+            ("mm: three", {"README": "three\n"}),
+        ],
+    )
     (patches / "0001-mm-one.patch").unlink()  # patch two's context is now missing
     code, rec, out = _run(env, patches)
     assert code == 1
@@ -195,10 +238,17 @@ def test_stop_on_first_and_only_last(env: dict[str, Any]) -> None:
 
 
 def test_a_patch_that_does_not_boot(env: dict[str, Any]) -> None:
-    code, rec, _ = _run(env, _series(env, [("mm: panics", {"behaviour": "panic-at-boot\n"}),
-                                           ("mm: back", {"behaviour": behaviour()})]))
+    code, rec, _ = _run(
+        env,
+        _series(
+            env, [("mm: panics", {"behaviour": "panic-at-boot\n"}), ("mm: back", {"behaviour": behaviour()})]
+        ),
+    )
     assert code == 1 and [r["boot"] for r in rec["rows"]] == ["ok", "failed", "ok"]
-    assert {(c["row"], c["column"]): c["mark"] for c in rec["changes"]} == {(1, "boot"): "broke", (2, "boot"): "fixed"}
+    assert {(c["row"], c["column"]): c["mark"] for c in rec["changes"]} == {
+        (1, "boot"): "broke",
+        (2, "boot"): "fixed",
+    }
 
 
 def test_base_that_does_not_build_is_bad_input(env: dict[str, Any]) -> None:
@@ -223,12 +273,15 @@ def test_interrupted_series_writes_what_it_has(env: dict[str, Any], how: str) ->
                     os.kill(os.getpid(), signal.SIGTERM)
                     time.sleep(5)
                 raise KeyboardInterrupt
-            return guest(row, row_dir)
+            done: Row = guest(row, row_dir)
+            return done
+
         return builder, run
 
     env["parts"] = parts
-    code, rec, out = _run(env, patches)
-    assert code == 130 and rec["finished"] is False
+    with signals.sigterm_as_interrupt():  # as the CLI runs every command
+        code, rec, out = _run(env, patches)
+    assert code == (143 if how == "sigterm" else 130) and rec["finished"] is False
     assert [r["build"] for r in rec["rows"]] == ["ok", "ok", "failed", "not run", "not run"]
     assert rec["rows"][3]["note"] == "not reached: interrupted"
     assert ET.parse(out / "junit.xml").getroot().findall("testsuite")
@@ -245,15 +298,22 @@ def test_two_series_on_one_tree_do_not_share_the_worktree(env: dict[str, Any]) -
         def run(row: Row, row_dir: Path) -> Row:
             entered.set()
             release.wait(60)
-            return guest(row, row_dir)
+            done: Row = guest(row, row_dir)
+            return done
+
         return builder, run
 
     results: list[Any] = []
 
     def first() -> None:
         try:
-            results.append(run_series(SeriesRequest(env["repo"].path, str(patches), env["base"], out=env["tmp"] / "a"),
-                                      lambda s: None, slow_parts))
+            results.append(
+                run_series(
+                    SeriesRequest(env["repo"].path, str(patches), env["base"], out=env["tmp"] / "a"),
+                    lambda s: None,
+                    slow_parts,
+                )
+            )
         except BaseException as e:  # shown by the assert below
             results.append(e)
             entered.set()
@@ -312,19 +372,27 @@ def fake_w1(req: kbuild.BuildRequest, sources: list[str]) -> str:
         for n, line in enumerate((req.src / "build.c").read_text().splitlines(), 1):
             for prefix in ("warn: ", "w1: "):
                 if line.startswith(prefix):
-                    out.append(f"{req.src}/build.c:{n}:5: warning: {line[len(prefix):]}")
+                    out.append(f"{req.src}/build.c:{n}:5: warning: {line[len(prefix) :]}")
     return "\n".join(out) + "\n"
 
 
-def test_checkpatch_w1_strict_and_patchwork_checks(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpatch_w1_strict_and_patchwork_checks(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(kbuild, "compile_w1", fake_w1)
     env["base"] = env["repo"].commit("scripts: checkpatch", {"scripts/checkpatch.pl": CHECKPATCH})
     body = "int main(void) { return 0; }\nwarn: old warning [-Wold]\n"
-    outgoing = _series(env, [
-        ("mm: clean", {"README": "a small tree\nmore words\n"}),
-        ("mm: style", {"build.c": body + "int BADSTYLE;\nw1: declaration shadows x [-Wshadow]\n"}),
-        ("mm: todo", {"build.c": body + "int ok;\n// TODO later\nw1: declaration shadows x [-Wshadow]\n"}),
-    ])
+    outgoing = _series(
+        env,
+        [
+            ("mm: clean", {"README": "a small tree\nmore words\n"}),
+            ("mm: style", {"build.c": body + "int BADSTYLE;\nw1: declaration shadows x [-Wshadow]\n"}),
+            (
+                "mm: todo",
+                {"build.c": body + "int ok;\n// TODO later\nw1: declaration shadows x [-Wshadow]\n"},
+            ),
+        ],
+    )
     code, data, out = _run(env, outgoing, w1=True, url_base="https://ci.example.org/runs/7/")
     assert code == 0  # a checkpatch error is reported, but fails the series only with --strict
     rows = data["rows"]
@@ -335,20 +403,39 @@ def test_checkpatch_w1_strict_and_patchwork_checks(env: dict[str, Any], monkeypa
     assert cp["lines"] == ["ERROR: do not write BADSTYLE"]
     assert (rows[2]["w1_before"], rows[2]["w1_after"]) == (1, 2)
     assert rows[2]["w1_new"] == ["build.c:4: warning: declaration shadows x [-Wshadow]"]
-    assert (rows[3]["checkpatch"]["warnings"], rows[3]["w1_before"], rows[3]["w1_after"], rows[3]["w1_new"]) \
-        == (1, 2, 2, [])
-    assert {"row": 2, "column": "checkpatch", "text": "1 checkpatch error(s): ERROR: do not write BADSTYLE",
-            "soft": True} in data["problems"]
+    assert (
+        rows[3]["checkpatch"]["warnings"],
+        rows[3]["w1_before"],
+        rows[3]["w1_after"],
+        rows[3]["w1_new"],
+    ) == (1, 2, 2, [])
+    assert {
+        "row": 2,
+        "column": "checkpatch",
+        "text": "1 checkpatch error(s): ERROR: do not write BADSTYLE",
+        "soft": True,
+    } in data["problems"]
     assert [(c["patch"], c["state"], c["context"], c["target_url"]) for c in data["checks"]] == [
         (1, "success", "harness-series", "https://ci.example.org/runs/7/rows/01/"),
         (2, "warning", "harness-series", "https://ci.example.org/runs/7/rows/02/"),
-        (3, "warning", "harness-series", "https://ci.example.org/runs/7/rows/03/")]
-    assert data["checks"][1]["description"] == \
-        "checkpatch 1 error(s), 0 warning(s), 0 check(s); 1 new W=1 warning(s)"
+        (3, "warning", "harness-series", "https://ci.example.org/runs/7/rows/03/"),
+    ]
+    assert (
+        data["checks"][1]["description"]
+        == "checkpatch 1 error(s), 0 warning(s), 0 check(s); 1 new W=1 warning(s)"
+    )
     matrix = (out / "matrix.txt").read_text()
     print(matrix)
-    assert matrix.splitlines()[1].split() == ["commit", "subject", "apply", "checkpatch", "build", "W=1", "boot",
-                                              "build+run"]
+    assert matrix.splitlines()[1].split() == [
+        "commit",
+        "subject",
+        "apply",
+        "checkpatch",
+        "build",
+        "W=1",
+        "boot",
+        "build+run",
+    ]
     assert "1E" in matrix and "1W" in matrix and "1->2 +1" in matrix and "2->2" in matrix
     assert "checkpatch 2: ERROR: do not write BADSTYLE" in matrix
     assert "new W=1 warning in 2: build.c:4: warning: declaration shadows x [-Wshadow]" in matrix
@@ -361,7 +448,9 @@ def test_checkpatch_w1_strict_and_patchwork_checks(env: dict[str, Any], monkeypa
     code, data, out = _run(env, outgoing, out_name="strict", strict=True)
     assert code == 1 and data["exit_code"] == 1
     assert [c["state"] for c in data["checks"]] == ["success", "fail", "warning"]
-    assert data["checks"][1]["description"] == "checkpatch: 1 checkpatch error(s): ERROR: do not write BADSTYLE"
+    assert (
+        data["checks"][1]["description"] == "checkpatch: 1 checkpatch error(s): ERROR: do not write BADSTYLE"
+    )
     assert data["checks"][0]["target_url"] is None
     assert rows[1]["w1_after"] is None and data["rows"][2]["w1_after"] is None  # no --w1
     suites = ET.parse(out / "junit.xml").getroot()

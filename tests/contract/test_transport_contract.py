@@ -18,18 +18,16 @@ import os
 import random
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from tests.helpers.fakes import LocalTransport
-from harness.vm import image
-from harness.kernels import kernel
-from harness.vm import machine
-from harness.vm import sshtransport
 from harness.errors import CommandTimeout, TransportError
+from harness.kernels import kernel
+from harness.vm import image, machine, sshtransport
 from harness.vm.transport import CommandResult, Transport
+from tests.helpers.fakes import LocalTransport
 
 KERNEL = os.environ.get("HARNESS_TEST_KERNEL", "debian:6.12")
 ALL_BYTES = bytes(range(256))
@@ -43,8 +41,13 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[machine.Ma
     k = kernel.resolve(KERNEL)
     run_dir = tmp_path_factory.mktemp("contract-guest")
     keys = sshtransport.make_keys(run_dir)
-    opts = image.GuestOptions(nonce=secrets.token_hex(6), share_usr=True, net=True,
-                              authorized_key=keys.authorized_line, host_key=keys.host_key_bytes)
+    opts = image.GuestOptions(
+        nonce=secrets.token_hex(6),
+        share_usr=True,
+        net=True,
+        authorized_key=keys.authorized_line,
+        host_key=keys.host_key_bytes,
+    )
     img = image.build(k, image.Payload(), opts, run_dir / "initramfs.cpio")
     m = machine.boot(machine.MachineSpec(kernel=k, image=img, run_dir=run_dir))
     try:
@@ -53,11 +56,14 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[machine.Ma
         m.shutdown()
 
 
-@pytest.fixture(scope="module", params=[
-    "local",
-    pytest.param("console", marks=pytest.mark.vm),
-    pytest.param("ssh", marks=pytest.mark.vm),
-])
+@pytest.fixture(
+    scope="module",
+    params=[
+        "local",
+        pytest.param("console", marks=pytest.mark.vm),
+        pytest.param("ssh", marks=pytest.mark.vm),
+    ],
+)
 def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
     t: Transport
     if request.param == "local":
@@ -101,7 +107,9 @@ class TestTransportContract:
         assert transport.run("kill -9 $$", 30).rc == 137
 
     def test_stderr_is_separate(self, transport: Transport) -> None:
-        assert transport.run("echo out; echo err >&2; echo more-out", 30) == ok(b"out\nmore-out\n", 0, b"err\n")
+        assert transport.run("echo out; echo err >&2; echo more-out", 30) == ok(
+            b"out\nmore-out\n", 0, b"err\n"
+        )
 
     def test_stdin_is_empty(self, transport: Transport) -> None:
         assert transport.run("cat; echo done", 30) == ok(b"done\n")
@@ -119,7 +127,7 @@ class TestTransportContract:
         assert r == ok(b"".join(b"[" + a.encode() + b"]" for a in args))
 
     def test_multi_line_command(self, transport: Transport) -> None:
-        cmd = "x=1\nif [ \"$x\" = 1 ]; then\n  echo one\nfi\nfor i in 2 3; do echo $i; done\n"
+        cmd = 'x=1\nif [ "$x" = 1 ]; then\n  echo one\nfi\nfor i in 2 3; do echo $i; done\n'
         assert transport.run(cmd, 30) == ok(b"one\n2\n3\n")
 
     def test_put_binary_file_then_read_it_back(self, transport: Transport, scratch: str) -> None:
@@ -142,8 +150,9 @@ class TestTransportContract:
 
 
 @pytest.mark.vm
-def test_ssh_rejects_a_host_key_that_is_not_this_runs(guest: tuple[machine.Machine, sshtransport.SshKeys],
-                                                      tmp_path: Path) -> None:
+def test_ssh_rejects_a_host_key_that_is_not_this_runs(
+    guest: tuple[machine.Machine, sshtransport.SshKeys], tmp_path: Path
+) -> None:
     m, keys = guest
     other = sshtransport.make_keys(tmp_path)
     with pytest.raises(TransportError, match="host key"):
@@ -167,7 +176,8 @@ def test_ssh_timeout_kills_the_command(guest: tuple[machine.Machine, sshtranspor
 
 @pytest.mark.vm
 def test_console_timeout_kills_the_whole_session_and_keeps_output(
-        guest: tuple[machine.Machine, sshtransport.SshKeys]) -> None:
+    guest: tuple[machine.Machine, sshtransport.SshKeys],
+) -> None:
     """The agent kills every process of the command's session, even those that moved to a
     process group of their own (as each cow_tests case does), and returns what was printed."""
     m, _ = guest
@@ -176,7 +186,10 @@ def test_console_timeout_kills_the_whole_session_and_keeps_output(
     assert e.value.partial is not None and e.value.partial.stdout == b"started\n"  # type: ignore[attr-defined]
     # SIGKILLed, they may take a moment to exit on a loaded TCG guest (seen once: one still
     # listed right after the timeout): gone within 5 s.
-    assert m.console.run("i=0; while [ $i -lt 20 ] && pgrep -f 'slee[p] 7[89]' >/dev/null; do sleep 0.25; "
-                         "i=$((i+1)); done; pgrep -f 'slee[p] 7[89]' || echo gone", 30) == ok(b"gone\n")
+    assert m.console.run(
+        "i=0; while [ $i -lt 20 ] && pgrep -f 'slee[p] 7[89]' >/dev/null; do sleep 0.25; "
+        "i=$((i+1)); done; pgrep -f 'slee[p] 7[89]' || echo gone",
+        30,
+    ) == ok(b"gone\n")
     # Other sessions (dropbear, for SSH) are not touched.
     assert m.console.run("pidof dropbear >/dev/null && echo alive", 30) == ok(b"alive\n")

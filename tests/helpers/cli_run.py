@@ -31,8 +31,9 @@ class Run:
 
 
 def harness(*args: str, timeout_s: float = 1200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def harness_run(out: Path, *args: str) -> Run:

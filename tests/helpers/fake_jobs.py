@@ -15,8 +15,14 @@ def _record(job: Job, verdict: str, reason: str = "") -> None:
     out = job.request.out
     assert out is not None
     out.mkdir(parents=True, exist_ok=True)
-    rec = {"id": "case.a", "program": "p", "verdict": verdict, "reason": reason, "output": "",
-           "expectation": {"expect": "pass"}}
+    rec = {
+        "id": "case.a",
+        "program": "p",
+        "verdict": verdict,
+        "reason": reason,
+        "output": "",
+        "expectation": {"expect": "pass"},
+    }
     (out / "results.jsonl").write_text(json.dumps(rec) + "\n")
 
 

@@ -78,7 +78,7 @@ class FakeLava:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeLava":
+    def __enter__(self) -> FakeLava:
         self.thread.start()
         return self
 

@@ -15,13 +15,13 @@ import re
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pexpect
 
-from harness.vm.console import ConsoleTransport
 from harness.errors import CommandTimeout, TransportError
+from harness.vm.console import ConsoleTransport
 from harness.vm.transport import CommandResult, as_shell
 
 
@@ -37,8 +37,14 @@ class LocalTransport:
     def run(self, command: str | Sequence[str], timeout_s: float = 60.0) -> CommandResult:
         cmd = as_shell(command)
         # Own session: a timeout kills the command's children too (sh -c 'sleep 9; ...').
-        proc = subprocess.Popen(["sh", "-c", cmd], cwd=self.root, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            ["sh", "-c", cmd],
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -64,9 +70,9 @@ _REQUEST = re.compile(rb"([^\s/]+)/\d+ (\S*)\n")
 _END = re.compile(rb"(\S+?):E:-?\d+:[0-9a-f]{32}")
 
 
-def console_on(fake: "ReplayConsole") -> ConsoleTransport:
+def console_on(fake: ReplayConsole) -> ConsoleTransport:
     """A ConsoleTransport reading a replayed console, on the replay's clock."""
-    return ConsoleTransport(fake, fake.clock)  # type: ignore[arg-type]
+    return ConsoleTransport(fake, fake.clock)
 
 
 class ReplayConsole:
@@ -147,6 +153,6 @@ class ReplayConsole:
             if self._eof:
                 raise pexpect.EOF("replayed transcript ended (QEMU exited)")
             raise pexpect.TIMEOUT(f"replayed transcript has no {pattern.pattern!r}")
-        self.before, self.after, self.match = self._buf[:m.start()], m.group(0), m
-        self._buf = self._buf[m.end():]
+        self.before, self.after, self.match = self._buf[: m.start()], m.group(0), m
+        self._buf = self._buf[m.end() :]
         return 0

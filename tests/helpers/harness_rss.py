@@ -36,8 +36,13 @@ class Measured:
 
 
 def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", _WRAPPER, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRAPPER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
 
 
 def finish(p: subprocess.Popen[str], t0: float, timeout_s: float = 600) -> Measured:
@@ -52,5 +57,5 @@ def run(*args: str, timeout_s: float = 600) -> Measured:
 
 
 def report_line(name: str, m: Measured, out: Path) -> str:
-    """One line for the drill's record: what the issue's closing note asks for."""
+    """One line for the drill's record: exit code, peak RSS, wall time and the run dir."""
     return f"{name}: exit {m.rc}, peak RSS {m.peak_rss_mib:.0f} MiB, {m.wall_s:.0f} s, run dir {out}"

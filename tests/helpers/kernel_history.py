@@ -13,16 +13,23 @@ class Repo:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.env = {**os.environ, "GIT_DIR": str(path), "GIT_AUTHOR_NAME": "Harness Nightly",
-                    "GIT_AUTHOR_EMAIL": "nightly@example.org", "GIT_COMMITTER_NAME": "Harness Nightly",
-                    "GIT_COMMITTER_EMAIL": "nightly@example.org", "LC_ALL": "C"}
+        self.env = {
+            **os.environ,
+            "GIT_DIR": str(path),
+            "GIT_AUTHOR_NAME": "Harness Nightly",
+            "GIT_AUTHOR_EMAIL": "nightly@example.org",
+            "GIT_COMMITTER_NAME": "Harness Nightly",
+            "GIT_COMMITTER_EMAIL": "nightly@example.org",
+            "LC_ALL": "C",
+        }
 
     def git(self, *args: str, stdin: str | None = None, **env: str) -> str:
         return self.raw(*args, stdin=stdin, **env).strip()
 
     def raw(self, *args: str, stdin: str | None = None, **env: str) -> str:
-        return subprocess.run(["git", *args], check=True, capture_output=True, text=True, input=stdin,
-                              env={**self.env, **env}).stdout
+        return subprocess.run(
+            ["git", *args], check=True, capture_output=True, text=True, input=stdin, env={**self.env, **env}
+        ).stdout
 
     def import_tree(self, tree: Path) -> str:
         self.git("init", "-q", "--bare", str(self.path))
@@ -46,4 +53,6 @@ class Repo:
 def objects_per_build(build_log: str) -> list[int]:
     """Objects compiled by each `make bzImage` section of a kbuild build log (harness/kernels/kbuild.py)."""
     sections = build_log.split("\n### make bzImage")[1:]
-    return [sum(1 for ln in sec.split("\n### ")[0].splitlines() if ln.startswith("  CC ")) for sec in sections]
+    return [
+        sum(1 for ln in sec.split("\n### ")[0].splitlines() if ln.startswith("  CC ")) for sec in sections
+    ]

@@ -16,12 +16,14 @@ def read(path: Path) -> tuple[int, int, list[list[Pixel]]]:
         raise ValueError(f"{path}: not a PNG")
     pos, idat, width, height, ctype = 8, b"", 0, 0, 0
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
             if depth != 8 or ctype not in (2, 6) or interlace:
-                raise ValueError(f"{path}: unsupported PNG (depth {depth}, type {ctype}, interlace {interlace})")
+                raise ValueError(
+                    f"{path}: unsupported PNG (depth {depth}, type {ctype}, interlace {interlace})"
+                )
         elif kind == b"IDAT":
             idat += body
         pos += 12 + length
@@ -32,9 +34,9 @@ def read(path: Path) -> tuple[int, int, list[list[Pixel]]]:
     prev = bytearray(stride)
     for y in range(height):
         f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         if f == 2:  # Up, the commonest filter in a screenshot: one pass without data dependencies
-            line = bytearray([(x + u) & 0xFF for x, u in zip(line, prev)])
+            line = bytearray([(x + u) & 0xFF for x, u in zip(line, prev, strict=False)])
             f = 0
         if f:
             _unfilter(f, line, prev, bpp)
@@ -49,7 +51,7 @@ def hex_rgb(colour: str) -> Pixel:
 
 
 def near(p: Pixel, q: Pixel, tolerance: int = 12) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(p, q))
+    return all(abs(a - b) <= tolerance for a, b in zip(p, q, strict=False))
 
 
 def _unfilter(f: int, line: bytearray, prev: bytearray, bpp: int) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 from tests.helpers.paths import DATA, REPO
 
 RESULTS = DATA / "results"
@@ -31,7 +33,9 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[list[dict[str, Any]]], lis
     return dst
 
 
-def set_verdict(recs: list[dict[str, Any]], case_id: str, verdict: str, reason: str = "") -> list[dict[str, Any]]:
+def set_verdict(
+    recs: list[dict[str, Any]], case_id: str, verdict: str, reason: str = ""
+) -> list[dict[str, Any]]:
     hit = [r for r in recs if r["id"] == case_id]
     assert hit, case_id
     for r in hit:
@@ -43,17 +47,26 @@ def set_verdict(recs: list[dict[str, Any]], case_id: str, verdict: str, reason: 
 
 # One package of each Debian kernel line the harness covers: (label, uname -r, upstream version).
 LINES = [
-    ("debian:6.1", "6.1.0-57-amd64", "6.1.193"), ("debian:6.12", "6.12.118+deb12-amd64", "6.12.118"),
-    ("debian:6.16", "6.16.12+deb13-amd64", "6.16.12"), ("debian:6.17", "6.17.13+deb13-amd64", "6.17.13"),
-    ("debian:6.18", "6.18.9+deb13-amd64", "6.18.9"), ("debian:6.19", "6.19.7+deb13-amd64", "6.19.7"),
-    ("debian:7.0", "7.0.5+deb13-amd64", "7.0.5"), ("debian:7.1", "7.1.3+deb13-amd64", "7.1.3"),
-    ("debian:7.2", "7.2.12+deb13-amd64", "7.2.12"), ("debian:7.3", "7.3.4+deb13-amd64", "7.3.4"),
+    ("debian:6.1", "6.1.0-57-amd64", "6.1.193"),
+    ("debian:6.12", "6.12.118+deb12-amd64", "6.12.118"),
+    ("debian:6.16", "6.16.12+deb13-amd64", "6.16.12"),
+    ("debian:6.17", "6.17.13+deb13-amd64", "6.17.13"),
+    ("debian:6.18", "6.18.9+deb13-amd64", "6.18.9"),
+    ("debian:6.19", "6.19.7+deb13-amd64", "6.19.7"),
+    ("debian:7.0", "7.0.5+deb13-amd64", "7.0.5"),
+    ("debian:7.1", "7.1.3+deb13-amd64", "7.1.3"),
+    ("debian:7.2", "7.2.12+deb13-amd64", "7.2.12"),
+    ("debian:7.3", "7.3.4+deb13-amd64", "7.3.4"),
 ]
 
 
-def synthetic_matrix(dst: Path, kernels: list[tuple[str, str, str]], identity: str = "fingerprint",
-                     edit: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda k, r: r,
-                     src: Path = RUN_612) -> Path:
+def synthetic_matrix(
+    dst: Path,
+    kernels: list[tuple[str, str, str]],
+    identity: str = "fingerprint",
+    edit: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] = lambda k, r: r,
+    src: Path = RUN_612,
+) -> Path:
     """A matrix dir at `dst` of `kernels` (label, uname -r, upstream version), each with `src`'s
     cases passed through edit(label, records). `identity` says where the package is recorded:
     "fingerprint" (per-kernel fingerprint.json, as a run writes), "matrix.json" (only there:
@@ -98,9 +111,9 @@ def whole_suite_matrix() -> Any:
     import dataclasses
 
     from harness.judge import expect
-    from harness.report import resultset
     from harness.kernels.kernelid import identify
     from harness.model import Kernel, Verdict
+    from harness.report import resultset
 
     rs = resultset.load(MATRIX)
     rules = expect.load(EXPECTATIONS)
@@ -110,8 +123,14 @@ def whole_suite_matrix() -> Any:
     for label in rs.kernels:
         up = identify(label, rs.fingerprints.get(label)).upstream
         assert up is not None, label
-        kernel = Kernel(label, Path("/nonexistent"), "", expect.parse_version(".".join(map(str, up))), None,
-                        config={"CONFIG_MEM_SOFT_DIRTY": "y"})  # Debian's, as far as the skip rules look
+        kernel = Kernel(
+            label,
+            Path("/nonexistent"),
+            "",
+            expect.parse_version(".".join(map(str, up))),
+            None,
+            config={"CONFIG_MEM_SOFT_DIRTY": "y"},
+        )  # Debian's, as far as the skip rules look
         for ids in sorted(CASE_IDS.glob("*.txt")):
             program = ids.stem
             for case_id in ids.read_text().split():
@@ -119,6 +138,18 @@ def whole_suite_matrix() -> Any:
                     continue
                 exp = expect.expectation_for(rules, case_id, kernel)
                 v = verdict[exp.expect]
-                cases.append(resultset.CaseSummary(label, case_id, program, v, (v,), exp.reason if v is not Verdict.PASS else "",
-                                                   "", expect=exp.expect, expect_reason=exp.reason, expect_commit=exp.commit))
+                cases.append(
+                    resultset.CaseSummary(
+                        label,
+                        case_id,
+                        program,
+                        v,
+                        (v,),
+                        exp.reason if v is not Verdict.PASS else "",
+                        "",
+                        expect=exp.expect,
+                        expect_reason=exp.reason,
+                        expect_commit=exp.commit,
+                    )
+                )
     return dataclasses.replace(rs, cases=tuple(cases))

@@ -9,20 +9,28 @@ in that file), and `behaviour` (lines "test.id=ok|not_ok|skip" are what the test
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 # No user or system git configuration reaches these repositories (HOME has none).
-ENV = {"GIT_AUTHOR_NAME": "Ann Developer", "GIT_AUTHOR_EMAIL": "ann@example.org",
-       "GIT_COMMITTER_NAME": "Ann Developer", "GIT_COMMITTER_EMAIL": "ann@example.org",
-       "PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C"}
+ENV = {
+    "GIT_AUTHOR_NAME": "Ann Developer",
+    "GIT_AUTHOR_EMAIL": "ann@example.org",
+    "GIT_COMMITTER_NAME": "Ann Developer",
+    "GIT_COMMITTER_EMAIL": "ann@example.org",
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/nonexistent",
+    "LC_ALL": "C",
+}
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=ENV).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=ENV
+    ).stdout.strip()
 
 
-def commit(repo: Path, subject: str, files: dict[str, str | None]) -> str:
+def commit(repo: Path, subject: str, files: Mapping[str, str | None]) -> str:
     """Write (or, for None, remove) the files and commit them; returns the new commit."""
     for name, text in files.items():
         if text is None:
@@ -45,7 +53,7 @@ class SmallRepo:
     def git(self, *args: str) -> str:
         return git(self.path, *args)
 
-    def commit(self, subject: str, files: dict[str, str | None]) -> str:
+    def commit(self, subject: str, files: Mapping[str, str | None]) -> str:
         return commit(self.path, subject, files)
 
     def format_patch(self, rng: str, out: Path, cover: str = "") -> list[Path]:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import struct
 
-DEBIAN_61_BANNER = ("6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC "
-                    "Debian 6.1.192-2 (2026-11-16)")
+DEBIAN_61_BANNER = (
+    "6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)"
+)
 UPSTREAM_BANNER = "6.18.0-rc3+ (dev@box) #7 SMP PREEMPT_DYNAMIC Sat Nov  1 12:00:00 UTC 2025"
 
 
-def make_bzimage(banner: str | None = DEBIAN_61_BANNER, setup_sects: int = 4,
-                 payload_paragraphs: int = 64, banner_offset: int = 0x400) -> bytes:
+def make_bzimage(
+    banner: str | None = DEBIAN_61_BANNER,
+    setup_sects: int = 4,
+    payload_paragraphs: int = 64,
+    banner_offset: int = 0x400,
+) -> bytes:
     """setup_sects+1 sectors of real-mode setup, then `payload_paragraphs` * 16 bytes.
 
     The banner is a NUL-terminated string at `banner_offset` (file offset), referenced from the
@@ -30,6 +35,6 @@ def make_bzimage(banner: str | None = DEBIAN_61_BANNER, setup_sects: int = 4,
     struct.pack_into("<H", data, 0x206, 0x020F)  # boot protocol 2.15
     if banner is not None:
         raw = banner.encode() + b"\0"
-        data[banner_offset:banner_offset + len(raw)] = raw
+        data[banner_offset : banner_offset + len(raw)] = raw
         struct.pack_into("<H", data, 0x20E, banner_offset - 0x200)
     return bytes(data)

@@ -60,17 +60,48 @@ def test_bisect_a_kernel_history(tmp_path: Path, capsys: pytest.CaptureFixture[s
     c = [repo.import_tree(tree)]
     gup, util, rsrc = (repo.show("HEAD", n) for n in ("mm/gup.c", "mm/util.c", "io_uring/rsrc.c"))
     assert rsrc.count(RSRC_ANCHOR) == 1
-    c.append(repo.commit("mm/gup: comment on FOLL_PIN", {"mm/gup.c": gup + "/* harness bisect test: comment only */\n"}))
-    c.append(repo.commit("mm/util: add a helper (does not build)",
-                         {"mm/util.c": util + "int harness_bisect_broken(void) { return harness_undeclared; }\n"}))
+    c.append(
+        repo.commit(
+            "mm/gup: comment on FOLL_PIN", {"mm/gup.c": gup + "/* harness bisect test: comment only */\n"}
+        )
+    )
+    c.append(
+        repo.commit(
+            "mm/util: add a helper (does not build)",
+            {"mm/util.c": util + "int harness_bisect_broken(void) { return harness_undeclared; }\n"},
+        )
+    )
     c.append(repo.commit("mm/util: fix the build", {"mm/util.c": util}))
-    c.append(repo.commit("io_uring/rsrc: refuse non-shmem file-backed buffers again",
-                         {"io_uring/rsrc.c": rsrc.replace(RSRC_ANCHOR, RSRC_CHECK + RSRC_ANCHOR)}))
-    c.append(repo.commit("Documentation: note on bisecting", {"Documentation/mm/harness-bisect.rst": "Bisect.\n"}))
+    c.append(
+        repo.commit(
+            "io_uring/rsrc: refuse non-shmem file-backed buffers again",
+            {"io_uring/rsrc.c": rsrc.replace(RSRC_ANCHOR, RSRC_CHECK + RSRC_ANCHOR)},
+        )
+    )
+    c.append(
+        repo.commit("Documentation: note on bisecting", {"Documentation/mm/harness-bisect.rst": "Bisect.\n"})
+    )
 
     out = tmp_path / "bisect"
-    code = cli.main(["bisect", "--src", str(repo.path), "--good", c[0], "--bad", c[5], "--test", TEST,
-                     "--out", str(out), "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "bisect.xml")])
+    code = cli.main(
+        [
+            "bisect",
+            "--src",
+            str(repo.path),
+            "--good",
+            c[0],
+            "--bad",
+            c[5],
+            "--test",
+            TEST,
+            "--out",
+            str(out),
+            "-j",
+            str(os.cpu_count() or 2),
+            "--junit",
+            str(tmp_path / "bisect.xml"),
+        ]
+    )
     printed = capsys.readouterr().out
     print(printed)  # the step log and the answer, in the nightly log
     assert code == 0, printed[-3000:]
@@ -108,5 +139,7 @@ def test_bisect_a_kernel_history(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert ans["noop"] is False and ans["build_hash"].startswith("vmlinux:")
     if c[1] in by_rev:  # a comment at the end of mm/gup.c: the reproducible build is the same
         assert by_rev[c[1]]["build_hash"] == by_rev[c[0]]["build_hash"]
-    print(f"revert check: build {state['verification']['step']['prepare_s']}s + "
-          f"tests {state['verification']['step']['run_s']}s")
+    print(
+        f"revert check: build {state['verification']['step']['prepare_s']}s + "
+        f"tests {state['verification']['step']['run_s']}s"
+    )

@@ -25,9 +25,25 @@ TEST = "probe.perf-rb.vmflags-no-pfnmap"
 
 def test_bisect_across_suites_finds_the_pfnmap_ring_buffer(tmp_path: Path) -> None:
     out = tmp_path / "b"
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--kernels",
-                        "debian:6.12.118..debian:7.3.4", "--test", TEST, "--suite", "probes",
-                        "--out", str(out)], capture_output=True, text=True, timeout=3600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "bisect",
+            "--kernels",
+            "debian:6.12.118..debian:7.3.4",
+            "--test",
+            TEST,
+            "--suite",
+            "probes",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "first bad: debian:6.16.3+deb13" in p.stdout, p.stdout
     state = json.loads((out / "bisect.json").read_text())

@@ -13,7 +13,8 @@ written out with `git format-patch --cover-letter`, then the series is tested fr
 
 The matrix must say exactly that (the changed columns are the io_uring registration tests of
 file-backed buffers that are not shmem: ext4 and the perf ring buffer), with the checkpatch and
-W=1 columns (the new warning of patch 3 is also a new W=1 warning), and exit 1. About 15-25 min for the base build from scratch at -j2, then seconds per patch; run
+W=1 columns (the new warning of patch 3 is also a new W=1 warning), and exit 1. About 15-25 min for
+the base build from scratch at -j2, then seconds per patch; run
 by ci/nightly.sh.
 """
 
@@ -26,16 +27,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.helpers.kernel_history import Repo, objects_per_build
 
 from harness import cli
 from harness.kernels import sources
+from tests.helpers.kernel_history import Repo, objects_per_build
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 TEST = "cow.iouring-register-ok.ext4-private"
 
-DEFINITION = ("static int io_sqe_buffer_register(struct io_ring_ctx *ctx, struct iovec *iov,\n"
-              "\t\t\t\t  struct io_mapped_ubuf **pimu,\n\t\t\t\t  struct page **last_hpage)\n{\n")
+DEFINITION = (
+    "static int io_sqe_buffer_register(struct io_ring_ctx *ctx, struct iovec *iov,\n"
+    "\t\t\t\t  struct io_mapped_ubuf **pimu,\n\t\t\t\t  struct page **last_hpage)\n{\n"
+)
 PIN = "\tret = -ENOMEM;\n\tpages = io_pin_pages((unsigned long) iov->iov_base, iov->iov_len,\n"
 CALL = "\tif (io_buffer_refused(iov))\n\t\treturn -EOPNOTSUPP;\n\n"
 HELPER = """/*
@@ -67,10 +70,14 @@ def _write_series(tmp_path: Path) -> tuple[Repo, str, Path]:
     gup, rsrc = repo.show("HEAD", "mm/gup.c"), repo.show("HEAD", "io_uring/rsrc.c")
     assert rsrc.count(DEFINITION) == 1 and rsrc.count(PIN) == 1
     with_call = rsrc.replace(PIN, CALL + PIN)
-    repo.commit("mm/gup: comment on FOLL_PIN", {"mm/gup.c": gup + "/* harness series test: comment only */\n"})
+    repo.commit(
+        "mm/gup: comment on FOLL_PIN", {"mm/gup.c": gup + "/* harness series test: comment only */\n"}
+    )
     repo.commit("io_uring/rsrc: refuse file-backed buffers", {"io_uring/rsrc.c": with_call})
-    repo.commit("io_uring/rsrc: add the refusal helper",
-                {"io_uring/rsrc.c": with_call.replace(DEFINITION, HELPER + DEFINITION)})
+    repo.commit(
+        "io_uring/rsrc: add the refusal helper",
+        {"io_uring/rsrc.c": with_call.replace(DEFINITION, HELPER + DEFINITION)},
+    )
     repo.commit("io_uring/rsrc: leave file-backed buffers to GUP", {"io_uring/rsrc.c": rsrc})
     patches = tmp_path / "outgoing"
     repo.git("format-patch", "-q", "--cover-letter", "-o", str(patches), f"{base}..HEAD")
@@ -87,9 +94,25 @@ def test_series_of_real_patches(tmp_path: Path, capsys: pytest.CaptureFixture[st
     refs = repo.git("for-each-ref", "--format=%(refname) %(objectname)")
     out = tmp_path / "series"
     try:
-        code = cli.main(["series", "--src", str(repo.path), "--base", base, str(patches), "--out", str(out),
-                         "-j", str(os.cpu_count() or 2), "--junit", str(tmp_path / "series.xml"),
-                         "--w1", "--url-base", "https://ci.example.org/series/1"])
+        code = cli.main(
+            [
+                "series",
+                "--src",
+                str(repo.path),
+                "--base",
+                base,
+                str(patches),
+                "--out",
+                str(out),
+                "-j",
+                str(os.cpu_count() or 2),
+                "--junit",
+                str(tmp_path / "series.xml"),
+                "--w1",
+                "--url-base",
+                "https://ci.example.org/series/1",
+            ]
+        )
         _check(repo, base, refs, out, tmp_path, code, capsys.readouterr().out)
     finally:  # the worktree and build dir are kept per repository: ~2.5 GB for this one-off repo
         rec = json.loads((out / "series.json").read_text()) if (out / "series.json").is_file() else {}
@@ -108,8 +131,11 @@ def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: in
     rows = rec["rows"]
     assert rec["title"] == "io_uring: file-backed buffers" and rec["finished"]
     assert [r["subject"] for r in rows[1:]] == [
-        "mm/gup: comment on FOLL_PIN", "io_uring/rsrc: refuse file-backed buffers",
-        "io_uring/rsrc: add the refusal helper", "io_uring/rsrc: leave file-backed buffers to GUP"]
+        "mm/gup: comment on FOLL_PIN",
+        "io_uring/rsrc: refuse file-backed buffers",
+        "io_uring/rsrc: add the refusal helper",
+        "io_uring/rsrc: leave file-backed buffers to GUP",
+    ]
     assert [r["build"] for r in rows] == ["ok", "ok", "failed", "ok", "ok"]
     assert [r["boot"] for r in rows] == ["ok", "ok", "not run", "ok", "ok"]
     assert "io_buffer_refused" in rows[2]["build_error"]
@@ -139,8 +165,9 @@ def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: in
     assert all(p["column"] == "checkpatch" for p in rec["problems"] if p["soft"])
 
     # The tree's checkpatch ran on every patch; W=1 on the C files each patch touched.
-    assert all(r["checkpatch"] is not None and r["checkpatch"]["note"] == "" for r in rows[1:]), \
-        [r["checkpatch"] for r in rows]
+    assert all(r["checkpatch"] is not None and r["checkpatch"]["note"] == "" for r in rows[1:]), [
+        r["checkpatch"] for r in rows
+    ]
     assert rows[0]["w1_after"] is not None and rows[2]["w1_after"] is None  # patch 2 does not build
     assert rows[1]["w1_before"] == rows[1]["w1_after"] and rows[1]["w1_new"] == []  # a comment
     assert any("io_buffer_refusals" in w for w in rows[3]["w1_new"]), rows[3]["w1_new"]
@@ -153,8 +180,12 @@ def _check(repo: Repo, base: str, refs: str, out: Path, tmp_path: Path, code: in
     # in our worktree, with the subjects of the emails.
     assert repo.git("rev-parse", "HEAD") == base
     assert repo.git("for-each-ref", "--format=%(refname) %(objectname)") == refs
-    worktree_head = subprocess.run(["git", "-C", rec["worktree"], "log", "-1", "--format=%H %s"],
-                                   capture_output=True, text=True, check=True).stdout.strip()
+    worktree_head = subprocess.run(
+        ["git", "-C", rec["worktree"], "log", "-1", "--format=%H %s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert worktree_head == f"{rows[4]['commit']} {rows[4]['subject']}"
 
     table = (out / "matrix.txt").read_text()

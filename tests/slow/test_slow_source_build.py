@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
 from harness import cli
+from tests.helpers.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 KERNELS = REPO / "kernels"
@@ -33,19 +33,49 @@ def test_fetch_build_run_crosscheck(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (tree / "mm" / "gup_test.c").is_file()
 
     jobs = str(os.cpu_count() or 2)
-    assert cli.main(["build", "--src", str(tree), "--fragment", str(KERNELS / "lean.config"),
-                     "--fragment", str(KERNELS / "cow.config"), "-j", jobs]) == 0
+    assert (
+        cli.main(
+            [
+                "build",
+                "--src",
+                str(tree),
+                "--fragment",
+                str(KERNELS / "lean.config"),
+                "--fragment",
+                str(KERNELS / "cow.config"),
+                "-j",
+                jobs,
+            ]
+        )
+        == 0
+    )
     build_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert (build_dir / "arch" / "x86" / "boot" / "bzImage").is_file()
     assert "CONFIG_GUP_TEST=y" in (build_dir / ".config").read_text().splitlines()
 
     run_dir = tmp_path / "run"
-    code = cli.main(["run", "--kernel", str(build_dir), "--suite", "cow", "--suite", "kselftest:mm/cow",
-                     "--suite", "kselftest:mm/gup_longterm", "--out", str(run_dir),
-                     "--junit", str(tmp_path / "junit.xml")])
+    code = cli.main(
+        [
+            "run",
+            "--kernel",
+            str(build_dir),
+            "--suite",
+            "cow",
+            "--suite",
+            "kselftest:mm/cow",
+            "--suite",
+            "kselftest:mm/gup_longterm",
+            "--out",
+            str(run_dir),
+            "--junit",
+            str(tmp_path / "junit.xml"),
+        ]
+    )
     out = capsys.readouterr().out
     res = _results(run_dir)
-    bad = {k: (v["verdict"], v["reason"]) for k, v in res.items() if v["verdict"] in ("FAIL", "XPASS", "ERROR")}
+    bad = {
+        k: (v["verdict"], v["reason"]) for k, v in res.items() if v["verdict"] in ("FAIL", "XPASS", "ERROR")
+    }
     assert bad == {}
     assert code == 0, out[-3000:]
 
@@ -63,7 +93,9 @@ def test_fetch_build_run_crosscheck(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert text in out
     last = text.strip().splitlines()[-1]
     assert " 0 disagree" in last
-    assert any(line.startswith("agree") and "cow.gup-pin-ro.exclusive.base" in line for line in text.splitlines())
+    assert any(
+        line.startswith("agree") and "cow.gup-pin-ro.exclusive.base" in line for line in text.splitlines()
+    )
 
     junit = (tmp_path / "junit.xml").read_text()
     for suite in ("kselftest-mm-cow", "kselftest-mm-gup_longterm", "cow_gup", "cow_fork"):

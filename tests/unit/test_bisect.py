@@ -7,12 +7,31 @@ import math
 
 import pytest
 
-from tests.helpers.bisect_fakes import OTHER, TEST, run, step
-from harness.bisect.core import (CaseObs, Decision, Judge, Policy, RunObs, Side, Status, StepRecord,
-                            StepResult, case_state, confidence, decide, endpoint_message, plan,
-                            flaky, run_state, settled, side_of, step_from_dict, step_summary,
-                            step_to_dict)
 from harness.bisect.bisect_report import step_line
+from harness.bisect.core import (
+    CaseObs,
+    Decision,
+    Judge,
+    Policy,
+    RunObs,
+    Side,
+    Status,
+    StepRecord,
+    StepResult,
+    case_state,
+    confidence,
+    decide,
+    endpoint_message,
+    flaky,
+    plan,
+    run_state,
+    settled,
+    side_of,
+    step_from_dict,
+    step_summary,
+    step_to_dict,
+)
+from tests.helpers.bisect_fakes import OTHER, TEST, run, step
 
 P = Policy((TEST,))
 
@@ -28,16 +47,19 @@ def test_outcome_judge_tells_6_1_from_6_12_where_verdicts_cannot() -> None:
     assert case_state(on_612, Judge.VERDICT) is Decision.GOOD
 
 
-@pytest.mark.parametrize("outcome,verdict,by_outcome,by_verdict", [
-    ("ok", "PASS", "good", "good"),
-    ("ok", "XPASS", "good", "bad"),
-    ("ok", "FAIL", "good", "bad"),  # a kernel WARNING during the case: only the verdict sees it
-    ("not_ok", "FAIL", "bad", "bad"),
-    ("xfail", "XFAIL", "bad", "good"),
-    ("error", "ERROR", "bad", "bad"),
-    ("skip", "SKIP", "skip", "skip"),
-    ("todo", "SKIP", "skip", "skip"),
-])
+@pytest.mark.parametrize(
+    "outcome,verdict,by_outcome,by_verdict",
+    [
+        ("ok", "PASS", "good", "good"),
+        ("ok", "XPASS", "good", "bad"),
+        ("ok", "FAIL", "good", "bad"),  # a kernel WARNING during the case: only the verdict sees it
+        ("not_ok", "FAIL", "bad", "bad"),
+        ("xfail", "XFAIL", "bad", "good"),
+        ("error", "ERROR", "bad", "bad"),
+        ("skip", "SKIP", "skip", "skip"),
+        ("todo", "SKIP", "skip", "skip"),
+    ],
+)
 def test_case_state(outcome: str, verdict: str, by_outcome: str, by_verdict: str) -> None:
     c = CaseObs(TEST, outcome, verdict)
     assert case_state(c, Judge.OUTCOME).value == by_outcome
@@ -58,21 +80,26 @@ def test_several_tests_any_bad_is_bad_all_good_is_good() -> None:
     assert run_state(run("ok", tests=(TEST,)), pol) is Decision.SKIP  # OTHER missing
 
 
-@pytest.mark.parametrize("words,runs,threshold,expected", [
-    (("ok",), 1, None, Decision.GOOD),
-    (("not_ok",), 1, None, Decision.BAD),
-    (("ok", "ok", "ok"), 3, None, Decision.GOOD),
-    (("not_ok", "not_ok", "ok"), 3, None, Decision.BAD),  # max(2, 3/6) = 2
-    (("not_ok", "ok", "ok"), 3, None, Decision.SKIP),  # neither all good nor enough bad
-    (("not_ok", "ok", "ok"), 3, 1, Decision.BAD),  # --bad-threshold 1: a rare flake counts
-    (("ok", "skip", "ok"), 3, None, Decision.SKIP),
-    (("not_ok", "not_ok"), 4, None, Decision.BAD),  # max(2, 4/6) = 2: settled after two
-    (("not_ok",) + ("ok",) * 9, 10, None, Decision.SKIP),  # a lone bad run among good: flaky
-    (("not_ok",) * 2 + ("ok",) * 16, 18, None, Decision.SKIP),  # 18/6 = 3 needed
-    (("not_ok",) * 3 + ("ok",) * 15, 18, None, Decision.BAD),
-    (("ok", "ok"), 3, None, Decision.SKIP),  # not all runs done: not good
-])
-def test_decide_with_repeats(words: tuple[str, ...], runs: int, threshold: int | None, expected: Decision) -> None:
+@pytest.mark.parametrize(
+    "words,runs,threshold,expected",
+    [
+        (("ok",), 1, None, Decision.GOOD),
+        (("not_ok",), 1, None, Decision.BAD),
+        (("ok", "ok", "ok"), 3, None, Decision.GOOD),
+        (("not_ok", "not_ok", "ok"), 3, None, Decision.BAD),  # max(2, 3/6) = 2
+        (("not_ok", "ok", "ok"), 3, None, Decision.SKIP),  # neither all good nor enough bad
+        (("not_ok", "ok", "ok"), 3, 1, Decision.BAD),  # --bad-threshold 1: a rare flake counts
+        (("ok", "skip", "ok"), 3, None, Decision.SKIP),
+        (("not_ok", "not_ok"), 4, None, Decision.BAD),  # max(2, 4/6) = 2: settled after two
+        (("not_ok",) + ("ok",) * 9, 10, None, Decision.SKIP),  # a lone bad run among good: flaky
+        (("not_ok",) * 2 + ("ok",) * 16, 18, None, Decision.SKIP),  # 18/6 = 3 needed
+        (("not_ok",) * 3 + ("ok",) * 15, 18, None, Decision.BAD),
+        (("ok", "ok"), 3, None, Decision.SKIP),  # not all runs done: not good
+    ],
+)
+def test_decide_with_repeats(
+    words: tuple[str, ...], runs: int, threshold: int | None, expected: Decision
+) -> None:
     pol = Policy((TEST,), runs=runs, bad_threshold=threshold)
     assert decide(step(*words), pol) is expected
 
@@ -105,7 +132,16 @@ def test_policy_problems() -> None:
     assert Policy((TEST,), runs=0).problems()
     assert Policy((TEST,), runs=3, bad_threshold=4).problems()
     assert not Policy((TEST,), runs=3, bad_threshold=1).problems()
-    assert [Policy((TEST,), runs=n).threshold for n in (1, 2, 3, 6, 12, 13, 18, 19)] == [1, 2, 2, 2, 2, 3, 3, 4]
+    assert [Policy((TEST,), runs=n).threshold for n in (1, 2, 3, 6, 12, 13, 18, 19)] == [
+        1,
+        2,
+        2,
+        2,
+        2,
+        3,
+        3,
+        4,
+    ]
 
 
 def test_sides_normal_and_reverse() -> None:
@@ -192,15 +228,22 @@ def test_a_lone_bad_run_is_a_flake_and_counts_in_the_flake_rate() -> None:
     c1 = confidence([*clean, lone], pol, 1)
     # f = 1 flaky run in 14 runs: a good step of 6 is wrong with f^6, a bad step of 2 with f^2.
     f = 1 / 14
-    assert c1.value == round((1 - f ** 6) * (1 - f ** 2), 3)
+    assert c1.value == round((1 - f**6) * (1 - f**2), 3)
     assert "1 step(s) skipped as flaky" in c1.text and "flake rate 7%" in c1.text
     line = step_line(3, StepRecord("x", "x", "step", lone, Decision.SKIP, None), pol)
     assert "[flaky: 1 of 6 runs bad, below 2]" in line
 
 
 def test_proofs_lower_the_confidence() -> None:
-    from harness.bisect.core import (NOT_RESTORED, UNTESTED, VERIFIED, Confidence, judge_revert,
-                                noop_culprit, proven)
+    from harness.bisect.core import (
+        NOT_RESTORED,
+        UNTESTED,
+        VERIFIED,
+        Confidence,
+        judge_revert,
+        noop_culprit,
+        proven,
+    )
 
     base = Confidence(0.9, "exact")
     good, bad = step("ok"), step("not_ok")
@@ -221,8 +264,14 @@ def test_proofs_lower_the_confidence() -> None:
 
 
 def test_step_record_round_trip() -> None:
-    res = StepResult(Status.RAN, (run("not_ok", other="error"), RunObs(boot_failed=True, detail="no init")),
-                     "", 12.5, 40.25, "vmlinux:0123")
+    res = StepResult(
+        Status.RAN,
+        (run("not_ok", other="error"), RunObs(boot_failed=True, detail="no init")),
+        "",
+        12.5,
+        40.25,
+        "vmlinux:0123",
+    )
     rec = StepRecord("debian:6.1.0-56", "debian:6.1.0-56", "old endpoint", res, Decision.BAD, Side.NEW)
     back = step_from_dict(step_to_dict(rec))
     assert back == rec
@@ -236,8 +285,14 @@ def test_step_summary() -> None:
 
 
 def test_endpoint_message_says_what_to_do() -> None:
-    rec = StepRecord("debian:6.1.0-56", "debian:6.1.0-56", "old endpoint",
-                     StepResult(Status.RAN, (RunObs((CaseObs(TEST, "not_ok", "XFAIL"),)),)), Decision.BAD, Side.NEW)
+    rec = StepRecord(
+        "debian:6.1.0-56",
+        "debian:6.1.0-56",
+        "old endpoint",
+        StepResult(Status.RAN, (RunObs((CaseObs(TEST, "not_ok", "XFAIL"),)),)),
+        Decision.BAD,
+        Side.NEW,
+    )
     msg = endpoint_message(rec, Decision.GOOD, P, "the first kernel")
     assert msg.startswith("the first kernel debian:6.1.0-56 should be good but is bad")
     assert "not_ok(XFAIL)" in msg and "--reverse" in msg

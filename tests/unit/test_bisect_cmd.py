@@ -7,26 +7,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import DATA
-from harness.kernels import aptstate
-from harness.bisect import bisect_cmd
 from harness import cli
-from harness.kernels import debian
+from harness.bisect import bisect_cmd
 from harness.bisect.bisect_cmd import expand_kernels, observe, packages_between
 from harness.errors import BuildError, HarnessError, InputError
-from harness.model import CaseResult, Expectation, Outcome, Verdict
-from harness.run.runner import RunOutcome
+from harness.kernels import aptstate, debian
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
+from harness.run.runner import RunOutcome, Stage
+from tests.helpers.paths import DATA
 
 TEST = "cow.unshare.odirect-write.base"
 OTHER = "cow.fork.child-keeps-data.base"
 
 
 def case(case_id: str, outcome: Outcome, verdict: Verdict, reason: str = "") -> CaseResult:
-    return CaseResult(case_id, "cow_unshare", outcome, verdict, reason, "", Expectation("pass"))
+    return CaseResult(
+        case_id,
+        "cow_unshare",
+        outcome,
+        verdict,
+        reason,
+        "",
+        Expectation(Expect.PASS),
+        not_run=reason.startswith("not run"),
+    )
 
 
 def outcome(results: list[CaseResult], code: int = 0, stage: str = "done", error: str = "") -> RunOutcome:
-    return RunOutcome(Path("/tmp/run"), results, code, error, stage=stage)
+    return RunOutcome(Path("/tmp/run"), results, code, error, stage=Stage(stage))
 
 
 # ---- observe --------------------------------------------------------------------------------
@@ -64,7 +72,8 @@ def test_observe_a_crash_in_the_named_test_is_an_observation() -> None:
 _DATA = DATA / "debian"
 KERNELS = debian.available_from(
     aptstate.parse_madison((_DATA / "apt-cache-madison-linux-image.txt").read_text()),
-    (_DATA / "apt-cache-pkgnames-linux-binary-modules.txt").read_text().split())
+    (_DATA / "apt-cache-pkgnames-linux-binary-modules.txt").read_text().split(),
+)
 
 
 def _k(spec: str) -> debian.AvailableKernel:
@@ -104,7 +113,10 @@ def test_expand_kernels_ranges_and_lists() -> None:
     assert mixed == ["debian:6.1.0-53", "debian:6.1.0-54", "debian:6.12.117+deb12"]
     # Debian's 6.12 names carry +deb12/+deb13; a version or a line finds the host release's.
     assert expand_kernels("debian:6.12.100,debian:7.3,debian:6.12.100-cloud", KERNELS) == [
-        "debian:6.12.100+deb12", "debian:7.3.4+deb13", "debian:6.12.100+deb12-cloud"]
+        "debian:6.12.100+deb12",
+        "debian:7.3.4+deb13",
+        "debian:6.12.100+deb12-cloud",
+    ]
     with pytest.raises(InputError, match="debian: specs at both ends"):
         expand_kernels("/boot/vmlinuz..debian:6.1.0-56", KERNELS)
 
@@ -112,17 +124,49 @@ def test_expand_kernels_ranges_and_lists() -> None:
 def test_bisect_command_input_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bisect", "--test", TEST]) == 2
     assert "name what to bisect" in capsys.readouterr().err
-    assert cli.main(["bisect", "--kernels", "debian:6.1.0-56,debian:6.12.117+deb12", "--test", "cow.nope"]) == 2
+    assert (
+        cli.main(["bisect", "--kernels", "debian:6.1.0-56,debian:6.12.117+deb12", "--test", "cow.nope"]) == 2
+    )
     assert "--test cow.nope: no such test id" in capsys.readouterr().err
     assert cli.main(["bisect", "--kernels", "debian:6.1.0-56", "--test", TEST]) == 2
     assert "at least two kernels" in capsys.readouterr().err
-    assert cli.main(["bisect", "--kernels", "debian:6.1.0-56,debian:6.1.0-55", "--test", TEST,
-                     "--runs", "2", "--bad-threshold", "3"]) == 2
+    assert (
+        cli.main(
+            [
+                "bisect",
+                "--kernels",
+                "debian:6.1.0-56,debian:6.1.0-55",
+                "--test",
+                TEST,
+                "--runs",
+                "2",
+                "--bad-threshold",
+                "3",
+            ]
+        )
+        == 2
+    )
     assert "--bad-threshold 3" in capsys.readouterr().err
     assert cli.main(["bisect", "--src", "/nonexistent", "--good", "a", "--bad", "b", "--test", TEST]) == 2
     assert "no such directory" in capsys.readouterr().err
-    assert cli.main(["bisect", "--src", "/nonexistent", "--good", "a", "--bad", "b", "--test", TEST,
-                     "--base", "nosuchconfig"]) == 2
+    assert (
+        cli.main(
+            [
+                "bisect",
+                "--src",
+                "/nonexistent",
+                "--good",
+                "a",
+                "--bad",
+                "b",
+                "--test",
+                TEST,
+                "--base",
+                "nosuchconfig",
+            ]
+        )
+        == 2
+    )
     assert "--base nosuchconfig: not one of tinyconfig" in capsys.readouterr().err
 
 
@@ -154,13 +198,22 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 RUN = ["run", "--kernel", "/src/linux", "--filter", TEST, "--bisect-exit"]
 
 
-@pytest.mark.parametrize("oc,verdict,code,reverse_code", [
-    (Outcome.OK, Verdict.PASS, 0, 1),
-    (Outcome.NOT_OK, Verdict.XFAIL, 1, 0),  # judged on the outcome: not ok is bad
-    (Outcome.SKIP, Verdict.SKIP, 125, 125),
-])
-def test_bisect_exit_codes(fake_run: dict[str, object], oc: Outcome, verdict: Verdict, code: int,
-                           reverse_code: int, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "oc,verdict,code,reverse_code",
+    [
+        (Outcome.OK, Verdict.PASS, 0, 1),
+        (Outcome.NOT_OK, Verdict.XFAIL, 1, 0),  # judged on the outcome: not ok is bad
+        (Outcome.SKIP, Verdict.SKIP, 125, 125),
+    ],
+)
+def test_bisect_exit_codes(
+    fake_run: dict[str, object],
+    oc: Outcome,
+    verdict: Verdict,
+    code: int,
+    reverse_code: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     fake_run["out"] = outcome([case(TEST, oc, verdict)], 0 if verdict is not Verdict.FAIL else 1)
     assert cli.main(RUN) == code
     assert f"bisect-exit: {code}" in capsys.readouterr().out
@@ -181,8 +234,9 @@ def test_bisect_exit_skips_what_the_commit_broke(fake_run: dict[str, object]) ->
     assert cli.main(RUN) == 125
 
 
-def test_bisect_exit_aborts_on_harness_problems(fake_run: dict[str, object],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_bisect_exit_aborts_on_harness_problems(
+    fake_run: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     fake_run["out"] = InputError("--filter cow.x: matches no test id")
     assert cli.main(RUN) == 128
     assert "git bisect run stops" in capsys.readouterr().err

@@ -9,20 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bisect_fakes import TEST, TableOracle
-from harness.bisect.core import Policy
 from harness.bisect.bisect_loop import Bisect, ListSpace
+from harness.bisect.core import Policy
 from harness.errors import InputError
+from tests.helpers.bisect_fakes import TEST, TableOracle
 
 KERNELS = [f"debian:6.1.0-{n}" for n in range(47, 57)]  # 47..56, old to new
 
 
-def table(first_bad: str, broken: tuple[str, ...] = (), bad: str = "not_ok", good: str = "ok") -> dict[str, str]:
+def table(
+    first_bad: str, broken: tuple[str, ...] = (), bad: str = "not_ok", good: str = "ok"
+) -> dict[str, str]:
     i = KERNELS.index(first_bad)
     return {k: "build" if k in broken else (bad if n >= i else good) for n, k in enumerate(KERNELS)}
 
 
-def bisect(tmp_path: Path, oracle: TableOracle, policy: Policy = Policy((TEST,)), **kw: object) -> Bisect:
+DEFAULT_POLICY = Policy((TEST,))
+
+
+def bisect(tmp_path: Path, oracle: TableOracle, policy: Policy = DEFAULT_POLICY, **kw: object) -> Bisect:
     return Bisect(ListSpace(KERNELS), oracle, policy, tmp_path / "b", progress=lambda s: None, **kw)  # type: ignore[arg-type]
 
 
@@ -136,8 +141,13 @@ def test_a_different_bisect_in_the_same_dir_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds a different bisect"):
         Bisect(ListSpace(KERNELS[:5]), TableOracle({}), Policy((TEST,)), tmp_path / "b")
     # --restart discards it.
-    b = Bisect(ListSpace(KERNELS[:5]), TableOracle(table("debian:6.1.0-49")), Policy((TEST,)),
-               tmp_path / "b", restart=True)
+    b = Bisect(
+        ListSpace(KERNELS[:5]),
+        TableOracle(table("debian:6.1.0-49")),
+        Policy((TEST,)),
+        tmp_path / "b",
+        restart=True,
+    )
     assert b.run().answer is not None
 
 

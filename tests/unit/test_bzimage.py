@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kernels import bzimage
 from harness.errors import KernelError
 from harness.judge.expect import parse_version
+from harness.kernels import bzimage
 from harness.model import KernelVersion
 from tests.helpers.synthetic_bzimage import DEBIAN_61_BANNER, UPSTREAM_BANNER, make_bzimage
 
@@ -37,13 +37,17 @@ def test_truncated_image(cut: int) -> None:
         bzimage.inspect(data[:-cut], "vmlinuz-x")
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"#!/bin/sh\necho hello\n",
-    b"\x7fELF" + b"\0" * 0x1000,  # a vmlinux, not a bzImage
-    b"\0" * 0x1000,
-    make_bzimage()[:0x3FF],  # too short to hold the header at all
-], ids=["empty", "script", "elf", "zeros", "header-cut"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"#!/bin/sh\necho hello\n",
+        b"\x7fELF" + b"\0" * 0x1000,  # a vmlinux, not a bzImage
+        b"\0" * 0x1000,
+        make_bzimage()[:0x3FF],  # too short to hold the header at all
+    ],
+    ids=["empty", "script", "elf", "zeros", "header-cut"],
+)
 def test_not_a_bzimage(data: bytes) -> None:
     with pytest.raises(KernelError, match=r"^img: not an x86 bzImage"):
         bzimage.inspect(data, "img")
@@ -73,14 +77,25 @@ def test_debian_banner_upstream_version() -> None:
     assert parse_version(bzimage.upstream_version_text(DEBIAN_61_BANNER)) == KernelVersion(6, 1, 192)
 
 
-@pytest.mark.parametrize("banner,text,version", [
-    ("6.12.117+deb12-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC "
-     "Debian 6.12.117-1~deb12u1 (2026-11-14)", "6.12.117", (6, 12, 117)),
-    ("6.12.12+bpo-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC "
-     "Debian 6.12.12-1~bpo12+1 (2025-02-23)", "6.12.12", (6, 12, 12)),
-    (UPSTREAM_BANNER, "6.18.0-rc3+", (6, 18, 0)),
-    ("6.6.58", "6.6.58", (6, 6, 58)),
-])
+@pytest.mark.parametrize(
+    "banner,text,version",
+    [
+        (
+            "6.12.117+deb12-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC "
+            "Debian 6.12.117-1~deb12u1 (2026-11-14)",
+            "6.12.117",
+            (6, 12, 117),
+        ),
+        (
+            "6.12.12+bpo-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC "
+            "Debian 6.12.12-1~bpo12+1 (2025-02-23)",
+            "6.12.12",
+            (6, 12, 12),
+        ),
+        (UPSTREAM_BANNER, "6.18.0-rc3+", (6, 18, 0)),
+        ("6.6.58", "6.6.58", (6, 6, 58)),
+    ],
+)
 def test_upstream_version_text(banner: str, text: str, version: tuple[int, int, int]) -> None:
     assert bzimage.upstream_version_text(banner) == text
     assert parse_version(text).as_tuple() == version

@@ -37,19 +37,19 @@ def read_newc(blob: bytes) -> list[Member]:
     pos = 0
     while True:
         assert pos % 4 == 0, f"header at {pos} not 4-aligned"
-        hdr = blob[pos:pos + HEADER_LEN]
+        hdr = blob[pos : pos + HEADER_LEN]
         assert len(hdr) == HEADER_LEN, f"short header at {pos}"
         assert hdr[:6] == b"070701", f"bad magic {hdr[:6]!r} at {pos}"
-        f = [int(hdr[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        f = [int(hdr[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
         ino, mode, uid, gid, nlink, _mtime, size, _dmaj, _dmin, _rmaj, _rmin, namesize, check = f
         name_start = pos + HEADER_LEN
-        raw_name = blob[name_start:name_start + namesize]
+        raw_name = blob[name_start : name_start + namesize]
         assert raw_name.endswith(b"\0") and b"\0" not in raw_name[:-1], raw_name
         data_start = name_start + namesize
         data_start += -data_start % 4
         # Padding is NULs, never stray bytes.
-        assert set(blob[name_start + namesize:data_start]) <= {0}
-        data = blob[data_start:data_start + size]
+        assert set(blob[name_start + namesize : data_start]) <= {0}
+        data = blob[data_start : data_start + size]
         assert len(data) == size, "archive ends inside a member's data"
         end = data_start + size
         nxt = end + (-end % 4)
@@ -80,7 +80,7 @@ def test_round_trip_names_modes_and_data() -> None:
     entries = sample()
     members = read_newc(cpio.archive(entries))
     assert [m.name for m in members] == [e.path.lstrip("/") for e in entries] + [TRAILER]
-    for e, m in zip(entries, members):
+    for e, m in zip(entries, members, strict=False):
         assert m.mode == e.mode
         assert m.data == e.data
         assert (m.uid, m.gid, m.nlink, m.check) == (0, 0, 1, 0)
@@ -131,7 +131,7 @@ def test_sizes_count_bytes_not_characters() -> None:
 def test_header_is_uppercase_hex_of_fixed_width() -> None:
     blob = cpio.archive([Entry.file("a", b"\0" * 0xABCDE)])
     hdr = blob[:HEADER_LEN].decode("ascii")
-    assert hdr[6 + 8 * 6:6 + 8 * 7] == "000ABCDE"  # c_filesize
+    assert hdr[6 + 8 * 6 : 6 + 8 * 7] == "000ABCDE"  # c_filesize
     assert hdr == hdr.upper()
 
 
@@ -143,8 +143,13 @@ def test_gnu_cpio_lists_and_extracts(tmp_path: Path) -> None:
 
     dest = tmp_path / "root"
     dest.mkdir()
-    subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=blob, cwd=dest,
-                   capture_output=True, check=True)
+    subprocess.run(
+        ["cpio", "-idm", "--quiet", "--no-absolute-filenames"],
+        input=blob,
+        cwd=dest,
+        capture_output=True,
+        check=True,
+    )
     assert (dest / "etc" / "passwd").read_bytes() == b"root:x:0:0:root:/root:/bin/sh\n"
     assert (dest / "etc" / "empty").read_bytes() == b""
     assert (dest / "bin" / "busybox").read_bytes() == sample()[1].data

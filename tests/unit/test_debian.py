@@ -9,32 +9,35 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import paths
-from harness.kernels import aptstate
-from harness.kernels import debian
 from harness.errors import KernelError
+from harness.kernels import aptstate, debian
+from tests.helpers import paths
 
 # `apt-cache pkgnames linux-image-6.1 | sort -V` on a Debian 12 host with bookworm-backports:
 # 6.1.0-N, 6.12.x+deb12, the 6.12 meta-packages, -cloud/-rt flavours, -dbg and -unsigned.
 DATA = paths.DATA / "debian"
 
 
-@pytest.mark.parametrize("spec,package", [
-    ("6.1.0-56", "linux-image-6.1.0-56-amd64"),
-    ("6.1.0-56-amd64", "linux-image-6.1.0-56-amd64"),  # the uname -r form
-    ("6.12.117+deb12-cloud-amd64", "linux-image-6.12.117+deb12-cloud-amd64"),
-    ("6.1.0-56-cloud", "linux-image-6.1.0-56-cloud-amd64"),
-    ("6.1.0-56-rt", "linux-image-6.1.0-56-rt-amd64"),
-    ("6.12.117+deb12", "linux-image-6.12.117+deb12-amd64"),
-    ("6.12.117+deb12-cloud", "linux-image-6.12.117+deb12-cloud-amd64"),
-    ("9.99.0-1", "linux-image-9.99.0-1-amd64"),
-])
+@pytest.mark.parametrize(
+    "spec,package",
+    [
+        ("6.1.0-56", "linux-image-6.1.0-56-amd64"),
+        ("6.1.0-56-amd64", "linux-image-6.1.0-56-amd64"),  # the uname -r form
+        ("6.12.117+deb12-cloud-amd64", "linux-image-6.12.117+deb12-cloud-amd64"),
+        ("6.1.0-56-cloud", "linux-image-6.1.0-56-cloud-amd64"),
+        ("6.1.0-56-rt", "linux-image-6.1.0-56-rt-amd64"),
+        ("6.12.117+deb12", "linux-image-6.12.117+deb12-amd64"),
+        ("6.12.117+deb12-cloud", "linux-image-6.12.117+deb12-cloud-amd64"),
+        ("9.99.0-1", "linux-image-9.99.0-1-amd64"),
+    ],
+)
 def test_package_name(spec: str, package: str) -> None:
     assert debian.package_name(spec) == package
 
 
-@pytest.mark.parametrize("spec", ["6.12", "6.1-cloud", "6.1-rt", "", "foo", "6",
-                                  "6.1.0-56-xen", "../6.1.0-56"])
+@pytest.mark.parametrize(
+    "spec", ["6.12", "6.1-cloud", "6.1-rt", "", "foo", "6", "6.1.0-56-xen", "../6.1.0-56"]
+)
 def test_package_name_rejects(spec: str) -> None:
     with pytest.raises(KernelError, match=r"not a full Debian kernel version"):
         debian.package_name(spec)
@@ -53,7 +56,9 @@ def test_parse_madison_recorded() -> None:
     assert len(pvs) > 200
     first = pvs[0]
     assert first.name.startswith("linux-image-") and first.suite in {s for _, s in aptstate.SUITES}
-    assert aptstate.PackageVersion("linux-image-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "trixie-backports") in pvs
+    assert (
+        aptstate.PackageVersion("linux-image-7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "trixie-backports") in pvs
+    )
 
 
 def test_available_one_per_package_in_upstream_order() -> None:
@@ -64,23 +69,26 @@ def test_available_one_per_package_in_upstream_order() -> None:
     assert "linux-image-amd64" not in names and not any(n.endswith(("-dbg", "-unsigned")) for n in names)
 
 
-@pytest.mark.parametrize("spec,package,suite", [
-    ("7.3", "linux-image-7.3.4+deb13-amd64", "trixie-backports"),
-    ("7.3.4+deb13", "linux-image-7.3.4+deb13-amd64", "trixie-backports"),
-    ("7.3-cloud", "linux-image-7.3.4+deb13-cloud-amd64", "trixie-backports"),
-    ("6.1", "linux-image-6.1.0-57-amd64", "bookworm-security"),
-    ("6.1.0-56", "linux-image-6.1.0-56-amd64", "bookworm-security"),
-    ("6.1.192", "linux-image-6.1.0-57-amd64", "bookworm-security"),
-    # 6.12.118 is built for bookworm (+deb12) and trixie (+deb13): the host's release wins.
-    ("6.12", "linux-image-6.12.118+deb12-amd64", "bookworm-security"),
-    ("6.12.118", "linux-image-6.12.118+deb12-amd64", "bookworm-security"),
-    ("6.12.118+deb13", "linux-image-6.12.118+deb13-amd64", "trixie-security"),
-    ("6.12.43+deb12", "linux-image-6.12.43+deb12-amd64", "bookworm-backports"),
-    ("6.12.90+deb12.1", "linux-image-6.12.90+deb12.1-amd64", "bookworm-backports"),
-    ("6.16", "linux-image-6.16.12+deb13-amd64", "trixie-backports"),
-    ("6.19-amd64", "linux-image-6.19.14+deb13-amd64", "trixie-backports"),
-    ("6.99", None, None),
-])
+@pytest.mark.parametrize(
+    "spec,package,suite",
+    [
+        ("7.3", "linux-image-7.3.4+deb13-amd64", "trixie-backports"),
+        ("7.3.4+deb13", "linux-image-7.3.4+deb13-amd64", "trixie-backports"),
+        ("7.3-cloud", "linux-image-7.3.4+deb13-cloud-amd64", "trixie-backports"),
+        ("6.1", "linux-image-6.1.0-57-amd64", "bookworm-security"),
+        ("6.1.0-56", "linux-image-6.1.0-56-amd64", "bookworm-security"),
+        ("6.1.192", "linux-image-6.1.0-57-amd64", "bookworm-security"),
+        # 6.12.118 is built for bookworm (+deb12) and trixie (+deb13): the host's release wins.
+        ("6.12", "linux-image-6.12.118+deb12-amd64", "bookworm-security"),
+        ("6.12.118", "linux-image-6.12.118+deb12-amd64", "bookworm-security"),
+        ("6.12.118+deb13", "linux-image-6.12.118+deb13-amd64", "trixie-security"),
+        ("6.12.43+deb12", "linux-image-6.12.43+deb12-amd64", "bookworm-backports"),
+        ("6.12.90+deb12.1", "linux-image-6.12.90+deb12.1-amd64", "bookworm-backports"),
+        ("6.16", "linux-image-6.16.12+deb13-amd64", "trixie-backports"),
+        ("6.19-amd64", "linux-image-6.19.14+deb13-amd64", "trixie-backports"),
+        ("6.99", None, None),
+    ],
+)
 def test_select_across_suites(spec: str, package: str | None, suite: str | None) -> None:
     if package is None:
         with pytest.raises(KernelError):
@@ -95,11 +103,14 @@ def test_select_prefers_the_host_release_only_on_a_tie() -> None:
     assert debian.select("7.3", KERNELS, host_deb=12).package == "linux-image-7.3.4+deb13-amd64"
 
 
-@pytest.mark.parametrize("spec,nearest", [
-    ("7.4", "debian:7.2.12+deb13, debian:7.3.4+deb13"),
-    ("6.13", "debian:6.1.0-57, debian:6.12.118+deb12, debian:6.16.12+deb13, debian:6.17.13+deb13"),
-    ("6.12.119", "debian:6.12.117+deb13, debian:6.12.118+deb13, debian:6.12.118+deb12"),
-])
+@pytest.mark.parametrize(
+    "spec,nearest",
+    [
+        ("7.4", "debian:7.2.12+deb13, debian:7.3.4+deb13"),
+        ("6.13", "debian:6.1.0-57, debian:6.12.118+deb12, debian:6.16.12+deb13, debian:6.17.13+deb13"),
+        ("6.12.119", "debian:6.12.117+deb13, debian:6.12.118+deb13, debian:6.12.118+deb12"),
+    ],
+)
 def test_unknown_version_names_the_nearest(spec: str, nearest: str) -> None:
     with pytest.raises(KernelError) as e:
         debian.select(spec, KERNELS)
@@ -114,10 +125,18 @@ def test_select_rejects_what_is_no_spec(spec: str) -> None:
 
 def test_lines_newest_of_each_and_which_lack_modules() -> None:
     every = [k.spec for k in debian.lines(KERNELS, complete_only=False)]
-    assert every == ["debian:6.1.0-57", "debian:6.12.118+deb12", "debian:6.16.12+deb13",
-                     "debian:6.17.13+deb13", "debian:6.18.15+deb13", "debian:6.19.14+deb13",
-                     "debian:7.0.13+deb13", "debian:7.1.13+deb13", "debian:7.2.12+deb13",
-                     "debian:7.3.4+deb13"]
+    assert every == [
+        "debian:6.1.0-57",
+        "debian:6.12.118+deb12",
+        "debian:6.16.12+deb13",
+        "debian:6.17.13+deb13",
+        "debian:6.18.15+deb13",
+        "debian:6.19.14+deb13",
+        "debian:7.0.13+deb13",
+        "debian:7.1.13+deb13",
+        "debian:7.2.12+deb13",
+        "debian:7.3.4+deb13",
+    ]
     missing = {k.line for k in KERNELS if not k.modules and not k.flavour}
     assert missing == {"6.19", "7.0", "7.1"}
     assert [k.line for k in debian.lines(KERNELS)] == ["6.1", "6.12", "6.16", "6.17", "6.18", "7.2", "7.3"]
@@ -131,11 +150,17 @@ def test_upstream_of_debian_versions() -> None:
 
 
 def test_parse_depends_of_a_split_meta_package() -> None:
-    dep = ("dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.3.4+deb13-amd64 "
-           "(= 7.3.4-1~bpo13+1), linux-binary-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), "
-           "linux-modules-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1)")
-    assert aptstate.parse_depends(dep) == ["dracut", "linux-base-7.3.4+deb13-amd64",
-                                           "linux-binary-7.3.4+deb13-amd64", "linux-modules-7.3.4+deb13-amd64"]
+    dep = (
+        "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.3.4+deb13-amd64 "
+        "(= 7.3.4-1~bpo13+1), linux-binary-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), "
+        "linux-modules-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1)"
+    )
+    assert aptstate.parse_depends(dep) == [
+        "dracut",
+        "linux-base-7.3.4+deb13-amd64",
+        "linux-binary-7.3.4+deb13-amd64",
+        "linux-modules-7.3.4+deb13-amd64",
+    ]
 
 
 def test_sources_list_names_every_suite_and_the_keyring() -> None:
@@ -169,15 +194,28 @@ def test_locate_classic_layout(tmp_path: Path) -> None:
 
 def test_locate_split_layout(tmp_path: Path) -> None:
     r = "7.3.4+deb13-amd64"
-    _layout(tmp_path, [f"usr/lib/modules/{r}/vmlinuz", f"usr/lib/modules/{r}/config",
-                       f"usr/lib/modules/{r}/kernel/fs/ext4/ext4.ko.xz"])
-    assert debian._locate(tmp_path) == (r, f"usr/lib/modules/{r}/vmlinuz", f"usr/lib/modules/{r}/config",
-                                        f"usr/lib/modules/{r}")
+    _layout(
+        tmp_path,
+        [
+            f"usr/lib/modules/{r}/vmlinuz",
+            f"usr/lib/modules/{r}/config",
+            f"usr/lib/modules/{r}/kernel/fs/ext4/ext4.ko.xz",
+        ],
+    )
+    assert debian._locate(tmp_path) == (
+        r,
+        f"usr/lib/modules/{r}/vmlinuz",
+        f"usr/lib/modules/{r}/config",
+        f"usr/lib/modules/{r}",
+    )
 
 
 def test_locate_split_layout_without_modules(tmp_path: Path) -> None:
     r = "7.1.13+deb13-amd64"
-    _layout(tmp_path, [f"usr/lib/modules/{r}/vmlinuz", f"usr/lib/modules/{r}/config", f"usr/lib/modules/{r}/System.map"])
+    _layout(
+        tmp_path,
+        [f"usr/lib/modules/{r}/vmlinuz", f"usr/lib/modules/{r}/config", f"usr/lib/modules/{r}/System.map"],
+    )
     assert debian._locate(tmp_path)[3] is None
 
 
@@ -225,10 +263,18 @@ def recorded(monkeypatch: pytest.MonkeyPatch, offline: Path) -> list[str]:
         (offline / "harness" / "apt" / "updated").write_text("now")
 
     monkeypatch.setattr(aptstate, "update", update)
-    monkeypatch.setattr(aptstate, "pkgnames", lambda prefix: [
-        n for n in ([pv.name for pv in aptstate.parse_madison(MADISON)] + SPLIT) if n.startswith(prefix)])
-    monkeypatch.setattr(aptstate, "madison", lambda names: [
-        pv for pv in aptstate.parse_madison(MADISON) if pv.name in set(names)])
+    monkeypatch.setattr(
+        aptstate,
+        "pkgnames",
+        lambda prefix: [
+            n for n in ([pv.name for pv in aptstate.parse_madison(MADISON)] + SPLIT) if n.startswith(prefix)
+        ],
+    )
+    monkeypatch.setattr(
+        aptstate,
+        "madison",
+        lambda names: [pv for pv in aptstate.parse_madison(MADISON) if pv.name in set(names)],
+    )
     return updates
 
 
@@ -262,7 +308,9 @@ def test_resolve_package_falls_back_on_cache_offline(offline: Path) -> None:
 
 
 def test_resolve_package_unknown_line_offline(offline: Path) -> None:
-    with pytest.raises(KernelError, match=r"debian:6\.99: cannot reach the Debian archive .*, and no kernel is cached"):
+    with pytest.raises(
+        KernelError, match=r"debian:6\.99: cannot reach the Debian archive .*, and no kernel is cached"
+    ):
         debian.resolve_package("6.99")
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import paths
-from harness.judge import expect
-from harness.judge import expreport
-from harness.report import resultset
+from harness.judge import expect, expreport
 from harness.judge.expreport import ObservedCase, ObservedKernel
 from harness.judge.expreport_cmd import observed
 from harness.model import KernelVersion, Outcome, Verdict
+from harness.report import resultset
 from tests.contract.test_cli_errors import assert_one_error, cli
+from tests.helpers import paths
 
 DATA = paths.DATA / "results"
 
@@ -54,10 +53,16 @@ def _report(kernels: list[ObservedKernel], known: list[str] | None = KNOWN) -> e
     return expreport.build(rules, expreport.comment_blocks(RULES), kernels, known, runs=["r"])
 
 
-def _k(version: str, cases: dict[str, tuple[Outcome, ...]], config: dict[str, str] | None = None) -> ObservedKernel:
+def _k(
+    version: str, cases: dict[str, tuple[Outcome, ...]], config: dict[str, str] | None = None
+) -> ObservedKernel:
     v = KernelVersion(*map(int, version.split(".")))
-    return ObservedKernel(f"debian:{version}", v, config if config is not None else {},
-                          tuple(ObservedCase(i, o) for i, o in cases.items()))
+    return ObservedKernel(
+        f"debian:{version}",
+        v,
+        config if config is not None else {},
+        tuple(ObservedCase(i, o) for i, o in cases.items()),
+    )
 
 
 def by_line(rep: expreport.Report) -> dict[int, expreport.RuleReport]:
@@ -78,8 +83,10 @@ def test_static_without_runs() -> None:
 
 def test_decided_never_applied_and_disagreed() -> None:
     ok, bad, skip = (Outcome.OK,), (Outcome.NOT_OK,), (Outcome.SKIP,)
-    k61 = _k("6.1.192", {"cow.a.base": ok, "cow.b.base": bad, "cow.b.thp": ok, "cow.c.base": ok,
-                         "cow.gup-x.base": skip})
+    k61 = _k(
+        "6.1.192",
+        {"cow.a.base": ok, "cow.b.base": bad, "cow.b.thp": ok, "cow.c.base": ok, "cow.gup-x.base": skip},
+    )
     k73 = _k("7.3.4", {"cow.a.base": ok, "cow.b.base": ok, "cow.c.base": ok, "cow.gup-x.base": ok})
     rep = _report([k73, k61])
     r = by_line(rep)
@@ -121,9 +128,12 @@ def test_outcome_read_back() -> None:
 def test_recorded_matrix() -> None:
     rs = resultset.load(DATA / "matrix")
     kernels = observed(rs, {})
-    rules = expect.parse('version: 1\nrules:\n  - match: "cow.vmsplice*.hugetlb-*"\n    expect: fail\n'
-                         '    reason: never fixed\n  - match: "cow.unshare.*"\n    expect: fail\n'
-                         '    kernel: "<5.0"\n    reason: old\n', "e.yaml")
+    rules = expect.parse(
+        'version: 1\nrules:\n  - match: "cow.vmsplice*.hugetlb-*"\n    expect: fail\n'
+        '    reason: never fixed\n  - match: "cow.unshare.*"\n    expect: fail\n'
+        '    kernel: "<5.0"\n    reason: old\n',
+        "e.yaml",
+    )
     rep = expreport.build(rules, {}, kernels, None)
     hug, old = rep.rules
     assert set(hug.decided_on) == set(rep.kernels) and len(rep.kernels) == 2
@@ -137,29 +147,47 @@ def _run_dir(tmp_path: Path, verdict: str) -> Path:
     d = tmp_path / "run"
     d.mkdir()
     (d / "fingerprint.json").write_text(json.dumps({"kernel": {"spec": "debian:6.1", "version": "6.1.192"}}))
-    recs = [{"id": "cow.vmsplice.unmap-in-child.base", "verdict": verdict,
-             "expectation": {"expect": "fail", "source": "x:1"}}]
+    recs = [
+        {
+            "id": "cow.vmsplice.unmap-in-child.base",
+            "verdict": verdict,
+            "expectation": {"expect": "fail", "source": "x:1"},
+        }
+    ]
     (d / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return d
 
 
 def _yaml(tmp_path: Path, kernel: str) -> Path:
     f = tmp_path / "e.yaml"
-    f.write_text(f'version: 1\nrules:\n  - match: "cow.vmsplice.unmap-in-child.base"\n    expect: fail\n'
-                 f'    kernel: "{kernel}"\n    reason: leaks\n')
+    f.write_text(
+        f'version: 1\nrules:\n  - match: "cow.vmsplice.unmap-in-child.base"\n    expect: fail\n'
+        f'    kernel: "{kernel}"\n    reason: leaks\n'
+    )
     return f
 
 
 def test_cli(tmp_path: Path) -> None:
     run = _run_dir(tmp_path, "XPASS")
-    p = cli(tmp_path, "expectations", str(run), "--expectations", str(_yaml(tmp_path, "<6.2")), own_cache=False)
+    p = cli(
+        tmp_path, "expectations", str(run), "--expectations", str(_yaml(tmp_path, "<6.2")), own_cache=False
+    )
     assert p.returncode == 1, p.stderr
     assert "XPASS on 6.1.192: cow.vmsplice.unmap-in-child.base" in p.stdout
-    p = cli(tmp_path, "expectations", str(run), "--expectations", str(_yaml(tmp_path, "<5.8")), "--json",
-            own_cache=False)
+    p = cli(
+        tmp_path,
+        "expectations",
+        str(run),
+        "--expectations",
+        str(_yaml(tmp_path, "<5.8")),
+        "--json",
+        own_cache=False,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["rules"][0]["never_applied"].startswith("needs kernel <5.8")
     assert_one_error(cli(tmp_path, "expectations", str(tmp_path / "nope"), own_cache=False), "nope")
     (tmp_path / "bad.yaml").write_text("version: 1\nrules: [\n")
-    assert_one_error(cli(tmp_path, "expectations", "--expectations", str(tmp_path / "bad.yaml"), own_cache=False),
-                     "bad.yaml:")
+    assert_one_error(
+        cli(tmp_path, "expectations", "--expectations", str(tmp_path / "bad.yaml"), own_cache=False),
+        "bad.yaml:",
+    )

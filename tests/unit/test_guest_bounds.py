@@ -1,5 +1,5 @@
-"""Everything from the guest is bounded before the host parses, decompresses or stores it
-(issue 15): KTAP plans, gzip, per-case output, the head-and-tail helpers."""
+"""Everything from the guest is bounded before the host parses, decompresses or stores it:
+KTAP plans, gzip, per-case output, the head-and-tail helpers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import tracemalloc
 
 import pytest
 
-from harness.judge import ktap
 from harness import limits
-from harness.judge import outcomes
-from harness.model import Outcome, Verdict
-
+from harness.judge import ktap, outcomes
+from harness.model import Expect, Outcome, Verdict
+from harness.run import rundir
 from tests.unit.test_runner_mapping import EMPTY, K612, SEL
 
 
@@ -40,7 +39,12 @@ def test_gaps_are_linear_not_quadratic() -> None:
 def test_gaps_keep_their_place_among_out_of_order_results() -> None:
     root = ktap.parse("KTAP version 1\n1..5\nok 4 d\nok 2 b\n")
     assert [(c.number, c.outcome) for c in root.children] == [
-        (1, Outcome.ERROR), (3, Outcome.ERROR), (4, Outcome.OK), (2, Outcome.OK), (5, Outcome.ERROR)]
+        (1, Outcome.ERROR),
+        (3, Outcome.ERROR),
+        (4, Outcome.OK),
+        (2, Outcome.OK),
+        (5, Outcome.ERROR),
+    ]
 
 
 def test_result_lines_beyond_the_node_budget_are_counted_not_kept() -> None:
@@ -142,26 +146,35 @@ def test_head_tail_stream_is_bounded() -> None:
 
 
 def test_a_stored_result_is_bounded_and_says_what_was_cut() -> None:
-    from harness.run import runner
     from harness.model import CaseResult, Expectation
+    from harness.run import runner
 
-    r = CaseResult("a", "p", Outcome.NOT_OK, Verdict.FAIL, "r" * 100_000, "x\n" * 1_000_000,
-                   Expectation("pass"), kernel_events=tuple(f"WARNING {i}" for i in range(5000)))
+    r = CaseResult(
+        "a",
+        "p",
+        Outcome.NOT_OK,
+        Verdict.FAIL,
+        "r" * 100_000,
+        "x\n" * 1_000_000,
+        Expectation(Expect.PASS),
+        kernel_events=tuple(f"WARNING {i}" for i in range(5000)),
+    )
     b = runner.bounded(r)
     assert len(b.output) < limits.MAX_CASE_OUTPUT_CHARS + 200 and "characters dropped here" in b.output
     assert len(b.reason) < limits.MAX_REASON_CHARS + 200
     assert len(b.kernel_events) == limits.MAX_KERNEL_EVENTS and "+4951 more" in b.kernel_events[-1]
-    small = CaseResult("a", "p", Outcome.OK, Verdict.PASS, "", "fine", Expectation("pass"))
+    small = CaseResult("a", "p", Outcome.OK, Verdict.PASS, "", "fine", Expectation(Expect.PASS))
     assert runner.bounded(small) is small
 
 
 @pytest.mark.parametrize("junk", [b"junk", bytes(range(256)), b"\x1f\x8b\x08"])
 def test_garbage_instead_of_gzipped_dmesg_is_a_note(junk: bytes) -> None:
-    from harness.run import runner
 
-    assert runner.dmesg_text(junk).startswith(b"[harness: the guest's dmesg did not come back as gzip")
-    assert runner.dmesg_text(gzip.compress(b"[0.0] hello\n")) == b"[0.0] hello\n"
-    assert runner.dmesg_text(gzip.compress(b"x" * 1000)[:12]).endswith(b"[harness: the gzip stream ends early, after 1 bytes]\n")
+    assert rundir.dmesg_text(junk).startswith(b"[harness: the guest's dmesg did not come back as gzip")
+    assert rundir.dmesg_text(gzip.compress(b"[0.0] hello\n")) == b"[0.0] hello\n"
+    assert rundir.dmesg_text(gzip.compress(b"x" * 1000)[:12]).endswith(
+        b"[harness: the gzip stream ends early, after 1 bytes]\n"
+    )
 
 
 def test_console_log_keeps_head_and_tail_and_closes(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -187,7 +200,7 @@ def test_log_since_reads_a_bounded_section(tmp_path) -> None:  # type: ignore[no
     from harness.vm import machine
 
     m = machine.Machine.__new__(machine.Machine)
-    m.spec = type("S", (), {"run_dir": tmp_path})()  # type: ignore[assignment]
+    m.spec = type("S", (), {"run_dir": tmp_path})()
     (tmp_path / "console.log").write_bytes(b"a" * 5000 + b"harness: end x " + b"b" * 5000)
     text = m.log_since(10, limit=1000)
     assert len(text) < 1200 and text.startswith("a" * 500) and text.endswith("b" * 500)
@@ -223,4 +236,6 @@ def test_ssh_receive_is_bounded() -> None:
 
     out, err, note = sshtransport._drain(_Chan(64 << 20), time.monotonic() + 60)  # type: ignore[arg-type]
     assert len(out) < limits.MAX_PROGRAM_STDOUT_BYTES + 200 and err == b""
-    assert note.startswith(f"{(64 << 20) - limits.MAX_PROGRAM_STDOUT_BYTES} of {64 << 20} bytes of stdout dropped")
+    assert note.startswith(
+        f"{(64 << 20) - limits.MAX_PROGRAM_STDOUT_BYTES} of {64 << 20} bytes of stdout dropped"
+    )

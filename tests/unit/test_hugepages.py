@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.vm import hugepages
-from harness.vm import machine
-from harness.run import matrix
-from harness.run import runner
 from harness.errors import InputError
+from harness.run import guestfacts, matrix
+from harness.vm import hugepages, machine
 from harness.vm.hugepages import GuestMemory
 
 ONE_G = ["cow.fork.child-keeps-data.hugetlb-1g", "cow.iouring.fork-while-registered.hugetlb-1g"]
-OTHERS = ["cow.fork.child-keeps-data.base", "cow.fork.child-keeps-data.hugetlb-2m", "probe.perf-rb.odirect-write"]
+OTHERS = [
+    "cow.fork.child-keeps-data.base",
+    "cow.fork.child-keeps-data.hugetlb-2m",
+    "probe.perf-rb.odirect-write",
+]
 
 
 def test_no_1g_case_keeps_the_default_guest() -> None:
@@ -74,24 +76,27 @@ def test_kernel_args_reach_the_cmdline_before_the_users_append() -> None:
     assert machine.cmdline("", ()) == machine.cmdline()
 
 
-@pytest.mark.parametrize("asked, facts, said", [
-    (0, {}, False),
-    (0, {"hugepages_1g": ""}, False),
-    (2, {"hugepages_1g": "2"}, False),
-    (2, {"hugepages_1g": "1"}, True),
-    (2, {"hugepages_1g": ""}, True),  # no hugepages-1048576kB: the CPU or kernel has no 1 GiB pages
-    (2, {}, True),
-])
+@pytest.mark.parametrize(
+    "asked, facts, said",
+    [
+        (0, {}, False),
+        (0, {"hugepages_1g": ""}, False),
+        (2, {"hugepages_1g": "2"}, False),
+        (2, {"hugepages_1g": "1"}, True),
+        (2, {"hugepages_1g": ""}, True),  # no hugepages-1048576kB: the CPU or kernel has no 1 GiB pages
+        (2, {}, True),
+    ],
+)
 def test_shortfall_note(asked: int, facts: dict[str, str], said: bool) -> None:
-    note = runner.hugepages_1g_shortfall(asked, facts)
+    note = guestfacts.hugepages_1g_shortfall(asked, facts)
     assert bool(note) == said
     if said:
         assert f"of {asked} boot-time 1 GiB" in note and "SKIP" in note
 
 
 def test_guest_facts_carry_the_1g_pool() -> None:
-    assert "hugepages-1048576kB/nr_hugepages" in runner.GUEST_FACTS
-    facts = runner.guest_facts("nr_hugepages=16\nhugepages_1g=2\nhugepages_1g_free=2\n")
+    assert "hugepages-1048576kB/nr_hugepages" in guestfacts.GUEST_FACTS
+    facts = guestfacts.guest_facts("nr_hugepages=16\nhugepages_1g=2\nhugepages_1g_free=2\n")
     assert facts["hugepages_1g"] == "2" and facts["hugepages_1g_free"] == "2"
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels import kbuild
-from harness.suites import kselftest
-from harness.kernels import sources
 from harness.errors import InputError
+from harness.kernels import kbuild, sources
+from harness.model import Expect
+from harness.suites import kselftest
 
 LOG = """\
 
@@ -32,10 +32,14 @@ make[3]: *** [scripts/Makefile.build:229: mm/memory.o] Error 1
 
 
 def test_first_error_is_the_compiler_error_of_the_last_step() -> None:
-    assert kbuild.first_error(LOG, "make bzImage") == \
-        "mm/memory.c:3600:9: error: 'foo' undeclared (first use in this function)"
-    assert kbuild.first_error("make: *** No rule to make target 'bzImagex'.  Stop.\n") == \
-        "make: *** No rule to make target 'bzImagex'.  Stop."
+    assert (
+        kbuild.first_error(LOG, "make bzImage")
+        == "mm/memory.c:3600:9: error: 'foo' undeclared (first use in this function)"
+    )
+    assert (
+        kbuild.first_error("make: *** No rule to make target 'bzImagex'.  Stop.\n")
+        == "make: *** No rule to make target 'bzImagex'.  Stop."
+    )
     assert kbuild.first_error("just\nsome output\n") == "some output"
 
 
@@ -124,7 +128,12 @@ def test_source_specs_and_cache_listing(tmp_path: Path, monkeypatch: pytest.Monk
     (done / ".harness-unpacked").write_text("6.12.117-1~deb12u1\n")
     (base / "linux-source-6.1-6.1.192-2").mkdir()  # no marker: a half-finished unpack
     (t,) = sources.cached()
-    assert (t.spec, t.package, t.version, t.root) == ("debian:6.12", "linux-source-6.12", "6.12.117-1~deb12u1", done)
+    assert (t.spec, t.package, t.version, t.root) == (
+        "debian:6.12",
+        "linux-source-6.12",
+        "6.12.117-1~deb12u1",
+        done,
+    )
     assert sources.for_series(6, 12) == t and sources.for_series(6, 1) is None
     with pytest.raises(InputError, match="harness source fetch debian:6.1"):
         kselftest.source_for("debian:6.1.0-56")
@@ -138,7 +147,9 @@ def test_kselftest_source_can_be_a_newer_tree(tmp_path: Path, monkeypatch: pytes
         kselftest.build(newer, "mm", "cow")
 
 
-def test_a_tree_that_does_not_build_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tree_that_does_not_build_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     from harness import cli
@@ -147,29 +158,37 @@ def test_a_tree_that_does_not_build_is_one_line_exit_2(tmp_path: Path, capsys: p
         pytest.skip("kernel build tools not installed (ci/setup.sh)")
     tree = _tree(tmp_path / "linux")
     # a "tree" whose make fails like a compile error does (the real build prints the same way)
-    (tree / "Makefile").write_text("tinyconfig:\n\t@echo '  CC      mm/memory.o'\n"
-                                   "\t@echo 'mm/memory.c:12:3: error: expected ; before }' >&2\n\t@false\n")
+    (tree / "Makefile").write_text(
+        "tinyconfig:\n\t@echo '  CC      mm/memory.o'\n"
+        "\t@echo 'mm/memory.c:12:3: error: expected ; before }' >&2\n\t@false\n"
+    )
     code = cli.main(["build", "--src", str(tree), "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1].startswith("harness: error: make tinyconfig failed: mm/memory.c:12:3: error: expected ; before }")
+    assert err[-1].startswith(
+        "harness: error: make tinyconfig failed: mm/memory.c:12:3: error: expected ; before }"
+    )
     assert err[-1].endswith(f"(log: {(tmp_path / 'b').resolve() / 'build.log'})")
     assert "mm/memory.c:12:3" in (tmp_path / "b" / "build.log").read_text()
 
 
 def test_a_crosscheck_disagreement_makes_the_run_exit_1(tmp_path: Path) -> None:
-    from harness.run import runner
     from harness.model import CaseResult, Expectation, Outcome, Verdict
+    from harness.run import runner
 
     def r(i: str, o: Outcome, v: Verdict) -> CaseResult:
-        return CaseResult(i, "p", o, v, "", "", Expectation("pass"))
+        return CaseResult(i, "p", o, v, "", "", Expectation(Expect.PASS))
 
-    out = runner.RunOutcome(tmp_path, [
-        r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS),
-        r("kselftest.mm.cow.basic-cow-after-fork-with-base-page", Outcome.NOT_OK, Verdict.FAIL)])
-    runner._crosscheck(out)
+    out = runner.RunOutcome(
+        tmp_path,
+        [
+            r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS),
+            r("kselftest.mm.cow.basic-cow-after-fork-with-base-page", Outcome.NOT_OK, Verdict.FAIL),
+        ],
+    )
+    runner.cross_check(out)
     assert out.exit_code == 1
     assert "DISAGREE" in out.crosscheck and (tmp_path / "crosscheck.txt").read_text().startswith("status")
     quiet = runner.RunOutcome(tmp_path / "x", [r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS)])
-    runner._crosscheck(quiet)
+    runner.cross_check(quiet)
     assert quiet.exit_code == 0 and quiet.crosscheck == ""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 
-from tests.helpers.paths import DATA
-from harness.report import kcidb
-from harness.report import resultset
 from harness.model import Verdict
+from harness.report import kcidb, resultset
+from tests.helpers.paths import DATA
 from tests.helpers.results_data import MATRIX, RUN_612
 
 GOLDEN = DATA / "golden" / "kcidb_matrix.json"
@@ -19,7 +19,7 @@ REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
 START = "2026-11-21T23:52:00+00:00"
 
 
-def schema():  # type: ignore[no-untyped-def]
+def schema() -> Any:
     kcidb_io = pytest.importorskip("kcidb_io", reason="kcidb-io not installed (pip install -e '.[test]')")
     return kcidb_io.schema
 
@@ -55,8 +55,11 @@ def test_shape_ids_and_status_mapping() -> None:
     rs = resultset.load(MATRIX)
     doc = kcidb.document(rs, "m1", START)
     assert len(doc["checkouts"]) == 2 and len(doc["builds"]) == 2 and len(doc["tests"]) == 56
-    assert all(o["origin"] == "harness" and o["id"].startswith("harness:")
-               for part in ("checkouts", "builds", "tests") for o in doc[part])
+    assert all(
+        o["origin"] == "harness" and o["id"].startswith("harness:")
+        for part in ("checkouts", "builds", "tests")
+        for o in doc[part]
+    )
     assert len({t["id"] for t in doc["tests"]}) == 56
     builds = {b["id"]: b for b in doc["builds"]}
     checkouts = {c["id"] for c in doc["checkouts"]}
@@ -71,13 +74,29 @@ def test_every_verdict_maps_to_a_kcidb_status_and_long_output_is_cut() -> None:
     s = schema()
     base = resultset.load(RUN_612)
     cases = tuple(
-        resultset.CaseSummary("debian:6.12", f"x.{v.value.lower()}", "p", v, (v,), "why", "o" * 40000,
-                              ("WARNING: CPU: 0 PID: 1 at mm/gup.c:1 x",))
-        for v in Verdict)
+        resultset.CaseSummary(
+            "debian:6.12",
+            f"x.{v.value.lower()}",
+            "p",
+            v,
+            (v,),
+            "why",
+            "o" * 40000,
+            ("WARNING: CPU: 0 PID: 1 at mm/gup.c:1 x",),
+        )
+        for v in Verdict
+    )
     rs = resultset.ResultSet("t", cases, ("debian:6.12",), base.fingerprints)
     doc = kcidb.document(rs, "t", None)
     status = {t["path"]: t["status"] for t in doc["tests"]}
-    assert status == {"x.pass": "PASS", "x.fail": "FAIL", "x.xfail": "FAIL", "x.xpass": "PASS",
-                      "x.skip": "SKIP", "x.error": "ERROR", "x.flaky": "FAIL"}
+    assert status == {
+        "x.pass": "PASS",
+        "x.fail": "FAIL",
+        "x.xfail": "FAIL",
+        "x.xpass": "PASS",
+        "x.skip": "SKIP",
+        "x.error": "ERROR",
+        "x.flaky": "FAIL",
+    }
     assert all(len(t.get("log_excerpt", "")) <= kcidb.LOG_EXCERPT_CHARS for t in doc["tests"])
     s.V4_0.validate_exactly(doc)

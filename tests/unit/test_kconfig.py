@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels import kbuild
-from harness.kernels import kconfig
 from harness.errors import InputError
+from harness.kernels import kbuild, kconfig
 
 BASE = """\
 #
@@ -102,8 +101,10 @@ def test_parse_keeps_not_set_as_n() -> None:
 
 
 def test_merge_replaces_in_place_appends_new_later_fragment_wins() -> None:
-    merged = kconfig.merge(BASE, [{"CONFIG_SWAP": "y", "CONFIG_KERNEL_XZ": "n", "CONFIG_GUP_TEST": "y"},
-                                  {"CONFIG_GUP_TEST": "n"}])
+    merged = kconfig.merge(
+        BASE,
+        [{"CONFIG_SWAP": "y", "CONFIG_KERNEL_XZ": "n", "CONFIG_GUP_TEST": "y"}, {"CONFIG_GUP_TEST": "n"}],
+    )
     lines = merged.splitlines()
     assert "CONFIG_SWAP=y" in lines and "# CONFIG_SWAP is not set" not in lines
     assert lines.index("CONFIG_SWAP=y") == BASE.splitlines().index("# CONFIG_SWAP is not set")
@@ -115,12 +116,21 @@ def test_merge_replaces_in_place_appends_new_later_fragment_wins() -> None:
 
 def test_dropped_accepts_m_as_y_and_reports_the_rest() -> None:
     final = kconfig.parse("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_E=300\n")
-    wanted = {"CONFIG_A": ("m", "f1"), "CONFIG_B": ("y", "f1"), "CONFIG_C": ("y", "f2"),
-              "CONFIG_D": ("n", "f2"), "CONFIG_E": ("100", "f2"), "CONFIG_F": ("n", "f2")}
+    wanted = {
+        "CONFIG_A": ("m", "f1"),
+        "CONFIG_B": ("y", "f1"),
+        "CONFIG_C": ("y", "f2"),
+        "CONFIG_D": ("n", "f2"),
+        "CONFIG_E": ("100", "f2"),
+        "CONFIG_F": ("n", "f2"),
+    }
     final["CONFIG_D"] = "y"
     lost = kconfig.dropped(wanted, final)
     assert [(d.option, d.wanted, d.got, d.source) for d in lost] == [
-        ("CONFIG_C", "y", "n", "f2"), ("CONFIG_D", "n", "y", "f2"), ("CONFIG_E", "100", "300", "f2")]
+        ("CONFIG_C", "y", "n", "f2"),
+        ("CONFIG_D", "n", "y", "f2"),
+        ("CONFIG_E", "100", "300", "f2"),
+    ]
 
 
 def test_definitions_follow_sources_if_blocks_menus_and_skip_help() -> None:
@@ -141,23 +151,28 @@ def test_definitions_follow_sources_if_blocks_menus_and_skip_help() -> None:
     assert z.in_choice
 
 
-@pytest.mark.parametrize("expr,cfg,value", [
-    ("A && B", "CONFIG_A=y\nCONFIG_B=m\n", True),
-    ("A && B", "CONFIG_A=y\n", False),
-    ("A || B", "CONFIG_B=y\n", True),
-    ("!A", "CONFIG_A=y\n", False),
-    ("(A || B) && !C", "CONFIG_A=y\n", True),
-    ("A = y", "CONFIG_A=m\n", False),
-    ("A != n", "CONFIG_A=m\n", True),
-    ("X86_64 && (A || B)", "CONFIG_X86_64=y\n", False),
-])
+@pytest.mark.parametrize(
+    "expr,cfg,value",
+    [
+        ("A && B", "CONFIG_A=y\nCONFIG_B=m\n", True),
+        ("A && B", "CONFIG_A=y\n", False),
+        ("A || B", "CONFIG_B=y\n", True),
+        ("!A", "CONFIG_A=y\n", False),
+        ("(A || B) && !C", "CONFIG_A=y\n", True),
+        ("A = y", "CONFIG_A=m\n", False),
+        ("A != n", "CONFIG_A=m\n", True),
+        ("X86_64 && (A || B)", "CONFIG_X86_64=y\n", False),
+    ],
+)
 def test_evaluate(expr: str, cfg: str, value: bool) -> None:
     assert kconfig.evaluate(expr, kconfig.parse(cfg)) is value
 
 
 def test_unmet_names_only_what_holds_an_expression_back() -> None:
     final = kconfig.parse("CONFIG_PROC_FS=y\nCONFIG_HAVE_ARCH_SOFT_DIRTY=y\nCONFIG_EXPERT=y\n")
-    assert kconfig.unmet("CHECKPOINT_RESTORE && HAVE_ARCH_SOFT_DIRTY && PROC_FS", final) == ["CHECKPOINT_RESTORE"]
+    assert kconfig.unmet("CHECKPOINT_RESTORE && HAVE_ARCH_SOFT_DIRTY && PROC_FS", final) == [
+        "CHECKPOINT_RESTORE"
+    ]
     assert kconfig.unmet("A || PROC_FS", final) == []
     assert kconfig.unmet("!EXPERT", final) == ["!EXPERT"]
 
@@ -166,9 +181,11 @@ def test_explain_names_the_option_and_the_missing_dependency() -> None:
     final = kconfig.parse("CONFIG_PROC_FS=y\nCONFIG_HAVE_ARCH_SOFT_DIRTY=y\n")
     d = kconfig.Dropped("CONFIG_MEM_SOFT_DIRTY", "y", "n", "kernels/cow.config")
     msg = kconfig.explain(d, kconfig.definitions(read, "MEM_SOFT_DIRTY"), final)
-    assert msg == ("CONFIG_MEM_SOFT_DIRTY=y (kernels/cow.config) did not survive olddefconfig (now not set): "
-                   "depends on CHECKPOINT_RESTORE && HAVE_ARCH_SOFT_DIRTY && PROC_FS (mm/Kconfig:7); "
-                   "not met: CHECKPOINT_RESTORE")
+    assert msg == (
+        "CONFIG_MEM_SOFT_DIRTY=y (kernels/cow.config) did not survive olddefconfig (now not set): "
+        "depends on CHECKPOINT_RESTORE && HAVE_ARCH_SOFT_DIRTY && PROC_FS (mm/Kconfig:7); "
+        "not met: CHECKPOINT_RESTORE"
+    )
     assert "\n" not in msg
 
 
@@ -181,7 +198,9 @@ def test_explain_other_reasons() -> None:
     ch = kconfig.Dropped("CONFIG_KERNEL_GZIP", "y", "n")
     assert "member of a choice" in kconfig.explain(ch, kconfig.definitions(read, "KERNEL_GZIP"), final)
     pm = kconfig.Dropped("CONFIG_PROC_PAGE_MONITOR", "y", "n")
-    assert "its prompt needs EXPERT" in kconfig.explain(pm, kconfig.definitions(read, "PROC_PAGE_MONITOR"), final)
+    assert "its prompt needs EXPERT" in kconfig.explain(
+        pm, kconfig.definitions(read, "PROC_PAGE_MONITOR"), final
+    )
     forced = kconfig.Dropped("CONFIG_PROC_FS", "n", "y", "f")
     assert kconfig.explain(forced, [], final, ["SYSFS"]).endswith("selected by SYSFS")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError, KernelError
 from harness.kernels import kernel
-from harness.errors import KernelError, HarnessError
 from harness.model import Kernel, KernelVersion
 from tests.helpers.synthetic_bzimage import DEBIAN_61_BANNER, UPSTREAM_BANNER, make_bzimage
 

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import DATA
-from harness.suites import crosscheck
-from harness.judge import expect
-from harness.suites import kselftest
-from harness.judge import ktap
-from harness.suites import registry as suites
-from harness.suites import upstream_map
 from harness.errors import InputError
-from harness.model import CaseResult, Expectation, Kernel, KernelVersion, Outcome, Verdict
+from harness.judge import expect, ktap
+from harness.model import CaseResult, Expect, Expectation, Kernel, KernelVersion, Outcome, Verdict
+from harness.suites import crosscheck, kselftest, upstream_map
+from harness.suites import registry as suites
+from harness.suites.registry import ProgramKind
+from tests.helpers.paths import DATA
 
 KTAP = DATA / "ktap"
 KERNEL = Kernel("test", Path("/nonexistent"), "6.12.117", KernelVersion(6, 12, 117), None)
@@ -34,14 +32,17 @@ def rules() -> expect.RuleSet:
     return expect.load(p)
 
 
-@pytest.mark.parametrize("name,test,n", [
-    ("debian-6.12.117-cloud-static-init-probe-gup_longterm-cow.log", "gup_longterm", 50),
-    ("debian-6.12.117-cloud-static-init-probe-gup_longterm-cow.log", "cow", 778),
-    ("debian-6.1.192-cloud-static-init-probe-gup_longterm-cow.log", "gup_longterm", 50),
-    ("debian-6.1.192-cloud-static-init-probe-gup_longterm-cow.log", "cow", 190),
-    ("host-6.18-upstream-cow.tap", "cow", 778),
-    ("host-6.18-upstream-gup_longterm.tap", "gup_longterm", 50),
-])
+@pytest.mark.parametrize(
+    "name,test,n",
+    [
+        ("debian-6.12.117-cloud-static-init-probe-gup_longterm-cow.log", "gup_longterm", 50),
+        ("debian-6.12.117-cloud-static-init-probe-gup_longterm-cow.log", "cow", 778),
+        ("debian-6.1.192-cloud-static-init-probe-gup_longterm-cow.log", "gup_longterm", 50),
+        ("debian-6.1.192-cloud-static-init-probe-gup_longterm-cow.log", "cow", 190),
+        ("host-6.18-upstream-cow.tap", "cow", 778),
+        ("host-6.18-upstream-gup_longterm.tap", "gup_longterm", 50),
+    ],
+)
 def test_recorded_runs_key_to_unique_ids_from_run_lines(name: str, test: str, n: int) -> None:
     ds = docs(name)
     doc = ds[0] if len(ds) == 1 else ds[0 if test == "gup_longterm" else 1]
@@ -68,8 +69,10 @@ def test_ids_are_the_run_text_slugged() -> None:
 
 
 def test_repeated_run_lines_and_missing_ones_stay_unique_and_stable() -> None:
-    tap = ("TAP version 13\n1..5\n# [RUN] same thing\nok 1 fine\n# [RUN] same thing\nok 2 fine\n"
-           "ok 3 named result\nok 4\n# [RUN] crashed here\n")
+    tap = (
+        "TAP version 13\n1..5\n# [RUN] same thing\nok 1 fine\n# [RUN] same thing\nok 2 fine\n"
+        "ok 3 named result\nok 4\n# [RUN] crashed here\n"
+    )
     got = [i for i, _ in kselftest.keyed(ktap.parse(tap), "p")]
     assert got == ["p.same-thing", "p.same-thing-2", "p.named-result", "p.result-4", "p.crashed-here"]
 
@@ -77,8 +80,11 @@ def test_repeated_run_lines_and_missing_ones_stay_unique_and_stable() -> None:
 def test_cut_off_run_keys_the_missing_result_on_its_run_line() -> None:
     tap = "TAP version 13\n1..3\n# [RUN] first\nok 1 a\n# [RUN] second\n"
     got = kselftest.keyed(ktap.parse(tap), "p")
-    assert [(i, n.outcome) for i, n in got] == [("p.first", Outcome.OK), ("p.second", Outcome.ERROR),
-                                                ("p.result-3", Outcome.ERROR)]
+    assert [(i, n.outcome) for i, n in got] == [
+        ("p.first", Outcome.OK),
+        ("p.second", Outcome.ERROR),
+        ("p.result-3", Outcome.ERROR),
+    ]
 
 
 def test_spec_parsing() -> None:
@@ -91,29 +97,45 @@ def test_spec_parsing() -> None:
             kselftest.parse_spec(bad)
 
 
-@pytest.mark.parametrize("filters,selected", [
-    ([], True),
-    (["kselftest.mm.cow.*"], True),
-    (["kselftest.*"], True),
-    (["*hugetlb*"], True),
-    (["kselftest.mm.cow.basic-cow-after-fork-with-base-page"], True),
-    (["cow.fork.*"], False),
-    (["kselftest.mm.gup_longterm.*"], False),
-    (["cow.*", "kselftest.mm.c*"], True),
-])
+@pytest.mark.parametrize(
+    "filters,selected",
+    [
+        ([], True),
+        (["kselftest.mm.cow.*"], True),
+        (["kselftest.*"], True),
+        (["*hugetlb*"], True),
+        (["kselftest.mm.cow.basic-cow-after-fork-with-base-page"], True),
+        (["cow.fork.*"], False),
+        (["kselftest.mm.gup_longterm.*"], False),
+        (["cow.*", "kselftest.mm.c*"], True),
+    ],
+)
 def test_whole_program_selection_by_prefix(filters: list[str], selected: bool) -> None:
     assert kselftest.could_match("kselftest.mm.cow", filters) is selected
 
 
 def _program() -> suites.Program:
-    return suites.Program("kselftest-mm-cow", "kselftest:mm/cow", Path("/x/cow"), "kselftest/mm/cow",
-                          kind="kselftest", id_prefix="kselftest.mm.cow", guest_cwd="/mnt/ext4")
+    return suites.Program(
+        "kselftest-mm-cow",
+        "kselftest:mm/cow",
+        Path("/x/cow"),
+        "kselftest/mm/cow",
+        kind=ProgramKind.KSELFTEST,
+        id_prefix="kselftest.mm.cow",
+        guest_cwd="/mnt/ext4",
+    )
 
 
 def test_program_variant_runs_whole_from_its_cwd_and_lists_its_prefix() -> None:
     p = _program()
-    assert p.guest_argv(["ignored"]) == ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh",
-                                         "/mnt/ext4", "/harness/kselftest/mm/cow"]
+    assert p.guest_argv(["ignored"]) == [
+        "/bin/sh",
+        "-c",
+        'cd "$1" && shift && exec "$@"',
+        "sh",
+        "/mnt/ext4",
+        "/harness/kselftest/mm/cow",
+    ]
     assert suites.list_ids(p) == ["kselftest.mm.cow"]
     (sel,) = suites.select([p], ["*base-page"])
     assert sel.ids == ("kselftest.mm.cow",) and sel.filters == ("*base-page",)
@@ -123,8 +145,9 @@ def test_program_variant_runs_whole_from_its_cwd_and_lists_its_prefix() -> None:
 
 def test_case_results_filter_after_the_run_and_judge() -> None:
     root = ktap.parse(docs("debian-6.12.117-cloud-static-init-probe-gup_longterm-cow.log")[1])
-    res = kselftest.case_results("kselftest-mm-cow", "kselftest.mm.cow", ("*with-base-page",), root,
-                                 rules(), KERNEL)
+    res = kselftest.case_results(
+        "kselftest-mm-cow", "kselftest.mm.cow", ("*with-base-page",), root, rules(), KERNEL
+    )
     assert len(res) == 14  # the anon tests on a base page, with liburing
     byid = {r.id: r for r in res}
     r = byid["kselftest.mm.cow.basic-cow-after-fork-with-base-page"]
@@ -138,25 +161,36 @@ def test_case_results_filter_after_the_run_and_judge() -> None:
 
 
 def test_case_results_never_empty() -> None:
-    crashed = kselftest.case_results("p", "kselftest.mm.cow", (), ktap.parse(""), rules(), KERNEL,
-                                     "program exited 139: Segmentation fault")
+    crashed = kselftest.case_results(
+        "p", "kselftest.mm.cow", (), ktap.parse(""), rules(), KERNEL, "program exited 139: Segmentation fault"
+    )
     assert [(r.id, r.verdict, r.reason) for r in crashed] == [
-        ("kselftest.mm.cow", Verdict.ERROR, "program exited 139: Segmentation fault")]
-    skip_all = kselftest.case_results("p", "kselftest.mm.x", (), ktap.parse("TAP version 13\n1..0 # SKIP no swap\n"),
-                                      rules(), KERNEL)
+        ("kselftest.mm.cow", Verdict.ERROR, "program exited 139: Segmentation fault")
+    ]
+    skip_all = kselftest.case_results(
+        "p", "kselftest.mm.x", (), ktap.parse("TAP version 13\n1..0 # SKIP no swap\n"), rules(), KERNEL
+    )
     assert [(r.id, r.outcome, r.verdict, r.reason) for r in skip_all] == [
-        ("kselftest.mm.x", Outcome.SKIP, Verdict.ERROR, "skipped, and no expectation says why: no swap")]
-    none = kselftest.case_results("p", "kselftest.mm.x", ("nope",), ktap.parse("TAP version 13\n1..1\nok 1 a\n"),
-                                  rules(), KERNEL)
+        ("kselftest.mm.x", Outcome.SKIP, Verdict.ERROR, "skipped, and no expectation says why: no swap")
+    ]
+    none = kselftest.case_results(
+        "p", "kselftest.mm.x", ("nope",), ktap.parse("TAP version 13\n1..1\nok 1 a\n"), rules(), KERNEL
+    )
     assert none[0].verdict is Verdict.ERROR and "no result matched --filter" in none[0].reason
 
 
 def test_a_kselftest_skipped_whole_is_expected_where_a_rule_says_why() -> None:
-    rs = expect.parse('version: 1\nrules:\n  - match: "kselftest.mm.x"\n    expect: skip\n'
-                      '    config: {CONFIG_SWAP: n}\n    reason: no swap\n    commit: "none: CONFIG_SWAP"\n', "e.yaml")
-    skip_all = kselftest.case_results("p", "kselftest.mm.x", (), ktap.parse("TAP version 13\n1..0 # SKIP no swap\n"),
-                                      rs, KERNEL)
-    assert [(r.verdict, r.reason, r.expectation.source) for r in skip_all] == [(Verdict.SKIP, "no swap", "e.yaml:3")]
+    rs = expect.parse(
+        'version: 1\nrules:\n  - match: "kselftest.mm.x"\n    expect: skip\n'
+        '    config: {CONFIG_SWAP: n}\n    reason: no swap\n    commit: "none: CONFIG_SWAP"\n',
+        "e.yaml",
+    )
+    skip_all = kselftest.case_results(
+        "p", "kselftest.mm.x", (), ktap.parse("TAP version 13\n1..0 # SKIP no swap\n"), rs, KERNEL
+    )
+    assert [(r.verdict, r.reason, r.expectation.source) for r in skip_all] == [
+        (Verdict.SKIP, "no swap", "e.yaml:3")
+    ]
 
 
 def test_not_run_counts_a_kselftest_as_run_when_it_reported_anything() -> None:
@@ -199,24 +233,39 @@ def test_every_mapped_pair_names_real_cases_on_both_sides() -> None:
 def test_mapping_examples() -> None:
     m = {(t, x): o for t, x, o in upstream_map.pairs()}
     assert m[("cow", "Basic COW after fork() ... with base page")] == "cow.fork.child-keeps-data.base"
-    assert m[("cow", "R/O GUP-fast pin on R/O-mapped previously-shared page ... with PTE-mapped THP (16 kB)")] \
+    assert (
+        m[("cow", "R/O GUP-fast pin on R/O-mapped previously-shared page ... with PTE-mapped THP (16 kB)")]
         == "cow.gup-fast-pin-ro.was-shared.mthp-16k"
-    assert m[("cow", "R/O longterm GUP pin ... with shared zeropage")] == "cow.gup-pin-ro.private-mapping.zeropage"
-    assert m[("gup_longterm", "R/W longterm GUP pin in MAP_SHARED file mapping ... with local tmpfile")] \
+    )
+    assert (
+        m[("cow", "R/O longterm GUP pin ... with shared zeropage")]
+        == "cow.gup-pin-ro.private-mapping.zeropage"
+    )
+    assert (
+        m[("gup_longterm", "R/W longterm GUP pin in MAP_SHARED file mapping ... with local tmpfile")]
         == "cow.gup-longterm.rw-pin.ext4-shared"
+    )
     # upstream judges this one on a stale errno: left out
-    assert ("gup_longterm", "io_uring fixed buffer with MAP_SHARED file mapping ... with local tmpfile") not in m
-    assert m[("gup_longterm", "io_uring fixed buffer with MAP_SHARED file mapping ... with memfd")] \
+    assert (
+        "gup_longterm",
+        "io_uring fixed buffer with MAP_SHARED file mapping ... with local tmpfile",
+    ) not in m
+    assert (
+        m[("gup_longterm", "io_uring fixed buffer with MAP_SHARED file mapping ... with memfd")]
         == "cow.iouring-register-ok.memfd-shared"
+    )
     # upstream's partially mremap()'ed THP is the half left in place
-    assert m[("cow", "vmsplice() + unmap in child ... with partially mremap()'ed THP (2048 kB)")] \
+    assert (
+        m[("cow", "vmsplice() + unmap in child ... with partially mremap()'ed THP (2048 kB)")]
         == "cow.vmsplice.unmap-in-child.thp-mremap-kept"
+    )
 
 
 def test_filesystem_pairings_are_refused_unless_the_guest_shows_the_filesystem() -> None:
     up_tmp = crosscheck.upstream_id("cow", "Basic COW ... with tmpfile")
     up_local = crosscheck.upstream_id(
-        "gup_longterm", "R/O longterm GUP pin in MAP_SHARED file mapping ... with local tmpfile")
+        "gup_longterm", "R/O longterm GUP pin in MAP_SHARED file mapping ... with local tmpfile"
+    )
     up_memfd = crosscheck.upstream_id("cow", "Basic COW ... with memfd")
     results = [
         _r("cow.private-write.other-mapping-unchanged.tmpfs-private", Outcome.OK, Verdict.PASS),
@@ -240,7 +289,7 @@ def test_filesystem_pairings_are_refused_unless_the_guest_shows_the_filesystem()
 
 
 def _r(case_id: str, outcome: Outcome, verdict: Verdict) -> CaseResult:
-    return CaseResult(case_id, "p", outcome, verdict, "", "", Expectation("pass"))
+    return CaseResult(case_id, "p", outcome, verdict, "", "", Expectation(Expect.PASS))
 
 
 UP_BASE = "kselftest.mm.cow.basic-cow-after-fork-with-base-page"
@@ -251,12 +300,15 @@ UP_SWAP = "kselftest.mm.cow.basic-cow-after-fork-with-swapped-out-base-page"
 
 def test_crosscheck_compares_what_was_observed() -> None:
     results = [
-        _r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS), _r(UP_BASE, Outcome.OK, Verdict.PASS),
+        _r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS),
+        _r(UP_BASE, Outcome.OK, Verdict.PASS),
         # ours NOT_OK judged XFAIL by a rule; upstream's own XFAIL: both saw the leak
         _r("cow.vmsplice.unmap-in-child.hugetlb-2m", Outcome.NOT_OK, Verdict.XFAIL),
         _r(UP_HUGE, Outcome.XFAIL, Verdict.XFAIL),
-        _r("cow.fork.child-keeps-data.thp", Outcome.NOT_OK, Verdict.FAIL), _r(UP_THP, Outcome.OK, Verdict.PASS),
-        _r("cow.fork.child-keeps-data.base-swapped", Outcome.OK, Verdict.PASS), _r(UP_SWAP, Outcome.SKIP, Verdict.SKIP),
+        _r("cow.fork.child-keeps-data.thp", Outcome.NOT_OK, Verdict.FAIL),
+        _r(UP_THP, Outcome.OK, Verdict.PASS),
+        _r("cow.fork.child-keeps-data.base-swapped", Outcome.OK, Verdict.PASS),
+        _r(UP_SWAP, Outcome.SKIP, Verdict.SKIP),
         _r("cow.fork.child-keeps-data.thp-pte", Outcome.OK, Verdict.PASS),  # upstream counterpart absent
     ]
     assert crosscheck.applies(results)
@@ -270,8 +322,10 @@ def test_crosscheck_compares_what_was_observed() -> None:
     assert [p.ours.id for p in crosscheck.disagreements(ps)] == ["cow.fork.child-keeps-data.thp"]
     text = crosscheck.table(ps)
     assert "DISAGREE      FAIL   PASS     cow.fork.child-keeps-data.thp  <->  " + UP_THP in text
-    assert text.splitlines()[-1] == ("cross-check: 4 pairs: 2 agree, 1 disagree, 1 not compared "
-                                     "(skipped or errored on a side, or not the same memory)")
+    assert text.splitlines()[-1] == (
+        "cross-check: 4 pairs: 2 agree, 1 disagree, 1 not compared "
+        "(skipped or errored on a side, or not the same memory)"
+    )
     assert not crosscheck.applies(results[:1])
 
 
@@ -283,22 +337,29 @@ def test_a_timed_out_kselftest_keeps_what_it_reported_and_is_not_rerun() -> None
     results = kselftest.case_results("kselftest-mm-cow", "kselftest.mm.cow", (), root, rules(), KERNEL)
     kept, again = outcomes.after_timeout(sel, results, 900)
     assert again == []
-    assert [(r.id, r.verdict) for r in kept] == [("kselftest.mm.cow.a", Verdict.PASS),
-                                                 ("kselftest.mm.cow.b", Verdict.ERROR),
-                                                 ("kselftest.mm.cow.result-3", Verdict.ERROR)]
+    assert [(r.id, r.verdict) for r in kept] == [
+        ("kselftest.mm.cow.a", Verdict.PASS),
+        ("kselftest.mm.cow.b", Verdict.ERROR),
+        ("kselftest.mm.cow.result-3", Verdict.ERROR),
+    ]
     assert kept[1].reason.endswith("timed out: still running after 900s, killed in the guest")
 
 
 def test_kernel_log_slices_follow_the_mirrored_upstream_result_lines() -> None:
     root = ktap.parse("TAP version 13\n1..3\n# [RUN] a\nok 1 No leak\n# [RUN] b\nok 2 No leak\n# [RUN] c\n")
-    section = "\n".join([
-        "[   10.000000] harness: begin kselftest-mm-cow",
-        "[   10.100000] during a",
-        "[   10.200000] harness: ok 1 No leak",
-        "[   10.300000] WARNING: CPU: 1 PID: 99 at mm/gup.c:123 foo+0x1/0x2",
-        "[   10.400000] harness: ok 2 No leak",
-        "[   10.500000] BUG: kernel NULL pointer dereference, address: 0000000000000000",
-    ]) + "\n"
+    section = (
+        "\n".join(
+            [
+                "[   10.000000] harness: begin kselftest-mm-cow",
+                "[   10.100000] during a",
+                "[   10.200000] harness: ok 1 No leak",
+                "[   10.300000] WARNING: CPU: 1 PID: 99 at mm/gup.c:123 foo+0x1/0x2",
+                "[   10.400000] harness: ok 2 No leak",
+                "[   10.500000] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            ]
+        )
+        + "\n"
+    )
     got = kselftest.slices(root, "p", section)
     assert got["p.a"] == "[   10.100000] during a\n"
     assert "mm/gup.c:123" in got["p.b"] and "NULL pointer" not in got["p.b"]

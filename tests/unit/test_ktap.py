@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from tests.helpers import paths
-from harness.judge import ktap
 from harness import model
+from harness.judge import ktap
 from harness.model import Outcome
+from tests.helpers import paths
 
 DATA = paths.DATA / "ktap"
 DEBIAN_612 = "debian-6.12.117-cloud-static-init-probe-gup_longterm-cow.log"
@@ -62,9 +62,7 @@ def test_host_gup_longterm_names_are_empty_and_reasons_kept() -> None:
     # "ok 1 # SKIP gup_test not available": no name, the reason survives
     assert (first.name, first.outcome, first.reason) == ("", Outcome.SKIP, "gup_test not available")
     # the "# [INFO]" lines before "TAP version 13" are not part of the document
-    assert first.diagnostics == (
-        "[RUN] R/W longterm GUP pin in MAP_SHARED file mapping ... with memfd",
-    )
+    assert first.diagnostics == ("[RUN] R/W longterm GUP pin in MAP_SHARED file mapping ... with memfd",)
     assert_totals_agree(doc, root)
 
 
@@ -166,7 +164,11 @@ def test_nested_ktap_four_space_indent() -> None:
     (sizes,) = thp.children
     assert [c.name for c in sizes.children] == ["size_16k", "size_2m"]
     assert [n.name for n in root.leaves()] == [
-        "fork_child_keeps_data", "gup_pin", "vmsplice", "size_16k", "size_2m",
+        "fork_child_keeps_data",
+        "gup_pin",
+        "vmsplice",
+        "size_16k",
+        "size_2m",
     ]
 
 
@@ -261,7 +263,8 @@ def test_printk_prefix_stripped_and_interleaved_lines_are_diagnostics() -> None:
     # nested KTAP under a timestamp prefix whose width changes ("[    1.2]" -> "[  100.4]")
     assert (suite.name, suite.plan) == ("cow_kunit", 2)
     assert [(c.name, c.outcome) for c in suite.children] == [
-        ("test_a", Outcome.OK), ("test_b", Outcome.NOT_OK),
+        ("test_a", Outcome.OK),
+        ("test_b", Outcome.NOT_OK),
     ]
     assert suite.children[1].diagnostics == (
         "virtio_blk virtio1: [vda] 2048 512-byte logical blocks",
@@ -283,7 +286,8 @@ def test_no_header_parses_best_effort() -> None:
     root = ktap.parse(load("no_header.tap"))
     assert root.plan is None
     assert [(c.name, c.outcome) for c in root.children] == [
-        ("one", Outcome.OK), ("two", Outcome.NOT_OK),
+        ("one", Outcome.OK),
+        ("two", Outcome.NOT_OK),
     ]
     assert ktap.split_documents(load("no_header.tap")) == []
 
@@ -318,7 +322,9 @@ def test_quoted_document_in_diagnostics_is_not_a_header() -> None:
 def test_gap_in_numbering_is_an_error_in_place() -> None:
     root = ktap.parse("TAP version 13\n1..3\nok 1 a\nok 3 c\n")
     assert [(c.number, c.outcome) for c in root.children] == [
-        (1, Outcome.OK), (2, Outcome.ERROR), (3, Outcome.OK),
+        (1, Outcome.OK),
+        (2, Outcome.ERROR),
+        (3, Outcome.OK),
     ]
     assert root.children[1].reason == "missing: result 2 never reported"
 
@@ -333,15 +339,13 @@ def test_lf_cr_line_ends() -> None:
     # some serial setups send "\n\r" instead of "\r\n": every line then starts with a CR
     root = ktap.parse("TAP version 13\n\r1..2\n\rok 1 a\n\rnot ok 2 b\n\r")
     assert [(c.name, c.outcome) for c in root.children] == [
-        ("a", Outcome.OK), ("b", Outcome.NOT_OK),
+        ("a", Outcome.OK),
+        ("b", Outcome.NOT_OK),
     ]
 
 
 def test_ktap_subtest_cut_off_is_named_from_its_subtest_line() -> None:
-    text = (
-        "KTAP version 1\n1..1\n"
-        "    KTAP version 1\n    # Subtest: cow_kunit\n    1..2\n    ok 1 a\n"
-    )
+    text = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: cow_kunit\n    1..2\n    ok 1 a\n"
     (suite,) = ktap.parse(text).children
     assert (suite.name, suite.outcome, suite.plan) == ("cow_kunit", Outcome.ERROR, 2)
     assert [c.outcome for c in suite.children] == [Outcome.OK, Outcome.ERROR]

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.fake_lava import TOKEN, FakeLava, server_log
-from harness.report import lavalog, lavasubmit
 from harness.errors import InputError
+from harness.report import lavalog, lavasubmit
+from tests.helpers.fake_lava import TOKEN, FakeLava, server_log
 
-LOG = '{"dt": "2026-12-05T03:00:00", "lvl": "target", "msg": "harness-lava: begin"}\nnoise\n' \
-      '{"dt": "2026-12-05T03:00:01", "lvl": "results", "msg": {"definition": "lava", "case": "job", "result": "pass"}}\n'
+LOG = (
+    '{"dt": "2026-12-05T03:00:00", "lvl": "target", "msg": "harness-lava: begin"}\nnoise\n'
+    '{"dt": "2026-12-05T03:00:01", "lvl": "results", "msg": {"definition": "lava", "case": "job", "result": "pass"}}\n'
+)
 
 
 def files(tmp_path: Path, token: str = TOKEN) -> tuple[Path, Path, Path]:
@@ -38,7 +40,11 @@ def test_submit_waits_for_the_job_and_fetches_its_log(tmp_path: Path) -> None:
     parsed = lavalog.parse_job_log(log.read_text())
     assert parsed.job_result == "pass" and [c.text for c in parsed.console] == ["harness-lava: begin"]
     states = [s for s in said if "] job 4242:" in s]
-    assert [s.split(": ", 1)[1] for s in states] == ["Submitted (Unknown)", "Running (Unknown)", "Finished (Complete)"]
+    assert [s.split(": ", 1)[1] for s in states] == [
+        "Submitted (Unknown)",
+        "Running (Unknown)",
+        "Finished (Complete)",
+    ]
 
 
 def test_a_refused_token_is_one_clear_error(tmp_path: Path) -> None:

@@ -8,20 +8,25 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.paths import DATA
 from harness import errors
-from harness.vm import machine
-from harness.vm import qemu
 from harness.errors import InputError
-from harness.vm.image import GuestImage, GuestOptions
 from harness.model import Kernel, KernelVersion
+from harness.vm import machine, qemu
+from harness.vm.image import GuestImage, GuestOptions
+from tests.helpers.paths import DATA
 
-KERNEL = Kernel(spec="debian:6.12", bzimage=Path("/cache/vmlinuz"), release="6.12.117+deb12-amd64",
-                version=KernelVersion(6, 12, 117), modules_dir=None)
+KERNEL = Kernel(
+    spec="debian:6.12",
+    bzimage=Path("/cache/vmlinuz"),
+    release="6.12.117+deb12-amd64",
+    version=KernelVersion(6, 12, 117),
+    modules_dir=None,
+)
 
 
-def spec(tmp_path: Path, append: str = "", accel: str = "auto", share_usr: bool = False,
-         net: bool = False) -> machine.MachineSpec:
+def spec(
+    tmp_path: Path, append: str = "", accel: str = "auto", share_usr: bool = False, net: bool = False
+) -> machine.MachineSpec:
     img = GuestImage(tmp_path / "initramfs.cpio", (), (), GuestOptions("n0nce", share_usr, net))
     return machine.MachineSpec(kernel=KERNEL, image=img, run_dir=tmp_path, accel=accel, append=append)
 
@@ -141,10 +146,18 @@ def _fake_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: list[st
 
     monkeypatch.setattr(machine, "require_qemu", lambda: "/bin/sh")
     monkeypatch.setattr(machine, "accel_plan", lambda a: ([accel], ""))
-    monkeypatch.setattr(machine, "qemu_spec", lambda spec, acc, qemu_bin: SimpleNamespace(accel=acc, monitor_socket=None))
-    monkeypatch.setattr(machine.qemu, "argv", lambda q: ["/bin/sh", "-c", scripts.pop(0)])
-    spec = SimpleNamespace(run_dir=tmp_path, kernel=SimpleNamespace(release="6.12-test"), boot_timeout_s=20.0, accel=accel,
-                           kvm_probe_s=5.0, image=SimpleNamespace(options=SimpleNamespace(nonce="n0nce")))
+    monkeypatch.setattr(
+        machine, "qemu_spec", lambda spec, acc, qemu_bin: SimpleNamespace(accel=acc, monitor_socket=None)
+    )
+    monkeypatch.setattr(qemu, "argv", lambda q: ["/bin/sh", "-c", scripts.pop(0)])
+    spec = SimpleNamespace(
+        run_dir=tmp_path,
+        kernel=SimpleNamespace(release="6.12-test"),
+        boot_timeout_s=20.0,
+        accel=accel,
+        kvm_probe_s=5.0,
+        image=SimpleNamespace(options=SimpleNamespace(nonce="n0nce")),
+    )
     return machine.boot(spec)  # type: ignore[arg-type]
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import paths
 from harness.kernels import modules
 from harness.vm import image
+from tests.helpers import paths
 
 DATA = paths.DATA / "modules"
 DEB61 = DATA / "debian-6.1.0-56-amd64"
@@ -37,14 +37,17 @@ def assert_deps_first(order: tuple[str, ...], modules_dep: str) -> None:
             assert pos[d] < pos[p], f"{d} must load before {p}"
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("kernel/fs/9p/9p.ko.xz", "9p"),
-    ("kernel/fs/9p/9p.ko", "9p"),
-    ("kernel/arch/x86/crypto/crc32c-intel.ko", "crc32c_intel"),
-    ("kernel/lib/foo.ko.zst", "foo"),
-    ("kernel/lib/foo.ko.gz", "foo"),
-    ("bar.ko", "bar"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("kernel/fs/9p/9p.ko.xz", "9p"),
+        ("kernel/fs/9p/9p.ko", "9p"),
+        ("kernel/arch/x86/crypto/crc32c-intel.ko", "crc32c_intel"),
+        ("kernel/lib/foo.ko.zst", "foo"),
+        ("kernel/lib/foo.ko.gz", "foo"),
+        ("bar.ko", "bar"),
+    ],
+)
 def test_module_name(name: str, expected: str) -> None:
     assert modules.module_name(name) == expected
 
@@ -57,10 +60,16 @@ def test_everything_image_asks_for_on_6_1() -> None:
     assert_deps_first(r.load_order, dep)
     # Every line of the excerpt is needed (it was cut to exactly these modules and their deps).
     assert set(r.load_order) == set(dep_map(dep))
-    assert r.load_order.index("kernel/drivers/virtio/virtio_ring.ko") < r.load_order.index(
-        "kernel/drivers/virtio/virtio.ko") < r.load_order.index("kernel/drivers/virtio/virtio_pci.ko")
-    assert r.load_order.index("kernel/fs/netfs/netfs.ko") < r.load_order.index(
-        "kernel/fs/fscache/fscache.ko") < r.load_order.index("kernel/fs/9p/9p.ko")
+    assert (
+        r.load_order.index("kernel/drivers/virtio/virtio_ring.ko")
+        < r.load_order.index("kernel/drivers/virtio/virtio.ko")
+        < r.load_order.index("kernel/drivers/virtio/virtio_pci.ko")
+    )
+    assert (
+        r.load_order.index("kernel/fs/netfs/netfs.ko")
+        < r.load_order.index("kernel/fs/fscache/fscache.ko")
+        < r.load_order.index("kernel/fs/9p/9p.ko")
+    )
 
 
 def test_builtin_on_6_12_virtio_pci() -> None:
@@ -82,7 +91,10 @@ def test_exact_order_follows_modules_dep_order() -> None:
     dep, builtin = load(DEB61)
     r = modules.resolve(["ext4"], dep, builtin)
     assert r.load_order == (
-        "kernel/lib/crc16.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/fs/ext4/ext4.ko",
+        "kernel/lib/crc16.ko",
+        "kernel/fs/mbcache.ko",
+        "kernel/fs/jbd2/jbd2.ko",
+        "kernel/fs/ext4/ext4.ko",
     )
 
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import DATA
-from harness.vm import hugepages
-from harness.vm import machine
-from harness.vm import qemu
+from harness.vm import hugepages, machine, qemu
 from harness.vm.qemu import QemuSpec, Share
+from tests.helpers.paths import DATA
 
 GOLDEN = DATA / "golden"
 REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
@@ -73,7 +71,7 @@ def split_opts(value: str) -> list[str]:
     parts, cur, i = [], "", 0
     while i < len(value):
         if value[i] == ",":
-            if value[i + 1:i + 2] == ",":
+            if value[i + 1 : i + 2] == ",":
                 cur += ","
                 i += 2
                 continue
@@ -184,9 +182,16 @@ def test_commas_in_paths_cannot_inject_options() -> None:
     # A run dir or share path with a comma once split the option ("Invalid parameter
     # 'b/monitor.sock'"), and could smuggle in options such as readonly=off.
     evil = Path("/runs/a,readonly=off,b")
-    spec = QemuSpec(qemu="qemu", kernel=Path("/k"), initrd=Path("/i"), cmdline="", accel="tcg",
-                    shares=(Share(evil, "t"),), monitor_socket=evil / "monitor.sock",
-                    drives=(evil / "d.img",))
+    spec = QemuSpec(
+        qemu="qemu",
+        kernel=Path("/k"),
+        initrd=Path("/i"),
+        cmdline="",
+        accel="tcg",
+        shares=(Share(evil, "t"),),
+        monitor_socket=evil / "monitor.sock",
+        drives=(evil / "d.img",),
+    )
     a = qemu.argv(spec)
     (fsdev,) = option_values(a, "-fsdev")
     assert kv(fsdev)["path"] == str(evil) and kv(fsdev)["readonly"] == "on"

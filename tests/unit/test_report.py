@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import DATA
-from harness.report import junit as report
+from harness import safetext
 from harness.errors import InputError
-from harness.model import CaseResult, Expectation, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
+from harness.report import junit as report
+from tests.helpers.paths import DATA
 
 GOLDEN = DATA / "golden"
 REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
 
-PASS_EXP = Expectation("pass")
+PASS_EXP = Expectation(Expect.PASS)
 GAP = Expectation(
-    "fail",
+    Expect.FAIL,
     reason="R/O pin of a shared zeropage is not COW-broken before 6.5",
     commit="0123456789ab",
     source="kernels/expectations.yaml:14",
@@ -43,16 +44,33 @@ def case(
 
 BASIC = [
     case("cow.fork.base", Verdict.PASS, output="[RUN] Basic COW after fork() ... with base page"),
-    case("cow.fork.thp", Verdict.FAIL, Outcome.NOT_OK, "Leak from parent into child",
-         "[RUN] Basic COW after fork() ... with THP\nnot ok 3 Leak from parent into child"),
-    case("cow.ro-pin.zeropage", Verdict.XFAIL, Outcome.NOT_OK, "Leak from child into parent",
-         "[RUN] R/O longterm GUP pin ... with shared zeropage", expectation=GAP, duration_s=1.5),
+    case(
+        "cow.fork.thp",
+        Verdict.FAIL,
+        Outcome.NOT_OK,
+        "Leak from parent into child",
+        "[RUN] Basic COW after fork() ... with THP\nnot ok 3 Leak from parent into child",
+    ),
+    case(
+        "cow.ro-pin.zeropage",
+        Verdict.XFAIL,
+        Outcome.NOT_OK,
+        "Leak from child into parent",
+        "[RUN] R/O longterm GUP pin ... with shared zeropage",
+        expectation=GAP,
+        duration_s=1.5,
+    ),
     case("cow.ro-pin.huge-zeropage", Verdict.XPASS, Outcome.OK, "", "", expectation=GAP),
-    case("cow.fork.swap", Verdict.SKIP, Outcome.SKIP,
-         "MADV_PAGEOUT did not work, is swap enabled?"),
-    case("gup_longterm.memfd", Verdict.ERROR, Outcome.ERROR,
-         "missing: output ended before result 7", "[RUN] R/W longterm GUP pin ... with memfd",
-         program="gup_longterm", duration_s=30.0),
+    case("cow.fork.swap", Verdict.SKIP, Outcome.SKIP, "MADV_PAGEOUT did not work, is swap enabled?"),
+    case(
+        "gup_longterm.memfd",
+        Verdict.ERROR,
+        Outcome.ERROR,
+        "missing: output ended before result 7",
+        "[RUN] R/W longterm GUP pin ... with memfd",
+        program="gup_longterm",
+        duration_s=30.0,
+    ),
     case("gup_longterm.tmpfile", Verdict.PASS, program="gup_longterm"),
 ]
 
@@ -82,7 +100,11 @@ def test_junit_one_suite_per_program_with_counts() -> None:
     assert list(by_name) == ["cow", "gup_longterm"]
     cow, gup = by_name["cow"], by_name["gup_longterm"]
     assert (cow.get("tests"), cow.get("failures"), cow.get("errors"), cow.get("skipped")) == (
-        "5", "2", "0", "1")
+        "5",
+        "2",
+        "0",
+        "1",
+    )
     assert (gup.get("tests"), gup.get("failures"), gup.get("errors")) == ("2", "0", "1")
     assert len(root.findall(".//failure")) == 2  # FAIL and XPASS
     assert len(root.findall(".//error")) == 1
@@ -109,21 +131,32 @@ def test_junit_failure_carries_verdict_reason_and_output() -> None:
 def test_junit_an_unexpected_skip_is_an_error_an_explained_one_skipped() -> None:
     from harness.judge import expect
 
-    mthp = Expectation("skip", reason="anonymous mTHP came in 6.8", commit="3485b88390b0 (6.8)",
-                       source="expectations.yaml:200")
+    mthp = Expectation(
+        Expect.SKIP,
+        reason="anonymous mTHP came in 6.8",
+        commit="3485b88390b0 (6.8)",
+        source="expectations.yaml:200",
+    )
     results = []
-    for cid, exp, why in (("cow.fork.swapped", PASS_EXP, "MADV_PAGEOUT did not swap: is swap on?"),
-                          ("cow.fork.mthp-64k", mthp, "no hugepages-64kB: this kernel has no mTHP")):
+    for cid, exp, why in (
+        ("cow.fork.swapped", PASS_EXP, "MADV_PAGEOUT did not swap: is swap on?"),
+        ("cow.fork.mthp-64k", mthp, "no hugepages-64kB: this kernel has no mTHP"),
+    ):
         verdict, reason = expect.judge_case(Outcome.SKIP, exp, why)
         results.append(case(cid, verdict, Outcome.SKIP, reason, expectation=exp))
     root = parse_xml(report.junit_xml(results, PROPERTIES))
     error = root.find(".//testcase[@name='cow.fork.swapped']/error")
     assert error is not None and error.get("type") == "ERROR"
-    assert error.get("message") == "ERROR: skipped, and no expectation says why: MADV_PAGEOUT did not swap: is swap on?"
+    assert (
+        error.get("message")
+        == "ERROR: skipped, and no expectation says why: MADV_PAGEOUT did not swap: is swap on?"
+    )
     skipped = root.find(".//testcase[@name='cow.fork.mthp-64k']/skipped")
     assert skipped is not None and skipped.get("message") == "no hugepages-64kB: this kernel has no mTHP"
-    assert report.summary_table(results).splitlines()[-1] == \
-        "harness: 0 passed, 0 failed, 1 skipped, 0 xfail, 0 xpass, 1 error"
+    assert (
+        report.summary_table(results).splitlines()[-1]
+        == "harness: 0 passed, 0 failed, 1 skipped, 0 xfail, 0 xpass, 1 error"
+    )
 
 
 def test_junit_xfail_passes_with_note() -> None:
@@ -179,9 +212,9 @@ def test_junit_is_valid_xml_whatever_the_output(text: str) -> None:
 
 def test_xml_safe_keeps_evidence_of_bad_bytes() -> None:
     raw = b"a\x00b\xffc".decode("utf-8", errors="surrogateescape")
-    assert report.xml_safe(raw) == "a\\x00b\\xffc"
-    assert report.xml_safe("x\ud800y\ufffez\ufffd") == "x\ufffdy\ufffdz\ufffd"
-    assert report.xml_safe("tab\tline\r\nnext") == "tab\tline\nnext"
+    assert safetext.xml_safe(raw) == "a\\x00b\\xffc"
+    assert safetext.xml_safe("x\ud800y\ufffez\ufffd") == "x\ufffdy\ufffdz\ufffd"
+    assert safetext.xml_safe("tab\tline\r\nnext") == "tab\tline\nnext"
 
 
 # ---- summary table -------------------------------------------------------------------------
@@ -228,9 +261,7 @@ def test_result_record_is_json_and_complete() -> None:
     assert rec["duration_s"] == 1.5
 
 
-def test_results_log_appends_one_line_per_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_results_log_appends_one_line_per_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
 

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.judge import expect
-from harness.judge import ktap
-from harness.judge import outcomes
-from harness.run import runner
-from harness.suites import registry as suites
 from harness import model
-from harness.model import Kernel, KernelVersion, Outcome, Verdict
+from harness.judge import expect, ktap, outcomes
+from harness.model import CaseResult, Kernel, KernelVersion, Outcome, Verdict
+from harness.run import guestfacts
+from harness.suites import registry as suites
 
 PROG = suites.Program("cow", "cow", Path("/build/cow"), "cow_tests/cow")
 IDS = ("cow.a", "cow.b", "cow.c")
 SEL = suites.Selected(PROG, IDS)
 
-K61 = Kernel(spec="debian:6.1.0-56", bzimage=Path("/k"), release="6.1.0-56-amd64",
-             version=KernelVersion(6, 1, 192), modules_dir=None, config={"CONFIG_GUP_TEST": "y"})
-K612 = Kernel(spec="debian:6.12", bzimage=Path("/k"), release="6.12.117+deb12-amd64",
-              version=KernelVersion(6, 12, 117), modules_dir=None)
+K61 = Kernel(
+    spec="debian:6.1.0-56",
+    bzimage=Path("/k"),
+    release="6.1.0-56-amd64",
+    version=KernelVersion(6, 1, 192),
+    modules_dir=None,
+    config={"CONFIG_GUP_TEST": "y"},
+)
+K612 = Kernel(
+    spec="debian:6.12",
+    bzimage=Path("/k"),
+    release="6.12.117+deb12-amd64",
+    version=KernelVersion(6, 12, 117),
+    modules_dir=None,
+)
 
 RULES = expect.parse(
     """\
@@ -41,7 +50,7 @@ rules:
 EMPTY = expect.RuleSet()
 
 
-def by_id(results: list) -> dict:
+def by_id(results: list[CaseResult]) -> dict[str, CaseResult]:
     return {r.id: r for r in results}
 
 
@@ -55,7 +64,11 @@ def test_named_results_with_expectation_applied() -> None:
     assert r["cow.b"].expectation.reason == "known gap before 6.5"
     assert r["cow.b"].expectation.source == "exp.yaml:3"
     assert r["cow.b"].output == "leak!"
-    assert (r["cow.c"].outcome, r["cow.c"].verdict, r["cow.c"].reason) == (Outcome.SKIP, Verdict.SKIP, "no THP")
+    assert (r["cow.c"].outcome, r["cow.c"].verdict, r["cow.c"].reason) == (
+        Outcome.SKIP,
+        Verdict.SKIP,
+        "no THP",
+    )
     assert r["cow.c"].expectation.source == "exp.yaml:8"
     assert all(x.program == "cow" for x in res)
 
@@ -87,7 +100,8 @@ def test_missing_ids_are_errors_with_the_program_error() -> None:
 def test_no_output_at_all() -> None:
     res = outcomes.case_results(SEL, ktap.parse(""), EMPTY, K612, "program exited 127: not found")
     assert [(r.outcome, r.verdict, r.reason) for r in res] == [
-        (Outcome.ERROR, Verdict.ERROR, "program exited 127: not found")] * 3
+        (Outcome.ERROR, Verdict.ERROR, "program exited 127: not found")
+    ] * 3
     res = outcomes.case_results(SEL, model.TestNode(""), EMPTY, K612)
     assert {r.reason for r in res} == {"the program did not report this case"}
 
@@ -102,8 +116,10 @@ def test_ids_the_program_never_mentions() -> None:
 
 def test_number_fallback_for_generic_names() -> None:
     # kselftest-style: results named by description, not by id; position decides.
-    root = ktap.parse("TAP version 13\n1..3\n# [RUN] first\nok 1 No leak from parent into child\n"
-                      "not ok 2 Leak from child into parent\nok 3 # SKIP MADV_PAGEOUT did not work\n")
+    root = ktap.parse(
+        "TAP version 13\n1..3\n# [RUN] first\nok 1 No leak from parent into child\n"
+        "not ok 2 Leak from child into parent\nok 3 # SKIP MADV_PAGEOUT did not work\n"
+    )
     r = by_id(outcomes.case_results(SEL, root, EMPTY, K612))
     assert r["cow.a"].verdict is Verdict.PASS and r["cow.a"].output == "[RUN] first"
     assert r["cow.b"].verdict is Verdict.FAIL and r["cow.b"].reason == ""
@@ -134,7 +150,7 @@ def test_subset_of_ids() -> None:
 def test_not_run_skips_done_ids_and_applies_expectations() -> None:
     res = outcomes.not_run(SEL, {"cow.a"}, "not run: guest lost", RULES, K61)
     assert [r.id for r in res] == ["cow.b", "cow.c"]
-    assert all(r.verdict is Verdict.ERROR and r.reason == "not run: guest lost" for r in res)
+    assert all(r.verdict is Verdict.ERROR and r.reason == "not run: guest lost" and r.not_run for r in res)
     assert res[0].expectation.expect == "fail"
     # Before the kernel is known there is no expectation to apply.
     res = outcomes.not_run(SEL, set(), "not run: kernel", RULES, None)
@@ -142,12 +158,14 @@ def test_not_run_skips_done_ids_and_applies_expectations() -> None:
 
 
 def test_guest_facts() -> None:
-    text = ("kernel=6.12.117+deb12-amd64\r\nnproc=2\n"
-            "thp_enabled=always [madvise] never\nthp_defrag=\nhugepages_total=0\n"
-            "swap=0\nmemtotal_kib=1001234\ndebugfs=yes\ngup_test=no\n"
-            "perf_event_paranoid=2\n[   12.345678] random: crng init done\nstray line\n"
-            "weird=a=b\n")
-    f = runner.guest_facts(text)
+    text = (
+        "kernel=6.12.117+deb12-amd64\r\nnproc=2\n"
+        "thp_enabled=always [madvise] never\nthp_defrag=\nhugepages_total=0\n"
+        "swap=0\nmemtotal_kib=1001234\ndebugfs=yes\ngup_test=no\n"
+        "perf_event_paranoid=2\n[   12.345678] random: crng init done\nstray line\n"
+        "weird=a=b\n"
+    )
+    f = guestfacts.guest_facts(text)
     assert f["kernel"] == "6.12.117+deb12-amd64"
     assert f["nproc"] == "2"
     assert f["thp_enabled"] == "always [madvise] never"
@@ -159,15 +177,21 @@ def test_guest_facts() -> None:
 
 def test_guest_facts_keys_match_the_command() -> None:
     # Every fact the command echoes comes back as a key when each echo prints its line.
-    keys = [part.split("echo ", 1)[1].split("=", 1)[0] for part in runner.GUEST_FACTS.split(";") if "echo " in part]
+    keys = [
+        part.split("echo ", 1)[1].split("=", 1)[0]
+        for part in guestfacts.GUEST_FACTS.split(";")
+        if "echo " in part
+    ]
     sample = "\n".join(f"{k}=x" for k in keys)
-    assert sorted(runner.guest_facts(sample)) == sorted(keys)
+    assert sorted(guestfacts.guest_facts(sample)) == sorted(keys)
 
 
 def test_a_skip_read_back_from_the_kernel_log_is_judged_like_one_from_ktap() -> None:
-    section = ("[    1.000000] harness: ok 1 cow.a\n"
-               "[    1.100000] harness: ok 2 cow.b # SKIP MADV_PAGEOUT did not swap\n"
-               "[    1.200000] harness: ok 3 cow.c # SKIP no THP\n")
+    section = (
+        "[    1.000000] harness: ok 1 cow.a\n"
+        "[    1.100000] harness: ok 2 cow.b # SKIP MADV_PAGEOUT did not swap\n"
+        "[    1.200000] harness: ok 3 cow.c # SKIP no THP\n"
+    )
     res, rerun = outcomes.after_guest_loss(SEL, section, "guest lost", RULES, K61)
     r = by_id(res)
     assert rerun == [] and r["cow.a"].verdict is Verdict.PASS

@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.vm import image
-from harness.vm import machine
-from harness.vm import qemu
-from harness.vm import snapshot
+from harness.vm import image, machine, qemu, snapshot
 from harness.vm.qemu import QemuSpec, Share
 
 
@@ -24,10 +21,17 @@ def snapdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _spec(run: Path, port: int | None) -> QemuSpec:
-    return QemuSpec(qemu="qemu-system-x86_64", kernel=run / "bzImage", initrd=run / "initramfs.cpio",
-                    cmdline="console=ttyS0", accel="tcg", shares=(Share(Path("/usr"), "hostusr"),),
-                    ssh_port=port, monitor_socket=run / "qemu" / "monitor.sock",
-                    drives=(run / "scratch-ext4.img", run / "scratch-swap.img"))
+    return QemuSpec(
+        qemu="qemu-system-x86_64",
+        kernel=run / "bzImage",
+        initrd=run / "initramfs.cpio",
+        cmdline="console=ttyS0",
+        accel="tcg",
+        shares=(Share(Path("/usr"), "hostusr"),),
+        ssh_port=port,
+        monitor_socket=run / "qemu" / "monitor.sock",
+        drives=(run / "scratch-ext4.img", run / "scratch-swap.img"),
+    )
 
 
 def _norm(s: QemuSpec) -> list[str]:
@@ -55,8 +59,9 @@ def test_key_covers_kernel_initramfs_argv_qemu_and_accel(tmp_path: Path) -> None
     k, i, q = _files(tmp_path)
 
     def key(**over: object) -> str:
-        args: dict[str, object] = dict(kernel=k, initrd=i, argv=["-m", "1024M"], qemu_version="QEMU 7.2",
-                                       qemu_bin=str(q), accel="tcg")
+        args: dict[str, object] = dict(
+            kernel=k, initrd=i, argv=["-m", "1024M"], qemu_version="QEMU 7.2", qemu_bin=str(q), accel="tcg"
+        )
         args.update(over)
         return snapshot.snapshot_key(**args)[0]  # type: ignore[arg-type]
 
@@ -143,8 +148,13 @@ def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_no_secret_in_the_initramfs_of_a_handshake_guest() -> None:
-    opts = image.GuestOptions(nonce="s3cret", net=True, authorized_key="ssh-ed25519 AAAA harness",
-                              host_key=b"HOSTKEY", handshake=True)
+    opts = image.GuestOptions(
+        nonce="s3cret",
+        net=True,
+        authorized_key="ssh-ed25519 AAAA harness",
+        host_key=b"HOSTKEY",
+        handshake=True,
+    )
     env = image._env_file(opts).decode()
     assert "s3cret" not in env and "HARNESS_HANDSHAKE=1" in env
     line = machine.go_line(opts, 1700000000.0)
@@ -159,5 +169,7 @@ def test_restored_guest_checks() -> None:
     assert ok.problems(1001.0, True) == []
     assert "uptime went back" in machine.Checks(5.0, 4.0, 1000, "lost+found,").problems(1000, True)[0]
     assert "clock" in machine.Checks(5.0, 6.0, 10, "lost+found,").problems(1000, True)[0]
-    assert "not clean: lost+found,x," in machine.Checks(5.0, 6.0, 1000, "lost+found,x,").problems(1000, True)[0]
+    assert (
+        "not clean: lost+found,x," in machine.Checks(5.0, 6.0, 1000, "lost+found,x,").problems(1000, True)[0]
+    )
     assert machine.Checks(5.0, 6.0, 1000, "").problems(1000, False) == []

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness.errors import CommandTimeout, GuestUnresponsive, TransportError
+from harness.vm.console import ConsoleTransport
+from harness.vm.transport import CommandResult, as_shell, end_marker, parse_frame, put_commands, request_line
 from tests.helpers import paths
 from tests.helpers.fakes import ReplayConsole, console_on
-from harness.vm.console import ConsoleTransport
-from harness.errors import CommandTimeout, GuestUnresponsive, TransportError
-from harness.vm.transport import (CommandResult, as_shell, end_marker, parse_frame, put_commands,
-                               request_line)
 
 DATA = paths.DATA / "console"
 ALL_BYTES = bytes(range(256))
@@ -48,15 +47,21 @@ SESSIONS: dict[str, list[Step]] = {
         Step(PRINT_ALL_BYTES, ok(ALL_BYTES)),
         Step(("printf", "%s|", "a b", "it's", "$HOME", 'x"y'), ok(b"a b|it's|$HOME|x\"y|")),
         Step("true", ok(b"")),
-        Step("md5sum /tmp/put.bin; stat -c %a /tmp/put.bin",
-             ok(hashlib.md5(ALL_BYTES * 40).hexdigest().encode() + b"  /tmp/put.bin\n755\n"),
-             put=(ALL_BYTES * 40, "/tmp/put.bin", 0o755)),
+        Step(
+            "md5sum /tmp/put.bin; stat -c %a /tmp/put.bin",
+            ok(hashlib.md5(ALL_BYTES * 40).hexdigest().encode() + b"  /tmp/put.bin\n755\n"),
+            put=(ALL_BYTES * 40, "/tmp/put.bin", 0o755),
+        ),
     ],
     # kernel messages written while the agent prints a long reply: some land inside a frame
     # line, the checksum fails and the transport asks for the reply again (__resend__).
     "printk": [
-        Step("(for i in $(seq 1 10); do echo \"<3>harness-noise $i\" > /dev/kmsg; sleep 0.03; done)"
-             " >/dev/null 2>&1 & seq 1 4000", ok(SEQ_4000), timeout_s=120.0),
+        Step(
+            '(for i in $(seq 1 10); do echo "<3>harness-noise $i" > /dev/kmsg; sleep 0.03; done)'
+            " >/dev/null 2>&1 & seq 1 4000",
+            ok(SEQ_4000),
+            timeout_s=120.0,
+        ),
         Step("sleep 1; echo after", ok(b"after\n")),
     ],
     # The command outlives its limit: the agent kills it and still replies (with a T line).
@@ -82,7 +87,7 @@ def play(console: ConsoleTransport, steps: list[Step]) -> list[CommandResult | N
 
 def replay(name: str, **kw: object) -> tuple[ConsoleTransport, ReplayConsole]:
     fake = ReplayConsole((DATA / f"{name}.log").read_bytes(), HELD.get(name, frozenset()), **kw)  # type: ignore[arg-type]
-    return console_on(fake), fake  # type: ignore[arg-type]
+    return console_on(fake), fake
 
 
 @pytest.mark.parametrize("name", sorted(SESSIONS))
@@ -123,7 +128,7 @@ def test_stale_frame_of_an_abandoned_request_is_skipped() -> None:
     stale = agent_reply("c0000000100001", 0, b"late\n")
     fresh = agent_reply("c0000000100002", 0, b"next\n")
     fake = ReplayConsole(stale + fresh, held=frozenset({0}))
-    console = console_on(fake)  # type: ignore[arg-type]
+    console = console_on(fake)
     with pytest.raises(GuestUnresponsive):
         console.run("sleep 99", 1)
     assert console.run("echo next", 30.0) == ok(b"next\n")
@@ -132,12 +137,15 @@ def test_stale_frame_of_an_abandoned_request_is_skipped() -> None:
 
 # --- synthetic transcripts: cases a real boot shows too rarely to record on demand ---
 
+
 def agent_reply(req_id: str, rc: int, out: bytes, err: bytes = b"", noise: bytes = b"") -> bytes:
     """What guest/agent.sh prints for one reply (busybox base64 wraps at 76 columns), with
     `noise` spliced into the middle of the first stdout line, as a printk would be."""
+
     def b64_lines(data: bytes) -> list[bytes]:
         enc = base64.b64encode(data)
-        return [enc[i:i + 76] for i in range(0, len(enc), 76)]
+        return [enc[i : i + 76] for i in range(0, len(enc), 76)]
+
     o, r = b64_lines(out), b64_lines(err)
     md5 = hashlib.md5(b"".join(x + b"\n" for x in o + r)).hexdigest()
     lines = [f"{req_id}:O:".encode() + x for x in o] + [f"{req_id}:R:".encode() + x for x in r]
@@ -154,14 +162,14 @@ def test_synthetic_reply_matches_agent_format() -> None:
     text = agent_reply("c0000000100001", 3, b"to-out\n", b"to-err\n")
     m = end_marker("c0000000100001").search(text)
     assert m
-    frame = parse_frame("c0000000100001", text[:m.start()], int(m.group(1)), m.group(2).decode())
+    frame = parse_frame("c0000000100001", text[: m.start()], int(m.group(1)), m.group(2).decode())
     assert frame == type(frame)(3, b"to-out\n", b"to-err\n", True)
 
 
 def test_corrupted_every_time_gives_up_with_transport_error() -> None:
     data = bytes(range(256)) * 4
     transcript = b"".join(agent_reply(f"c0000000100{i:03d}", 0, data, noise=NOISE) for i in range(1, 6))
-    console = console_on(ReplayConsole(transcript))  # type: ignore[arg-type]
+    console = console_on(ReplayConsole(transcript))
     with pytest.raises(TransportError, match="corrupted"):
         console.run("cat big", 10)
 
@@ -171,18 +179,18 @@ def test_printk_between_lines_needs_no_resend() -> None:
     first_eol = reply.index(b"\n") + 1
     transcript = reply[:first_eol] + NOISE + reply[first_eol:]
     fake = ReplayConsole(transcript)
-    assert console_on(fake).run("x", 10) == ok(b"x" * 300)  # type: ignore[arg-type]
+    assert console_on(fake).run("x", 10) == ok(b"x" * 300)
     assert [c for _, c in fake.sent] == ["x"]
 
 
 def test_printk_inside_the_first_end_line_is_covered_by_its_copy() -> None:
     """The agent prints the end line twice; a kernel message cutting the first must not hang us."""
     reply = agent_reply("c0000000100001", 5, b"data\n")
-    end_line = reply[reply.rindex(b"c0000000100001:E:"):]
+    end_line = reply[reply.rindex(b"c0000000100001:E:") :]
     broken = end_line[:20] + NOISE + end_line[20:]
     transcript = reply[: -len(end_line)] + broken + end_line + agent_reply("c0000000100002", 0, b"next\n")
     fake = ReplayConsole(transcript)
-    console = console_on(fake)  # type: ignore[arg-type]
+    console = console_on(fake)
     assert console.run("x", 10) == ok(b"data\n", 5)
     assert console.run("y", 10) == ok(b"next\n")
 
@@ -190,23 +198,23 @@ def test_printk_inside_the_first_end_line_is_covered_by_its_copy() -> None:
 def test_doubled_end_line_is_one_reply() -> None:
     first = agent_reply("c0000000100001", 0, b"a\n")
     second = agent_reply("c0000000100002", 1, b"b\n")
-    end1 = first[first.rindex(b"c0000000100001:E:"):]
-    end2 = second[second.rindex(b"c0000000100002:E:"):]
+    end1 = first[first.rindex(b"c0000000100001:E:") :]
+    end2 = second[second.rindex(b"c0000000100002:E:") :]
     fake = ReplayConsole(first + end1 + second + end2)
-    console = console_on(fake)  # type: ignore[arg-type]
+    console = console_on(fake)
     assert console.run("x", 10) == ok(b"a\n")
     assert console.run("y", 10) == ok(b"b\n", 1)
 
 
 def test_qemu_exit_mid_reply_is_transport_error() -> None:
     partial = agent_reply("c0000000100001", 0, b"y" * 500).split(b":E:")[0]
-    console = console_on(ReplayConsole(partial, eof=True))  # type: ignore[arg-type]
+    console = console_on(ReplayConsole(partial, eof=True))
     with pytest.raises(TransportError, match="QEMU exited"):
         console.run("x", 10)
 
 
 def test_no_reply_at_all_means_the_guest_is_unresponsive() -> None:
-    console = console_on(ReplayConsole(b"[    1.0] unrelated\r\r\n"))  # type: ignore[arg-type]
+    console = console_on(ReplayConsole(b"[    1.0] unrelated\r\r\n"))
     with pytest.raises(GuestUnresponsive, match="not responding"):
         console.run("sleep 99", 1)
 
@@ -216,6 +224,7 @@ def test_request_line_carries_the_limit() -> None:
 
 
 # --- the pure helpers in harness.vm.transport ---
+
 
 def test_request_line_is_one_line_of_base64() -> None:
     line = request_line("c1", "echo 'a b'\nexit 3\n")

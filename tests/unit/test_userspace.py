@@ -57,8 +57,15 @@ def test_the_guest_mounts_the_image_from_the_disk_after_the_scratch_disks() -> N
 
 
 def test_the_image_is_a_read_only_disk_after_the_others() -> None:
-    spec = qemu.QemuSpec(qemu="q", kernel=Path("k"), initrd=Path("i"), cmdline="c", accel="tcg",
-                         drives=(Path("/r/a.img"), Path("/r/b.img")), ro_drives=(Path("/c/usr.squashfs"),))
+    spec = qemu.QemuSpec(
+        qemu="q",
+        kernel=Path("k"),
+        initrd=Path("i"),
+        cmdline="c",
+        accel="tcg",
+        drives=(Path("/r/a.img"), Path("/r/b.img")),
+        ro_drives=(Path("/c/usr.squashfs"),),
+    )
     argv = qemu.argv(spec)
     drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
     assert [d.split(",")[0] for d in drives] == ["file=/r/a.img", "file=/r/b.img", "file=/c/usr.squashfs"]

@@ -17,21 +17,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.report import lava
 from tests.helpers.cli_run import Run, harness_run
 from tests.helpers.fake_lava import TOKEN, FakeLava, server_log
 from tests.helpers.kernels import TEST_KERNEL
 from tests.helpers.paths import DATA
-from harness.report import lava
 
 GOLDEN = DATA / "golden"
 REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
 
-JOB = lava.Job(name="harness cow on 6.12.117+deb12-amd64 (28 cases)",
-               kernel_url="https://lab.example/artefacts/n1/bzImage",
-               initrd_url="https://lab.example/artefacts/n1/initramfs.cpio.gz",
-               scratch_url="https://lab.example/artefacts/n1/scratch-ext4.img.gz",
-               swap_url="https://lab.example/artefacts/n1/scratch-swap.img.gz",
-               userspace_url="https://lab.example/artefacts/n1/usr.squashfs")
+JOB = lava.Job(
+    name="harness cow on 6.12.117+deb12-amd64 (28 cases)",
+    kernel_url="https://lab.example/artefacts/n1/bzImage",
+    initrd_url="https://lab.example/artefacts/n1/initramfs.cpio.gz",
+    scratch_url="https://lab.example/artefacts/n1/scratch-ext4.img.gz",
+    swap_url="https://lab.example/artefacts/n1/scratch-swap.img.gz",
+    userspace_url="https://lab.example/artefacts/n1/usr.squashfs",
+)
 
 
 def golden(name: str, text: str) -> None:
@@ -51,9 +53,13 @@ def test_device_dictionary_golden() -> None:
 
 
 def test_autorun_script_golden() -> None:
-    progs = [lava.Program("cow_fork", ("/harness/cow_tests/cow_fork",)),
-             lava.Program("cow_unshare", ("/harness/cow_tests/cow_unshare", "cow.unshare.vmsplice.base", "odd'id")),
-             lava.Program("perf_rb", ("/usr/bin/python3", "-I", "/harness/probes/perf_rb.py"), 300)]
+    progs = [
+        lava.Program("cow_fork", ("/harness/cow_tests/cow_fork",)),
+        lava.Program(
+            "cow_unshare", ("/harness/cow_tests/cow_unshare", "cow.unshare.vmsplice.base", "odd'id")
+        ),
+        lava.Program("perf_rb", ("/usr/bin/python3", "-I", "/harness/probes/perf_rb.py"), 300),
+    ]
     text = lava.autorun_script(progs, '{"format": 1}', "echo kernel=$(uname -r)")
     golden("lava_agent.sh", text)
     assert "'odd'\"'\"'id'" in text  # ids are shell-quoted
@@ -65,7 +71,13 @@ def test_the_job_is_what_lava_expects() -> None:
     job = yaml.safe_load(lava.dump(lava.job_definition(JOB)))
     deploy, boot, test = (next(iter(a.values())) for a in job["actions"])
     assert job["device_type"] == "qemu" and job["context"]["arch"] == "x86_64"
-    assert deploy["to"] == "tmpfs" and list(deploy["images"]) == ["kernel", "initrd", "scratch", "swap", "userspace"]
+    assert deploy["to"] == "tmpfs" and list(deploy["images"]) == [
+        "kernel",
+        "initrd",
+        "scratch",
+        "swap",
+        "userspace",
+    ]
     assert "readonly=on" in deploy["images"]["userspace"]["image_arg"]  # vdc, after the scratch disks
     assert all("{%s}" % k in v["image_arg"] for k, v in deploy["images"].items())
     assert boot == {"method": "qemu", "media": "tmpfs", "timeout": {"minutes": 5}}  # no prompts: no shell
@@ -83,11 +95,17 @@ def results(console: str) -> list[tuple[str, str]]:
 
 
 def test_the_pattern_reads_ktap_result_lines() -> None:
-    console = ("KTAP version 1\r\r\n1..4\r\n# cow.fork.a: diagnostics, ok 9 not.this\r\n"
-               "ok 1 cow.fork.a\r\r\nnot ok 2 cow.fork.b\r\n"
-               "ok 3 cow.fork.c # SKIP no THP\r\nok 4 cow.fork.d # some other note\n")
-    assert results(console) == [("cow.fork.a", "pass"), ("cow.fork.b", "fail"),
-                                ("cow.fork.c", "skip"), ("cow.fork.d", "pass")]
+    console = (
+        "KTAP version 1\r\r\n1..4\r\n# cow.fork.a: diagnostics, ok 9 not.this\r\n"
+        "ok 1 cow.fork.a\r\r\nnot ok 2 cow.fork.b\r\n"
+        "ok 3 cow.fork.c # SKIP no THP\r\nok 4 cow.fork.d # some other note\n"
+    )
+    assert results(console) == [
+        ("cow.fork.a", "pass"),
+        ("cow.fork.b", "fail"),
+        ("cow.fork.c", "skip"),
+        ("cow.fork.d", "pass"),
+    ]
 
 
 def test_a_result_line_is_read_only_once_complete() -> None:
@@ -110,8 +128,14 @@ def lava_log(text: str) -> list[dict]:  # type: ignore[type-arg]
     return out
 
 
-SLICE = ("cow.unshare.*.base", "cow.unshare.*.thp", "cow.vmsplice.unmap-in-child.hugetlb-*",
-         "cow.rdma-ro.*.base", "probe.pfnmap.*", "probe.perf-rb.vmflags-no-pfnmap")
+SLICE = (
+    "cow.unshare.*.base",
+    "cow.unshare.*.thp",
+    "cow.vmsplice.unmap-in-child.hugetlb-*",
+    "cow.rdma-ro.*.base",
+    "probe.pfnmap.*",
+    "probe.perf-rb.vmflags-no-pfnmap",
+)
 
 
 @pytest.mark.vm
@@ -125,19 +149,45 @@ def test_a_generated_job_runs_with_lava_dispatcher_and_comes_back_judged(tmp_pat
         pytest.skip("lava-dispatcher not installed (apt-get install lava-dispatcher)")
     bundle, lava_dir, local = tmp_path / "bundle", tmp_path / "lava-run", tmp_path / "local"
     filters = [a for f in SLICE for a in ("--filter", f)]
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "--kernel", TEST_KERNEL, *filters,
-                        "--out", str(bundle)], capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "lava",
+            "--kernel",
+            TEST_KERNEL,
+            *filters,
+            "--out",
+            str(bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stderr
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "run", str(bundle), "--out", str(lava_dir)],
-                       capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "lava", "run", str(bundle), "--out", str(lava_dir)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
     # LAVA's own view of the job: it passed, and its monitor read every case's KTAP line
     log = lava_log((lava_dir / "lava" / "lava-run.log").read_text())
-    job = next(m["msg"] for m in log if m["lvl"] == "results" and isinstance(m["msg"], dict)
-               and m["msg"].get("case") == "job")
+    job = next(
+        m["msg"]
+        for m in log
+        if m["lvl"] == "results" and isinstance(m["msg"], dict) and m["msg"].get("case") == "job"
+    )
     assert job["result"] == "pass"
-    got = {m["msg"]["extra"]["test_case_id"]: m["msg"]["result"] for m in log
-           if m["lvl"] == "results" and isinstance(m["msg"], dict) and m["msg"].get("definition") == "harness-cow"}
+    got = {
+        m["msg"]["extra"]["test_case_id"]: m["msg"]["result"]
+        for m in log
+        if m["lvl"] == "results"
+        and isinstance(m["msg"], dict)
+        and m["msg"].get("definition") == "harness-cow"
+    }
     assert got["cow.unshare.vmsplice.base"] == "pass"
     assert got["cow.vmsplice.unmap-in-child.hugetlb-2m"] == "fail"  # the known hugetlb gap (XFAIL)
     # ours: the collected run dir, judged
@@ -156,9 +206,27 @@ def test_a_generated_job_runs_with_lava_dispatcher_and_comes_back_judged(tmp_pat
     tok = tmp_path / "token"
     tok.write_text(TOKEN + "\n")
     with FakeLava(server_log((lava_dir / "lava" / "lava-run.log").read_text())) as srv:
-        sub = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "submit", str(bundle), "--url", srv.url,
-                              "--token-file", str(tok), "--poll", "0.1", "--out", str(tmp_path / "submitted")],
-                             capture_output=True, text=True, timeout=600)
+        sub = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "lava",
+                "submit",
+                str(bundle),
+                "--url",
+                srv.url,
+                "--token-file",
+                str(tok),
+                "--poll",
+                "0.1",
+                "--out",
+                str(tmp_path / "submitted"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert sub.returncode == r.returncode, sub.stderr[-3000:]
     assert srv.posted == [{"definition": (bundle / "job.yaml").read_text()}]
     assert Run(sub.returncode, tmp_path / "submitted", "", "").verdicts() == lv

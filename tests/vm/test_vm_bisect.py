@@ -26,8 +26,9 @@ KERNELS = "debian:6.1.0-56,debian:6.12.100,debian:6.12.117"
 
 
 def bisect(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "bisect", *args],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bisect", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def test_swapped_endpoints_are_refused(tmp_path: Path) -> None:
@@ -52,12 +53,16 @@ def test_finds_the_first_kernel_with_foll_pin_for_odirect(tmp_path: Path) -> Non
     state = json.loads((out / "bisect.json").read_text())
     assert state["answer"]["status"] == "found" and state["answer"]["first"] == ["debian:6.12.100+deb12"]
     steps = [(s["candidate"], s["role"], s["decision"]) for s in state["steps"]]
-    assert steps == [("debian:6.1.0-56", "old endpoint", "bad"),
-                     ("debian:6.12.117+deb12", "new endpoint", "good"),
-                     ("debian:6.12.100+deb12", "step", "good")]
+    assert steps == [
+        ("debian:6.1.0-56", "old endpoint", "bad"),
+        ("debian:6.12.117+deb12", "new endpoint", "good"),
+        ("debian:6.12.100+deb12", "step", "good"),
+    ]
     # The raw observations are kept: the outcome and what the run's verdict was.
     first = state["steps"][0]["runs"][0]
-    assert first["cases"] == [{"id": TEST, "outcome": "not_ok", "verdict": "XFAIL", "reason": first["cases"][0]["reason"]}]
+    assert first["cases"] == [
+        {"id": TEST, "outcome": "not_ok", "verdict": "XFAIL", "reason": first["cases"][0]["reason"]}
+    ]
     for s in state["steps"]:
         run_dir = Path(s["runs"][0]["run_dir"])
         assert (run_dir / "junit.xml").is_file() and (run_dir / "results.jsonl").is_file()
@@ -69,7 +74,11 @@ def test_finds_the_first_kernel_with_foll_pin_for_odirect(tmp_path: Path) -> Non
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert [c.get("name") for c in suite.findall("testcase")] == [
-        "step 01 debian:6.1.0-56", "step 02 debian:6.12.117+deb12", "step 03 debian:6.12.100+deb12", "result"]
+        "step 01 debian:6.1.0-56",
+        "step 02 debian:6.12.117+deb12",
+        "step 03 debian:6.12.100+deb12",
+        "result",
+    ]
     assert suite.find("testcase[@name='result']/failure") is None
     props = {e.get("name"): e.get("value") for e in suite.iter("property")}
     assert props["bisect.first"] == "debian:6.12.100+deb12" and props["bisect.reverse"] == "true"
@@ -84,12 +93,19 @@ def test_harness_run_exit_codes_under_plain_git_bisect_run(tmp_path: Path) -> No
     """`git bisect run harness run ... --bisect-exit` in a repository whose commits each name a
     kernel: git tests the middle commit (one boot) and names the first fixed one."""
     repo = tmp_path / "r"
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "LC_ALL": "C"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "LC_ALL": "C",
+    }
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                              text=True, env=env).stdout
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+        ).stdout
 
     repo.mkdir()
     git("init", "-q", "-b", "master")
@@ -99,9 +115,16 @@ def test_harness_run_exit_codes_under_plain_git_bisect_run(tmp_path: Path) -> No
         git("commit", "-q", "-m", f"use {k}")
     fix = git("rev-parse", "HEAD~1").strip()
     git("bisect", "start", "--term-old=broken", "--term-new=fixed", "HEAD", "HEAD~2")
-    script = (f'exec "{sys.executable}" -m harness.cli run --kernel "$(cat KERNEL)" --filter {TEST} '
-              f'--bisect-exit --bisect-reverse --out "{tmp_path}/runs/$(git rev-parse --short HEAD)"')
-    p = subprocess.run(["git", "-C", str(repo), "bisect", "run", "sh", "-c", script],
-                       capture_output=True, text=True, env=env, timeout=600)
+    script = (
+        f'exec "{sys.executable}" -m harness.cli run --kernel "$(cat KERNEL)" --filter {TEST} '
+        f'--bisect-exit --bisect-reverse --out "{tmp_path}/runs/$(git rev-parse --short HEAD)"'
+    )
+    p = subprocess.run(
+        ["git", "-C", str(repo), "bisect", "run", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert f"{fix} is the first fixed commit" in p.stdout, p.stdout[-3000:] + p.stderr[-2000:]
     assert "bisect-exit: 1 (good)" in p.stdout  # good on 6.12.100 = exit 1 = "fixed" with --bisect-reverse

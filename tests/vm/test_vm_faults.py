@@ -8,6 +8,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,20 +16,43 @@ from tests.helpers.kernels import TEST_KERNEL
 
 pytestmark = pytest.mark.vm
 
-IDS = ["fault.ok-before", "fault.hang-userspace", "fault.kernel-report", "fault.kernel-warn",
-       "fault.cpu-hog", "fault.panic", "fault.ok-after"]
+IDS = [
+    "fault.ok-before",
+    "fault.hang-userspace",
+    "fault.kernel-report",
+    "fault.kernel-warn",
+    "fault.cpu-hog",
+    "fault.panic",
+    "fault.ok-after",
+]
 
 
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
     out = tmp_path_factory.mktemp("faults")
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--kernel", TEST_KERNEL,
-                        "--suite", "faults", "--timeout", "20", "--out", str(out)],
-                       capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--kernel",
+            TEST_KERNEL,
+            "--suite",
+            "faults",
+            "--timeout",
+            "20",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return p.returncode, out, p.stderr
 
 
-def records(out: Path) -> dict[str, dict]:
+def records(out: Path) -> dict[str, dict[str, Any]]:
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["id"] for r in recs] == IDS, "each case exactly once, in order: nothing lost"
     return {r["id"]: r for r in recs}
@@ -60,13 +84,19 @@ def test_kernel_report_fails_the_case_that_caused_it(drill: tuple[int, Path, str
     warn = r["fault.kernel-warn"]
     assert warn["outcome"] == "ok" and warn["verdict"] == "FAIL"
     assert [t.split(" at ")[0] for t in warn["kernel_events"]] == [warn["kernel_events"][0].split(" at ")[0]]
-    assert warn["kernel_events"][0].startswith("WARNING: CPU:") and "harness_warn_write" in warn["kernel_events"][0]
+    assert (
+        warn["kernel_events"][0].startswith("WARNING: CPU:")
+        and "harness_warn_write" in warn["kernel_events"][0]
+    )
     # Its own diagnostics (the taint change among them) come back only if its program finished;
     # when the CPU hog later lost the guest, the result came back from the kernel-log marker.
-    assert ("kernel taint changed during this case" in warn["output"]
-            or warn["output"].startswith("(recovered from the kernel log"))
+    assert "kernel taint changed during this case" in warn["output"] or warn["output"].startswith(
+        "(recovered from the kernel log"
+    )
     # Reports stay with the case that caused them (the CPU hog may earn an RCU stall report).
-    assert all(not r[i]["kernel_events"] for i in ("fault.ok-before", "fault.hang-userspace", "fault.ok-after"))
+    assert all(
+        not r[i]["kernel_events"] for i in ("fault.ok-before", "fault.hang-userspace", "fault.ok-after")
+    )
 
 
 def test_unresponsive_guest_gets_backtraces_and_a_reboot(drill: tuple[int, Path, str]) -> None:
@@ -89,5 +119,8 @@ def test_reports_are_complete_and_valid(drill: tuple[int, Path, str]) -> None:
     root = ET.parse(out / "junit.xml").getroot()
     assert [c.get("name") for c in root.iter("testcase")] == IDS
     fp = json.loads((out / "fingerprint.json").read_text())
-    assert [x["why"] for x in fp["reboots"]] == ["the guest stopped responding", "the guest died (QEMU exited)"]
+    assert [x["why"] for x in fp["reboots"]] == [
+        "the guest stopped responding",
+        "the guest died (QEMU exited)",
+    ]
     assert (out / "console.log").stat().st_size > 0

@@ -1,4 +1,4 @@
-"""vm test: the hostile-guest drill (issue 15). A guest that sends a KTAP plan bomb, a gzip
+"""vm test: the hostile-guest drill. A guest that sends a KTAP plan bomb, a gzip
 bomb, 64 MiB of output, bytes that are not UTF-8, terminal escapes and fence-breaking
 backticks; a run dir on a disk that fills; SIGTERM mid-run; two runs into one --out. Each ends
 with a valid JUnit holding every case exactly once, no traceback, and the harness process
@@ -23,8 +23,14 @@ from tests.helpers.kernels import TEST_KERNEL
 
 pytestmark = pytest.mark.vm
 
-IDS = ["hostile.flood-64m", "hostile.gzip-bomb", "hostile.plan-bomb", "hostile.bad-utf8",
-       "hostile.escapes", "hostile.fence"]
+IDS = [
+    "hostile.flood-64m",
+    "hostile.gzip-bomb",
+    "hostile.plan-bomb",
+    "hostile.bad-utf8",
+    "hostile.escapes",
+    "hostile.fence",
+]
 # The harness keeps at most 16 MiB of a program's stdout (limits.py) and holds a few copies of
 # it while decoding and parsing; measured 96 MiB for the whole drill (2026-12-05, TCG).
 PEAK_RSS_MIB = 256
@@ -69,8 +75,12 @@ def test_a_hostile_guest_is_reported_and_bounded(tmp_path: Path) -> None:
 
 def _mount_tmpfs(path: Path, size_mib: int) -> bool:
     path.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_full_disk_leaves_a_valid_junit(tmp_path: Path) -> None:

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
-from harness.report import htmlreport
+from harness.report import htmlreport, resultset
 from harness.run import matrix
-from harness.report import resultset
-
 from tests.helpers.cli_run import Run, harness
+from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
 
 pytestmark = pytest.mark.vm
 # The unshare cases on base pages and PMD THPs (the matrix of memory types is bigger).
@@ -27,8 +25,19 @@ FILTERS = ["--filter", "cow.vmsplice.unmap-in-child.*", *UNSHARE]  # 29 cases
 
 
 def matrix_run(out: Path, *extra: str) -> Run:
-    p = harness("run", "--out", str(out), "--kernel", TEST_KERNEL, "--kernel", TEST_KERNEL_OLD, "-j", "2",
-                *FILTERS, *extra)
+    p = harness(
+        "run",
+        "--out",
+        str(out),
+        "--kernel",
+        TEST_KERNEL,
+        "--kernel",
+        TEST_KERNEL_OLD,
+        "-j",
+        "2",
+        *FILTERS,
+        *extra,
+    )
     return Run(p.returncode, out, p.stdout, p.stderr)
 
 
@@ -36,7 +45,9 @@ def matrix_run(out: Path, *extra: str) -> Run:
 def nights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Run]:
     base = tmp_path_factory.mktemp("nightly")
     first = matrix_run(base / "night1")
-    second = matrix_run(base / "night2", "--baseline", str(base / "night1"), "--junit", str(base / "junit.xml"))
+    second = matrix_run(
+        base / "night2", "--baseline", str(base / "night1"), "--junit", str(base / "junit.xml")
+    )
     return first, second
 
 
@@ -48,7 +59,9 @@ def test_both_nights_pass_and_nothing_regressed(nights: tuple[Run, Run]) -> None
     cmp = json.loads((second.out / "compare.json").read_text())
     assert cmp["regressions"] == 0 and cmp["counts"]["unchanged"] + cmp["counts"]["known"] == 58
     p = harness("compare", str(first.out), str(second.out))
-    assert p.returncode == 0 and p.stdout.rstrip().endswith("0 new, 0 removed, " + f"{cmp['counts']['unchanged']} unchanged")
+    assert p.returncode == 0 and p.stdout.rstrip().endswith(
+        "0 new, 0 removed, " + f"{cmp['counts']['unchanged']} unchanged"
+    )
 
 
 def test_the_matrix_dir_holds_both_kernels_and_their_runs(nights: tuple[Run, Run]) -> None:
@@ -58,7 +71,14 @@ def test_the_matrix_dir_holds_both_kernels_and_their_runs(nights: tuple[Run, Run
     assert all(r["exit_code"] == 0 for k in m["kernels"] for r in k["runs"])
     for k in m["kernels"]:
         sub = run.out / k["runs"][0]["dir"]
-        for name in ("console.log", "results.jsonl", "junit.xml", "fingerprint.json", "report.html", "kcidb.json"):
+        for name in (
+            "console.log",
+            "results.jsonl",
+            "junit.xml",
+            "fingerprint.json",
+            "report.html",
+            "kcidb.json",
+        ):
             assert (sub / name).stat().st_size > 0, (sub, name)
     rs = resultset.load(run.out)
     v = {c.key: c.verdict.value for c in rs.cases}
@@ -102,12 +122,27 @@ def test_the_kcidb_json_of_a_real_run_validates(nights: tuple[Run, Run]) -> None
 
 def test_repeat_and_shard_on_real_guests(tmp_path: Path) -> None:
     out = tmp_path / "rep"
-    p = harness("run", "--out", str(out), "--kernel", TEST_KERNEL, "--repeat", "2", "-j", "2",
-                "--shard", "1/2", *UNSHARE)
+    p = harness(
+        "run",
+        "--out",
+        str(out),
+        "--kernel",
+        TEST_KERNEL,
+        "--repeat",
+        "2",
+        "-j",
+        "2",
+        "--shard",
+        "1/2",
+        *UNSHARE,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     rs = resultset.load(out)
     ids = [c.id for c in rs.cases]
-    all_unshare = [json.loads(line)["id"] for line in (out / TEST_KERNEL.replace(":", "-") / "r1" / "results.jsonl").read_text().splitlines()]
+    all_unshare = [
+        json.loads(line)["id"]
+        for line in (out / TEST_KERNEL.replace(":", "-") / "r1" / "results.jsonl").read_text().splitlines()
+    ]
     assert ids == all_unshare and 0 < len(ids) < 10
     assert all(matrix.shard_of(i, 2) == 1 for i in ids)
     assert all(c.runs == 2 and c.pass_rate == 1.0 and c.verdict.value != "FLAKY" for c in rs.cases)
@@ -119,9 +154,26 @@ def test_ctrl_c_stops_every_guest_and_still_reports_every_case(tmp_path: Path) -
     import signal
 
     out = tmp_path / "m"
-    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--kernel", TEST_KERNEL,
-                          "--kernel", TEST_KERNEL_OLD, "-j", "2", *UNSHARE],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--out",
+            str(out),
+            "--kernel",
+            TEST_KERNEL,
+            "--kernel",
+            TEST_KERNEL_OLD,
+            "-j",
+            "2",
+            *UNSHARE,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert p.stderr is not None
     for line in p.stderr:
         if "running cow_" in line:

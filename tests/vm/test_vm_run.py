@@ -11,48 +11,52 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli_run import Run, harness_run
-from tests.helpers.known_ids import FIRST_SLICE_IDS
-
 from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_NEW, TEST_KERNEL_OLD
+from tests.helpers.known_ids import FIRST_SLICE_IDS
 
 pytestmark = pytest.mark.vm
 
-# The first slice (issue 2); still asserted by id so a rename cannot drop them silently.
+# The first slice of cases; still asserted by id so a rename cannot drop them silently.
 SLICE_IDS = set(FIRST_SLICE_IDS)
 
-# What differs between the Debian kernels, as observed (SEMANTICS.md section 3 rows), by line.
+# What differs between the Debian kernels, as observed, by line. The comments name the behaviour
+# (a section of docs/semantics.md).
 DIFFERENCES = {
     #  id                                              6.1        6.12       7.3
-    "cow.unshare.odirect-write.base":               ("XFAIL", "PASS",  "PASS"),   # T21 FOLL_GET vs FOLL_PIN
-    "cow.unshare.odirect-write.hugetlb-2m":         ("XFAIL", "PASS",  "PASS"),   # the same through hugetlb_wp()
-    "cow.unshare.process-vm-readv.base-swapped":    ("PASS",  "PASS",  "PASS"),   # swap-in, then unshare
-    "cow.odirect.tmpfs-file.base":                  ("XFAIL", "PASS",  "PASS"),   # T23 tmpfs O_DIRECT
-    "cow.iouring-register-ok.anon-memfd-2vma":      ("XFAIL", "PASS",  "PASS"),   # T07 multi-VMA buffer
-    "cow.iouring-register-ok.ext4-private":         ("XFAIL", "PASS",  "PASS"),   # T02
-    "cow.iouring-register-efault.ext4-shared":      ("XFAIL", "PASS",  "PASS"),   # T01 errno
-    "cow.iouring-register-refused.ext4-shared":     ("PASS",  "PASS",  "PASS"),   # T01 refused on all
-    "cow.iouring-register-efault.perf-rb":          ("XFAIL", "PASS",  "PASS"),   # T09 user page: EOPNOTSUPP on 6.1
-    "probe.perf-rb.data-page-write-sigbus":         ("PASS",  "PASS",  "PASS"),   # seed 000: SIGBUS on all
-    "cow.fork.child-keeps-data.mthp-64k":           ("SKIP",  "PASS",  "PASS"),   # mTHP from 6.8
-    "cow.vmsplice.unmap-in-child.hugetlb-2m":       ("XFAIL", "XFAIL", "XFAIL"),  # T16 never fixed
-    "cow.vmsplice.unmap-in-child.thp":              ("PASS",  "PASS",  "PASS"),   # T15
-    "cow.unshare.process-vm-readv.base":            ("PASS",  "PASS",  "PASS"),   # T18
-    "cow.softdirty-clean.process-vm-readv.thp":     ("PASS",  "XFAIL", "XFAIL"),  # split's pte_mkdirty sets sd (6.4)
-    "cow.force-write.file-unchanged.memfd-private": ("PASS",  "PASS",  "PASS"),   # Dirty COW class
-    "probe.perf-rb.vmflags-no-pfnmap":              ("PASS",  "PASS",  "XFAIL"),  # T27 pfnmap from 6.14
-    "probe.perf-rb.odirect-write":                  ("PASS",  "PASS",  "XFAIL"),  # T28 (fails from 6.14)
-    "probe.pfnmap.vvar.process-vm-readv":           ("PASS",  "PASS",  "SKIP"),   # T25; [vvar] not VM_IO from 7.3
-    "probe.pfnmap.vvar.proc-self-mem":              ("PASS",  "PASS",  "SKIP"),   # T26; same
+    "cow.unshare.odirect-write.base": ("XFAIL", "PASS", "PASS"),  # odirect-pin: FOLL_GET vs FOLL_PIN
+    "cow.unshare.odirect-write.hugetlb-2m": ("XFAIL", "PASS", "PASS"),  # the same through hugetlb_wp()
+    "cow.unshare.process-vm-readv.base-swapped": ("PASS", "PASS", "PASS"),  # swap-in, then unshare
+    "cow.odirect.tmpfs-file.base": ("XFAIL", "PASS", "PASS"),  # tmpfs-odirect
+    "cow.iouring-register-ok.anon-memfd-2vma": ("XFAIL", "PASS", "PASS"),  # iouring-register, 2 VMAs
+    "cow.iouring-register-ok.ext4-private": ("XFAIL", "PASS", "PASS"),  # iouring-register
+    "cow.iouring-register-efault.ext4-shared": ("XFAIL", "PASS", "PASS"),  # iouring-register: errno
+    "cow.iouring-register-refused.ext4-shared": ("PASS", "PASS", "PASS"),  # iouring-register: refused on all
+    "cow.iouring-register-efault.perf-rb": ("XFAIL", "PASS", "PASS"),  # perf-ring-buffer: EOPNOTSUPP on 6.1
+    "probe.perf-rb.data-page-write-sigbus": ("PASS", "PASS", "PASS"),  # perf-ring-buffer: SIGBUS on all
+    "cow.fork.child-keeps-data.mthp-64k": ("SKIP", "PASS", "PASS"),  # mTHP from 6.8
+    "cow.vmsplice.unmap-in-child.hugetlb-2m": ("XFAIL", "XFAIL", "XFAIL"),  # hugetlb: never fixed
+    "cow.vmsplice.unmap-in-child.thp": ("PASS", "PASS", "PASS"),  # vmsplice
+    "cow.unshare.process-vm-readv.base": ("PASS", "PASS", "PASS"),  # unshare-ro-pin
+    "cow.softdirty-clean.process-vm-readv.thp": (
+        "PASS",
+        "XFAIL",
+        "XFAIL",
+    ),  # split's pte_mkdirty sets sd (6.4)
+    "cow.force-write.file-unchanged.memfd-private": ("PASS", "PASS", "PASS"),  # Dirty COW class
+    "probe.perf-rb.vmflags-no-pfnmap": ("PASS", "PASS", "XFAIL"),  # perf-ring-buffer: pfnmap from 6.14
+    "probe.perf-rb.odirect-write": ("PASS", "PASS", "XFAIL"),  # perf-ring-buffer (fails from 6.14)
+    "probe.pfnmap.vvar.process-vm-readv": ("PASS", "PASS", "SKIP"),  # pfnmap-gup; [vvar] not VM_IO from 7.3
+    "probe.pfnmap.vvar.proc-self-mem": ("PASS", "PASS", "SKIP"),  # pfnmap-gup; same
     # Long-term pins on stock kernels: harness_pin (built for Debian 12's kernels; not for 7.3 on a
-    # gcc-12 host) and RDMA registrations on soft-RoCE (seed 004 on 6.1 vs 6.12).
-    "cow.gup-pin-ro.private-mapping.memfd-private": ("XFAIL", "PASS",  "SKIP"),   # T34 84209e87c696
-    "cow.gup-fast-longterm.rw-pin.ext4-shared":     ("XFAIL", "PASS",  "SKIP"),   # T32 (6.5)
-    "cow.gup-pin-ro.exclusive.base":                ("PASS",  "PASS",  "SKIP"),
-    "cow.rdma-ro.write.zeropage":                   ("PASS",  "PASS",  "PASS"),   # FOLL_WRITE on 6.1
-    "cow.rdma-ro.soft-dirty.base":                  ("XFAIL", "PASS",  "PASS"),   # b40656aa7d55
-    "cow.rdma-ro.uffd-wp.base":                     ("XFAIL", "PASS",  "PASS"),   # b40656aa7d55
-    "cow.rdma-ro.ro-mapping.memfd-shared":          ("XFAIL", "PASS",  "PASS"),   # b40656aa7d55
-    "cow.rdma-rw.shared.ext4-shared":               ("XFAIL", "PASS",  "PASS"),   # T32 (6.5)
+    # gcc-12 host) and RDMA registrations on soft-RoCE (ro-longterm-private, 6.1 vs 6.12).
+    "cow.gup-pin-ro.private-mapping.memfd-private": ("XFAIL", "PASS", "SKIP"),  # ro-longterm-private
+    "cow.gup-fast-longterm.rw-pin.ext4-shared": ("XFAIL", "PASS", "SKIP"),  # longterm-file-write (6.5)
+    "cow.gup-pin-ro.exclusive.base": ("PASS", "PASS", "SKIP"),
+    "cow.rdma-ro.write.zeropage": ("PASS", "PASS", "PASS"),  # FOLL_WRITE on 6.1
+    "cow.rdma-ro.soft-dirty.base": ("XFAIL", "PASS", "PASS"),  # b40656aa7d55
+    "cow.rdma-ro.uffd-wp.base": ("XFAIL", "PASS", "PASS"),  # b40656aa7d55
+    "cow.rdma-ro.ro-mapping.memfd-shared": ("XFAIL", "PASS", "PASS"),  # b40656aa7d55
+    "cow.rdma-rw.shared.ext4-shared": ("XFAIL", "PASS", "PASS"),  # longterm-file-write (6.5)
 }
 LINES = {"6.1": 0, "6.12": 1, "7.3": 2}
 
@@ -79,8 +83,11 @@ def expected_ids(kernel: str) -> list[str]:
 @pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD, TEST_KERNEL_NEW])
 def full_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("run")
-    select = ([a for i in expected_ids(request.param) for a in ("--filter", i)]
-              if request.param in WITHOUT_1G else [])
+    select = (
+        [a for i in expected_ids(request.param) for a in ("--filter", i)]
+        if request.param in WITHOUT_1G
+        else []
+    )
     run = harness_run(out, "--kernel", request.param, "--junit", str(out / "copy.xml"), *select)
     run.kernel = request.param
     return run
@@ -128,9 +135,14 @@ def test_guest_environment_is_recorded(full_run: Run) -> None:
 
 def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
     root = full_run.junit()
-    cases = [c.get("name") for c in root.iter("testcase")]
+    cases = [str(c.get("name")) for c in root.iter("testcase")]
     assert sorted(cases) == sorted(expected_ids(full_run.kernel))
-    assert {s.get("name") for s in root.iter("testsuite")} >= {"cow_fork", "cow_vmsplice", "cow_iouring", "pfnmap_vvar"}
+    assert {s.get("name") for s in root.iter("testsuite")} >= {
+        "cow_fork",
+        "cow_vmsplice",
+        "cow_iouring",
+        "pfnmap_vvar",
+    }
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     fp = full_run.fingerprint()
     assert props["accel"] == fp["machine"]["accel"] in ("kvm", "tcg")
@@ -139,13 +151,24 @@ def test_junit_names_every_case_and_records_the_machine(full_run: Run) -> None:
 
 
 def test_run_dir_keeps_everything(full_run: Run) -> None:
-    for name in ("console.log", "dmesg.log", "qemu-argv.json", "kernel-config", "results.jsonl", "summary.txt", "initramfs.cpio"):
+    for name in (
+        "console.log",
+        "dmesg.log",
+        "qemu-argv.json",
+        "kernel-config",
+        "results.jsonl",
+        "summary.txt",
+        "initramfs.cpio",
+    ):
         assert (full_run.out / name).stat().st_size > 0, name
     argv = json.loads((full_run.out / "qemu-argv.json").read_text())
     assert argv[0].endswith("qemu-system-x86_64")
     # The console log holds what QEMU printed; dmesg.log the kernel's whole log, banner included.
     assert b"harness: boot attempt" in (full_run.out / "console.log").read_bytes()
-    assert b"Linux version " + full_run.fingerprint()["guest"]["kernel"].encode() in (full_run.out / "dmesg.log").read_bytes()
+    assert (
+        b"Linux version " + full_run.fingerprint()["guest"]["kernel"].encode()
+        in (full_run.out / "dmesg.log").read_bytes()
+    )
     assert "harness:" in full_run.stdout and " 0 failed" in full_run.stdout
 
 
@@ -154,8 +177,10 @@ def test_hugetlb_1g_cases_run_on_boot_time_pages(tmp_path: Path) -> None:
     cases, ~40 s each under TCG: the kernel clears and copies a whole GiB), not SKIP."""
     run = harness_run(tmp_path / "out", "--kernel", TEST_KERNEL, "--filter", "cow.fork.*.hugetlb-1g")
     assert run.rc == 0, run.stderr[-2000:]
-    assert run.verdicts() == {"cow.fork.child-keeps-data.hugetlb-1g": "PASS",
-                              "cow.fork.parent-keeps-data.hugetlb-1g": "PASS"}
+    assert run.verdicts() == {
+        "cow.fork.child-keeps-data.hugetlb-1g": "PASS",
+        "cow.fork.parent-keeps-data.hugetlb-1g": "PASS",
+    }
     cases = list(run.junit().iter("testcase"))
     assert len(cases) == 2 and not [c for c in cases if c.find("skipped") is not None]
     fp = run.fingerprint()
@@ -176,8 +201,9 @@ def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
         "    reason: deliberately wrong, to see XPASS\n"
     )
     # Base pages only: this file has no skip rules, so any case that skips would be ERROR too.
-    run = harness_run(tmp_path / "out", "--kernel", TEST_KERNEL, "--filter", "cow.fork*.base",
-                      "--expectations", str(exp))
+    run = harness_run(
+        tmp_path / "out", "--kernel", TEST_KERNEL, "--filter", "cow.fork*.base", "--expectations", str(exp)
+    )
     assert run.rc == 1, run.stderr[-2000:]
     v = run.verdicts()
     assert v.pop("cow.fork.child-keeps-data.base") == "XPASS"
@@ -191,9 +217,23 @@ def test_ctrl_c_mid_run_still_writes_a_complete_report(tmp_path: Path) -> None:
     import time
 
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--out", str(out),
-                          "--kernel", TEST_KERNEL, "--suite", "cow"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--out",
+            str(out),
+            "--kernel",
+            TEST_KERNEL,
+            "--suite",
+            "cow",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert p.stderr is not None
     for line in p.stderr:  # wait until the first program is running in the guest
         if "running cow_" in line:

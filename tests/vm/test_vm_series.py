@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
-from tests.helpers.small_repo import SmallRepo
 
 from harness.kernels import kbuild
 from harness.paths import cache_dir
 from harness.run.runner import RunRequest
 from harness.series.core import Row, Step
 from harness.series.series_cmd import SeriesRequest, run_row, run_series
+from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
+from tests.helpers.small_repo import SmallRepo
 
 pytestmark = pytest.mark.vm
 
-CHANGES = "cow.unshare.odirect-write.base"  # T21: XFAIL (not ok) on 6.1, PASS on 6.12
-SAME = "cow.vmsplice.unmap-in-child.thp"  # T15: PASS on both
+# docs/semantics.md#odirect-pin: XFAIL (not ok) on 6.1, PASS on 6.12
+CHANGES = "cow.unshare.odirect-write.base"
+# docs/semantics.md#vmsplice: PASS on both
+SAME = "cow.vmsplice.unmap-in-child.thp"
 
 
 class KernelFileBuilder:
@@ -50,11 +52,13 @@ def test_series_rows_are_real_boots(tmp_path: Path) -> None:
         return b, lambda row, row_dir: run_row(row, b.kernel, req, row_dir, progress)
 
     out = tmp_path / "series"
-    req = SeriesRequest(repo.path, f"{base}..HEAD", run=RunRequest(suites=("cow",), filters=(CHANGES, SAME)), out=out)
+    req = SeriesRequest(
+        repo.path, f"{base}..HEAD", run=RunRequest(suites=("cow",), filters=(CHANGES, SAME)), out=out
+    )
     try:
         code = run_series(req, print, parts)
     finally:  # our worktree of this one-off repository, kept in the cache per repository
-        shutil.rmtree(cache_dir() / "series" / kbuild._tree_key(repo.path), ignore_errors=True)
+        shutil.rmtree(cache_dir() / "series" / kbuild.tree_key(repo.path), ignore_errors=True)
     rec = json.loads((out / "series.json").read_text())
     print((out / "matrix.txt").read_text())
     assert code == 1

@@ -1,4 +1,4 @@
-"""vm tests: guests restored from a cached snapshot (issue 18), in a private snapshot cache.
+"""vm tests: guests restored from a cached snapshot, in a private snapshot cache.
 
 A cold run (--snapshot off) and a run restored from the cache give the same verdicts; two runs
 restoring the same snapshot at once do not interfere; a corrupted snapshot falls back to a cold
@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,14 +22,25 @@ from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_OLD
 
 pytestmark = pytest.mark.vm
 
-FILTERS = ["--filter", "cow.fork.child-keeps-data.*", "--filter", "cow.rdma-ro.write.*",
-           "--filter", "probe.perf-rb.*"]
+FILTERS = [
+    "--filter",
+    "cow.fork.child-keeps-data.*",
+    "--filter",
+    "cow.rdma-ro.write.*",
+    "--filter",
+    "probe.perf-rb.*",
+]
 
 
-def run(out: Path, snapdir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run(out: Path, snapdir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     env = {**os.environ, "HARNESS_SNAPSHOT_DIR": str(snapdir)}
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), "-q", *args],
-                       capture_output=True, text=True, timeout=900, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "-q", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     fp = out / "fingerprint.json"
     return p, (json.loads(fp.read_text()) if fp.is_file() else {})
 
@@ -47,9 +59,27 @@ def test_restored_run_gives_the_cold_verdicts(tmp_path: Path, kernel: str) -> No
     # disks and secrets).
     n = 2 if kernel == TEST_KERNEL else 1
     env = {**os.environ, "HARNESS_SNAPSHOT_DIR": str(snaps)}
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--kernel", kernel, *FILTERS,
-                               "--out", str(tmp_path / f"restored{i}"), "-q"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "--kernel",
+                kernel,
+                *FILTERS,
+                "--out",
+                str(tmp_path / f"restored{i}"),
+                "-q",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err[-2000:]
@@ -74,7 +104,7 @@ def test_corrupted_snapshot_falls_back_to_a_cold_boot(tmp_path: Path) -> None:
     vmstate = snaps / fp["snapshot"]["key"] / "vmstate"
     data = bytearray(vmstate.read_bytes())
     for off in range(0, len(data), len(data) // 64):  # same size, garbage throughout (header too)
-        data[off:off + 512] = os.urandom(len(data[off:off + 512]))
+        data[off : off + 512] = os.urandom(len(data[off : off + 512]))
     vmstate.write_bytes(bytes(data))
     again, fp2 = run(tmp_path / "again", snaps, *args)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -15,8 +15,17 @@ from tests.helpers.kernels import TEST_KERNEL
 @pytest.mark.vm
 def test_probes_and_rdma_run_on_the_userspace_image(tmp_path: Path) -> None:
     """The probes' python3 and cow_rdma's `rdma` tool come from the image, not the host's /usr."""
-    r = harness_run(tmp_path / "run", "--kernel", TEST_KERNEL, "--userspace", "image",
-                    "--filter", "probe.pfnmap.*", "--filter", "cow.rdma-ro.*.base")
+    r = harness_run(
+        tmp_path / "run",
+        "--kernel",
+        TEST_KERNEL,
+        "--userspace",
+        "image",
+        "--filter",
+        "probe.pfnmap.*",
+        "--filter",
+        "cow.rdma-ro.*.base",
+    )
     assert r.rc == 0, r.stderr[-3000:]
     v = r.verdicts()
     assert len(v) == 7 and set(v.values()) == {"PASS"}, v
