@@ -27,7 +27,7 @@ from harness import __version__, limits, reportio
 from harness.errors import HarnessError, InputError
 from harness.judge import expect, outcomes
 from harness.kernels.kernel import resolve as resolve_kernel
-from harness.model import CaseResult, Kernel
+from harness.model import CaseResult, Kernel, Outcome
 from harness.report import junit as report
 from harness.report import lavalog, publish
 from harness.run import rundir
@@ -233,6 +233,23 @@ def judge(
     return results, notes
 
 
+# What LAVA's monitor pattern (lava.RESULT_PATTERN) makes of each KTAP outcome.
+_MONITOR_READS = {Outcome.OK: "pass", Outcome.XFAIL: "pass", Outcome.NOT_OK: "fail", Outcome.SKIP: "skip"}
+
+
+def monitor_differences(results: list[CaseResult], lava_said: dict[str, str]) -> list[str]:
+    """The cases whose LAVA result (from the live KTAP lines on the console) is not what our
+    outcome (from the framed KTAP) says it should be: a sign of a console that garbled a line,
+    or of a monitor pattern that no longer reads our KTAP. Cases LAVA has no result for are not
+    counted (a program that never printed its line is ERROR on our side already)."""
+    out = []
+    for r in results:
+        want, got = _MONITOR_READS.get(r.outcome), lava_said.get(r.id)
+        if want is not None and got is not None and got != want:
+            out.append(f"{r.id}: LAVA {got}, KTAP {r.outcome.value}")
+    return out
+
+
 def collect(req: CollectRequest, progress: Progress = lambda s: None) -> RunOutcome:
     path = find_log(req.source)
     log = read_log(path)
@@ -283,6 +300,12 @@ def _write(
     for r in results:
         rlog.append(r)
     lava_said = lavalog.lava_verdicts(log.results, MONITOR)
+    differ = monitor_differences(results, lava_said)
+    if differ:
+        progress(
+            f"LAVA's own monitor read {len(differ)} case(s) otherwise than the framed KTAP: "
+            f"{', '.join(differ[:5])} (see fingerprint.json lava.monitor_differs)"
+        )
     fingerprint: dict[str, object] = {
         "harness": str(plan.get("harness", "?"))[:40],
         "collected_by": __version__,
@@ -300,6 +323,7 @@ def _write(
             "records": log.records,
             "errors": log.errors[:5],
             "monitor_results": len(lava_said),
+            "monitor_differs": differ[:50],
             "notes": notes,
         },
     }

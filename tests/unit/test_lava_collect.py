@@ -188,3 +188,14 @@ def test_no_log_and_no_plan_are_one_clear_error(tmp_path: Path) -> None:
     log = lavacollect.read_log(lavacollect.find_log(tmp_path))
     with pytest.raises(InputError, match="no harness plan"):
         lavacollect._plan(log, lavalog.frames(log.console), None)
+
+
+def test_lava_s_own_reading_is_checked_against_ours(tmp_path: Path) -> None:
+    log = log_of(console(tmp_path))
+    results, _ = lavacollect.judge(log, [SEL], KERNEL, expect.RuleSet())
+    agree = {"cow.demo.a": "pass", "cow.demo.b": "fail", "cow.demo.c": "skip"}
+    assert lavacollect.monitor_differences(results, agree) == []
+    assert lavacollect.monitor_differences(results, {**agree, "cow.demo.b": "pass"}) == [
+        "cow.demo.b: LAVA pass, KTAP not_ok"
+    ]
+    assert lavacollect.monitor_differences(results, {}) == []  # no monitor result: not counted
