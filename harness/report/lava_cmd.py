@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.errors import InputError, ToolMissing
 from harness.report import lavalog, lavasubmit, terminal
 from harness.report.lava import PROGRAM
+from harness.run import rundir
 from harness.run.runner import DEFAULT_EXPECTATIONS, RunOutcome
 
 Progress = Callable[[str], None]
@@ -47,7 +48,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         metavar="PATH",
         help="collect: a job log or the dir holding it; run/submit: the dir `harness lava` wrote",
     )
-    lv.add_argument("--kernel", metavar="SPEC", help="as for run (default debian:6.12)")
+    lv.add_argument(
+        "--kernel",
+        metavar="SPEC",
+        action="append",
+        help="as for run (default debian:6.12); repeat it, or debian:lines, for one job per kernel in --out/LABEL/",
+    )
     lv.add_argument(
         "--suite", action="append", default=[], metavar="NAME", help="as for run (default cow and probes)"
     )
@@ -103,13 +109,18 @@ def cmd_lava(a: argparse.Namespace, progress: Progress) -> int:
         raise InputError(f"{bundle}: no job.yaml (write one with `harness lava --out {bundle}`)")
     if a.out is None:
         raise InputError(f"harness lava {a.action}: give --out RUN_DIR")
+    if a.action == "submit" and (not a.url or a.token_file is None):
+        raise InputError("harness lava submit: give --url and --token-file")
+    found = rundir.earlier_run(a.out) if a.out.is_dir() else ""
+    if found and not a.out_reuse:  # said now, not after the job
+        raise InputError(
+            f"--out {a.out}: already holds a run ({found}); give a new directory, or --out-reuse"
+        )
     logs = a.out / "lava"
     logs.mkdir(parents=True, exist_ok=True)
     if a.action == "run":
         run_local(bundle, logs, a.timeout, progress)
     else:
-        if not a.url or a.token_file is None:
-            raise InputError("harness lava submit: give --url and --token-file")
         lavasubmit.submit_and_wait(
             bundle / "job.yaml", a.url, a.token_file, logs, a.poll, a.timeout, progress
         )
@@ -122,15 +133,28 @@ def _write_job(a: argparse.Namespace, progress: Progress) -> int:
 
     if a.out is None:
         raise InputError("harness lava: give --out DIR (where the job and its artefacts go)")
-    job = lavabundle.build(
-        a.kernel, a.out, tuple(a.filter), a.url_base, a.memory, a.cpus, progress, tuple(a.suite)
-    )
-    print(job)
-    print(
-        f"run it here: harness lava run {a.out} --out RUN_DIR   "
-        f"(lava-run --job-id 1 --output-dir OUT --device {a.out / 'device.yaml'} {job})"
-    )
+    from harness import cli  # imports this module: only here
+
+    expanded = cli._expand_kernel_sets(a.kernel)
+    specs: list[str | None] = list(expanded) if expanded else [None]
+    for spec in specs:
+        # One job per kernel (a line's fan-out): each in a dir of its own, under --url-base/LABEL.
+        label = bundle_label(spec) if len(specs) > 1 else ""
+        out = a.out / label if label else a.out
+        base = f"{a.url_base.rstrip('/')}/{label}" if a.url_base and label else a.url_base
+        job = lavabundle.build(spec, out, tuple(a.filter), base, a.memory, a.cpus, progress, tuple(a.suite))
+        print(job)
+    if len(specs) == 1:
+        print(
+            f"run it here: harness lava run {a.out} --out RUN_DIR   "
+            f"(lava-run --job-id 1 --output-dir OUT --device {a.out / 'device.yaml'} {job})"
+        )
     return 0
+
+
+def bundle_label(spec: str | None) -> str:
+    """The directory of one kernel's job in a fan-out (pure): debian:6.12.118+deb12 -> debian-6.12.118+deb12."""
+    return (spec or "default").replace(":", "-").replace("/", "_")[-60:]
 
 
 def _collect(a: argparse.Namespace, source: Path, plan: Path | None, progress: Progress) -> int:

@@ -439,3 +439,30 @@ def test_numbers_at_their_limits_are_accepted(tmp_path: Path) -> None:
         ),
     )
     assert_one_error(p, "no-such-vmlinuz", "no such kernel file")
+
+
+def test_lava_commands_refuse_bad_input_in_one_line(tmp_path: Path) -> None:
+    assert_one_error(cli(tmp_path, "lava", "collect"), "give the log")
+    assert_one_error(cli(tmp_path, "lava", "collect", str(tmp_path / "nope")), "no such file")
+    (tmp_path / "x.log").write_text("hello\n")
+    assert_one_error(cli(tmp_path, "lava", "collect", str(tmp_path / "x.log")), "not a LAVA job log")
+    assert_one_error(cli(tmp_path, "lava", "run", str(tmp_path)), "no job.yaml")
+    (tmp_path / "job.yaml").write_text("device_type: qemu\n")
+    p = cli(tmp_path, "lava", "submit", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert_one_error(p, "--url and --token-file")
+    assert not (tmp_path / "run").exists()  # refused before anything was made
+    tok = tmp_path / "token"
+    tok.write_text("t\n")
+    p = cli(
+        tmp_path,
+        "lava",
+        "submit",
+        str(tmp_path),
+        "--url",
+        "lava.example",
+        "--token-file",
+        str(tok),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert_one_error(p, "http")

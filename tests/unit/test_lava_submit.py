@@ -74,3 +74,11 @@ def test_server_log_is_the_yaml_form_of_lava_run_lines() -> None:
     text = server_log(LOG)
     assert text.splitlines()[0].startswith("- {") and "noise" not in text
     assert lavalog.parse_job_log(text).records == lavalog.parse_job_log(LOG).records == 2
+
+
+def test_a_fan_out_puts_each_kernel_s_job_in_a_dir_of_its_own() -> None:
+    from harness.report import lava_cmd
+
+    assert lava_cmd.bundle_label("debian:6.12.118+deb12") == "debian-6.12.118+deb12"
+    assert lava_cmd.bundle_label("/boot/my/bzImage") == "_boot_my_bzImage"
+    assert lava_cmd.bundle_label(None) == "default"
