@@ -56,6 +56,9 @@ command -v harness >/dev/null || { echo "ci/setup.sh: 'harness' is not on PATH a
 # newest line from trixie-backports.
 harness kernel update
 harness kernel fetch debian:6.12 debian:6.1.0-56 debian:7.3
+# The guest userspace image (--userspace image, LAVA jobs): built once into the cache from the
+# Debian archive (~1.5-2 min, ~31 MiB), a no-op when it is there.
+harness userspace
 # The 6.12 source tree, unpacked once into the cache (~150 MB package, ~30 s to unpack): the
 # Kconfig test and `harness build` use it.
 harness source fetch debian:6.12 >/dev/null

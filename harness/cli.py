@@ -24,7 +24,7 @@ from harness.run import runopts
 from harness.run.runner import execute
 from harness.series import series_cmd
 from harness.suites import registry as suites
-from harness.vm import qemu, snapshot
+from harness.vm import qemu, snapshot, userspace
 from harness.vm.machine import accel_plan
 
 
@@ -352,6 +352,7 @@ def parser() -> argparse.ArgumentParser:
     )
     runopts.add_commands(sub)
     lava_cmd.add_command(sub)
+    userspace.add_command(sub)
     bisect_cmd.add_command(sub)
     series_cmd.add_command(sub)
     expreport_cmd.add_command(sub)
@@ -370,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": runopts.cmd_compare,
         "report": runopts.cmd_report,
         "lava": lambda a: lava_cmd.cmd_lava(a, _progress),
+        "userspace": lambda a: userspace.cmd_userspace(a, _progress),
         "build": _cmd_build,
         "source": _cmd_source,
         "cache": lambda a: snapshot.cmd_cache(a.action, a.keep),

@@ -16,6 +16,7 @@ fingerprint records those. `harness userspace --rebuild` makes a new one from to
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -255,3 +256,19 @@ def _build(d: Path, mirror: str, progress: Progress) -> Userspace:
     if found is None:
         raise BuildError(f"the userspace image in {d} cannot be read back")
     return Userspace(found.image, found.key, found.packages, found.sha256, found.size_bytes, build_s, False)
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    u = sub.add_parser("userspace", help="build (once) or show the guest userspace image")
+    u.add_argument("--rebuild", action="store_true", help="make a new one from today's archive")
+
+
+def cmd_userspace(a: argparse.Namespace, progress: Progress) -> int:
+    t0 = time.monotonic()
+    us = ensure(progress, a.rebuild)
+    how = "cached" if us.cached else f"built in {us.build_s:.0f}s"
+    print(
+        f"{us.image}  {us.size_bytes / 2**20:.1f} MiB, {len(us.packages)} packages, {how} "
+        f"({time.monotonic() - t0:.1f}s); sha256 {us.sha256}"
+    )
+    return 0
