@@ -64,7 +64,7 @@ class Selected:
 
 
 RDMA_PROGRAMS = frozenset({"cow_rdma"})  # registrations on a soft-RoCE device (cow_tests/cow_rdma.c)
-PIN_PROGRAMS = frozenset({"cow_gup"})  # gup_test's interface, or the harness_pin module's
+PIN_PROGRAMS = frozenset({"cow_gup", "cow_ksm"})  # gup_test's interface, or the harness_pin module's
 
 
 def _cow_build_dir() -> Path:
