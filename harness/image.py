@@ -49,6 +49,7 @@ class GuestOptions:
     disk: bool = False  # virtio disks attached: vda ext4 scratch, vdb swap
     hugepages: int = 0  # 2 MiB hugetlb pages to reserve at boot
     rdma: bool = False  # a NIC, rdma_rxe and an rxe link on eth0 (needs share_usr: iproute2's rdma)
+    pci_ram_bar: bool = False  # an ivshmem-plain PCI device (a RAM BAR no driver claims) in the machine
     pinner: str = "auto"  # COW_PINNER for cow_gup: auto | gup_test | module
     authorized_key: str = ""  # OpenSSH public key line for root, with net
     host_key: bytes = b""  # dropbear-format host key, with net

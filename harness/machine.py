@@ -100,6 +100,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         ssh_port=_free_port() if opts.net else None, nic=opts.rdma,
         monitor_socket=monitor_socket_path(spec.run_dir), drives=spec.drives,
         sandbox=qemu.sandbox_supported(qemu_bin), vmgenid=opts.handshake,
+        pci_ram_bar=opts.pci_ram_bar,
     )
 
 

@@ -255,6 +255,7 @@ class _Run:
         files["run-test.sh"] = GUEST_DIR / "run-test.sh"
         needs_python = any(s.program.needs_usr for s in self.selected)
         rdma = any(s.program.needs_rdma for s in self.selected)  # rxe on eth0; iproute2 from /usr
+        pci_ram_bar = any(s.program.needs_pci_ram_bar for s in self.selected)
         ssh = self.req.transport == "ssh"
         self.keys = None
         if ssh:
@@ -267,7 +268,8 @@ class _Run:
         opts = image.GuestOptions(
             nonce=secrets.token_hex(8), share_usr=needs_python or ssh or rdma, net=ssh, disk=True, rdma=rdma,
             hugepages=HUGEPAGES_2M, authorized_key=self.keys.authorized_line if self.keys else "",
-            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner, handshake=True)
+            host_key=self.keys.host_key_bytes if self.keys else b"", pinner=self.req.pinner, handshake=True,
+            pci_ram_bar=pci_ram_bar)
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         self.spec = machine.MachineSpec(kernel=self.kernel, image=img, run_dir=rd, accel=self.req.accel,
                                         memory_mib=self.memory.memory_mib, cpus=self.req.cpus,
