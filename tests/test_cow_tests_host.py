@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(
 
 C_PROGRAMS = ["cow_fork", "cow_vmsplice", "cow_iouring", "cow_register", "cow_unshare", "cow_gup", "cow_ksm", "cow_rdma",
               "cow_force"]
-PROBES = ["pfnmap_vvar", "perf_rb"]
+PROBES = ["pfnmap_vvar", "pfnmap_pci", "perf_rb"]
 ALL_PROGRAMS = C_PROGRAMS + PROBES
 
 # The memory types (common.h enum mem_kind, memtypes.c names): the last part of every cow id.
