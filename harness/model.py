@@ -46,10 +46,10 @@ class TestNode:
     outcome: Outcome = Outcome.OK
     reason: str = ""  # text after the SKIP/XFAIL/TODO directive, or why it is ERROR
     diagnostics: tuple[str, ...] = ()  # "# ..." lines and stray output before the result line
-    children: tuple["TestNode", ...] = ()
+    children: tuple[TestNode, ...] = ()
     plan: int | None = None  # "1..N" of this node's subtests, if seen
 
-    def leaves(self) -> tuple["TestNode", ...]:
+    def leaves(self) -> tuple[TestNode, ...]:
         """All result nodes without children, depth first."""
         if not self.children:
             return (self,)

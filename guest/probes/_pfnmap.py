@@ -8,18 +8,18 @@ SKIPs saying what the flags were.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import _ktap
 import _mm
 
 
-def not_a_pfnmap(addr: int, what: str) -> Optional[_ktap.Outcome]:
+def not_a_pfnmap(addr: int, what: str) -> _ktap.Outcome | None:
     """None if the VMA at addr is VM_PFNMAP, else the SKIP outcome that says why not."""
     flags = _mm.vm_flags(addr)
     if flags is None:
         return _ktap.skip("no VmFlags for %s in /proc/self/smaps: cannot tell whether it is a pfnmap" % what)
     _ktap.diag("%s VmFlags: %s" % (what, " ".join(flags)))
     if "pf" not in flags:
-        return _ktap.skip("%s is not VM_PFNMAP on this kernel (VmFlags: %s, no \"pf\")" % (what, " ".join(flags)))
+        return _ktap.skip(
+            '%s is not VM_PFNMAP on this kernel (VmFlags: %s, no "pf")' % (what, " ".join(flags))
+        )
     return None

@@ -24,7 +24,8 @@ import errno
 import os
 import sys
 import traceback
-from typing import Callable, NamedTuple, Optional, Tuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 # Run as a script ("python3 guest/probes/pfnmap_pci.py"), even with -I.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +61,7 @@ def _read(path: str) -> str:
         return f.read().strip()
 
 
-def _find_device() -> Tuple[Optional[str], str]:
+def _find_device() -> tuple[str | None, str]:
     """The sysfs directory of the ivshmem device, or (None, why not)."""
     try:
         names = sorted(os.listdir(PCI_DEVICES))
@@ -75,10 +76,13 @@ def _find_device() -> Tuple[Optional[str], str]:
         if ids == IVSHMEM:
             return d, ""
     return None, "no ivshmem PCI device (%s:%s) among %d devices: the machine has no RAM BAR to map" % (
-        IVSHMEM[0], IVSHMEM[1], len(names))
+        IVSHMEM[0],
+        IVSHMEM[1],
+        len(names),
+    )
 
 
-def _bar_size(device: str) -> Tuple[int, str]:
+def _bar_size(device: str) -> tuple[int, str]:
     """The RAM BAR's size from the device's resource file, or (0, why not)."""
     lines = _read(os.path.join(device, "resource")).splitlines()
     if len(lines) <= RAM_BAR:
@@ -90,7 +94,7 @@ def _bar_size(device: str) -> Tuple[int, str]:
     return end - start + 1, ""
 
 
-def map_bar() -> Tuple[Optional[Bar], Optional[_ktap.Outcome]]:
+def map_bar() -> tuple[Bar | None, _ktap.Outcome | None]:
     """Map one page of the RAM BAR read-write and check the preconditions; (bar, None) or (None, SKIP)."""
     device, why = _find_device()
     if device is None:
@@ -146,7 +150,7 @@ def with_bar(body: Callable[[Bar], _ktap.Outcome]) -> Callable[[], _ktap.Outcome
 
 
 def _first_difference(got: bytes, want: bytes) -> str:
-    for i, (g, w) in enumerate(zip(got, want)):
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
             return "first difference at byte %d: 0x%02x, expected 0x%02x" % (i, g, w)
     return "lengths %d and %d" % (len(got), len(want))
@@ -154,8 +158,10 @@ def _first_difference(got: bytes, want: bytes) -> str:
 
 def case_process_vm_readv(bar: Bar) -> _ktap.Outcome:
     r, _ = _mm.process_vm_readv_self(bar.addr, bar.length)
-    diag("process_vm_readv(self, BAR, %d bytes) = %d%s" % (
-        bar.length, r.value, ", errno %s" % errno_name(r.errno) if r.value < 0 else " (data was read)"))
+    diag(
+        "process_vm_readv(self, BAR, %d bytes) = %d%s"
+        % (bar.length, r.value, ", errno %s" % errno_name(r.errno) if r.value < 0 else " (data was read)")
+    )
     if r.value == -1 and r.errno == errno.EFAULT:
         return ok("process_vm_readv (GUP) refuses the PCI BAR pfnmap with EFAULT")
     if r.value < 0:
@@ -171,10 +177,14 @@ def case_proc_self_mem_read(bar: Bar) -> _ktap.Outcome:
         return skip("cannot open /proc/self/mem: %s" % errno_name(r.errno))
     if r.value < 0:
         diag("pread(/proc/self/mem, %d bytes at the BAR) failed: %s" % (bar.length, errno_name(r.errno)))
-        return fail("/proc/self/mem did not read the BAR (%s): no fallback to vm_ops->access" % errno_name(r.errno))
+        return fail(
+            "/proc/self/mem did not read the BAR (%s): no fallback to vm_ops->access" % errno_name(r.errno)
+        )
     diag("pread(/proc/self/mem, %d bytes at the BAR) = %d" % (bar.length, len(data)))
     if data != want:
-        return fail("/proc/self/mem read something else than the mapping holds: %s" % _first_difference(data, want))
+        return fail(
+            "/proc/self/mem read something else than the mapping holds: %s" % _first_difference(data, want)
+        )
     return ok("/proc/self/mem reads the BAR through generic_access_phys")
 
 
@@ -184,14 +194,20 @@ def case_proc_self_mem_write(bar: Bar) -> _ktap.Outcome:
     r = _mm.proc_self_mem_write(bar.addr, want)
     if r.value < 0 and r.errno in (errno.EACCES, errno.EPERM, errno.ENOENT):
         return skip("cannot open /proc/self/mem read-write: %s" % errno_name(r.errno))
-    diag("pwrite(/proc/self/mem, %d bytes at the BAR) = %d%s" % (
-        bar.length, r.value, ", errno %s" % errno_name(r.errno) if r.value < 0 else ""))
+    diag(
+        "pwrite(/proc/self/mem, %d bytes at the BAR) = %d%s"
+        % (bar.length, r.value, ", errno %s" % errno_name(r.errno) if r.value < 0 else "")
+    )
     if r.value != bar.length:
-        return fail("/proc/self/mem did not write the BAR (%s)" % (
-            errno_name(r.errno) if r.value < 0 else "%d bytes" % r.value))
+        return fail(
+            "/proc/self/mem did not write the BAR (%s)"
+            % (errno_name(r.errno) if r.value < 0 else "%d bytes" % r.value)
+        )
     got = _mm.peek(bar.addr, bar.length)
     if got != want:
-        return fail("the mapping does not show the write through /proc/self/mem: %s" % _first_difference(got, want))
+        return fail(
+            "the mapping does not show the write through /proc/self/mem: %s" % _first_difference(got, want)
+        )
     return ok("a write through /proc/self/mem shows in the mapping (generic_access_phys)")
 
 
@@ -223,7 +239,7 @@ def _traced_by_child(tracer: Callable[[int], int]) -> int:
 
 
 def _word(data: bytes, off: int) -> int:
-    return int.from_bytes(data[off:off + WORD], sys.byteorder)
+    return int.from_bytes(data[off : off + WORD], sys.byteorder)
 
 
 def case_ptrace_peekdata(bar: Bar) -> _ktap.Outcome:
@@ -239,8 +255,10 @@ def case_ptrace_peekdata(bar: Bar) -> _ktap.Outcome:
                 diag("tracer: PTRACE_PEEKDATA at BAR+%d: %s" % (off, errno_name(r.errno)))
                 bad += 1
             elif got != _word(want, off):
-                diag("tracer: PTRACE_PEEKDATA at BAR+%d = 0x%016x, the mapping holds 0x%016x" % (
-                    off, got, _word(want, off)))
+                diag(
+                    "tracer: PTRACE_PEEKDATA at BAR+%d = 0x%016x, the mapping holds 0x%016x"
+                    % (off, got, _word(want, off))
+                )
                 bad += 1
             else:
                 diag("tracer: PTRACE_PEEKDATA at BAR+%d = 0x%016x, as stored" % (off, got))
@@ -262,8 +280,10 @@ def case_ptrace_pokedata(bar: Bar) -> _ktap.Outcome:
         bad = 0
         for off in WORD_OFFSETS:
             r = _mm.ptrace(_mm.PTRACE_POKEDATA, tracee, bar.addr + off, _word(words, off))
-            diag("tracer: PTRACE_POKEDATA at BAR+%d = %d%s" % (
-                off, r.value, ", errno %s" % errno_name(r.errno) if r.value else ""))
+            diag(
+                "tracer: PTRACE_POKEDATA at BAR+%d = %d%s"
+                % (off, r.value, ", errno %s" % errno_name(r.errno) if r.value else "")
+            )
             bad += r.value != 0
         return 1 if bad else 0
 
@@ -273,25 +293,42 @@ def case_ptrace_pokedata(bar: Bar) -> _ktap.Outcome:
     got = _mm.peek(bar.addr, bar.length)
     want = bytearray(pattern(5))
     for off in WORD_OFFSETS:
-        want[off:off + WORD] = words[off:off + WORD]
+        want[off : off + WORD] = words[off : off + WORD]
     if code == 1:
         return fail("PTRACE_POKEDATA into the BAR failed")
     if got != bytes(want):
-        return fail("the mapping does not show the PTRACE_POKEDATA words: %s" % _first_difference(got, bytes(want)))
+        return fail(
+            "the mapping does not show the PTRACE_POKEDATA words: %s" % _first_difference(got, bytes(want))
+        )
     return ok("PTRACE_POKEDATA from a child shows in the BAR mapping, and nothing else changed")
 
 
 CASES = [
-    _ktap.Case("probe.pfnmap.pci-bar.process-vm-readv", with_bar(case_process_vm_readv),
-               "process_vm_readv of a mmapped PCI BAR (VM_PFNMAP) must fail with EFAULT"),
-    _ktap.Case("probe.pfnmap.pci-bar.proc-self-mem-read", with_bar(case_proc_self_mem_read),
-               "pread of /proc/self/mem at a mmapped PCI BAR reads what the mapping holds"),
-    _ktap.Case("probe.pfnmap.pci-bar.proc-self-mem-write", with_bar(case_proc_self_mem_write),
-               "pwrite of /proc/self/mem at a mmapped PCI BAR shows in the mapping"),
-    _ktap.Case("probe.pfnmap.pci-bar.ptrace-peekdata", with_bar(case_ptrace_peekdata),
-               "PTRACE_PEEKDATA by a child tracer reads the words the BAR mapping holds"),
-    _ktap.Case("probe.pfnmap.pci-bar.ptrace-pokedata", with_bar(case_ptrace_pokedata),
-               "PTRACE_POKEDATA by a child tracer stores words the BAR mapping then shows"),
+    _ktap.Case(
+        "probe.pfnmap.pci-bar.process-vm-readv",
+        with_bar(case_process_vm_readv),
+        "process_vm_readv of a mmapped PCI BAR (VM_PFNMAP) must fail with EFAULT",
+    ),
+    _ktap.Case(
+        "probe.pfnmap.pci-bar.proc-self-mem-read",
+        with_bar(case_proc_self_mem_read),
+        "pread of /proc/self/mem at a mmapped PCI BAR reads what the mapping holds",
+    ),
+    _ktap.Case(
+        "probe.pfnmap.pci-bar.proc-self-mem-write",
+        with_bar(case_proc_self_mem_write),
+        "pwrite of /proc/self/mem at a mmapped PCI BAR shows in the mapping",
+    ),
+    _ktap.Case(
+        "probe.pfnmap.pci-bar.ptrace-peekdata",
+        with_bar(case_ptrace_peekdata),
+        "PTRACE_PEEKDATA by a child tracer reads the words the BAR mapping holds",
+    ),
+    _ktap.Case(
+        "probe.pfnmap.pci-bar.ptrace-pokedata",
+        with_bar(case_ptrace_pokedata),
+        "PTRACE_POKEDATA by a child tracer stores words the BAR mapping then shows",
+    ),
 ]
 
 if __name__ == "__main__":
