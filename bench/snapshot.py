@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cold boots against restores from the snapshot cache (issue 18), side by side in one run.
+"""Cold boots against restores from the snapshot cache, side by side in one run.
 
 Rows (medians over --rounds, each a real `harness run` in a subprocess):
   first test   a fresh guest to the first test command: cold (--snapshot off) vs restored

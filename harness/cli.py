@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -13,13 +14,14 @@ from harness import __version__, safetext, signals
 from harness.bisect import bisect_cmd
 from harness.errors import HarnessError
 from harness.judge import expreport_cmd
-from harness.kernels import debian
+from harness.kernels import aptstate, debian, kbuild, sources
 from harness.kernels.kernel import DEFAULT_KERNEL
 from harness.kernels.kernel import resolve as resolve_kernel
+from harness.model import TransportKind
 from harness.paths import cache_dir
 from harness.report import terminal
 from harness.run import runopts
-from harness.run.runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
+from harness.run.runner import execute
 from harness.series import series_cmd
 from harness.suites import registry as suites
 from harness.vm import qemu, snapshot
@@ -45,16 +47,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help=f"debian:VERSION, a bzImage, or a built tree (default {DEFAULT_KERNEL}); repeat for a matrix",
     )
     p.add_argument(
-        "--suite", action="append", default=[], metavar="NAME", help="cow, probes (repeatable; default both)"
-    )
-    p.add_argument(
         "--filter",
         action="append",
         default=[],
         metavar="GLOB",
         help="only case ids matching GLOB (repeatable)",
     )
-    p.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit XML here")
     p.add_argument(
         "--out", type=Path, metavar="DIR", help="run directory (default ./harness-runs/<time>-<kernel>)"
@@ -64,27 +62,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="--out may hold an earlier run: remove its files first (else that is refused)",
     )
-    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    p.add_argument("--transport", choices=["console", "ssh"], default="console")
     p.add_argument(
-        "--memory",
-        type=int,
-        metavar="MIB",
-        help="guest memory (default 1024; 5120 when *.hugetlb-1g cases are selected, for their 1 GiB pages)",
-    )
-    p.add_argument("--cpus", type=int, default=2)
-    p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
-    p.add_argument(
-        "--timeout", type=float, metavar="S", help="limit per test program (default: the program's own)"
-    )
-    p.add_argument(
-        "--kernel-reports",
-        choices=["fail", "report"],
-        default="fail",
-        help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported",
-    )
-    p.add_argument(
-        "--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)"
+        "--transport", type=TransportKind, choices=list(TransportKind), default=TransportKind.CONSOLE
     )
     p.add_argument(
         "--pinner",
@@ -123,6 +102,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="at the end, show only the unexpected cases and the verdict line",
     )
+    runopts.add_each_run_arguments(p, title="the guest and the judge")
     runopts.add_run_arguments(p)
     bisect_cmd.add_run_arguments(p)
 
@@ -144,21 +124,12 @@ def _expand_kernel_sets(specs: list[str] | None) -> list[str] | None:
 
 def _cmd_run(a: argparse.Namespace) -> int:
     a.kernel = _expand_kernel_sets(a.kernel)
-    req = RunRequest(
+    req = dataclasses.replace(
+        runopts.request_of(a),
         kernel=a.kernel[0] if a.kernel else None,
-        suites=tuple(a.suite),
-        filters=tuple(a.filter),
-        expectations=a.expectations,
         junit=a.junit,
         out=a.out,
-        accel=a.accel,
-        transport=a.transport,
-        memory_mib=a.memory,
-        cpus=a.cpus,
-        append=a.append,
-        timeout_s=a.timeout,
-        fail_on_kernel_report=a.kernel_reports == "fail",
-        max_reboots=a.max_reboots,
+        transport=TransportKind(a.transport),
         pinner=a.pinner,
         out_reuse=a.out_reuse,
         snapshot=a.snapshot,
@@ -171,9 +142,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return plan
     req = plan.request  # --shard applied
     if a.list:
-        for case_id, exp in list_cases(req, _progress):
-            why = f"  # {exp.reason}" if exp.reason else ""
-            print(f"{case_id:60s} {exp.expect}{why}")
+        runopts.print_list(req, _progress)
         return 0
     out = execute(req, _progress)
     runopts.write_reports(out.run_dir, _progress)
@@ -208,8 +177,6 @@ def _print_available(flavours: bool) -> None:
 
 def _cmd_kernel(a: argparse.Namespace) -> int:
     if a.action == "update":
-        from harness.kernels import aptstate
-
         aptstate.update(_progress)
         n = len(debian.available(_progress))
         print(
@@ -300,8 +267,6 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
 
 
 def _cmd_source(a: argparse.Namespace) -> int:
-    from harness.kernels import sources
-
     if a.action == "list":
         trees = sources.cached()
         for t in trees:
@@ -315,8 +280,6 @@ def _cmd_source(a: argparse.Namespace) -> int:
 
 
 def _cmd_build(a: argparse.Namespace) -> int:
-    from harness.kernels import kbuild
-
     req = kbuild.BuildRequest(src=a.src, fragments=tuple(a.fragment), base=a.base, out=a.out, jobs=a.jobs)
     res = kbuild.build(req, _progress)
     print(res.build_dir)
@@ -324,7 +287,6 @@ def _cmd_build(a: argparse.Namespace) -> int:
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from harness.kernels import kbuild
 
     b = sub.add_parser("build", help="configure and build a kernel tree (out of tree, incremental)")
     b.add_argument("--src", type=Path, required=True, metavar="TREE", help="kernel source tree")

@@ -6,9 +6,10 @@ Up to 6.13 a perf ring buffer is a fault-based mapping of ordinary kernel pages
 /proc/self/mem reads of it all work. From 6.14 ("perf: map pages in advance",
 b709eb872e19) it is mapped in advance as VM_PFNMAP|VM_IO ("pf io" in smaps
 VmFlags), GUP refuses it and those fail (EFAULT / EIO). A buffered write() from it
-copies with uaccess and works on every kernel (seed thread 000). On every kernel
-the user page (page 0) of a R/W buffer takes stores and a store into a data page
-SIGBUSes (perf_mmap_fault as page_mkwrite; pfn_mkwrite from 6.14).
+copies with uaccess and works on every kernel. On every kernel the user page
+(page 0) of a R/W buffer takes stores and a store into a data page SIGBUSes
+(perf_mmap_fault as page_mkwrite; pfn_mkwrite from 6.14).
+See docs/semantics.md#perf-ring-buffer.
 
 Every case checks the fault-based (<=6.13) behaviour, the one Debian 6.1 and 6.12
 have, and reports what it saw; expectations.yaml marks the cases that change as

@@ -44,14 +44,13 @@ from harness.bisect.core import (
     step_summary,
 )
 from harness.errors import BuildError, HarnessError, InputError
-from harness.kernels import debian
+from harness.kernels import debian, kbuild
+from harness.kernels import kernel as kernels
+from harness.model import Progress
 from harness.run import runopts
-from harness.run.matrix import exact_glob
 from harness.run.runner import RunOutcome, RunRequest, execute, guest_results
 from harness.suites import registry as suites
-
-Progress = Callable[[str], None]
-
+from harness.suites.registry import exact_glob
 
 # ---- one step: prepare the kernel, run the named tests N times ----------------------------
 
@@ -164,9 +163,7 @@ def expand_kernels(text: str, kernels: Sequence[debian.AvailableKernel] | None =
 
 
 def _fetch(spec: str, progress: Progress) -> str:
-    from harness.kernels.kernel import resolve
-
-    resolve(spec, progress)  # downloads into the cache, so the step's run finds it there
+    kernels.resolve(spec, progress)  # downloads into the cache, so the step's run finds it there
     return spec
 
 
@@ -265,7 +262,7 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
     if bool(a.kernels) == bool(a.src):
         raise InputError("name what to bisect: --kernels LIST, or --src TREE with --good and --bad")
     _check_tests(policy.tests, a.suite)
-    base = runopts.each_run_request(a)
+    base = runopts.request_of(a)
     info: dict[str, Any] = {"request": {"argv": sys.argv[1:], "cwd": os.getcwd()}}
     space: Space
     fingerprint: Callable[[str], str] | None = None
@@ -283,7 +280,6 @@ def cmd_bisect(a: argparse.Namespace, progress: Progress) -> int:
     else:
         if not (a.good and a.bad):
             raise InputError("--src needs --good REV and --bad REV")
-        from harness.kernels import kbuild
 
         frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
         base_cfg = a.base or kbuild.DEFAULT_BASE
@@ -386,9 +382,7 @@ def run_for_git_bisect(a: argparse.Namespace, req: RunRequest, progress: Progres
     if not req.filters:
         return abort("--bisect-exit needs --filter for the cases that decide")
     try:
-        from harness.kernels.kernel import resolve
-
-        resolve(req.kernel, progress)  # a tree is built here: a commit that does not build is skip
+        kernels.resolve(req.kernel, progress)  # a tree is built here: a commit that does not build is skip
     except (BuildError, InputError) as e:
         print(f"harness: kernel not usable: {e}", file=sys.stderr)
         print(f"bisect-exit: {GIT_SKIP} (skip: kernel not built or not bootable)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -48,8 +47,8 @@ from harness.bisect.core import (
     verification_to_dict,
 )
 from harness.errors import HarnessError, InputError
+from harness.model import Progress
 
-Progress = Callable[[str], None]
 Oracle = Callable[[str, Path], StepResult]  # (candidate, step dir) -> what the step found
 STATE = "bisect.json"
 STATE_VERSION = 1
@@ -182,15 +181,6 @@ def load_state(
         [rejudge(step_from_dict(s), policy) for s in data.get("steps", [])],
         verification_from_dict(ver, policy) if ver else None,
     )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -386,7 +376,7 @@ class Bisect:
             "answer": answer_to_dict(answer) if answer else None,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        write_atomic(self.dir / STATE, json.dumps(state, indent=2) + "\n")
+        reportio.write_text(self.dir / STATE, json.dumps(state, indent=2) + "\n")
 
     def write(self, answer: Answer | None) -> str:
         self.save(answer)

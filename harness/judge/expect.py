@@ -43,7 +43,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harness.errors import ConfigError, InputError
-from harness.model import Expectation, Kernel, KernelVersion, Outcome, Verdict
+from harness.model import Expect, Expectation, Kernel, KernelVersion, Outcome, Verdict
 
 FORMAT_VERSION = 1
 EXPECT_VALUES = ("pass", "fail", "skip")
@@ -153,7 +153,7 @@ def version_in_range(v: KernelVersion, spec: str) -> bool:
 @dataclass(frozen=True)
 class Rule:
     match: tuple[str, ...]  # fnmatch globs on the case id; any one matching is enough
-    expect: str  # "pass" | "fail" | "skip"
+    expect: Expect
     source: str  # "file:line" of the rule
     kernel: VersionRange | None = None
     config: tuple[tuple[str, str], ...] = ()  # (CONFIG_X, wanted value); "n" = unset
@@ -194,7 +194,7 @@ def matching_rules(rules: RuleSet, case_id: str, kernel: Kernel) -> tuple[Rule, 
 def expectation_for(rules: RuleSet, case_id: str, kernel: Kernel) -> Expectation:
     hits = matching_rules(rules, case_id, kernel)
     if not hits:
-        return Expectation(expect="pass", source="")
+        return Expectation(expect=Expect.PASS, source="")
     return hits[-1].expectation()
 
 
@@ -413,7 +413,7 @@ class _Reader:
             )
         return Rule(
             match=match,
-            expect=expect,
+            expect=Expect(expect),
             source=f"{self.path}:{node.start_mark.line + 1}",
             kernel=kernel,
             config=config,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.judge.expect import UNEXPECTED_SKIP, Rule, RuleSet, judge
@@ -381,8 +381,6 @@ def text(rep: Report, max_listed: int = 5) -> str:
 
 def as_json(rep: Report) -> dict[str, object]:
     """The same report as a JSON-ready dict (`--json`)."""
-    from dataclasses import asdict
-
     d = asdict(rep)
     for r in d["rules"]:
         r["verdicts"] = dict(r["verdicts"])

@@ -13,7 +13,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from harness.judge import expect, kmsg
-from harness.model import CaseResult, Expectation, Kernel, Outcome, TestNode, Verdict
+from harness.model import CaseResult, Expect, Expectation, Kernel, Outcome, TestNode, Verdict
+from harness.suites import kselftest
 from harness.suites.registry import Selected
 
 CONSOLE_TAIL_CHARS = 8000  # of the console of a case that lost the guest (backtraces, panic)
@@ -23,9 +24,7 @@ def case_results(
     sel: Selected, root: TestNode, rules: expect.RuleSet, kernel: Kernel, program_error: str = ""
 ) -> list[CaseResult]:
     """Map one program's KTAP onto the ids it was asked to run."""
-    if sel.program.kind == "kselftest":  # ids come from the output itself
-        from harness.suites import kselftest
-
+    if sel.program.runs_whole:  # ids come from the output itself
         return kselftest.case_results(
             sel.program.name, sel.program.id_prefix, sel.filters, root, rules, kernel, program_error
         )
@@ -78,10 +77,12 @@ def not_run(
     for case_id in sel.ids:
         if case_id in done:
             continue
-        if sel.program.kind == "kselftest" and any(d.startswith(case_id + ".") for d in done):
+        if sel.program.runs_whole and any(d.startswith(case_id + ".") for d in done):
             continue  # the program ran: its results are under its prefix
-        exp = expect.expectation_for(rules, case_id, kernel) if kernel else Expectation("pass")
-        out.append(CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp))
+        exp = expect.expectation_for(rules, case_id, kernel) if kernel else Expectation(Expect.PASS)
+        out.append(
+            CaseResult(case_id, sel.program.name, Outcome.ERROR, Verdict.ERROR, why, "", exp, not_run=True)
+        )
     return out
 
 
@@ -96,7 +97,7 @@ def after_timeout(
 ) -> tuple[list[CaseResult], list[str]]:
     """The guest killed the program at its limit. Cases it reported stand; the first one it
     did not report is the one that hung (ERROR); the ones after it never ran: run them again."""
-    if sel.program.kind == "kselftest":  # run whole: what it did not report is ERROR, no rerun
+    if sel.program.runs_whole:  # what it did not report is ERROR, no rerun
         why = f"timed out: still running after {limit_s:.0f}s, killed in the guest"
         return [
             dataclasses.replace(r, reason=f"{r.reason}; {why}" if r.reason else why)

@@ -18,14 +18,13 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import KernelError, ToolMissing
+from harness.model import Progress
 from harness.paths import cache_dir
-
-Progress = Callable[[str], None]
 
 # (archive path, suite): the Debian suites that hold the kernel line 6.1 … 7.3.
 SUITES: tuple[tuple[str, str], ...] = (

@@ -25,15 +25,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import KernelError, ToolMissing
 from harness.kernels import aptstate
+from harness.model import Progress
 from harness.paths import kernels_cache
-
-Progress = Callable[[str], None]
 
 _ABI = r"\d+\.\d+\.\d+(?:-\d+|\+deb\d+(?:\.\d+)?)"
 _PKG = re.compile(rf"^linux-image-(?P<abi>{_ABI})-(?:(?P<flavour>cloud|rt)-)?amd64$")

@@ -23,10 +23,9 @@ from pathlib import Path
 
 from harness.errors import BuildError, KernelError
 from harness.kernels import aptstate
-from harness.model import Kernel
+from harness.model import Kernel, Progress
 from harness.paths import cache_dir
 
-Progress = Callable[[str], None]
 _DONE = ".harness-unpacked"
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from harness.errors import BuildError, InputError, ToolMissing
 from harness.kernels import kconfig
+from harness.model import Progress
 from harness.paths import REPO_ROOT, cache_dir
 
-Progress = Callable[[str], None]
 BASES = ("tinyconfig", "defconfig", "allnoconfig")
 DEFAULT_BASE = "tinyconfig"
 DEFAULT_FRAGMENTS = (REPO_ROOT / "kernels" / "lean.config", REPO_ROOT / "kernels" / "cow.config")
@@ -63,7 +63,7 @@ def is_source_tree(path: Path) -> bool:
     return (path / "Makefile").is_file() and (path / "Kconfig").is_file() and (path / "mm").is_dir()
 
 
-def _tree_key(src: Path) -> str:
+def tree_key(src: Path) -> str:
     real = str(src.resolve())
     return f"{src.resolve().name}-{hashlib.sha256(real.encode()).hexdigest()[:8]}"
 
@@ -72,7 +72,7 @@ def default_build_dir(src: Path, base: str, fragments: tuple[Path, ...]) -> Path
     """cache/builds/<tree>-<hash of its path>/<base>+<fragment names>: per tree and config."""
     b = Path(base).stem if base not in BASES else base
     cfg = "+".join([b, *(f.stem for f in fragments)])
-    return cache_dir() / "builds" / _tree_key(src) / cfg
+    return cache_dir() / "builds" / tree_key(src) / cfg
 
 
 def _inputs_digest(req: BuildRequest) -> str:

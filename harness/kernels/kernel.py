@@ -5,17 +5,14 @@ Specs: `debian:VERSION` (see debian.py), a bzImage path, or a built kernel tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import KernelError
 from harness.judge.expect import parse_version
-from harness.kernels import bzimage, debian
-from harness.model import Kernel
+from harness.kernels import bzimage, debian, kbuild
+from harness.model import Kernel, Progress
 
 DEFAULT_KERNEL = "debian:6.12"
-
-Progress = Callable[[str], None]
 
 
 def parse_config(text: str) -> dict[str, str]:
@@ -93,8 +90,6 @@ def resolve(spec: str | None, progress: Progress = lambda s: None) -> Kernel:
         return _from_debian(spec, progress)
     path = Path(spec).expanduser()
     if path.is_dir():
-        from harness.kernels import kbuild
-
         # A source tree is built first (out of tree, in the cache) when stale; so is a build
         # dir made by `harness build` whose tree changed since. Cheap when nothing changed.
         return _from_tree(spec, kbuild.for_run(path, progress))

@@ -13,14 +13,15 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.kernels import aptstate
+from harness.kernels.debian import upstream_of
+from harness.model import Progress
 from harness.paths import cache_dir
 
-Progress = Callable[[str], None]
 _SERIES = re.compile(r"^debian:(?P<series>\d+\.\d+)$")
 _DONE = ".harness-unpacked"  # written last: a tree without it is a half-finished unpack
 
@@ -95,9 +96,6 @@ def _dest(package: str, version: str) -> Path:
 def _from_apt_state(package: str, progress: Progress) -> SourceTree | None:
     """Download the newest `package` from the harness's apt state (every suite: 7.2 and 7.3 are
     in trixie-backports), and unpack its tarball; None if no suite has it."""
-    from harness.kernels import aptstate
-    from harness.kernels.debian import upstream_of
-
     aptstate.ensure_fresh(progress)
     versions = [pv for pv in aptstate.madison([package]) if pv.name == package]
     if not versions:

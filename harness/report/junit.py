@@ -19,6 +19,7 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from harness.errors import InputError, ReportWriteError
 from harness.model import CaseResult, Verdict
+from harness.reportio import fsync_dir
 from harness.safetext import (
     one_line,
     terminal_line,
@@ -215,8 +216,6 @@ class ResultsLog:
         finally:
             os.close(fd)
         if not self._dir_synced:  # the file's own entry must survive a crash too
-            from harness.reportio import fsync_dir
-
             fsync_dir(self.path.parent)
             self._dir_synced = True
 

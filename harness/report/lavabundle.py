@@ -11,16 +11,14 @@ from __future__ import annotations
 import gzip
 import secrets
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.kernels.kernel import resolve as resolve_kernel
+from harness.model import Progress
 from harness.report import lava
 from harness.run.runner import HUGEPAGES_2M
 from harness.suites import registry as suites
 from harness.vm import cpio, disks, image
-
-Progress = Callable[[str], None]
 
 
 def build(

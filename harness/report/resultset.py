@@ -234,7 +234,7 @@ def load(path: Path) -> ResultSet:
                 fps[str(k["label"])] = _read_json(fp)
             elif isinstance(k, dict) and "label" in k and (k.get("release") or k.get("version")):
                 # the matrix dir copied without its per-kernel run dirs: matrix.json still says
-                # which package each kernel was (written since the kernel lines of issue 12)
+                # which package each kernel was (written since matrices record kernel lines)
                 fps[str(k["label"])] = {
                     "kernel": {
                         "spec": k["label"],

@@ -41,15 +41,15 @@ from harness.errors import HarnessError, InputError
 from harness.judge import expect, outcomes
 from harness.kernels.kernel import DEFAULT_KERNEL
 from harness.kernels.kernel import resolve as resolve_kernel
-from harness.model import CaseResult, Expectation, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Outcome, Progress, Verdict
 from harness.report import junit as report
 from harness.report import publish, resultset, terminal
 from harness.run import rundir
+from harness.run.fingerprint import Fingerprint
 from harness.run.runner import RunRequest, check_junit_path, execute
 from harness.suites import registry as suites
 from harness.vm import hugepages
 
-Progress = Callable[[str], None]
 QEMU_OVERHEAD_MIB = 512  # per guest on top of -m: QEMU itself, TCG's translation cache
 INTERRUPT_GRACE_S = 120.0  # for a job to write its report after Ctrl-C before it is killed
 
@@ -115,11 +115,6 @@ def shard_ids(ids: list[str], shard: tuple[int, int]) -> list[str]:
     return [c for c in ids if shard_of(c, n) == i]
 
 
-def exact_glob(case_id: str) -> str:
-    """A --filter glob that matches exactly this id."""
-    return re.sub(r"([*?\[])", r"[\1]", case_id)
-
-
 def default_jobs(cores: int, available_mib: int, guest_mib: int) -> int:
     by_memory = available_mib // (guest_mib + QEMU_OVERHEAD_MIB)
     return max(1, min(cores, by_memory))
@@ -173,7 +168,7 @@ def case_result(c: resultset.CaseSummary) -> CaseResult:
         c.verdict,
         c.reason,
         c.output,
-        Expectation(c.expect, c.expect_reason, c.expect_commit),
+        Expectation(Expect(c.expect), c.expect_reason, c.expect_commit),
         c.duration_s,
         c.kernel_events,
     )
@@ -400,7 +395,7 @@ def run_matrix(req: MatrixRequest, progress: Progress = lambda s: None) -> Matri
     filters = req.base.filters
     if req.shard is not None:
         ids = shard_ids(ids, req.shard)
-        filters = tuple(exact_glob(i) for i in ids)
+        filters = tuple(suites.exact_glob(i) for i in ids)
         selected = [suites.Selected(s.program, tuple(i for i in s.ids if i in set(ids))) for s in selected]
         selected = [s for s in selected if s.ids]
         progress(f"[matrix] shard {req.shard[0]}/{req.shard[1]}: {len(ids)} cases")
@@ -538,17 +533,7 @@ def finish(
             f.write(json.dumps(resultset.summary_record(c)) + "\n")
     groups = []
     for label in labels:
-        fprint = fingerprints.get(label, {})
-        props = {"harness.version": __version__, "kernel.spec": label}
-        for key, src in (
-            ("kernel.release", ("kernel", "release")),
-            ("kernel.version", ("kernel", "version")),
-            ("accel", ("machine", "accel")),
-            ("qemu", ("machine", "qemu")),
-        ):
-            node = fprint.get(src[0])
-            if isinstance(node, dict) and node.get(src[1]) is not None:
-                props[key] = str(node[src[1]])
+        props = Fingerprint.from_json(fingerprints.get(label, {})).junit_properties(spec=label)
         groups.append((label, [case_result(c) for c in rs.of_kernel(label)], props))
     xml = report.junit_xml_groups(groups)
     reportio.write_text(top / "junit.xml", xml)

@@ -15,10 +15,15 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
-from harness.errors import InputError
+from harness import limits, reportio
+from harness.errors import InputError, ReportWriteError
+from harness.report.junit import ResultsLog
+from harness.vm import disks
+from harness.vm.transport import CommandResult
 
 LOCK_NAME = ".harness.lock"
 # What a run (or a matrix run) writes at the top of its directory: present means "a run was
@@ -126,3 +131,95 @@ def claim(
     if found:
         clear_earlier_run(run_dir, job_dirs)
     return run_dir, lock
+
+
+class RunDir:
+    """Every file one run writes, in its locked directory (see the module doc and RUN_FILES)."""
+
+    def __init__(self, path: Path, lock: RunDirLock) -> None:
+        self.path, self.lock = path, lock
+        self.results = ResultsLog(path / "results.jsonl")  # appended as each case ends
+
+    @classmethod
+    def claim(cls, out: Path | None, kernel_spec: str | None, reuse: bool) -> RunDir:
+        return cls(*claim(out, kernel_spec, reuse))
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def keep_kernel_config(self, config: Path) -> None:
+        shutil.copyfile(config, self.path / "kernel-config")
+
+    def make_disks(self) -> tuple[Path, ...]:
+        """The scratch disks (ext4 and swap), made anew: a lost guest's are dirty."""
+        return disks.make(self.path)
+
+    def remove_disks(self) -> None:
+        disks.remove(self.path)
+
+    def save_output(self, program: str, r: CommandResult) -> None:
+        """A program's stdout (KTAP) and stderr, appended: a program may run in pieces."""
+        outdir = self.path / "output"
+        try:
+            outdir.mkdir(exist_ok=True)
+            with open(outdir / f"{program}.ktap", "ab") as f:
+                f.write(r.stdout)
+            with open(outdir / f"{program}.stderr", "ab") as f:
+                f.write(r.stderr)
+        except OSError as e:
+            raise ReportWriteError(f"cannot write {outdir / program}.*: {e.strerror or e}") from None
+
+    def save_lost_console(self, program: str, section: str) -> None:
+        """The console of a program that lost the guest, appended: it can lose it twice."""
+        outdir = self.path / "output"
+        outdir.mkdir(exist_ok=True)
+        with open(outdir / f"{program}.lost-guest.console", "a", encoding="utf-8") as f:
+            f.write(section)
+
+    def save_dmesg(self, gzipped: bytes) -> None:
+        (self.path / "dmesg.log").write_bytes(dmesg_text(gzipped))
+
+    def write(self, name: str, text: str) -> None:
+        reportio.write_text(self.path / name, text)
+
+    def write_junit(self, xml: str, summary: str, also: Path | None) -> list[str]:
+        """junit.xml into the run dir and the --junit copy; when neither could be written, the
+        first of a sibling of the run dir and the temp dir that takes it. Returns the errors."""
+        rd, errors = self.path, []
+        written = []
+        for path in [rd / "junit.xml", *([also] if also is not None else [])]:
+            try:
+                reportio.write_text(path, xml)
+                written.append(path)
+            except ReportWriteError as e:
+                errors.append(str(e))
+        if not written:
+            for path in (
+                rd.parent / f"{rd.name}.junit.xml",
+                Path(tempfile.gettempdir()) / f"harness-{rd.name}.junit.xml",
+            ):
+                try:
+                    reportio.write_text(path, xml)
+                    reportio.write_text(
+                        path.with_name(path.name.replace(".junit.xml", ".summary.txt")), summary
+                    )
+                except ReportWriteError as e:
+                    errors.append(str(e))
+                    continue
+                errors.append(f"junit.xml and summary.txt written to {path.parent} instead")
+                break
+        return errors
+
+
+def dmesg_text(log: bytes) -> bytes:
+    """dmesg.log from the guest's gzip'd dmesg: bounded as program output is; what is not gzip
+    (a broken guest) is kept as a note, never a traceback."""
+    if not log:
+        return b""
+    try:
+        data, note = limits.gunzip(log)
+    except limits.DecompressError as e:
+        return (
+            f"[harness: the guest's dmesg did not come back as gzip ({e}); {len(log)} bytes came]\n".encode()
+        )
+    return data + (f"\n[harness: {note}]\n".encode() if note else b"")

@@ -8,16 +8,15 @@ import argparse
 import dataclasses
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError, InputError
-from harness.report import compare, publish, resultset, terminal
+from harness.model import Accel, Progress
+from harness.report import compare, lavabundle, publish, resultset, terminal
 from harness.run import matrix
 from harness.run.runner import DEFAULT_EXPECTATIONS, RunRequest, list_cases
 from harness.suites import registry as suites
 
-Progress = Callable[[str], None]
 MIN_MEMORY_MIB = 128  # below this no Debian kernel gets to our init
 
 
@@ -86,27 +85,52 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_each_run_arguments(p: argparse.ArgumentParser, suite_help: str = "") -> argparse._ArgumentGroup:
-    """The per-run options of the commands that run many times (bisect, series)."""
-    r = p.add_argument_group("each run (as for harness run)")
-    r.add_argument("--suite", action="append", default=[], metavar="NAME", help=suite_help or None)
+def add_each_run_arguments(
+    p: argparse.ArgumentParser, suite_help: str = "", title: str = "each run (as for harness run)"
+) -> argparse._ArgumentGroup:
+    """The per-run options, one definition for every command that runs the suites (run, bisect,
+    series); request_of turns them into a RunRequest."""
+    r = p.add_argument_group(title)
+    r.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=suite_help or "cow, probes (repeatable; default both)",
+    )
     r.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
-    r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    r.add_argument("--memory", type=int, metavar="MIB", help="default as for harness run")
+    r.add_argument("--accel", type=Accel, choices=list(Accel), default=Accel.AUTO)
+    r.add_argument(
+        "--memory",
+        type=int,
+        metavar="MIB",
+        help="guest memory (default 1024; 5120 when *.hugetlb-1g cases are selected, for their 1 GiB pages)",
+    )
     r.add_argument("--cpus", type=int, default=2)
-    r.add_argument("--append", default="", metavar="ARGS")
-    r.add_argument("--timeout", type=float, metavar="S")
-    r.add_argument("--kernel-reports", choices=["fail", "report"], default="fail")
-    r.add_argument("--max-reboots", type=int, default=3, metavar="N")
+    r.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
+    r.add_argument(
+        "--timeout", type=float, metavar="S", help="limit per test program (default: the program's own)"
+    )
+    r.add_argument(
+        "--kernel-reports",
+        choices=["fail", "report"],
+        default="fail",
+        help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported",
+    )
+    r.add_argument(
+        "--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)"
+    )
     return r
 
 
-def each_run_request(a: argparse.Namespace, default_suites: tuple[str, ...] = ()) -> RunRequest:
+def request_of(a: argparse.Namespace, default_suites: tuple[str, ...] = ()) -> RunRequest:
+    """The RunRequest of the per-run options (add_each_run_arguments) and a --filter where the
+    command has one; `harness run` adds its own options to it."""
     return RunRequest(
         suites=tuple(a.suite) or default_suites,
         filters=tuple(getattr(a, "filter", ()) or ()),
         expectations=a.expectations,
-        accel=a.accel,
+        accel=Accel(a.accel),
         memory_mib=a.memory,
         cpus=a.cpus,
         append=a.append,
@@ -162,8 +186,6 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_lava(a: argparse.Namespace) -> int:
-    from harness.report import lavabundle
-
     job = lavabundle.build(
         a.kernel,
         a.out,
@@ -189,7 +211,7 @@ def write_reports(run_dir: Path, progress: Progress) -> None:
 def _shard_filters(req: RunRequest, shard: tuple[int, int]) -> tuple[str, ...]:
     selected = suites.select(suites.programs(list(req.suites)), list(req.filters))
     ids = matrix.shard_ids([i for s in selected for i in s.ids], shard)
-    return tuple(matrix.exact_glob(i) for i in ids)
+    return tuple(suites.exact_glob(i) for i in ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +228,12 @@ class Plain:
         c = publish.compare_with_baseline(self.baseline, run_dir)
         print(compare.render_text(c), end="")
         return 1 if c.regressions else exit_code
+
+
+def print_list(req: RunRequest, progress: Progress) -> None:
+    """--list: each selected id with its expectation on the request's kernel."""
+    for case_id, exp in list_cases(req, progress):
+        print(f"{case_id:60s} {exp.expect}" + (f"  # {exp.reason}" if exp.reason else ""))
 
 
 def dispatch(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int | Plain:
@@ -229,8 +257,7 @@ def dispatch(a: argparse.Namespace, req: RunRequest, progress: Progress) -> int 
                 if not r.filters:
                     continue
             print(f"# {k}")
-            for case_id, exp in list_cases(r, progress):
-                print(f"{case_id:60s} {exp.expect}" + (f"  # {exp.reason}" if exp.reason else ""))
+            print_list(r, progress)
         return 0
     out = matrix.run_matrix(matrix.MatrixRequest(req, kernels, a.jobs, a.repeat, shard), progress)
     detail = terminal.detail_of(a.verbose, a.quiet)

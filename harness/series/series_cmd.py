@@ -24,24 +24,23 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
+from harness import reportio, signals
 from harness.errors import BuildError, HarnessError, InputError
 from harness.kernels import kbuild
 from harness.kernels.gitrepo import check_repo, git
-from harness.model import Outcome
+from harness.model import Outcome, Progress
 from harness.paths import cache_dir
 from harness.run import runopts
-from harness.run.runner import RunRequest, check_junit_path, execute, guest_results, make_run_dir
+from harness.run.rundir import make_run_dir
+from harness.run.runner import RunRequest, Stage, check_junit_path, execute, guest_results
 from harness.series import series_report
 from harness.series.core import (
     Cell,
@@ -56,8 +55,8 @@ from harness.series.core import (
     parse_warnings,
 )
 from harness.series.series_git import Patch, Series, SeriesTree, from_emails, from_range
+from harness.suites import registry as suites
 
-Progress = Callable[[str], None]
 DEFAULT_SUITES = ("cow",)
 
 
@@ -139,7 +138,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def request_of(a: argparse.Namespace) -> SeriesRequest:
-    run = runopts.each_run_request(a, DEFAULT_SUITES)
+    run = runopts.request_of(a, DEFAULT_SUITES)
     frags = tuple(f.resolve() for f in a.fragment) or kbuild.DEFAULT_FRAGMENTS
     return SeriesRequest(
         a.src,
@@ -185,7 +184,6 @@ def _check(req: SeriesRequest) -> None:
     check_junit_path(req.junit)
     if req.url_base is not None and not re.match(r"^https?://[^\s/]+", req.url_base):
         raise InputError(f"--url-base {req.url_base}: not an http(s) URL")
-    from harness.suites import registry as suites
 
     # Bad suite names and filters are errors now, not after the base build.
     suites.check_names(list(req.run.suites))
@@ -289,7 +287,7 @@ def run_row(row: Row, kernel: str, req: SeriesRequest, row_dir: Path, progress: 
         {
             r.id: Cell(r.verdict, Outcome.ERROR, r.reason)
             for r in out.results
-            if r.reason.startswith("not run") and r.id not in tests and out.stage != "done"
+            if r.not_run and r.id not in tests and out.stage != Stage.DONE
         }
     )
     return dataclasses.replace(row, boot=Step.OK, tests=tests, run_s=seconds, run_dir=str(out.run_dir))
@@ -385,11 +383,9 @@ class SeriesRun:
             "junit.xml": series_report.junit(self.rows, self.with_apply, props, strict),
         }
         for name, text in files.items():
-            tmp = self.out / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, self.out / name)
+            reportio.write_text(self.out / name, text)
         if self.req.junit:
-            self.req.junit.write_text(files["junit.xml"])
+            reportio.write_text(self.req.junit, files["junit.xml"])
 
     def row_dir(self, row: Row) -> Path:
         return self.out / "rows" / f"{row.index:02d}"
@@ -491,42 +487,25 @@ def run_series(req: SeriesRequest, progress: Progress, parts: Parts = real_parts
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    home = cache_dir() / "series" / kbuild._tree_key(repo)
+    home = cache_dir() / "series" / kbuild.tree_key(repo)
     progress(f"series dir: {out}")
     progress(f"{len(series.patches)} patch(es) on {series.base[:12]}; worktree {home / 'worktree'}")
     with locked(home / "lock"):
         tree = SeriesTree(repo, home / "worktree")
         sr = SeriesRun(req, series, repo, tree, out, progress, parts)
         try:
-            with _sigterm_as_interrupt():
-                return sr.run()
-        except KeyboardInterrupt:
+            return sr.run()  # SIGTERM arrives as Ctrl-C (cli: signals.sigterm_as_interrupt)
+        except KeyboardInterrupt as e:
+            code = signals.exit_code(e)
             _finish(sr, "interrupted")
-            print("harness: interrupted", file=sys.stderr)
-            return 130
+            print(f"harness: {signals.reason(code)}", file=sys.stderr)
+            return code
         except HarnessError:
             _finish(sr, "stopped by an error")
             raise
         finally:
             print(series_report.table(sr.rows, sr.with_apply, sr.title(), strict=req.strict), end="")
             print(f"series dir: {out}")
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A CI job cancelled with SIGTERM ends like Ctrl-C: reports written, exit 130."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _finish(sr: SeriesRun, why: str) -> None:

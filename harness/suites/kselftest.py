@@ -26,6 +26,7 @@ from pathlib import Path
 from harness.errors import BuildError, InputError, ToolMissing
 from harness.judge import expect, kmsg
 from harness.kernels import kbuild, sources
+from harness.kernels.kernel import DEFAULT_KERNEL
 from harness.model import CaseResult, Kernel, Outcome, TestNode, Verdict
 from harness.paths import cache_dir
 
@@ -113,8 +114,6 @@ def source_for(kernel_spec: str | None) -> Path:
     """The source tree a kselftest is built from: the kernel's own (its tree or build dir, or
     the cached Debian source of its series), or $HARNESS_KSELFTEST_SRC (a tree or debian:SERIES)
     to run newer selftests against an older kernel (Debian 6.1's tree has no mm/cow)."""
-    from harness.kernels.kernel import DEFAULT_KERNEL
-
     spec = os.environ.get("HARNESS_KSELFTEST_SRC") or kernel_spec or DEFAULT_KERNEL
     m = _DEBIAN_SERIES.match(spec)
     if m is not None:

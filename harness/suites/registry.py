@@ -9,15 +9,20 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from harness.errors import BuildError, InputError, KernelError, ToolMissing
-from harness.model import Kernel
+from harness.kernels import headers
+from harness.model import Kernel, TestNode
 from harness.paths import REPO_ROOT, cache_dir
+from harness.suites import kselftest
+from harness.suites.kselftest import parse_spec
 
 COW_SRC = REPO_ROOT / "cow_tests"
 PROBES_SRC = REPO_ROOT / "guest" / "probes"
@@ -25,6 +30,13 @@ FAULTS_SRC = REPO_ROOT / "guest" / "faults"
 HOSTILE_SRC = REPO_ROOT / "guest" / "hostile"
 GUEST_PYTHON = ("/usr/bin/python3", "-I")  # the host's, shared read-only into the guest
 HOST_PYTHON = (shutil.which("python3") or "python3",)
+
+
+class ProgramKind(StrEnum):
+    HARNESS = "harness"  # our contract: --list prints the ids, `prog ID...` runs just those
+    # An upstream selftest run whole: its results are keyed on their `# [RUN]` lines under the
+    # program's id_prefix (suites/kselftest.py), known only once it ran.
+    KSELFTEST = "kselftest"
 
 
 @dataclass(frozen=True)
@@ -36,9 +48,7 @@ class Program:
     guest_interp: tuple[str, ...] = ()  # () for a static binary
     host_interp: tuple[str, ...] = ()  # to ask the program for --list on the host
     timeout_s: float = 900.0
-    # "harness": our --list/ids contract. "kselftest": an upstream selftest run whole, its
-    # results keyed on their `# [RUN]` lines under id_prefix (harness/suites/kselftest.py).
-    kind: str = "harness"
+    kind: ProgramKind = ProgramKind.HARNESS
     id_prefix: str = ""
     guest_cwd: str = ""  # run from this directory in the guest ("" = wherever the agent is)
     needs_rdma: bool = False  # the guest must have an RDMA (soft-RoCE) device
@@ -52,11 +62,29 @@ class Program:
         """Runs on the host's /usr (python3), shared over 9p."""
         return bool(self.guest_interp) and self.guest_interp[0].startswith("/usr/")
 
+    @property
+    def runs_whole(self) -> bool:
+        """Takes no ids: runs whole, and what it ran is known from its output."""
+        return self.kind is ProgramKind.KSELFTEST
+
     def guest_argv(self, ids: list[str]) -> list[str]:
         argv = [*self.guest_interp, f"/harness/{self.guest_path}"]
-        if self.kind == "kselftest":  # takes no ids: always runs whole
+        if self.runs_whole:
             return ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", self.guest_cwd or "/", *argv]
         return [*argv, *ids]
+
+    def per_case(self, sel: Selected) -> list[Selected]:
+        """The selection one case at a time (--isolate case); a program that runs whole stays whole."""
+        return [sel] if self.runs_whole else [Selected(self, (i,)) for i in sel.ids]
+
+    def planned(self, sel: Selected) -> int | None:
+        """How many results its KTAP plan must announce (None: as many as it says)."""
+        return None if self.runs_whole else len(sel.ids)
+
+    def log_slices(self, root: TestNode, console: str) -> dict[str, str] | None:
+        """Where each case's kernel log is, for a program whose markers carry upstream's names
+        rather than our ids (None: the markers carry our ids)."""
+        return kselftest.slices(root, self.id_prefix, console) if self.runs_whole else None
 
 
 @dataclass(frozen=True)
@@ -141,7 +169,7 @@ def faults() -> list[Program]:
 
 
 def hostile() -> list[Program]:
-    """The hostile-guest drill (not a default suite; issue 15): a KTAP plan bomb, a gzip bomb,
+    """The hostile-guest drill (not a default suite): a KTAP plan bomb, a gzip bomb,
     64 MiB of output, bytes that are not UTF-8, terminal escapes, fence-breaking backticks.
     Each must end in a complete, valid report and a bounded harness."""
     return [
@@ -153,8 +181,6 @@ def hostile() -> list[Program]:
 
 def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
     """`kselftest:DIR/TEST`, built from the source tree of the kernel under test."""
-    from harness.suites import kselftest
-
     d, t = kselftest.parse_spec(suite)
     binary = kselftest.build(kselftest.source_for(kernel_spec), d, t)
     return Program(
@@ -162,7 +188,7 @@ def kselftest_program(suite: str, kernel_spec: str | None) -> Program:
         suite,
         binary,
         f"kselftest/{d}/{t}",
-        kind="kselftest",
+        kind=ProgramKind.KSELFTEST,
         id_prefix=kselftest.id_prefix(d, t),
         guest_cwd=kselftest.GUEST_CWD,
     )
@@ -174,8 +200,6 @@ WARN_MODULE_SRC = FAULTS_SRC / "warn_module"
 def _headers_for(kernel: Kernel, progress: Callable[[str], None]) -> Path | None:
     """Where to build an out-of-tree module for `kernel`: a Debian kernel's headers from the
     harness's apt state (headers.py), or the tree the kernel was built in."""
-    from harness.kernels import headers
-
     if kernel.origin.startswith("debian:"):
         return headers.for_debian(kernel.release, progress)
     for cand in (
@@ -196,8 +220,6 @@ def _module(
     source changes). Returns (the .ko, True), or (a file saying why there is none, False) when
     it cannot be built here: no headers, not the kernel's compiler, or (unless strict, which
     raises BuildError) a failed build."""
-    from harness.kernels import headers
-
     out = cache_dir() / f"{name}_module" / kernel.release
     out.mkdir(parents=True, exist_ok=True)
     why = out / f"{name}.ko.why"
@@ -274,8 +296,6 @@ DEFAULT_SUITES = ("cow", "probes")
 
 def check_names(suites: list[str]) -> None:
     """An unknown suite name is an InputError, found without building anything."""
-    from harness.suites.kselftest import parse_spec
-
     for s in suites:
         if s.startswith("kselftest:"):
             parse_spec(s)
@@ -307,19 +327,22 @@ def _ids(p: Program) -> tuple[str, ...]:
 def list_ids(p: Program) -> list[str]:
     """The program's fixed id list, asked of the program itself on the host (once). A
     kselftest's ids are known only after it ran: its one id is its prefix."""
-    if p.kind == "kselftest":
+    if p.runs_whole:
         return [p.id_prefix]
     return list(_ids(p))
+
+
+def exact_glob(case_id: str) -> str:
+    """A --filter glob that matches exactly this id."""
+    return re.sub(r"([*?\[])", r"[\1]", case_id)
 
 
 def select(progs: list[Program], filters: list[str]) -> list[Selected]:
     """Programs with the ids that match any --filter glob (all ids when there is no filter)."""
     chosen: list[Selected] = []
     for p in progs:
-        if p.kind == "kselftest":
-            from harness.suites.kselftest import could_match
-
-            if could_match(p.id_prefix, filters):
+        if p.runs_whole:
+            if kselftest.could_match(p.id_prefix, filters):
                 chosen.append(Selected(p, (p.id_prefix,), tuple(filters)))
             continue
         ids = [i for i in list_ids(p) if not filters or any(fnmatch.fnmatchcase(i, f) for f in filters)]

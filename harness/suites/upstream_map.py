@@ -2,7 +2,7 @@
 
 Upstream names a case by its `# [RUN]` line, `<operation> ... with <memory>`; we name it
 `cow.<operation>.<memory type>` (cow_tests/README.md). A pair is listed only where both check
-the same behaviour on the same kind of memory, read from both sources (SEMANTICS.md section 1).
+the same behaviour on the same kind of memory, read from both sources (docs/semantics.md#upstream-selftests).
 Used by harness/suites/crosscheck.py; an upstream id is `kselftest.mm.<test>.` + slug of the RUN text.
 """
 
@@ -81,7 +81,7 @@ GUP_LONGTERM_MEMS = {
 }
 # Pairs left out. Upstream expects io_uring to refuse a shared ext4 mapping ("Should have
 # failed"), but judges it on errno, which liburing >= 2.2 does not set (it returns -errno):
-# its verdict comes from whatever errno an earlier call left (SEMANTICS.md 1.2), so an
+# its verdict comes from whatever errno an earlier call left (docs/semantics.md#liburing-errno), so an
 # agreement with our cow.iouring-register-refused.ext4-shared would mean nothing.
 EXCLUDED = {
     ("gup_longterm", "io_uring fixed buffer with MAP_SHARED file mapping", "local tmpfile"),

@@ -27,7 +27,7 @@ import pexpect
 from harness import safetext
 from harness.errors import AccelUnusable, BootPanic, BootTimeout, InputError, MachineError
 from harness.limits import MAX_CONSOLE_SECTION_BYTES, dropped_note
-from harness.model import Kernel
+from harness.model import Kernel, Progress
 from harness.paths import cache_dir
 from harness.vm import qemu
 from harness.vm.console import ConsoleTransport
@@ -35,7 +35,6 @@ from harness.vm.consolelog import ConsoleLog
 from harness.vm.image import GuestImage, GuestOptions, require_qemu
 from harness.vm.qemu import QemuSpec, Share
 
-Progress = Callable[[str], None]
 _KVM_DEAD = re.compile(
     rb"KVM internal error|kvm run failed|failed to initialize kvm|Could not access KVM", re.I
 )
@@ -167,6 +166,10 @@ class Machine:
         self._drain_thread: threading.Thread | None = None
         self.checks: Checks | None = None  # what a guest with a snapshot point reported past it
         self.restored = False
+
+    @property
+    def qemu_version(self) -> str:
+        return qemu.version(self.qspec.qemu)
 
     def alive(self) -> bool:
         return bool(self.child.isalive())

@@ -1,4 +1,4 @@
-"""Snapshots of a booted guest, cached across runs (issue 18).
+"""Snapshots of a booted guest, cached across runs.
 
 A guest built with GuestOptions(handshake=True) stops at its snapshot point (guest/init): modules
 loaded, the ext4 scratch disk mounted, swap on, the hugetlb pool reserved, the /usr share *not*

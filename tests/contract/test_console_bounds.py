@@ -1,4 +1,4 @@
-"""The console transport reads a hostile reply in linear time and bounded memory (issue 15):
+"""The console transport reads a hostile reply in linear time and bounded memory:
 garbage before the end marker, a gzip bomb, a reply over the limit."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A matrix keeps every case of every job (issue 15): a job killed mid-run has its missing cases
+"""A matrix keeps every case of every job: a job killed mid-run has its missing cases
 filled as ERROR with the reason, and one job's torn files cost only that job."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""QEMU runs confined (issue 15): the seccomp sandbox where this QEMU has it, a minimal
+"""QEMU runs confined: the seccomp sandbox where this QEMU has it, a minimal
 environment, the monitor socket in a private directory, the initramfs (a host key inside) 0600."""
 
 from __future__ import annotations

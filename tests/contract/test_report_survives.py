@@ -1,4 +1,4 @@
-"""The report survives (issue 15): a full disk, SIGTERM, a second Ctrl-C while the reports are
+"""The report survives: a full disk, SIGTERM, a second Ctrl-C while the reports are
 written, a reused or shared --out. The pipeline's stages are stubbed: what is tested is
 runner.execute's finally path and the files it leaves."""
 
@@ -17,14 +17,16 @@ import pytest
 
 from harness import signals
 from harness.errors import InputError
-from harness.model import CaseResult, Expectation, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
 from harness.report import junit as report
 from harness.run import rundir, runner
 from tests.unit.test_runner_mapping import IDS, K612, SEL
 
 
 def _result(case_id: str) -> CaseResult:
-    return CaseResult(case_id, SEL.program.name, Outcome.OK, Verdict.PASS, "", "fine", Expectation("pass"))
+    return CaseResult(
+        case_id, SEL.program.name, Outcome.OK, Verdict.PASS, "", "fine", Expectation(Expect.PASS)
+    )
 
 
 def stub(monkeypatch: pytest.MonkeyPatch, run_all: Callable[[runner._Run], None]) -> None:

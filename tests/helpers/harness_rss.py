@@ -57,5 +57,5 @@ def run(*args: str, timeout_s: float = 600) -> Measured:
 
 
 def report_line(name: str, m: Measured, out: Path) -> str:
-    """One line for the drill's record: what the issue's closing note asks for."""
+    """One line for the drill's record: exit code, peak RSS, wall time and the run dir."""
     return f"{name}: exit {m.rc}, peak RSS {m.peak_rss_mib:.0f} MiB, {m.wall_s:.0f} s, run dir {out}"

@@ -12,8 +12,8 @@ from harness.bisect import bisect_cmd
 from harness.bisect.bisect_cmd import expand_kernels, observe, packages_between
 from harness.errors import BuildError, HarnessError, InputError
 from harness.kernels import aptstate, debian
-from harness.model import CaseResult, Expectation, Outcome, Verdict
-from harness.run.runner import RunOutcome
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
+from harness.run.runner import RunOutcome, Stage
 from tests.helpers.paths import DATA
 
 TEST = "cow.unshare.odirect-write.base"
@@ -21,11 +21,20 @@ OTHER = "cow.fork.child-keeps-data.base"
 
 
 def case(case_id: str, outcome: Outcome, verdict: Verdict, reason: str = "") -> CaseResult:
-    return CaseResult(case_id, "cow_unshare", outcome, verdict, reason, "", Expectation("pass"))
+    return CaseResult(
+        case_id,
+        "cow_unshare",
+        outcome,
+        verdict,
+        reason,
+        "",
+        Expectation(Expect.PASS),
+        not_run=reason.startswith("not run"),
+    )
 
 
 def outcome(results: list[CaseResult], code: int = 0, stage: str = "done", error: str = "") -> RunOutcome:
-    return RunOutcome(Path("/tmp/run"), results, code, error, stage=stage)
+    return RunOutcome(Path("/tmp/run"), results, code, error, stage=Stage(stage))
 
 
 # ---- observe --------------------------------------------------------------------------------

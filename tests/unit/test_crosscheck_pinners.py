@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.model import CaseResult, Expectation, Kernel, KernelVersion, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Kernel, KernelVersion, Outcome, Verdict
 from harness.run import runner
 from harness.suites import crosscheck
 from tests.helpers.paths import DATA
@@ -13,7 +13,7 @@ CASE_IDS = DATA / "golden" / "case_ids"
 
 
 def _r(i: str, o: Outcome, v: Verdict) -> CaseResult:
-    return CaseResult(i, i.split(".")[1], o, v, "", "", Expectation("pass"))
+    return CaseResult(i, i.split(".")[1], o, v, "", "", Expectation(Expect.PASS))
 
 
 def test_every_pair_names_real_cases() -> None:
@@ -61,11 +61,11 @@ def test_a_pinner_disagreement_is_exit_1_and_written(tmp_path: Path) -> None:
     ]
     k = Kernel("k", Path("/x"), "6.12.118", KernelVersion(6, 12, 118), None)
     out = runner.RunOutcome(tmp_path, list(results))
-    runner._crosscheck(out, k, {"guest": {"pinner": "module"}})
+    runner.cross_check(out, k, {"pinner": "module"})
     assert out.exit_code == 1
     assert out.crosscheck.startswith("DISAGREE  cow.rdma-ro.file-update.ext4-private (PASS)  <->  ")
     assert "cow_gup (module)" in (tmp_path / "crosscheck.txt").read_text()
     old = runner.RunOutcome(tmp_path / "o", list(results))
     (tmp_path / "o").mkdir()
-    runner._crosscheck(old, Kernel("k", Path("/x"), "6.1.192", KernelVersion(6, 1, 192), None), {})
+    runner.cross_check(old, Kernel("k", Path("/x"), "6.1.192", KernelVersion(6, 1, 192), None), {})
     assert old.exit_code == 0 and "differ by design" in (tmp_path / "o" / "crosscheck.txt").read_text()

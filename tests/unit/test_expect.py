@@ -19,7 +19,7 @@ from harness.judge.expect import (
     parse_version,
     version_in_range,
 )
-from harness.model import Expectation, Kernel, KernelVersion, Outcome, Verdict
+from harness.model import Expect, Expectation, Kernel, KernelVersion, Outcome, Verdict
 from tests.helpers import paths
 from tests.helpers.known_ids import FIRST_SLICE_IDS
 from tests.helpers.paths import REPO
@@ -308,7 +308,7 @@ GENERAL_THEN_SPECIFIC = """\
 def test_last_matching_rule_wins() -> None:
     rs = rules(GENERAL_THEN_SPECIFIC)
     exp = expectation_for(rs, "cow.vmsplice.unmap-in-child.base", kernel())
-    assert exp == Expectation(expect="pass", reason="specific", commit="", source="t.yaml:6")
+    assert exp == Expectation(expect=Expect.PASS, reason="specific", commit="", source="t.yaml:6")
     other = expectation_for(rs, "cow.vmsplice.unmap-in-child.thp", kernel())
     assert (other.expect, other.reason, other.source) == ("fail", "general", "t.yaml:3")
     assert [r.reason for r in matching_rules(rs, "cow.vmsplice.unmap-in-child.base", kernel())] == [
@@ -336,9 +336,9 @@ def test_general_rule_after_specific_one_overrides_it() -> None:
 def test_no_match_means_pass_with_empty_source() -> None:
     rs = rules(GENERAL_THEN_SPECIFIC)
     assert expectation_for(rs, "cow.fork.child-keeps-data.base", kernel()) == Expectation(
-        expect="pass", source=""
+        expect=Expect.PASS, source=""
     )
-    assert expectation_for(RuleSet(), "anything", kernel()) == Expectation(expect="pass", source="")
+    assert expectation_for(RuleSet(), "anything", kernel()) == Expectation(expect=Expect.PASS, source="")
 
 
 def test_glob_matches_whole_id_case_sensitively() -> None:
@@ -444,7 +444,7 @@ JUDGE_TABLE = {
     ],
 )
 def test_judge_table(outcome: Outcome, expect: str, verdict: Verdict) -> None:
-    assert judge(outcome, Expectation(expect=expect, reason="r")) is verdict
+    assert judge(outcome, Expectation(expect=Expect(expect), reason="r")) is verdict
 
 
 def test_judge_table_covers_every_outcome() -> None:
@@ -453,28 +453,28 @@ def test_judge_table_covers_every_outcome() -> None:
 
 def test_judge_rejects_unknown_expectation() -> None:
     with pytest.raises(InputError, match="bad expectation"):
-        judge(Outcome.OK, Expectation(expect="flaky", source="x.yaml:3"))
+        judge(Outcome.OK, Expectation(expect="flaky", source="x.yaml:3"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("expect", ["pass", "fail"])
 def test_unexpected_skip_is_error_and_says_no_expectation_explains_it(expect: str) -> None:
-    verdict, reason = judge_case(Outcome.SKIP, Expectation(expect=expect, reason="r"), "no swap")
+    verdict, reason = judge_case(Outcome.SKIP, Expectation(expect=Expect(expect), reason="r"), "no swap")
     assert verdict is Verdict.ERROR and verdict.unexpected
     assert reason == "skipped, and no expectation says why: no swap"
 
 
 def test_expected_skip_keeps_the_tests_reason() -> None:
-    exp = Expectation(expect="skip", reason="mTHP came in 6.8", commit="3485b88390b0", source="e.yaml:3")
+    exp = Expectation(expect=Expect.SKIP, reason="mTHP came in 6.8", commit="3485b88390b0", source="e.yaml:3")
     assert judge_case(Outcome.SKIP, exp, "no mTHP sysfs") == (Verdict.SKIP, "no mTHP sysfs")
     assert not Verdict.SKIP.unexpected
 
 
 def test_unexpected_todo_and_a_skip_without_reason() -> None:
-    assert judge_case(Outcome.TODO, Expectation("pass"), "later") == (
+    assert judge_case(Outcome.TODO, Expectation(Expect.PASS), "later") == (
         Verdict.ERROR,
         "TODO: skipped, and no expectation says why: later",
     )
-    assert judge_case(Outcome.SKIP, Expectation("pass"), "") == (
+    assert judge_case(Outcome.SKIP, Expectation(Expect.PASS), "") == (
         Verdict.ERROR,
         "skipped, and no expectation says why: the test gave no reason",
     )
@@ -483,7 +483,7 @@ def test_unexpected_todo_and_a_skip_without_reason() -> None:
 @pytest.mark.parametrize("outcome", [o for o in Outcome if o not in (Outcome.SKIP, Outcome.TODO)])
 @pytest.mark.parametrize("expect", ["pass", "fail", "skip"])
 def test_judge_case_keeps_the_reason_of_anything_but_a_skip(outcome: Outcome, expect: str) -> None:
-    exp = Expectation(expect=expect, reason="r")
+    exp = Expectation(expect=Expect(expect), reason="r")
     assert judge_case(outcome, exp, "why") == (judge(outcome, exp), "why")
 
 
@@ -519,7 +519,7 @@ def test_repo_expects_first_cases_to_pass_on_debian_kernels(release: str) -> Non
     rs = load(REPO_FILE)
     for case in FIRST_CASES:
         assert expectation_for(rs, case, kernel(release, SOFT_DIRTY)) == Expectation(
-            expect="pass", source=""
+            expect=Expect.PASS, source=""
         ), case
 
 
@@ -559,8 +559,8 @@ GUP = {"CONFIG_GUP_TEST": "y"}
 @pytest.mark.parametrize(
     ("case", "release", "config", "want"),
     [
-        # no gup_test: Debian 12's kernels pin through harness_pin (held to pass, seed 004 fails
-        # before 6.2); Debian 13's (gcc-14) cannot have the module on a gcc-12 host: skip
+        # no gup_test: Debian 12's kernels pin through harness_pin (held to pass, the
+        # ro-longterm-private cases fail before 6.2); Debian 13's (gcc-14) cannot have the module on a gcc-12 host: skip
         ("cow.gup-pin-ro.cow-shared.base", "6.12.117", {}, "pass"),
         ("cow.gup-benchmark.longterm-rw-pin.tmpfs-shared", "6.1.192", {}, "pass"),
         ("cow.gup-pin-ro.private-mapping.zeropage", "6.1.192", {}, "fail"),

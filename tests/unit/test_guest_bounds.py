@@ -1,5 +1,5 @@
-"""Everything from the guest is bounded before the host parses, decompresses or stores it
-(issue 15): KTAP plans, gzip, per-case output, the head-and-tail helpers."""
+"""Everything from the guest is bounded before the host parses, decompresses or stores it:
+KTAP plans, gzip, per-case output, the head-and-tail helpers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from harness import limits
 from harness.judge import ktap, outcomes
-from harness.model import Outcome, Verdict
+from harness.model import Expect, Outcome, Verdict
+from harness.run import rundir
 from tests.unit.test_runner_mapping import EMPTY, K612, SEL
 
 
@@ -155,24 +156,23 @@ def test_a_stored_result_is_bounded_and_says_what_was_cut() -> None:
         Verdict.FAIL,
         "r" * 100_000,
         "x\n" * 1_000_000,
-        Expectation("pass"),
+        Expectation(Expect.PASS),
         kernel_events=tuple(f"WARNING {i}" for i in range(5000)),
     )
     b = runner.bounded(r)
     assert len(b.output) < limits.MAX_CASE_OUTPUT_CHARS + 200 and "characters dropped here" in b.output
     assert len(b.reason) < limits.MAX_REASON_CHARS + 200
     assert len(b.kernel_events) == limits.MAX_KERNEL_EVENTS and "+4951 more" in b.kernel_events[-1]
-    small = CaseResult("a", "p", Outcome.OK, Verdict.PASS, "", "fine", Expectation("pass"))
+    small = CaseResult("a", "p", Outcome.OK, Verdict.PASS, "", "fine", Expectation(Expect.PASS))
     assert runner.bounded(small) is small
 
 
 @pytest.mark.parametrize("junk", [b"junk", bytes(range(256)), b"\x1f\x8b\x08"])
 def test_garbage_instead_of_gzipped_dmesg_is_a_note(junk: bytes) -> None:
-    from harness.run import runner
 
-    assert runner.dmesg_text(junk).startswith(b"[harness: the guest's dmesg did not come back as gzip")
-    assert runner.dmesg_text(gzip.compress(b"[0.0] hello\n")) == b"[0.0] hello\n"
-    assert runner.dmesg_text(gzip.compress(b"x" * 1000)[:12]).endswith(
+    assert rundir.dmesg_text(junk).startswith(b"[harness: the guest's dmesg did not come back as gzip")
+    assert rundir.dmesg_text(gzip.compress(b"[0.0] hello\n")) == b"[0.0] hello\n"
+    assert rundir.dmesg_text(gzip.compress(b"x" * 1000)[:12]).endswith(
         b"[harness: the gzip stream ends early, after 1 bytes]\n"
     )
 

@@ -297,7 +297,7 @@ def test_the_cow_grid_of_the_whole_suite_on_two_kernels() -> None:
     assert page.count('<details class="cow">') == 1 and page.count('<details class="cow" open>') == 1
     assert "probe.perf-rb.odirect-write" in text and "probe.perf-rb" not in "".join(t for _, t in grids)
     diff = page[page.index('id="cow-diff"') : page.index('<details class="cow"')]
-    # 150 + issue 14: iouring-register-efault.perf-rb, softdirty-clean.{process-vm-readv,odirect-write}.thp,
+    # 150 + the sharper-tests cases: iouring-register-efault.perf-rb, softdirty-clean.{process-vm-readv,odirect-write}.thp,
     # and the unshare matrix: odirect-write on 6 more types (6.1 XFAIL), 3 ops x 7 mTHP sizes (6.1 SKIP)
     assert "Cells that differ between kernels (180)" in diff
     assert (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import InputError
-from harness.run import matrix, runner
+from harness.run import guestfacts, matrix
 from harness.vm import hugepages, machine
 from harness.vm.hugepages import GuestMemory
 
@@ -88,15 +88,15 @@ def test_kernel_args_reach_the_cmdline_before_the_users_append() -> None:
     ],
 )
 def test_shortfall_note(asked: int, facts: dict[str, str], said: bool) -> None:
-    note = runner.hugepages_1g_shortfall(asked, facts)
+    note = guestfacts.hugepages_1g_shortfall(asked, facts)
     assert bool(note) == said
     if said:
         assert f"of {asked} boot-time 1 GiB" in note and "SKIP" in note
 
 
 def test_guest_facts_carry_the_1g_pool() -> None:
-    assert "hugepages-1048576kB/nr_hugepages" in runner.GUEST_FACTS
-    facts = runner.guest_facts("nr_hugepages=16\nhugepages_1g=2\nhugepages_1g_free=2\n")
+    assert "hugepages-1048576kB/nr_hugepages" in guestfacts.GUEST_FACTS
+    facts = guestfacts.guest_facts("nr_hugepages=16\nhugepages_1g=2\nhugepages_1g_free=2\n")
     assert facts["hugepages_1g"] == "2" and facts["hugepages_1g_free"] == "2"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from harness.errors import InputError
 from harness.kernels import kbuild, sources
+from harness.model import Expect
 from harness.suites import kselftest
 
 LOG = """\
@@ -176,7 +177,7 @@ def test_a_crosscheck_disagreement_makes_the_run_exit_1(tmp_path: Path) -> None:
     from harness.run import runner
 
     def r(i: str, o: Outcome, v: Verdict) -> CaseResult:
-        return CaseResult(i, "p", o, v, "", "", Expectation("pass"))
+        return CaseResult(i, "p", o, v, "", "", Expectation(Expect.PASS))
 
     out = runner.RunOutcome(
         tmp_path,
@@ -185,9 +186,9 @@ def test_a_crosscheck_disagreement_makes_the_run_exit_1(tmp_path: Path) -> None:
             r("kselftest.mm.cow.basic-cow-after-fork-with-base-page", Outcome.NOT_OK, Verdict.FAIL),
         ],
     )
-    runner._crosscheck(out)
+    runner.cross_check(out)
     assert out.exit_code == 1
     assert "DISAGREE" in out.crosscheck and (tmp_path / "crosscheck.txt").read_text().startswith("status")
     quiet = runner.RunOutcome(tmp_path / "x", [r("cow.fork.child-keeps-data.base", Outcome.OK, Verdict.PASS)])
-    runner._crosscheck(quiet)
+    runner.cross_check(quiet)
     assert quiet.exit_code == 0 and quiet.crosscheck == ""

@@ -9,9 +9,10 @@ import pytest
 
 from harness.errors import InputError
 from harness.judge import expect, ktap
-from harness.model import CaseResult, Expectation, Kernel, KernelVersion, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Kernel, KernelVersion, Outcome, Verdict
 from harness.suites import crosscheck, kselftest, upstream_map
 from harness.suites import registry as suites
+from harness.suites.registry import ProgramKind
 from tests.helpers.paths import DATA
 
 KTAP = DATA / "ktap"
@@ -119,7 +120,7 @@ def _program() -> suites.Program:
         "kselftest:mm/cow",
         Path("/x/cow"),
         "kselftest/mm/cow",
-        kind="kselftest",
+        kind=ProgramKind.KSELFTEST,
         id_prefix="kselftest.mm.cow",
         guest_cwd="/mnt/ext4",
     )
@@ -288,7 +289,7 @@ def test_filesystem_pairings_are_refused_unless_the_guest_shows_the_filesystem()
 
 
 def _r(case_id: str, outcome: Outcome, verdict: Verdict) -> CaseResult:
-    return CaseResult(case_id, "p", outcome, verdict, "", "", Expectation("pass"))
+    return CaseResult(case_id, "p", outcome, verdict, "", "", Expectation(Expect.PASS))
 
 
 UP_BASE = "kselftest.mm.cow.basic-cow-after-fork-with-base-page"

@@ -18,6 +18,7 @@ from harness.report import resultset
 from harness.run import matrix
 from harness.run.matrix import Job, JobResult, MatrixRequest
 from harness.run.runner import RunRequest
+from harness.suites import registry
 from tests.helpers import fake_jobs
 from tests.helpers.paths import DATA
 from tests.helpers.results_data import RUN_61, RUN_612, edited_copy, set_verdict
@@ -62,10 +63,10 @@ PINNED = {
 
 def test_exact_globs_match_only_their_id() -> None:
     for case_id in ["cow.fork.a", "odd[1]*?.id", "x?y"]:
-        g = matrix.exact_glob(case_id)
+        g = registry.exact_glob(case_id)
         assert fnmatch.fnmatchcase(case_id, g)
         assert not fnmatch.fnmatchcase(case_id + "x", g)
-    assert not fnmatch.fnmatchcase("xay", matrix.exact_glob("x?y"))
+    assert not fnmatch.fnmatchcase("xay", registry.exact_glob("x?y"))
 
 
 @pytest.mark.parametrize(

@@ -12,16 +12,16 @@ import pytest
 
 from harness import safetext
 from harness.errors import InputError
-from harness.model import CaseResult, Expectation, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
 from harness.report import junit as report
 from tests.helpers.paths import DATA
 
 GOLDEN = DATA / "golden"
 REGEN = os.environ.get("HARNESS_REGEN_GOLDEN") == "1"
 
-PASS_EXP = Expectation("pass")
+PASS_EXP = Expectation(Expect.PASS)
 GAP = Expectation(
-    "fail",
+    Expect.FAIL,
     reason="R/O pin of a shared zeropage is not COW-broken before 6.5",
     commit="0123456789ab",
     source="kernels/expectations.yaml:14",
@@ -132,7 +132,7 @@ def test_junit_an_unexpected_skip_is_an_error_an_explained_one_skipped() -> None
     from harness.judge import expect
 
     mthp = Expectation(
-        "skip",
+        Expect.SKIP,
         reason="anonymous mTHP came in 6.8",
         commit="3485b88390b0 (6.8)",
         source="expectations.yaml:200",

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness import model
 from harness.judge import expect, ktap, outcomes
 from harness.model import CaseResult, Kernel, KernelVersion, Outcome, Verdict
-from harness.run import runner
+from harness.run import guestfacts
 from harness.suites import registry as suites
 
 PROG = suites.Program("cow", "cow", Path("/build/cow"), "cow_tests/cow")
@@ -150,7 +150,7 @@ def test_subset_of_ids() -> None:
 def test_not_run_skips_done_ids_and_applies_expectations() -> None:
     res = outcomes.not_run(SEL, {"cow.a"}, "not run: guest lost", RULES, K61)
     assert [r.id for r in res] == ["cow.b", "cow.c"]
-    assert all(r.verdict is Verdict.ERROR and r.reason == "not run: guest lost" for r in res)
+    assert all(r.verdict is Verdict.ERROR and r.reason == "not run: guest lost" and r.not_run for r in res)
     assert res[0].expectation.expect == "fail"
     # Before the kernel is known there is no expectation to apply.
     res = outcomes.not_run(SEL, set(), "not run: kernel", RULES, None)
@@ -165,7 +165,7 @@ def test_guest_facts() -> None:
         "perf_event_paranoid=2\n[   12.345678] random: crng init done\nstray line\n"
         "weird=a=b\n"
     )
-    f = runner.guest_facts(text)
+    f = guestfacts.guest_facts(text)
     assert f["kernel"] == "6.12.117+deb12-amd64"
     assert f["nproc"] == "2"
     assert f["thp_enabled"] == "always [madvise] never"
@@ -179,11 +179,11 @@ def test_guest_facts_keys_match_the_command() -> None:
     # Every fact the command echoes comes back as a key when each echo prints its line.
     keys = [
         part.split("echo ", 1)[1].split("=", 1)[0]
-        for part in runner.GUEST_FACTS.split(";")
+        for part in guestfacts.GUEST_FACTS.split(";")
         if "echo " in part
     ]
     sample = "\n".join(f"{k}=x" for k in keys)
-    assert sorted(runner.guest_facts(sample)) == sorted(keys)
+    assert sorted(guestfacts.guest_facts(sample)) == sorted(keys)
 
 
 def test_a_skip_read_back_from_the_kernel_log_is_judged_like_one_from_ktap() -> None:

@@ -1,4 +1,4 @@
-"""Guest text made safe where it goes (issue 15): terminals, CI summaries' Markdown fences,
+"""Guest text made safe where it goes: terminals, CI summaries' Markdown fences,
 files; non-UTF-8 never crashes a writer (review B3, B4)."""
 
 from __future__ import annotations

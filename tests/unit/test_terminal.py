@@ -3,27 +3,27 @@ expected SKIPs and XFAILs grouped by reason with a count and an id pattern, the 
 
 from __future__ import annotations
 
-from harness.model import CaseResult, Expectation, Outcome, Verdict
+from harness.model import CaseResult, Expect, Expectation, Outcome, Verdict
 from harness.report import junit as report
 from harness.report import resultset, terminal
 from harness.run import matrix
 from tests.helpers.results_data import RUN_61
 
 NO_GUP = Expectation(
-    "skip",
+    Expect.SKIP,
     "needs the gup_test debugfs interface: the kernel has no CONFIG_GUP_TEST",
     "none: CONFIG_GUP_TEST",
     "expectations.yaml:236",
 )
 NO_MTHP = Expectation(
-    "skip", "no anonymous multi-size THP before 6.8", "3485b88390b0", "expectations.yaml:225"
+    Expect.SKIP, "no anonymous multi-size THP before 6.8", "3485b88390b0", "expectations.yaml:225"
 )
-HUGETLB_GAP = Expectation("fail", "hugetlb COW reuse decided by mapcount", "", "expectations.yaml:90")
+HUGETLB_GAP = Expectation(Expect.FAIL, "hugetlb COW reuse decided by mapcount", "", "expectations.yaml:90")
 MEMORIES = ("base", "base-swapped", "thp", "thp-swapped")
 SIZES = ("mthp-16k", "mthp-32k", "mthp-64k", "mthp-1024k")
 
 
-PASS_EXPECTED = Expectation("pass")
+PASS_EXPECTED = Expectation(Expect.PASS)
 
 
 def res(
@@ -123,7 +123,7 @@ def test_a_matrix_counts_each_kernel() -> None:
                 "cow.fork.z.base",
                 Verdict.SKIP,
                 "io_uring refuses",
-                exp=Expectation("skip", "refused before 6.5"),
+                exp=Expectation(Expect.SKIP, "refused before 6.5"),
             ),
         )
     ]

@@ -1,4 +1,4 @@
-"""vm test: the hostile-guest drill (issue 15). A guest that sends a KTAP plan bomb, a gzip
+"""vm test: the hostile-guest drill. A guest that sends a KTAP plan bomb, a gzip
 bomb, 64 MiB of output, bytes that are not UTF-8, terminal escapes and fence-breaking
 backticks; a run dir on a disk that fills; SIGTERM mid-run; two runs into one --out. Each ends
 with a valid JUnit holding every case exactly once, no traceback, and the harness process

@@ -16,54 +16,55 @@ from tests.helpers.known_ids import FIRST_SLICE_IDS
 
 pytestmark = pytest.mark.vm
 
-# The first slice (issue 2); still asserted by id so a rename cannot drop them silently.
+# The first slice of cases; still asserted by id so a rename cannot drop them silently.
 SLICE_IDS = set(FIRST_SLICE_IDS)
 
-# What differs between the Debian kernels, as observed (SEMANTICS.md section 3 rows), by line.
+# What differs between the Debian kernels, as observed, by line. The comments name the behaviour
+# (a section of docs/semantics.md).
 DIFFERENCES = {
     #  id                                              6.1        6.12       7.3
-    "cow.unshare.odirect-write.base": ("XFAIL", "PASS", "PASS"),  # T21 FOLL_GET vs FOLL_PIN
+    "cow.unshare.odirect-write.base": ("XFAIL", "PASS", "PASS"),  # odirect-pin: FOLL_GET vs FOLL_PIN
     "cow.unshare.odirect-write.hugetlb-2m": ("XFAIL", "PASS", "PASS"),  # the same through hugetlb_wp()
     "cow.unshare.process-vm-readv.base-swapped": ("PASS", "PASS", "PASS"),  # swap-in, then unshare
-    "cow.odirect.tmpfs-file.base": ("XFAIL", "PASS", "PASS"),  # T23 tmpfs O_DIRECT
-    "cow.iouring-register-ok.anon-memfd-2vma": ("XFAIL", "PASS", "PASS"),  # T07 multi-VMA buffer
-    "cow.iouring-register-ok.ext4-private": ("XFAIL", "PASS", "PASS"),  # T02
-    "cow.iouring-register-efault.ext4-shared": ("XFAIL", "PASS", "PASS"),  # T01 errno
-    "cow.iouring-register-refused.ext4-shared": ("PASS", "PASS", "PASS"),  # T01 refused on all
-    "cow.iouring-register-efault.perf-rb": ("XFAIL", "PASS", "PASS"),  # T09 user page: EOPNOTSUPP on 6.1
-    "probe.perf-rb.data-page-write-sigbus": ("PASS", "PASS", "PASS"),  # seed 000: SIGBUS on all
+    "cow.odirect.tmpfs-file.base": ("XFAIL", "PASS", "PASS"),  # tmpfs-odirect
+    "cow.iouring-register-ok.anon-memfd-2vma": ("XFAIL", "PASS", "PASS"),  # iouring-register, 2 VMAs
+    "cow.iouring-register-ok.ext4-private": ("XFAIL", "PASS", "PASS"),  # iouring-register
+    "cow.iouring-register-efault.ext4-shared": ("XFAIL", "PASS", "PASS"),  # iouring-register: errno
+    "cow.iouring-register-refused.ext4-shared": ("PASS", "PASS", "PASS"),  # iouring-register: refused on all
+    "cow.iouring-register-efault.perf-rb": ("XFAIL", "PASS", "PASS"),  # perf-ring-buffer: EOPNOTSUPP on 6.1
+    "probe.perf-rb.data-page-write-sigbus": ("PASS", "PASS", "PASS"),  # perf-ring-buffer: SIGBUS on all
     "cow.fork.child-keeps-data.mthp-64k": ("SKIP", "PASS", "PASS"),  # mTHP from 6.8
-    "cow.vmsplice.unmap-in-child.hugetlb-2m": ("XFAIL", "XFAIL", "XFAIL"),  # T16 never fixed
-    "cow.vmsplice.unmap-in-child.thp": ("PASS", "PASS", "PASS"),  # T15
-    "cow.unshare.process-vm-readv.base": ("PASS", "PASS", "PASS"),  # T18
+    "cow.vmsplice.unmap-in-child.hugetlb-2m": ("XFAIL", "XFAIL", "XFAIL"),  # hugetlb: never fixed
+    "cow.vmsplice.unmap-in-child.thp": ("PASS", "PASS", "PASS"),  # vmsplice
+    "cow.unshare.process-vm-readv.base": ("PASS", "PASS", "PASS"),  # unshare-ro-pin
     "cow.softdirty-clean.process-vm-readv.thp": (
         "PASS",
         "XFAIL",
         "XFAIL",
     ),  # split's pte_mkdirty sets sd (6.4)
     "cow.force-write.file-unchanged.memfd-private": ("PASS", "PASS", "PASS"),  # Dirty COW class
-    "probe.perf-rb.vmflags-no-pfnmap": ("PASS", "PASS", "XFAIL"),  # T27 pfnmap from 6.14
-    "probe.perf-rb.odirect-write": ("PASS", "PASS", "XFAIL"),  # T28 (fails from 6.14)
-    "probe.pfnmap.vvar.process-vm-readv": ("PASS", "PASS", "SKIP"),  # T25; [vvar] not VM_PFNMAP from 7.2
-    "probe.pfnmap.vvar.proc-self-mem": ("PASS", "PASS", "SKIP"),  # T26; same
-    # Seed 002: a PCI RAM BAR (ivshmem) pfnmap, remote access through generic_access_phys.
-    "probe.pfnmap.pci-bar.process-vm-readv": ("PASS", "PASS", "PASS"),  # GUP refuses: EFAULT
+    "probe.perf-rb.vmflags-no-pfnmap": ("PASS", "PASS", "XFAIL"),  # perf-ring-buffer: pfnmap from 6.14
+    "probe.perf-rb.odirect-write": ("PASS", "PASS", "XFAIL"),  # perf-ring-buffer (fails from 6.14)
+    "probe.pfnmap.vvar.process-vm-readv": ("PASS", "PASS", "SKIP"),  # pfnmap-gup; not VM_PFNMAP from 7.2
+    "probe.pfnmap.vvar.proc-self-mem": ("PASS", "PASS", "SKIP"),  # pfnmap-gup; same
+    # pfnmap-gup on a PCI RAM BAR (ivshmem): GUP refuses, remote access goes through generic_access_phys.
+    "probe.pfnmap.pci-bar.process-vm-readv": ("PASS", "PASS", "PASS"),  # EFAULT
     "probe.pfnmap.pci-bar.proc-self-mem-write": ("PASS", "PASS", "PASS"),
     "probe.pfnmap.pci-bar.ptrace-peekdata": ("PASS", "PASS", "PASS"),
-    "cow.collapse.after-fork-shared.thp-pte": ("SKIP", "SKIP", "PASS"),  # no writable PTE: EINVAL <6.18
-    "cow.collapse.after-fork-upper-shared.thp-pte": ("PASS", "PASS", "PASS"),
-    "cow.ksm.unshare.process-vm-readv.base": ("PASS", "PASS", "PASS"),  # a KSM page is never exclusive
+    "cow.collapse.after-fork-shared.thp-pte": ("SKIP", "SKIP", "PASS"),  # thp-collapse: no writable PTE <6.18
+    "cow.collapse.after-fork-upper-shared.thp-pte": ("PASS", "PASS", "PASS"),  # thp-collapse
+    "cow.ksm.unshare.process-vm-readv.base": ("PASS", "PASS", "PASS"),  # ksm-pinned: never exclusive
     "cow.ksm.pin-ro.other-write-unseen.base": ("PASS", "PASS", "SKIP"),  # harness_pin; none for 7.3 here
     # Long-term pins on stock kernels: harness_pin (built for Debian 12's kernels; not for 7.3 on a
-    # gcc-12 host) and RDMA registrations on soft-RoCE (seed 004 on 6.1 vs 6.12).
-    "cow.gup-pin-ro.private-mapping.memfd-private": ("XFAIL", "PASS", "SKIP"),  # T34 84209e87c696
-    "cow.gup-fast-longterm.rw-pin.ext4-shared": ("XFAIL", "PASS", "SKIP"),  # T32 (6.5)
+    # gcc-12 host) and RDMA registrations on soft-RoCE (ro-longterm-private, 6.1 vs 6.12).
+    "cow.gup-pin-ro.private-mapping.memfd-private": ("XFAIL", "PASS", "SKIP"),  # ro-longterm-private
+    "cow.gup-fast-longterm.rw-pin.ext4-shared": ("XFAIL", "PASS", "SKIP"),  # longterm-file-write (6.5)
     "cow.gup-pin-ro.exclusive.base": ("PASS", "PASS", "SKIP"),
     "cow.rdma-ro.write.zeropage": ("PASS", "PASS", "PASS"),  # FOLL_WRITE on 6.1
     "cow.rdma-ro.soft-dirty.base": ("XFAIL", "PASS", "PASS"),  # b40656aa7d55
     "cow.rdma-ro.uffd-wp.base": ("XFAIL", "PASS", "PASS"),  # b40656aa7d55
     "cow.rdma-ro.ro-mapping.memfd-shared": ("XFAIL", "PASS", "PASS"),  # b40656aa7d55
-    "cow.rdma-rw.shared.ext4-shared": ("XFAIL", "PASS", "PASS"),  # T32 (6.5)
+    "cow.rdma-rw.shared.ext4-shared": ("XFAIL", "PASS", "PASS"),  # longterm-file-write (6.5)
 }
 LINES = {"6.1": 0, "6.12": 1, "7.3": 2}
 

@@ -23,8 +23,10 @@ from tests.helpers.small_repo import SmallRepo
 
 pytestmark = pytest.mark.vm
 
-CHANGES = "cow.unshare.odirect-write.base"  # T21: XFAIL (not ok) on 6.1, PASS on 6.12
-SAME = "cow.vmsplice.unmap-in-child.thp"  # T15: PASS on both
+# docs/semantics.md#odirect-pin: XFAIL (not ok) on 6.1, PASS on 6.12
+CHANGES = "cow.unshare.odirect-write.base"
+# docs/semantics.md#vmsplice: PASS on both
+SAME = "cow.vmsplice.unmap-in-child.thp"
 
 
 class KernelFileBuilder:
@@ -56,7 +58,7 @@ def test_series_rows_are_real_boots(tmp_path: Path) -> None:
     try:
         code = run_series(req, print, parts)
     finally:  # our worktree of this one-off repository, kept in the cache per repository
-        shutil.rmtree(cache_dir() / "series" / kbuild._tree_key(repo.path), ignore_errors=True)
+        shutil.rmtree(cache_dir() / "series" / kbuild.tree_key(repo.path), ignore_errors=True)
     rec = json.loads((out / "series.json").read_text())
     print((out / "matrix.txt").read_text())
     assert code == 1

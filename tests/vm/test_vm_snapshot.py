@@ -1,4 +1,4 @@
-"""vm tests: guests restored from a cached snapshot (issue 18), in a private snapshot cache.
+"""vm tests: guests restored from a cached snapshot, in a private snapshot cache.
 
 A cold run (--snapshot off) and a run restored from the cache give the same verdicts; two runs
 restoring the same snapshot at once do not interfere; a corrupted snapshot falls back to a cold
