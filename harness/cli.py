@@ -41,7 +41,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     p.add_argument("--transport", choices=["console", "ssh"], default="console")
     p.add_argument("--memory", type=int, metavar="MIB",
-                   help="guest memory (default 1024; 5120 when *.hugetlb-1g cases are selected, for their 1 GiB pages)")
+                   help="guest memory (default 1024; 5120 when *.hugetlb-1g or *.hugetlb-memfd-1g-* cases are selected, for their 1 GiB pages)")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
     p.add_argument("--timeout", type=float, metavar="S", help="limit per test program (default: the program's own)")

@@ -1,6 +1,6 @@
 """The guest's memory for the selected cases: its size and its boot-time 1 GiB hugetlb pages.
 
-A `*.hugetlb-1g` case needs free 1 GiB pages in the guest. Those are reserved by the kernel at
+A `*.hugetlb-1g` (or `*.hugetlb-memfd-1g-*`) case needs free 1 GiB pages in the guest. Those are reserved by the kernel at
 boot (`hugepagesz=1G hugepages=N`): after boot a guest rarely has a free, aligned, physically
 contiguous GiB left. The 2 MiB pool stays the default size (`default_hugepagesz=2M`) and is
 still filled at runtime by guest/init.
@@ -23,7 +23,10 @@ from .errors import InputError
 
 DEFAULT_MEMORY_MIB = 1024  # what every other case is written for (README: --memory)
 HUGETLB_1G_SUFFIX = ".hugetlb-1g"
-# cow_tests/memtypes.c setup_hugetlb: two free pages, one for the area, one for a COW copy;
+# Every memory type on 1 GiB pages (cow_tests/memtypes.c, MT_GIGANTIC): the anonymous MAP_HUGETLB
+# page and the hugetlb memfd (MFD_HUGE_1GB) in its two mappings.
+HUGETLB_1G_SUFFIXES = (HUGETLB_1G_SUFFIX, ".hugetlb-memfd-1g-private", ".hugetlb-memfd-1g-shared")
+# cow_tests/memtypes.c setup_hugetlb, file_open: two free pages, one for the area, one for a COW copy;
 # the cases of one program run one after another, so two is enough for any selection.
 PAGES_1G_PER_CASE = 2
 LOW_RAM_MIB = 3072  # pc machine: RAM below the 4 GiB hole, at most one clean GiB of it
@@ -45,7 +48,7 @@ class GuestMemory:
 
 def pages_1g_needed(ids: Iterable[str]) -> int:
     """1 GiB pages the guest must have free for these case ids."""
-    return PAGES_1G_PER_CASE if any(i.endswith(HUGETLB_1G_SUFFIX) for i in ids) else 0
+    return PAGES_1G_PER_CASE if any(i.endswith(HUGETLB_1G_SUFFIXES) for i in ids) else 0
 
 
 def min_memory_mib(pages_1g: int) -> int:
@@ -62,7 +65,7 @@ def plan(ids: Iterable[str], requested_mib: int | None) -> GuestMemory:
         return GuestMemory(max(DEFAULT_MEMORY_MIB, need), pages)
     if requested_mib < need:
         raise InputError(
-            f"--memory {requested_mib}: the selected *{HUGETLB_1G_SUFFIX} cases need {pages} boot-time "
+            f"--memory {requested_mib}: the selected 1 GiB hugetlb cases (*{HUGETLB_1G_SUFFIX}, *.hugetlb-memfd-1g-*) need {pages} boot-time "
             f"1 GiB pages, which take a guest of at least {need} MiB (QEMU's pc machine has at most one "
             f"free GiB below 4 GiB); give --memory {need} or more, leave it out, or filter those cases out")
     return GuestMemory(requested_mib, pages)

@@ -41,6 +41,12 @@ def test_only_the_id_suffix_counts() -> None:
     assert hugepages.pages_1g_needed(iter(["cow.x.hugetlb-1g"])) == 2  # any iterable, read once
 
 
+@pytest.mark.parametrize("mem", ["hugetlb-memfd-1g-private", "hugetlb-memfd-1g-shared"])
+def test_hugetlb_memfd_1g_needs_the_pages_too(mem: str) -> None:
+    assert hugepages.plan([f"cow.fork.child-keeps-data.{mem}"], None) == GuestMemory(5120, 2)
+    assert hugepages.pages_1g_needed([f"cow.x.{mem}x", "hugetlb-memfd-1g-private"]) == 0
+
+
 def test_explicit_memory_big_enough_is_kept() -> None:
     assert hugepages.plan(ONE_G, 5120) == GuestMemory(5120, 2)
     assert hugepages.plan(ONE_G, 8192) == GuestMemory(8192, 2)
