@@ -36,10 +36,11 @@ MARKS: dict[Verdict, str] = {
 # mTHP sizes sort numerically; anything else in a family follows alphabetically.
 _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"base(-.*)?$", ("base", "base-swapped", "base-readonly")),
-    (r"thp(-.*)?$", ("thp", "thp-swapped", "thp-pte", "thp-pte-swapped", "thp-single-pte", "thp-mremap",
-                     "thp-mremap-kept", "thp-partially-shared")),
-    (r"mthp-\d+k$", ()),
-    (r"hugetlb-.*$", ("hugetlb-2m", "hugetlb-1g", "hugetlb-memfd-private", "hugetlb-memfd-shared")),
+    (r"thp(-.*)?$", ("thp", "thp-swapped", "thp-pte", "thp-pte-swapped", "thp-single-pte",
+                     "thp-single-pte-swapped", "thp-mremap", "thp-mremap-kept", "thp-partially-shared")),
+    (r"mthp-\d+k(-.*)?$", ()),  # by size, then the form's name
+    (r"hugetlb-.*$", ("hugetlb-2m", "hugetlb-1g", "hugetlb-memfd-private", "hugetlb-memfd-shared",
+                      "hugetlb-memfd-1g-private", "hugetlb-memfd-1g-shared")),
     (r"(huge-)?zeropage$", ("zeropage", "huge-zeropage")),
     (r"memfd(-.*)?$", ("memfd-private", "memfd-shared")),
     (r"tmpfs(-.*)?$", ("tmpfs-private", "tmpfs-shared")),

@@ -214,6 +214,12 @@ def test_memory_types_are_columns_in_family_order() -> None:
     assert sorted(mems, key=cowgrid.memtype_key) == [
         "base", "base-swapped", "thp", "mthp-16k", "mthp-128k", "mthp-1024k", "hugetlb-2m", "hugetlb-1g",
         "zeropage", "huge-zeropage", "memfd-private", "tmpfs-private", "ext4-shared", "anon-shared", "zzz"]
+    # the mTHP forms by size, then name; the new THP and 1 GiB memfd forms in their families
+    more = ["mthp-16k-swapped", "hugetlb-memfd-1g-shared", "mthp-1024k-single-pte", "thp-single-pte-swapped",
+            "mthp-16k", "thp-mremap", "thp-single-pte", "hugetlb-memfd-shared"]
+    assert sorted(more, key=cowgrid.memtype_key) == [
+        "thp-single-pte", "thp-single-pte-swapped", "thp-mremap", "mthp-16k", "mthp-16k-swapped",
+        "mthp-1024k-single-pte", "hugetlb-memfd-shared", "hugetlb-memfd-1g-shared"]
     assert cowgrid.split_id("cow.fork.child-keeps-data.thp") == ("cow.fork.child-keeps-data", "thp")
     assert cowgrid.split_id("probe.perf-rb.odirect-write") is None and cowgrid.split_id("cow.x") is None
 
