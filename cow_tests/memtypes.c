@@ -570,8 +570,12 @@ static enum status setup_zeropage(struct area *a, const struct mem_type *t, stru
 
 /* ---- files and shared memory ------------------------------------------------- */
 
-/* The file for a file type, sized; -1 with r set. */
-static int file_open(enum file_kind kind, size_t size, struct result *r)
+/*
+ * The file for a file type, sized; -1 with r set. hugetlb: `huge_need` free pages (a MAP_PRIVATE
+ * mapping reserves one for its owner beside the file's page: a forked child's COW copy needs
+ * another).
+ */
+static int file_open(enum file_kind kind, size_t size, long huge_need, struct result *r)
 {
 	const char *dir;
 	int fd;
@@ -584,8 +588,7 @@ static int file_open(enum file_kind kind, size_t size, struct result *r)
 		break;
 	case FK_HUGETLB_MEMFD:
 	case FK_HUGETLB_MEMFD_1G:
-		/* Two: one for the file, one for a COW copy of a private mapping. */
-		if (hugetlb_free(size / 1024, 2, r) != ST_PASS)
+		if (hugetlb_free(size / 1024, huge_need, r) != ST_PASS)
 			return -1;
 		fd = memfd_create("cow_tests", MFD_CLOEXEC | MFD_HUGETLB |
 				  (kind == FK_HUGETLB_MEMFD ? MFD_HUGE_2MB : MFD_HUGE_1GB));
@@ -618,7 +621,8 @@ static enum status setup_file(struct area *a, const struct mem_type *t, struct r
 	if (kind == FK_ANON_SHARED) {
 		view = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	} else {
-		a->fd = file_open(kind, size, r);
+		/* The file's page and a COW copy; private: the owner's reservation too. */
+		a->fd = file_open(kind, size, shared ? 2 : 3, r);
 		if (a->fd < 0)
 			return r->status;
 		view = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
@@ -645,6 +649,17 @@ static enum status setup_file(struct area *a, const struct mem_type *t, struct r
 			(void)*(volatile char *)(priv + off);
 		a->alias = view;
 		a->mem = priv;
+	}
+	if (t->props & MT_HUGETLB) {
+		/* The page size the kernel maps this file with: the type's. */
+		long kps = smaps_field_kb(a->mem, "KernelPageSize");
+
+		diag("hugetlb memfd: KernelPageSize %ld kB", kps);
+		if (kps != (long)(size / 1024)) {
+			area_free(a);
+			return res_skip(r, "the hugetlb memfd is not mapped with %zu kB pages (smaps KernelPageSize %ld)",
+					size / 1024, kps);
+		}
 	}
 	diag_pagemap(shared ? "shared mapping after fill" : "private mapping after read fault",
 		     a->mem);

@@ -41,9 +41,11 @@ def test_only_the_id_suffix_counts() -> None:
     assert hugepages.pages_1g_needed(iter(["cow.x.hugetlb-1g"])) == 2  # any iterable, read once
 
 
-@pytest.mark.parametrize("mem", ["hugetlb-memfd-1g-private", "hugetlb-memfd-1g-shared"])
-def test_hugetlb_memfd_1g_needs_the_pages_too(mem: str) -> None:
-    assert hugepages.plan([f"cow.fork.child-keeps-data.{mem}"], None) == GuestMemory(5120, 2)
+@pytest.mark.parametrize("mem,pages", [("hugetlb-memfd-1g-private", 3), ("hugetlb-memfd-1g-shared", 2)])
+def test_hugetlb_memfd_1g_needs_the_pages_too(mem: str, pages: int) -> None:
+    # private: the file's page, the owner's reservation and a child's COW copy
+    assert hugepages.plan([f"cow.fork.parent-keeps-data.{mem}"], None) == GuestMemory(3072 + pages * 1024, pages)
+    assert hugepages.plan(ONE_G + [f"cow.x.{mem}"] + ONE_G, None).hugepages_1g == pages
     assert hugepages.pages_1g_needed([f"cow.x.{mem}x", "hugetlb-memfd-1g-private"]) == 0
 
 
