@@ -20,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import cpio, disks, image, kernel, machine, qemu, suites  # noqa: E402
+from harness.kernels import kernel
+from harness.suites import registry as suites  # noqa: E402
+from harness.vm import cpio, disks, image, machine, qemu
 
 # The same environment the tests get under the harness (modules, ext4 scratch disk, swap,
 # hugetlb pages), with nothing else: no agent, no markers, no fingerprint, no dmesg.
@@ -43,11 +45,15 @@ poweroff -f
 
 def bare_initramfs(k: kernel.Kernel, progs: list[suites.Program], out: Path) -> None:
     bb = Path("/bin/busybox")
-    ents = [cpio.Entry.dir(d) for d in ("bin", "proc", "sys", "tmp", "dev", "tests", "etc",
-                                        "etc/harness", "lib", "mnt")]
+    ents = [
+        cpio.Entry.dir(d)
+        for d in ("bin", "proc", "sys", "tmp", "dev", "tests", "etc", "etc/harness", "lib", "mnt")
+    ]
     ents.append(cpio.Entry.file("bin/busybox", bb.read_bytes(), 0o755))
-    ents += [cpio.Entry.symlink(f"bin/{a}", "busybox")
-             for a in ("sh", "mount", "cut", "echo", "poweroff", "insmod", "mkdir", "swapon")]
+    ents += [
+        cpio.Entry.symlink(f"bin/{a}", "busybox")
+        for a in ("sh", "mount", "cut", "echo", "poweroff", "insmod", "mkdir", "swapon")
+    ]
     wanted = image.VIRTIO_MODULES + image.DISK_MODULES
     mods, _ = image.module_entries(k, wanted)
     ents += [e for e in mods if e.path != "lib"]
@@ -57,11 +63,19 @@ def bare_initramfs(k: kernel.Kernel, progs: list[suites.Program], out: Path) -> 
 
 
 def bare_run(k: kernel.Kernel, initrd: Path, accel: str, tmp: Path) -> tuple[float, float]:
-    spec = qemu.QemuSpec(qemu=image.require_qemu(), kernel=k.bzimage, initrd=initrd,
-                         cmdline=machine.cmdline(), accel=accel, drives=disks.make(tmp))
+    spec = qemu.QemuSpec(
+        qemu=image.require_qemu(),
+        kernel=k.bzimage,
+        initrd=initrd,
+        cmdline=machine.cmdline(),
+        accel=accel,
+        drives=disks.make(tmp),
+    )
     t0 = time.monotonic()
     first = None
-    p = subprocess.Popen(qemu.argv(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        qemu.argv(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     assert p.stdout is not None
     for line in p.stdout:
         if b"BARE-FIRST-TEST" in line and first is None:
@@ -72,8 +86,24 @@ def bare_run(k: kernel.Kernel, initrd: Path, accel: str, tmp: Path) -> tuple[flo
 
 def harness_run(spec: str, suite: str, out: Path, accel: str) -> tuple[float, float, str]:
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "harness.cli", "run", "--kernel", spec, "--suite", suite,
-                    "--out", str(out), "--accel", accel], capture_output=True, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--kernel",
+            spec,
+            "--suite",
+            suite,
+            "--out",
+            str(out),
+            "--accel",
+            accel,
+        ],
+        capture_output=True,
+        check=False,
+    )
     total = time.monotonic() - t0
     fp = json.loads((out / "fingerprint.json").read_text())
     return fp["boot_to_first_test_s"], total, fp["machine"]["accel"]
@@ -97,12 +127,16 @@ def main() -> int:
             rows["bare"].append(bare_run(k, t / "bare.cpio", accel, t))
             first, total, _ = harness_run(a.kernel, a.suite, t / f"h{i}", accel)
             rows["harness"].append((first, total))
-    med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for n, v in rows.items()}
+    med = {
+        n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for n, v in rows.items()
+    }
     print(f"kernel {k.release}, accel {accel}, suite {a.suite}, {a.rounds} rounds (medians)")
     print(f"{'':10s} {'first test':>12s} {'whole run':>12s}")
     for n, (f, w) in med.items():
         print(f"{n:10s} {f:11.2f}s {w:11.2f}s")
-    print(f"{'ratio':10s} {med['harness'][0] / med['bare'][0]:11.2f}x {med['harness'][1] / med['bare'][1]:11.2f}x")
+    print(
+        f"{'ratio':10s} {med['harness'][0] / med['bare'][0]:11.2f}x {med['harness'][1] / med['bare'][1]:11.2f}x"
+    )
     return 0
 
 

@@ -26,8 +26,18 @@ DEFAULT_FILTERS = ["cow.vmsplice.unmap-in-child.*", "cow.unshare.*"]
 
 
 def one(jobs: int, a: argparse.Namespace, out: Path) -> tuple[float, int, int]:
-    argv = [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "-j", str(jobs),
-            "--repeat", str(a.repeat)]
+    argv = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--out",
+        str(out),
+        "-j",
+        str(jobs),
+        "--repeat",
+        str(a.repeat),
+    ]
     for k in a.kernel or DEFAULT_KERNELS:
         argv += ["--kernel", k]
     for f in a.filter or DEFAULT_FILTERS:
@@ -37,8 +47,9 @@ def one(jobs: int, a: argparse.Namespace, out: Path) -> tuple[float, int, int]:
     wall = time.monotonic() - t0
     if p.returncode not in (0, 1):
         sys.exit(f"bench: harness run -j {jobs} exited {p.returncode}:\n{p.stderr[-3000:]}")
-    runs = sum(1 for line in (out / "results.jsonl").read_text().splitlines()
-               for _ in json.loads(line)["verdicts"])
+    runs = sum(
+        1 for line in (out / "results.jsonl").read_text().splitlines() for _ in json.loads(line)["verdicts"]
+    )
     return wall, runs, p.returncode
 
 
@@ -57,8 +68,11 @@ def main() -> None:
             for jobs in (1, a.jobs):
                 wall, cases, rc = one(jobs, a, Path(tmp) / f"r{r}-j{jobs}")
                 walls[jobs].append(wall)
-                print(f"round {r + 1}: -j {jobs}: {cases} case runs in {wall:.1f} s "
-                      f"({cases / wall:.2f} cases/s, exit {rc})", flush=True)
+                print(
+                    f"round {r + 1}: -j {jobs}: {cases} case runs in {wall:.1f} s "
+                    f"({cases / wall:.2f} cases/s, exit {rc})",
+                    flush=True,
+                )
     med = {j: statistics.median(w) for j, w in walls.items()}
     print(f"median wall: -j 1 {med[1]:.1f} s, -j {a.jobs} {med[a.jobs]:.1f} s")
     print(f"throughput -j {a.jobs} / -j 1: {med[1] / med[a.jobs]:.2f}x  ({cases} case runs per matrix)")

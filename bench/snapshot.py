@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cold boots against restores from the snapshot cache (issue 18), side by side in one run.
+"""Cold boots against restores from the snapshot cache, side by side in one run.
 
 Rows (medians over --rounds, each a real `harness run` in a subprocess):
   first test   a fresh guest to the first test command: cold (--snapshot off) vs restored
@@ -27,13 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import boot as bootbench  # noqa: E402
 
-from harness import kernel, snapshot, suites  # noqa: E402
+from harness.kernels import kernel
+from harness.suites import registry as suites  # noqa: E402
+from harness.vm import snapshot
 
 
 def run(args: list[str], out: Path) -> tuple[float, dict]:
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--out-reuse", "-q", *args],
-                   capture_output=True, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--out", str(out), "--out-reuse", "-q", *args],
+        capture_output=True,
+        check=False,
+    )
     wall = time.monotonic() - t0
     fp = out / "fingerprint.json"
     return wall, (json.loads(fp.read_text()) if fp.is_file() else {})
@@ -56,7 +61,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         t = a.keep or Path(tmp)
         t.mkdir(parents=True, exist_ok=True)
-        bootbench.bare_initramfs(k, [p for p in suites.programs(["cow"]) if not p.guest_interp], t / "bare.cpio")
+        bootbench.bare_initramfs(
+            k, [p for p in suites.programs(["cow"]) if not p.guest_interp], t / "bare.cpio"
+        )
         run(kk, t / "warm")  # saves the default run's snapshot (if not cached yet)
         run(kk + ["--suite", "faults", "--timeout", "20"], t / "warm-faults")
         accel = "tcg"
@@ -67,21 +74,44 @@ def main() -> int:
             add("first test: cold", fp["guest_to_first_test_s"])
             w, fp = run(kk, t / "cached")
             add("default run: cached", w)
-            add("snapshot MiB (default run)", float(
-                next((e.size_bytes() for e in snapshot.entries() if e.key == fp["snapshot"]["key"]), 0)) / 2**20)
+            add(
+                "snapshot MiB (default run)",
+                float(next((e.size_bytes() for e in snapshot.entries() if e.key == fp["snapshot"]["key"]), 0))
+                / 2**20,
+            )
             add("first test: restored", fp["guest_to_first_test_s"])
             w, fp = run(kk + ["--isolate", "program"], t / "isolate")
             add("isolate program: cached", w)
             for how in ("off", "auto"):
-                _, fp = run(kk + ["--suite", "faults", "--timeout", "20", "--snapshot", how], t / f"faults-{how}")
-                add(f"panic reboot: {'cold' if how == 'off' else 'restored'}",
-                    max((r["reboot_s"] for r in fp.get("reboots", [])), default=float("nan")))
+                _, fp = run(
+                    kk + ["--suite", "faults", "--timeout", "20", "--snapshot", how], t / f"faults-{how}"
+                )
+                add(
+                    f"panic reboot: {'cold' if how == 'off' else 'restored'}",
+                    max((r["reboot_s"] for r in fp.get("reboots", [])), default=float("nan")),
+                )
             run(kk + ["--filter", a.repeat_filter], t / "warm-repeat")
             for how in ("off", "auto"):
                 t0 = time.monotonic()
-                subprocess.run([sys.executable, "-m", "harness.cli", "run", *kk, "--filter", a.repeat_filter,
-                                "--repeat", "5", "--snapshot", how, "--out", str(t / f"rep-{how}")],
-                               capture_output=True, check=False)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "harness.cli",
+                        "run",
+                        *kk,
+                        "--filter",
+                        a.repeat_filter,
+                        "--repeat",
+                        "5",
+                        "--snapshot",
+                        how,
+                        "--out",
+                        str(t / f"rep-{how}"),
+                    ],
+                    capture_output=True,
+                    check=False,
+                )
                 add(f"repeat 5: {'cold' if how == 'off' else 'cached'}", time.monotonic() - t0)
     med = {n: statistics.median(v) for n, v in rows.items()}
     print(f"kernel {k.release}, accel {accel}, {a.rounds} round(s) (medians, seconds)")

@@ -22,8 +22,8 @@ APT_PACKAGES=(
     git ca-certificates
     flex bison bc libelf-dev libssl-dev ccache  # building kernels (harness build)
     linux-source-6.12    # kernel source from the Debian archive (harness source fetch debian:6.12)
-    chromium             # renders report.html in tests/test_browser.py (installs in ~16 s)
-    lava-dispatcher      # lava-run: runs the generated LAVA job in tests/test_lava.py (~50 s to install)
+    chromium             # renders report.html in tests/contract/test_browser.py (installs in ~16 s)
+    lava-dispatcher      # lava-run: runs the generated LAVA job in tests/vm/test_lava.py (~50 s to install)
 )
 
 need=()

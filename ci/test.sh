@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-"$PY" -m mypy harness
+"$PY" -m ruff format --check --quiet .   # one format (pyproject.toml [tool.ruff])
+"$PY" -m ruff check --quiet .            # pyflakes, pycodestyle, import order, pyupgrade, bugbear
+"$PY" -m mypy                            # strict, over harness/ and tests/ (pyproject.toml [tool.mypy])
 "$PY" -m pytest -m "not slow" -ra "$@"

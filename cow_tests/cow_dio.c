@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * An O_DIRECT read still in flight across fork (SEMANTICS.md T24).
+ * An O_DIRECT read still in flight across fork (docs/semantics.md#dio-fork).
  *
  * The parent starts an asynchronous O_DIRECT read (Linux AIO, io_submit) of
  * one 512-byte sector into the start of its page, forks while the read is

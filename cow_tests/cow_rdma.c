@@ -23,7 +23,8 @@
  *   parent, the child keeps the old data.
  * - rdma-ro.soft-dirty, rdma-ro.uffd-wp: a R/O registration must not write
  *   fault: soft-dirty stays clear, a uffd-wp marker stays in place and no wp
- *   fault is raised (seed 004's side effects of FOLL_WRITE; differ before 6.2).
+ *   fault is raised (docs/semantics.md#write-tracking: side effects of
+ *   FOLL_WRITE, which differ before 6.2).
  * - rdma-rw.shared: a writable registration of a MAP_SHARED mapping; on a
  *   dirty-tracked file (ext4) refused with EFAULT (6.5, a6e79df92e4a), else an
  *   RDMA WRITE lands in the file.

@@ -21,9 +21,10 @@
  * tmpfs accepts O_DIRECT since 6.6 (e88e0d366f9c); before, open() fails
  * with EINVAL.
  *
- * A R/O access must not look like a write to write tracking (seed 004's
- * point 2): unsharing a COW-shared page for a pin copies it, and the copy
- * must keep the soft-dirty and uffd-wp state of the PTE it replaces.
+ * A R/O access must not look like a write to write tracking
+ * (docs/semantics.md#write-tracking): unsharing a COW-shared page for a pin
+ * copies it, and the copy must keep the soft-dirty and uffd-wp state of the
+ * PTE it replaces.
  *   softdirty-clean.{process-vm-readv,odirect-write}: clear_refs (sd=0 on
  *       every page, else SKIP), the access, still sd=0 on every page
  *   uffd-wp-kept.{process-vm-readv,odirect-write}: the area uffd-wp

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
-from . import __version__, bisect_cmd, debian, expreport_cmd, qemu, runopts, safetext, series_cmd, signals, snapshot, suites, terminal
-from .errors import HarnessError
-from .kernel import DEFAULT_KERNEL, resolve as resolve_kernel
-from .machine import accel_plan
-from .paths import cache_dir
-from .runner import DEFAULT_EXPECTATIONS, RunRequest, execute, list_cases
+from harness import __version__, safetext, signals
+from harness.bisect import bisect_cmd
+from harness.errors import HarnessError
+from harness.judge import expreport_cmd
+from harness.kernels import aptstate, debian, kbuild, sources
+from harness.kernels.kernel import DEFAULT_KERNEL
+from harness.kernels.kernel import resolve as resolve_kernel
+from harness.model import TransportKind
+from harness.paths import cache_dir
+from harness.report import terminal
+from harness.run import runopts
+from harness.run.runner import execute
+from harness.series import series_cmd
+from harness.suites import registry as suites
+from harness.vm import qemu, snapshot
+from harness.vm.machine import accel_plan
 
 
 def _progress(msg: str) -> None:
@@ -29,40 +40,69 @@ def _error_line(msg: str) -> str:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="boot a kernel, run the suites, write verdicts")
-    p.add_argument("--kernel", metavar="SPEC", action="append",
-                   help=f"debian:VERSION, a bzImage, or a built tree (default {DEFAULT_KERNEL}); repeat for a matrix")
-    p.add_argument("--suite", action="append", default=[], metavar="NAME", help="cow, probes (repeatable; default both)")
-    p.add_argument("--filter", action="append", default=[], metavar="GLOB", help="only case ids matching GLOB (repeatable)")
-    p.add_argument("--expectations", type=Path, default=DEFAULT_EXPECTATIONS, metavar="FILE")
+    p.add_argument(
+        "--kernel",
+        metavar="SPEC",
+        action="append",
+        help=f"debian:VERSION, a bzImage, or a built tree (default {DEFAULT_KERNEL}); repeat for a matrix",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only case ids matching GLOB (repeatable)",
+    )
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write the JUnit XML here")
-    p.add_argument("--out", type=Path, metavar="DIR", help="run directory (default ./harness-runs/<time>-<kernel>)")
-    p.add_argument("--out-reuse", action="store_true",
-                   help="--out may hold an earlier run: remove its files first (else that is refused)")
-    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    p.add_argument("--transport", choices=["console", "ssh"], default="console")
-    p.add_argument("--memory", type=int, metavar="MIB",
-                   help="guest memory (default 1024; 5120 when *.hugetlb-1g or *.hugetlb-memfd-1g-* cases are selected, for their 1 GiB pages)")
-    p.add_argument("--cpus", type=int, default=2)
-    p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
-    p.add_argument("--timeout", type=float, metavar="S", help="limit per test program (default: the program's own)")
-    p.add_argument("--kernel-reports", choices=["fail", "report"], default="fail",
-                   help="a case during which the kernel WARNs/BUGs/... is FAIL (default) or only reported")
-    p.add_argument("--max-reboots", type=int, default=3, metavar="N", help="fresh guests after panics/hangs (default 3)")
-    p.add_argument("--pinner", choices=suites.PINNERS, default="auto",
-                   help="cow_gup's long-term pins: the kernel's gup_test if it has one, else the harness_pin "
-                        "module (auto, default), or only that one")
-    p.add_argument("--snapshot", choices=["auto", "off"], default="auto",
-                   help="auto (default): fresh guests are restored from a cached snapshot of the booted guest "
-                        "(saved by the first cold boot; `harness cache`); off: every guest boots cold")
-    p.add_argument("--isolate", choices=["none", "program", "case"], default="none",
-                   help="program: every test program runs in a pristine guest (restored from the snapshot); "
-                        "case: every case does (a kselftest program runs whole)")
-    p.add_argument("--list", action="store_true", help="print the selected ids with their expectation, run nothing")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="run directory (default ./harness-runs/<time>-<kernel>)"
+    )
+    p.add_argument(
+        "--out-reuse",
+        action="store_true",
+        help="--out may hold an earlier run: remove its files first (else that is refused)",
+    )
+    p.add_argument(
+        "--transport", type=TransportKind, choices=list(TransportKind), default=TransportKind.CONSOLE
+    )
+    p.add_argument(
+        "--pinner",
+        choices=suites.PINNERS,
+        default="auto",
+        help="cow_gup's long-term pins: the kernel's gup_test if it has one, else the harness_pin "
+        "module (auto, default), or only that one",
+    )
+    p.add_argument(
+        "--snapshot",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto (default): fresh guests are restored from a cached snapshot of the booted guest "
+        "(saved by the first cold boot; `harness cache`); off: every guest boots cold",
+    )
+    p.add_argument(
+        "--isolate",
+        choices=["none", "program", "case"],
+        default="none",
+        help="program: every test program runs in a pristine guest (restored from the snapshot); "
+        "case: every case does (a kselftest program runs whole)",
+    )
+    p.add_argument(
+        "--list", action="store_true", help="print the selected ids with their expectation, run nothing"
+    )
     shown = p.add_mutually_exclusive_group()
-    shown.add_argument("-v", "--verbose", action="store_true",
-                       help="at the end, list every case that did not pass, one per line (as summary.txt)")
-    shown.add_argument("-q", "--quiet", action="store_true",
-                       help="at the end, show only the unexpected cases and the verdict line")
+    shown.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="at the end, list every case that did not pass, one per line (as summary.txt)",
+    )
+    shown.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="at the end, show only the unexpected cases and the verdict line",
+    )
+    runopts.add_each_run_arguments(p, title="the guest and the judge")
     runopts.add_run_arguments(p)
     bisect_cmd.add_run_arguments(p)
 
@@ -84,12 +124,17 @@ def _expand_kernel_sets(specs: list[str] | None) -> list[str] | None:
 
 def _cmd_run(a: argparse.Namespace) -> int:
     a.kernel = _expand_kernel_sets(a.kernel)
-    req = RunRequest(kernel=a.kernel[0] if a.kernel else None, suites=tuple(a.suite), filters=tuple(a.filter),
-                     expectations=a.expectations, junit=a.junit, out=a.out, accel=a.accel,
-                     transport=a.transport, memory_mib=a.memory, cpus=a.cpus, append=a.append,
-                     timeout_s=a.timeout, fail_on_kernel_report=a.kernel_reports == "fail",
-                     max_reboots=a.max_reboots, pinner=a.pinner, out_reuse=a.out_reuse,
-                     snapshot=a.snapshot, isolate=a.isolate)
+    req = dataclasses.replace(
+        runopts.request_of(a),
+        kernel=a.kernel[0] if a.kernel else None,
+        junit=a.junit,
+        out=a.out,
+        transport=TransportKind(a.transport),
+        pinner=a.pinner,
+        out_reuse=a.out_reuse,
+        snapshot=a.snapshot,
+        isolate=a.isolate,
+    )
     if a.bisect_exit:  # under `git bisect run`: 0 good, 1 bad, 125 skip, 128 abort
         return bisect_cmd.run_for_git_bisect(a, req, _progress)
     plan = runopts.dispatch(a, req, _progress)  # several kernels or --repeat: a matrix, run there
@@ -97,9 +142,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return plan
     req = plan.request  # --shard applied
     if a.list:
-        for case_id, exp in list_cases(req, _progress):
-            why = f"  # {exp.reason}" if exp.reason else ""
-            print(f"{case_id:60s} {exp.expect}{why}")
+        runopts.print_list(req, _progress)
         return 0
     out = execute(req, _progress)
     runopts.write_reports(out.run_dir, _progress)
@@ -134,11 +177,11 @@ def _print_available(flavours: bool) -> None:
 
 def _cmd_kernel(a: argparse.Namespace) -> int:
     if a.action == "update":
-        from . import aptstate
-
         aptstate.update(_progress)
         n = len(debian.available(_progress))
-        print(f"harness apt state updated: {n} kernel packages in {len(aptstate.SUITES)} suites ({aptstate.root()})")
+        print(
+            f"harness apt state updated: {n} kernel packages in {len(aptstate.SUITES)} suites ({aptstate.root()})"
+        )
         return 0
     if a.action == "list" and a.available:
         _print_available(a.flavours)
@@ -147,7 +190,9 @@ def _cmd_kernel(a: argparse.Namespace) -> int:
         for pkg in debian.cached_packages():
             dk = debian.load_cached(pkg)
             assert dk is not None
-            print(f"debian:{pkg.removeprefix('linux-image-').removesuffix('-amd64'):28s} {dk.version:24s} {dk.root}")
+            print(
+                f"debian:{pkg.removeprefix('linux-image-').removesuffix('-amd64'):28s} {dk.version:24s} {dk.root}"
+            )
         if not debian.cached_packages():
             print(f"(no kernels cached under {cache_dir() / 'kernels'})")
         return 0
@@ -183,11 +228,30 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
         missing += bool(required and not path)
         print(f"{tool:22s} {state:20s} {path or how}")
     checks = [
-        ("liburing.a", Path("/usr/lib/x86_64-linux-gnu/liburing.a").is_file(), "apt-get install liburing-dev", True),
-        ("librxe-rdmav34.a", Path("/usr/lib/x86_64-linux-gnu/librxe-rdmav34.a").is_file(),
-         "apt-get install libibverbs-dev ibverbs-providers (cow_rdma; without them its cases SKIP)", False),
-        ("/usr/bin/python3", Path("/usr/bin/python3").is_file(), "apt-get install python3 (the guest's probes run it)", True),
-        ("/dev/kvm", qemu.kvm_openable(), "no KVM: guests run under TCG (slower); auto falls back by itself", False),
+        (
+            "liburing.a",
+            Path("/usr/lib/x86_64-linux-gnu/liburing.a").is_file(),
+            "apt-get install liburing-dev",
+            True,
+        ),
+        (
+            "librxe-rdmav34.a",
+            Path("/usr/lib/x86_64-linux-gnu/librxe-rdmav34.a").is_file(),
+            "apt-get install libibverbs-dev ibverbs-providers (cow_rdma; without them its cases SKIP)",
+            False,
+        ),
+        (
+            "/usr/bin/python3",
+            Path("/usr/bin/python3").is_file(),
+            "apt-get install python3 (the guest's probes run it)",
+            True,
+        ),
+        (
+            "/dev/kvm",
+            qemu.kvm_openable(),
+            "no KVM: guests run under TCG (slower); auto falls back by itself",
+            False,
+        ),
     ]
     for name, ok, how, required in checks:
         state = "ok" if ok else ("MISSING" if required else "not usable")
@@ -203,8 +267,6 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
 
 
 def _cmd_source(a: argparse.Namespace) -> int:
-    from . import sources
-
     if a.action == "list":
         trees = sources.cached()
         for t in trees:
@@ -218,25 +280,33 @@ def _cmd_source(a: argparse.Namespace) -> int:
 
 
 def _cmd_build(a: argparse.Namespace) -> int:
-    from . import kbuild
-
-    req = kbuild.BuildRequest(src=a.src, fragments=tuple(a.fragment), base=a.base, out=a.out,
-                              jobs=a.jobs)
+    req = kbuild.BuildRequest(src=a.src, fragments=tuple(a.fragment), base=a.base, out=a.out, jobs=a.jobs)
     res = kbuild.build(req, _progress)
     print(res.build_dir)
     return 0
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from . import kbuild
 
     b = sub.add_parser("build", help="configure and build a kernel tree (out of tree, incremental)")
     b.add_argument("--src", type=Path, required=True, metavar="TREE", help="kernel source tree")
-    b.add_argument("--fragment", type=Path, action="append", default=[], metavar="FILE",
-                   help="config fragment merged over the base (repeatable; e.g. kernels/lean.config)")
-    b.add_argument("--base", default=kbuild.DEFAULT_BASE, metavar="BASE",
-                   help=f"{'|'.join(kbuild.BASES)} or a config file (default {kbuild.DEFAULT_BASE})")
-    b.add_argument("--out", type=Path, metavar="DIR", help="build dir (default: one per tree and config in the cache)")
+    b.add_argument(
+        "--fragment",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="config fragment merged over the base (repeatable; e.g. kernels/lean.config)",
+    )
+    b.add_argument(
+        "--base",
+        default=kbuild.DEFAULT_BASE,
+        metavar="BASE",
+        help=f"{'|'.join(kbuild.BASES)} or a config file (default {kbuild.DEFAULT_BASE})",
+    )
+    b.add_argument(
+        "--out", type=Path, metavar="DIR", help="build dir (default: one per tree and config in the cache)"
+    )
     b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N")
     s = sub.add_parser("source", help="fetch or list kernel source trees")
     s.add_argument("action", choices=["list", "fetch"])
@@ -244,21 +314,34 @@ def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness", description="Test a kernel's copy-on-write and page-pinning behaviour under QEMU.")
+    p = argparse.ArgumentParser(
+        prog="harness", description="Test a kernel's copy-on-write and page-pinning behaviour under QEMU."
+    )
     p.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run(sub)
     k = sub.add_parser("kernel", help="list, fetch or update the kernels the harness knows")
-    k.add_argument("action", choices=["list", "fetch", "update"],
-                   help="list: cached kernels (--available: every one the Debian suites offer); "
-                        "fetch SPEC...: download into the cache; update: refresh the harness's apt lists")
-    k.add_argument("--available", action="store_true", help="with list: every line and version that can be fetched, with its suite")
-    k.add_argument("--flavours", action="store_true", help="with list --available: the -cloud and -rt flavours too")
+    k.add_argument(
+        "action",
+        choices=["list", "fetch", "update"],
+        help="list: cached kernels (--available: every one the Debian suites offer); "
+        "fetch SPEC...: download into the cache; update: refresh the harness's apt lists",
+    )
+    k.add_argument(
+        "--available",
+        action="store_true",
+        help="with list: every line and version that can be fetched, with its suite",
+    )
+    k.add_argument(
+        "--flavours", action="store_true", help="with list --available: the -cloud and -rt flavours too"
+    )
     k.add_argument("specs", nargs="*", metavar="SPEC")
     sub.add_parser("doctor", help="say what is missing and how to get it")
     c = sub.add_parser("cache", help="show or prune the cached guest snapshots")
     c.add_argument("action", choices=["show", "prune"])
-    c.add_argument("--keep", type=int, metavar="N", help="with prune: keep the N most recently used (0: remove all)")
+    c.add_argument(
+        "--keep", type=int, metavar="N", help="with prune: keep the N most recently used (0: remove all)"
+    )
     runopts.add_commands(sub)
     bisect_cmd.add_command(sub)
     series_cmd.add_command(sub)
@@ -269,17 +352,26 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    handlers = {"bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress),
-                "series": lambda a: series_cmd.cmd_series(a, _progress), "run": _cmd_run, "kernel": _cmd_kernel, "doctor": _cmd_doctor,
-                "compare": runopts.cmd_compare, "report": runopts.cmd_report, "lava": runopts.cmd_lava,
-                "build": _cmd_build, "source": _cmd_source,
-                "cache": lambda a: snapshot.cmd_cache(a.action, a.keep),
-                "expectations": lambda a: expreport_cmd.cmd_expectations(a, _progress)}
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "bisect": lambda a: bisect_cmd.cmd_bisect(a, _progress),
+        "series": lambda a: series_cmd.cmd_series(a, _progress),
+        "run": _cmd_run,
+        "kernel": _cmd_kernel,
+        "doctor": _cmd_doctor,
+        "compare": runopts.cmd_compare,
+        "report": runopts.cmd_report,
+        "lava": runopts.cmd_lava,
+        "build": _cmd_build,
+        "source": _cmd_source,
+        "cache": lambda a: snapshot.cmd_cache(a.action, a.keep),
+        "expectations": lambda a: expreport_cmd.cmd_expectations(a, _progress),
+    }
     try:
         if a.command in ("run", "bisect", "series", "build"):
             runopts.check_numbers(a)  # before a kernel is fetched or a guest built
         with signals.sigterm_as_interrupt():  # a CI cancel ends like Ctrl-C: reports written
-            return handlers[a.command](a)
+            code: int = handlers[a.command](a)
+            return code
     except HarnessError as e:
         if getattr(a, "bisect_exit", False):  # under git bisect run, where 2 would mean "bad"
             return bisect_cmd.git_abort(safetext.terminal_line(str(e)))

@@ -81,10 +81,10 @@ def head_tail(text: str, limit: int = MAX_CASE_OUTPUT_CHARS) -> str:
     head, tail = text[:half], text[-half:]
     nl = head.rfind("\n")
     if nl > half // 2:
-        head = head[:nl + 1]
+        head = head[: nl + 1]
     nl = tail.find("\n")
     if 0 <= nl < half // 2:
-        tail = tail[nl + 1:]
+        tail = tail[nl + 1 :]
     dropped = len(text) - len(head) - len(tail)
     return f"{head}\n{dropped_note(dropped, 'characters')}\n{tail}"
 
@@ -96,7 +96,7 @@ def head_tail_bytes(data: bytes, limit: int, head: int | None = None) -> tuple[b
     h = limit // 2 if head is None else min(head, limit)
     t = limit - h
     dropped = len(data) - h - t
-    return data[:h] + b"\n" + dropped_note(dropped).encode() + b"\n" + data[len(data) - t:], dropped
+    return data[:h] + b"\n" + dropped_note(dropped).encode() + b"\n" + data[len(data) - t :], dropped
 
 
 class HeadTail:
@@ -147,8 +147,9 @@ class DecompressError(ValueError):
     """What the guest sent as gzip is not gzip (or is cut off)."""
 
 
-def gunzip(data: bytes, limit: int = MAX_PROGRAM_STDOUT_BYTES,
-           head: int = PROGRAM_STDOUT_HEAD_BYTES) -> tuple[bytes, str]:
+def gunzip(
+    data: bytes, limit: int = MAX_PROGRAM_STDOUT_BYTES, head: int = PROGRAM_STDOUT_HEAD_BYTES
+) -> tuple[bytes, str]:
     """Decompress guest gzip with bounds: at most `limit` bytes kept (head and tail), at most
     MAX_GUNZIP_BYTES and MAX_GZIP_RATIO x the input decompressed. Returns the data and a note
     saying what was cut ("" when nothing). DecompressError when it is not gzip; a stream cut off
@@ -165,10 +166,12 @@ def gunzip(data: bytes, limit: int = MAX_PROGRAM_STDOUT_BYTES,
             made += len(part)
             out.write(part)
             if made >= budget and (pending or not d.eof):
-                why = ("the ratio cap" if budget < MAX_GUNZIP_BYTES else "the size cap")
-                notes.append(f"decompression stopped at {made} bytes ({why}: at most "
-                             f"{MAX_GZIP_RATIO}x of {len(data)} compressed bytes, "
-                             f"{MAX_GUNZIP_BYTES >> 20} MiB in all)")
+                why = "the ratio cap" if budget < MAX_GUNZIP_BYTES else "the size cap"
+                notes.append(
+                    f"decompression stopped at {made} bytes ({why}: at most "
+                    f"{MAX_GZIP_RATIO}x of {len(data)} compressed bytes, "
+                    f"{MAX_GUNZIP_BYTES >> 20} MiB in all)"
+                )
                 break
     except zlib.error as e:
         if made == 0:
@@ -179,6 +182,9 @@ def gunzip(data: bytes, limit: int = MAX_PROGRAM_STDOUT_BYTES,
             raise DecompressError("not gzip: the stream ends before any data")
         notes.append(f"the gzip stream ends early, after {made} bytes")
     if out.dropped:
-        notes.insert(0, f"{out.dropped} of {made} bytes dropped from the middle "
-                        f"(kept the first {head >> 20} MiB and the last {(limit - head) >> 20} MiB)")
+        notes.insert(
+            0,
+            f"{out.dropped} of {made} bytes dropped from the middle "
+            f"(kept the first {head >> 20} MiB and the last {(limit - head) >> 20} MiB)",
+        )
     return out.value(), "; ".join(notes)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+
+# What every long step reports its progress to: one line at a time (the CLI prints it to stderr).
+Progress = Callable[[str], None]
 
 
 class Outcome(str, enum.Enum):
@@ -46,10 +51,10 @@ class TestNode:
     outcome: Outcome = Outcome.OK
     reason: str = ""  # text after the SKIP/XFAIL/TODO directive, or why it is ERROR
     diagnostics: tuple[str, ...] = ()  # "# ..." lines and stray output before the result line
-    children: tuple["TestNode", ...] = ()
+    children: tuple[TestNode, ...] = ()
     plan: int | None = None  # "1..N" of this node's subtests, if seen
 
-    def leaves(self) -> tuple["TestNode", ...]:
+    def leaves(self) -> tuple[TestNode, ...]:
         """All result nodes without children, depth first."""
         if not self.children:
             return (self,)
@@ -88,11 +93,34 @@ class Kernel:
     origin: str = ""  # "debian:linux-image-6.12.117+deb12-amd64 6.12.117-1~deb12u1", "bzimage", "tree"
 
 
+class Expect(StrEnum):
+    """What an expectation rule says a case does on a kernel."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Accel(StrEnum):
+    """--accel: KVM where it works (auto), or one of them only."""
+
+    AUTO = "auto"
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+class TransportKind(StrEnum):
+    """--transport: commands over the serial console, or over SSH (dropbear in the guest)."""
+
+    CONSOLE = "console"
+    SSH = "ssh"
+
+
 @dataclass(frozen=True)
 class Expectation:
     """What a case is expected to do on a kernel, and why."""
 
-    expect: str  # "pass" | "fail" | "skip"
+    expect: Expect
     reason: str = ""
     commit: str = ""
     source: str = ""  # file:line of the rule that matched ("" = default)
@@ -123,3 +151,6 @@ class CaseResult:
     expectation: Expectation
     duration_s: float = 0.0
     kernel_events: tuple[str, ...] = ()  # titles of kernel reports made while this case ran
+    # The guest never ran it (the run stopped first: Ctrl-C, a lost guest, a harness error);
+    # ERROR, with the reason that says why.
+    not_run: bool = False

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ReportWriteError
-from .safetext import file_text
+from harness.errors import ReportWriteError
+from harness.safetext import file_text
 
 
 def fsync_dir(path: Path) -> None:
@@ -35,7 +35,7 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -23,16 +23,16 @@ import re
 # Everything outside the XML 1.0 Char production: C0 controls but tab/LF/CR, surrogates,
 # U+FFFE and U+FFFF; and DEL and the C1 controls, which XML allows but discourages: a JUnit
 # message is also printed by CI tools to terminals, where U+009B is a CSI.
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+XML_ILLEGAL = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # For a terminal line: every control character, C1 included (a stray ESC [ would recolour or
 # move the cursor; U+009B is a one-character CSI on many terminals).
-_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # What cannot be encoded as UTF-8: lone surrogates.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BACKTICKS = re.compile("`+")
 
 
-def _xml_escape_char(m: re.Match[str]) -> str:
+def escape_char(m: re.Match[str]) -> str:
     code = ord(m.group())
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte 0x80..0xff
         return f"\\x{code - 0xDC00:02x}"
@@ -48,25 +48,25 @@ def xml_safe(text: str) -> str:
     controls as ``\\xNN`` too, anything else illegal as U+FFFD. CRLF becomes LF (an XML parser
     would do that anyway).
     """
-    return _XML_ILLEGAL.sub(_xml_escape_char, text.replace("\r\n", "\n"))
+    return XML_ILLEGAL.sub(escape_char, text.replace("\r\n", "\n"))
 
 
-def _one_line(text: str, unsafe: re.Pattern[str] = _XML_ILLEGAL) -> str:
+def one_line(text: str, unsafe: re.Pattern[str] = XML_ILLEGAL) -> str:
     """Single-line form for attributes and table cells (XML attributes lose newlines)."""
     flat = " ".join(text.split())
-    return unsafe.sub(_xml_escape_char, flat)
+    return unsafe.sub(escape_char, flat)
 
 
 def terminal_line(text: str) -> str:
     """text as one line a terminal shows literally: whitespace runs become one space, control
     characters (C1 and ESC included) and smuggled bytes visible escapes."""
-    return _one_line(text, _TERMINAL_UNSAFE)
+    return one_line(text, TERMINAL_UNSAFE)
 
 
 def terminal_text_line(line: str) -> str:
     """One line of a test's output for a terminal: its indentation kept (tabs expanded), control
     characters and smuggled bytes as visible escapes."""
-    return _TERMINAL_UNSAFE.sub(_xml_escape_char, line.expandtabs(8).rstrip())
+    return TERMINAL_UNSAFE.sub(escape_char, line.expandtabs(8).rstrip())
 
 
 def terminal_text(text: str) -> str:
@@ -76,7 +76,7 @@ def terminal_text(text: str) -> str:
 
 def file_text(text: str) -> str:
     """text that encodes as UTF-8 whatever came in: lone surrogates as ``\\xNN`` (or U+FFFD)."""
-    return _SURROGATE.sub(_xml_escape_char, text)
+    return _SURROGATE.sub(escape_char, text)
 
 
 def markdown_block(text: str) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Iterator
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Output that is one byte repeated: the agent's gzip makes it about a thousandth of its size,
-so a few hundred KiB on the console would become this much on the host (issue 15). The harness
+so a few hundred KiB on the console would become this much on the host. The harness
 must stop decompressing at its ratio cap and say so; the result line is lost with the rest."""
 
 import os

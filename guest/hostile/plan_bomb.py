@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A KTAP plan line that announces fifty million results: one 14-byte line must not make the
-host allocate them (issue 15). The harness must make this program's case an ERROR."""
+host allocate them. The harness must make this program's case an ERROR."""
 
 import os
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Text meant to break the host's writers and whoever reads them: bytes that are not UTF-8,
 terminal escapes (ESC, BEL, OSC title, the one-byte C1 CSI U+009B, backspace, DEL) and backtick
-runs that would close a Markdown fence in a CI summary, in reasons and in output (issue 15)."""
+runs that would close a Markdown fence in a CI summary, in reasons and in output."""
 
 import os
 import sys

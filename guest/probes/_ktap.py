@@ -17,13 +17,14 @@ from __future__ import annotations
 import errno
 import sys
 import traceback
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 PASS = "pass"
 FAIL = "fail"
 SKIP = "skip"
 
-Outcome = Tuple[str, str]  # (PASS|FAIL|SKIP, reason)
+Outcome = tuple[str, str]  # (PASS|FAIL|SKIP, reason)
 
 
 def ok(reason: str = "") -> Outcome:
@@ -54,7 +55,7 @@ def diag(msg: str) -> None:
     sys.stdout.flush()
 
 
-def errno_name(err: Optional[int]) -> str:
+def errno_name(err: int | None) -> str:
     if err is None:
         return "no errno"
     return errno.errorcode.get(err, "errno %d" % err)
@@ -70,9 +71,9 @@ class Mapping(NamedTuple):
     path: str
 
 
-def read_maps(pid: str = "self") -> List[Mapping]:
+def read_maps(pid: str = "self") -> list[Mapping]:
     """Parse /proc/<pid>/maps."""
-    out: List[Mapping] = []
+    out: list[Mapping] = []
     with open("/proc/%s/maps" % pid) as f:
         for line in f:
             fields = line.split(None, 5)
@@ -93,7 +94,7 @@ def read_maps(pid: str = "self") -> List[Mapping]:
     return out
 
 
-def find_mapping(path: str, pid: str = "self") -> Optional[Mapping]:
+def find_mapping(path: str, pid: str = "self") -> Mapping | None:
     """The first mapping whose name is exactly path (e.g. "[vvar]")."""
     for m in read_maps(pid):
         if m.path == path:
@@ -127,7 +128,7 @@ def _run_one(n: int, case: Case) -> str:
     return outcome[0]
 
 
-def main(cases: Sequence[Case], argv: Optional[Sequence[str]] = None) -> int:
+def main(cases: Sequence[Case], argv: Sequence[str] | None = None) -> int:
     """Run the probe's command line; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     by_id = {c.id: c for c in cases}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import List, NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -31,7 +31,7 @@ class Ret(NamedTuple):
     errno: int  # errno right after the call; 0 when it succeeded
 
 
-_LIBC: Optional[ctypes.CDLL] = None
+_LIBC: ctypes.CDLL | None = None
 
 
 def libc() -> ctypes.CDLL:
@@ -43,7 +43,7 @@ def libc() -> ctypes.CDLL:
     # (find_library spawns processes, slow on a 9p root under TCG).
     try:
         lib = ctypes.CDLL(None, use_errno=True)
-        lib.process_vm_readv
+        lib.process_vm_readv  # noqa: B018 (the lookup raises AttributeError where libc lacks it)
     except (OSError, AttributeError):
         lib = ctypes.CDLL("libc.so.6", use_errno=True)
     lib.process_vm_readv.restype = ctypes.c_ssize_t
@@ -56,7 +56,14 @@ def libc() -> ctypes.CDLL:
         ctypes.c_ulong,
     ]
     lib.mmap.restype = ctypes.c_void_p
-    lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    lib.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
     lib.munmap.restype = ctypes.c_int
     lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     lib.pwrite.restype = ctypes.c_ssize_t
@@ -94,7 +101,7 @@ def pwrite_from(fd: int, addr: int, length: int, offset: int = 0) -> Ret:
     return _ret(libc().pwrite(fd, addr, length, offset))
 
 
-def process_vm_readv_self(addr: int, length: int) -> Tuple[Ret, bytes]:
+def process_vm_readv_self(addr: int, length: int) -> tuple[Ret, bytes]:
     """process_vm_readv() of our own memory; (result, bytes read)."""
     buf = ctypes.create_string_buffer(length)
     local = IOVec(ctypes.cast(buf, ctypes.c_void_p), length)
@@ -104,7 +111,7 @@ def process_vm_readv_self(addr: int, length: int) -> Tuple[Ret, bytes]:
     return ret, buf.raw[: max(ret.value, 0)]
 
 
-def proc_self_mem_read(addr: int, length: int) -> Tuple[Ret, bytes]:
+def proc_self_mem_read(addr: int, length: int) -> tuple[Ret, bytes]:
     """pread() of /proc/self/mem at addr; (result, bytes read)."""
     try:
         fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
@@ -130,9 +137,9 @@ class Vma(NamedTuple):
     fields: dict  # smaps field name -> text after the colon
 
 
-def smaps_vma(addr: int, pid: str = "self") -> Optional[Vma]:
+def smaps_vma(addr: int, pid: str = "self") -> Vma | None:
     """The /proc/<pid>/smaps entry of the VMA that holds addr."""
-    found: Optional[Vma] = None
+    found: Vma | None = None
     with open("/proc/%s/smaps" % pid) as f:
         for line in f:
             head = line.split(None, 1)[0]
@@ -149,7 +156,7 @@ def smaps_vma(addr: int, pid: str = "self") -> Optional[Vma]:
     return found
 
 
-def vm_flags(addr: int) -> Optional[List[str]]:
+def vm_flags(addr: int) -> list[str] | None:
     """The two-letter VmFlags of the VMA holding addr (None if not found)."""
     vma = smaps_vma(addr)
     if vma is None or "VmFlags" not in vma.fields:
@@ -157,7 +164,7 @@ def vm_flags(addr: int) -> Optional[List[str]]:
     return vma.fields["VmFlags"].split()
 
 
-def fs_magic(path: str) -> Optional[int]:
+def fs_magic(path: str) -> int | None:
     """statfs f_type of path, None if it cannot be read."""
 
     class StatFs(ctypes.Structure):

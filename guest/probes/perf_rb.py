@@ -6,9 +6,10 @@ Up to 6.13 a perf ring buffer is a fault-based mapping of ordinary kernel pages
 /proc/self/mem reads of it all work. From 6.14 ("perf: map pages in advance",
 b709eb872e19) it is mapped in advance as VM_PFNMAP|VM_IO ("pf io" in smaps
 VmFlags), GUP refuses it and those fail (EFAULT / EIO). A buffered write() from it
-copies with uaccess and works on every kernel (seed thread 000). On every kernel
-the user page (page 0) of a R/W buffer takes stores and a store into a data page
-SIGBUSes (perf_mmap_fault as page_mkwrite; pfn_mkwrite from 6.14).
+copies with uaccess and works on every kernel. On every kernel the user page
+(page 0) of a R/W buffer takes stores and a store into a data page SIGBUSes
+(perf_mmap_fault as page_mkwrite; pfn_mkwrite from 6.14).
+See docs/semantics.md#perf-ring-buffer.
 
 Every case checks the fault-based (<=6.13) behaviour, the one Debian 6.1 and 6.12
 have, and reports what it saw; expectations.yaml marks the cases that change as
@@ -22,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from typing import Callable, Optional, Tuple
+from collections.abc import Callable
 
 # Run as a script ("python3 guest/probes/perf_rb.py"), even with -I.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ class RingBuffer:
         self.fd = -1
         self.addr = 0
         self.length = RB_PAGES * _mm.PAGE_SIZE
-        self.error: Optional[str] = None
+        self.error: str | None = None
         attr = PerfEventAttr(
             type=PERF_TYPE_SOFTWARE,
             size=ctypes.sizeof(PerfEventAttr),
@@ -131,7 +132,9 @@ def _same(what: str, got: bytes, want: bytes) -> bool:
     if got == want:
         diag("%s: %d bytes, same as the buffer" % (what, len(got)))
         return True
-    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    first = next(
+        (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want))
+    )
     diag("%s: %d bytes, differs from the buffer (%d bytes) at offset %d" % (what, len(got), len(want), first))
     return False
 
@@ -159,7 +162,9 @@ def _write_and_compare(rb: RingBuffer, fd: int, write_fd: int, how: str) -> _kta
     if r.value < 0:
         return fail("%s write from the perf ring buffer failed: %s" % (how, errno_name(r.errno)))
     if r.value != rb.length:
-        return fail("%s write from the perf ring buffer was short: %d of %d bytes" % (how, r.value, rb.length))
+        return fail(
+            "%s write from the perf ring buffer was short: %d of %d bytes" % (how, r.value, rb.length)
+        )
     if not _same("file content", os.pread(fd, rb.length, 0), want):
         return fail("the file does not hold what the ring buffer holds")
     return ok("%s write from the perf ring buffer works" % how)
@@ -209,7 +214,7 @@ def case_odirect_write(rb: RingBuffer) -> _ktap.Outcome:
         os.close(fd)
 
 
-def _write_in_child(page: int) -> Tuple[Optional[int], int]:
+def _write_in_child(page: int) -> tuple[int | None, int]:
     """Fork; the child maps a ring buffer of its own (perf VMAs are VM_DONTCOPY: a forked
     child does not inherit the parent's) and stores into page `page` of it the byte that is
     already there. Returns (the signal that killed the child or None, its exit code)."""
@@ -231,7 +236,7 @@ def _write_in_child(page: int) -> Tuple[Optional[int], int]:
     return None, os.WEXITSTATUS(status)
 
 
-def _signame(sig: Optional[int]) -> str:
+def _signame(sig: int | None) -> str:
     import signal
 
     return "no signal" if sig is None else signal.Signals(sig).name
@@ -242,7 +247,10 @@ def case_user_page_write(rb: RingBuffer) -> _ktap.Outcome:
     sig, code = _write_in_child(0)
     diag("store into the user page (page 0) of a R/W ring buffer: %s, exit %d" % (_signame(sig), code))
     if sig is not None:
-        return fail("a store into the ring buffer's user page killed the process with %s: it must be writable" % _signame(sig))
+        return fail(
+            "a store into the ring buffer's user page killed the process with %s: it must be writable"
+            % _signame(sig)
+        )
     if code != 0:
         return fail("the child could not map its ring buffer (exit %d)" % code)
     return ok("the user page of a R/W ring buffer is writable")
@@ -258,11 +266,15 @@ def case_data_page_write(rb: RingBuffer) -> _ktap.Outcome:
         return ok("a store into a data page SIGBUSes (perf refuses write faults past page 0)")
     if sig is None and code == 3:
         return fail("the child could not map its ring buffer")
-    return fail("a store into a data page of the ring buffer gave %s, expected SIGBUS" % (
-        _signame(sig) if sig is not None else "no fault (the store went through)"))
+    return fail(
+        "a store into a data page of the ring buffer gave %s, expected SIGBUS"
+        % (_signame(sig) if sig is not None else "no fault (the store went through)")
+    )
 
 
-def _remote_read(name: str, reader: Callable[[int, int], Tuple[_mm.Ret, bytes]]) -> Callable[[], _ktap.Outcome]:
+def _remote_read(
+    name: str, reader: Callable[[int, int], tuple[_mm.Ret, bytes]]
+) -> Callable[[], _ktap.Outcome]:
     """A case: read the ring buffer through a GUP-based path; must return what it holds."""
 
     @_with_rb
@@ -271,7 +283,10 @@ def _remote_read(name: str, reader: Callable[[int, int], Tuple[_mm.Ret, bytes]])
         r, data = reader(rb.addr, rb.length)
         diag("%s of the ring buffer (%d bytes) = %s" % (name, rb.length, _res(r)))
         if r.value < 0:
-            return fail("%s of the ring buffer failed: %s (GUP refuses a VM_PFNMAP ring buffer, 6.14+)" % (name, errno_name(r.errno)))
+            return fail(
+                "%s of the ring buffer failed: %s (GUP refuses a VM_PFNMAP ring buffer, 6.14+)"
+                % (name, errno_name(r.errno))
+            )
         if not _same("data read", data, want):
             return fail("%s returned other data than the ring buffer holds" % name)
         return ok("%s reads the fault-based ring buffer" % name)
@@ -282,14 +297,26 @@ def _remote_read(name: str, reader: Callable[[int, int], Tuple[_mm.Ret, bytes]])
 CASES = [
     _ktap.Case("probe.perf-rb." + name, run, desc)
     for name, run, desc in (
-        ("vmflags-no-pfnmap", case_vmflags, "the perf ring buffer VMA has no pf/io VmFlags (fault-based, <=6.13)"),
-        ("user-page-write", case_user_page_write, "a store into the user page (page 0) of a R/W ring buffer works"),
+        (
+            "vmflags-no-pfnmap",
+            case_vmflags,
+            "the perf ring buffer VMA has no pf/io VmFlags (fault-based, <=6.13)",
+        ),
+        (
+            "user-page-write",
+            case_user_page_write,
+            "a store into the user page (page 0) of a R/W ring buffer works",
+        ),
         (
             "data-page-write-sigbus",
             case_data_page_write,
             "a store into a data page of a R/W ring buffer SIGBUSes (perf's page_mkwrite / pfn_mkwrite)",
         ),
-        ("buffered-write", case_buffered_write, "a buffered pwrite() from the perf ring buffer works (uaccess)"),
+        (
+            "buffered-write",
+            case_buffered_write,
+            "a buffered pwrite() from the perf ring buffer works (uaccess)",
+        ),
         (
             "odirect-write",
             case_odirect_write,

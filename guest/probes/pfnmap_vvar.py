@@ -14,7 +14,6 @@ vDSO data with ordinary pages, and then there is nothing here for GUP to refuse.
 import errno
 import os
 import sys
-from typing import Optional
 
 # Run as a script ("python3 guest/probes/pfnmap_vvar.py"), even with -I.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,14 +25,17 @@ from _ktap import diag, errno_name, fail, ok, skip  # noqa: E402
 VVAR = "[vvar]"
 
 
-def _vvar() -> Optional[_ktap.Mapping]:
+def _vvar() -> _ktap.Mapping | None:
     m = _ktap.find_mapping(VVAR)
     if m is not None:
-        diag("%s at 0x%x-0x%x %s (%d pages)" % (VVAR, m.start, m.end, m.perms, (m.end - m.start) // _mm.PAGE_SIZE))
+        diag(
+            "%s at 0x%x-0x%x %s (%d pages)"
+            % (VVAR, m.start, m.end, m.perms, (m.end - m.start) // _mm.PAGE_SIZE)
+        )
     return m
 
 
-def _not_a_pfnmap(m: _ktap.Mapping) -> Optional[_ktap.Outcome]:
+def _not_a_pfnmap(m: _ktap.Mapping) -> _ktap.Outcome | None:
     """SKIP unless [vvar] really is VM_PFNMAP or VM_IO, what GUP refuses (the precondition the
     case is named after): up to 6.18 it is "pf io"; 7.2 maps it VM_MIXEDMAP|VM_IO ("io mm");
     7.3 VM_MIXEDMAP with ordinary pages, which GUP takes."""
@@ -42,8 +44,10 @@ def _not_a_pfnmap(m: _ktap.Mapping) -> Optional[_ktap.Outcome]:
         return skip("no VmFlags for %s in /proc/self/smaps: cannot tell whether it is a pfnmap" % VVAR)
     diag("%s VmFlags: %s" % (VVAR, " ".join(flags)))
     if "pf" not in flags and "io" not in flags:
-        return skip("%s is neither VM_PFNMAP nor VM_IO on this kernel (VmFlags: %s): GUP has nothing to refuse"
-                    % (VVAR, " ".join(flags)))
+        return skip(
+            "%s is neither VM_PFNMAP nor VM_IO on this kernel (VmFlags: %s): GUP has nothing to refuse"
+            % (VVAR, " ".join(flags))
+        )
     return None
 
 
@@ -56,7 +60,10 @@ def case_process_vm_readv() -> _ktap.Outcome:
         return not_pfnmap
     r, _ = _mm.process_vm_readv_self(m.start, _mm.PAGE_SIZE)
     if r.value < 0:
-        diag("process_vm_readv(self, %s, %d bytes) = %d, errno %s" % (VVAR, _mm.PAGE_SIZE, r.value, errno_name(r.errno)))
+        diag(
+            "process_vm_readv(self, %s, %d bytes) = %d, errno %s"
+            % (VVAR, _mm.PAGE_SIZE, r.value, errno_name(r.errno))
+        )
     else:
         diag("process_vm_readv(self, %s, %d bytes) = %d (data was read)" % (VVAR, _mm.PAGE_SIZE, r.value))
     if r.value == -1 and r.errno == errno.EFAULT:

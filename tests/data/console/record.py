@@ -17,8 +17,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # tests/, for test_transport_framing and fakes
 
-from harness import image, kernel, machine  # noqa: E402
-from test_transport_framing import SESSIONS, play  # noqa: E402
+from harness.vm import image
+from harness.kernels import kernel
+from harness.vm import machine  # noqa: E402
+from tests.unit.test_transport_framing import SESSIONS, play  # noqa: E402
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-// Test-data generator for harness/kmsg.py: makes the real kernel print its real reports.
+// Test-data generator for harness/judge/kmsg.py: makes the real kernel print its real reports.
 #include <linux/module.h>
 #include <linux/proc_fs.h>
 #include <linux/uaccess.h>

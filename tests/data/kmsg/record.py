@@ -28,7 +28,10 @@ import pexpect
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent.parent))
 
-from harness import disks, image, kernel, machine  # noqa: E402
+from harness.vm import disks
+from harness.vm import image
+from harness.kernels import kernel
+from harness.vm import machine  # noqa: E402
 
 TRIGGERS = ["warn", "warn_on", "bug", "null", "gpf", "paging", "atomic", "kfence", "redzone",
             "spin 14", "irqspin 14"]

@@ -1,0 +1,1 @@
+"""Reports from results: JUnit, the terminal summary, HTML, KCIDB, LAVA jobs, comparisons."""
