@@ -27,7 +27,8 @@ GUEST_DIR = REPO_ROOT / "guest"
 VIRTIO_MODULES = ["virtio_pci"]  # built in on Debian 6.12, a module on 6.1
 USR_MODULES = ["9p", "9pnet_virtio"]
 NET_MODULES = ["virtio_net"]
-DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
+# loop and dm_delay (with dm_mod): the slow block device of cow_dio (an O_DIRECT read in flight).
+DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel", "loop", "dm_delay"]
 # Soft-RoCE for the RDMA registration cases (cow_rdma), on eth0; its deps come from modules.dep.
 # rxe asks the crypto API for "crc32" (ICRC; a module on Debian 6.1 and 6.12, none on 7.3); ib_uverbs gives userspace its
 # /dev/infiniband/uverbsN (no longer a dependency of rdma_rxe in 7.x).

@@ -34,6 +34,12 @@ DIFFERENCES = {
     "cow.iouring-register-efault.perf-rb": ("XFAIL", "PASS", "PASS"),  # perf-ring-buffer: EOPNOTSUPP on 6.1
     "probe.perf-rb.data-page-write-sigbus": ("PASS", "PASS", "PASS"),  # perf-ring-buffer: SIGBUS on all
     "cow.fork.child-keeps-data.mthp-64k": ("SKIP", "PASS", "PASS"),  # mTHP from 6.8
+    "cow.fork.child-keeps-data.mthp-64k-swapped": ("SKIP", "PASS", "PASS"),  # thp-mthp: the mTHP forms too
+    "cow.fork-during-dio-read.parent-gets-data.base": (
+        "XFAIL",
+        "PASS",
+        "PASS",
+    ),  # dio-fork: FOLL_GET O_DIRECT
     "cow.vmsplice.unmap-in-child.hugetlb-2m": ("XFAIL", "XFAIL", "XFAIL"),  # hugetlb: never fixed
     "cow.vmsplice.unmap-in-child.thp": ("PASS", "PASS", "PASS"),  # vmsplice
     "cow.unshare.process-vm-readv.base": ("PASS", "PASS", "PASS"),  # unshare-ro-pin
@@ -84,8 +90,10 @@ WITHOUT_1G = {TEST_KERNEL_NEW}
 
 
 def expected_ids(kernel: str) -> list[str]:
+    from harness.vm.hugepages import HUGETLB_1G_SUFFIXES
+
     ids = all_ids()
-    return [i for i in ids if not i.endswith(".hugetlb-1g")] if kernel in WITHOUT_1G else ids
+    return [i for i in ids if not i.endswith(HUGETLB_1G_SUFFIXES)] if kernel in WITHOUT_1G else ids
 
 
 @pytest.fixture(scope="module", params=[TEST_KERNEL, TEST_KERNEL_OLD, TEST_KERNEL_NEW])
@@ -199,6 +207,40 @@ def test_hugetlb_1g_cases_run_on_boot_time_pages(tmp_path: Path) -> None:
     argv = json.loads((run.out / "qemu-argv.json").read_text())
     assert argv[argv.index("-m") + 1] == "5120M"
     assert "hugepagesz=1G hugepages=2" in argv[argv.index("-append") + 1]
+
+
+def test_hugetlb_memfd_1g_cases_get_the_boot_time_pages_too(tmp_path: Path) -> None:
+    """A 1 GiB hugetlb memfd (MFD_HUGE_1GB) case alone sizes the guest for the 1 GiB pages: three
+    for a MAP_PRIVATE mapping (the file's page, the owner's reservation, a child's COW copy)."""
+    run = harness_run(
+        tmp_path / "out",
+        "--kernel",
+        TEST_KERNEL,
+        "--filter",
+        "cow.fork.parent-keeps-data.hugetlb-memfd-1g-private",
+        "--filter",
+        "cow.fork.shared-write-visible.hugetlb-memfd-1g-shared",
+    )
+    assert run.rc == 0, run.stderr[-2000:]
+    assert run.verdicts() == {
+        "cow.fork.parent-keeps-data.hugetlb-memfd-1g-private": "PASS",
+        "cow.fork.shared-write-visible.hugetlb-memfd-1g-shared": "PASS",
+    }
+    fp = run.fingerprint()
+    assert fp["machine"]["memory_mib"] == 6144 and fp["machine"]["hugepages_1g_asked"] == 3
+    assert fp["guest"]["hugepages_1g"] == "3"
+
+
+@pytest.mark.parametrize("kernel,want", [(TEST_KERNEL_OLD, "XFAIL"), (TEST_KERNEL, "PASS")])
+def test_dio_read_in_flight_across_fork(tmp_path: Path, kernel: str, want: str) -> None:
+    """docs/semantics.md#dio-fork on a dm-delay device (loop and dm_delay come with the disk modules): the read is in
+    flight when fork returns (else the case SKIPs, unexpected here) and lands in the parent's page
+    from 6.5 (FOLL_PIN), in the page the child keeps on 6.1 (FOLL_GET)."""
+    run = harness_run(tmp_path / "out", "--kernel", kernel, "--filter", "cow.fork-during-dio-read.*")
+    assert run.rc == 0, run.stderr[-2000:]
+    assert run.verdicts() == {
+        f"cow.fork-during-dio-read.parent-gets-data.{m}": want for m in ("base", "thp", "hugetlb-2m")
+    }
 
 
 def test_unexpected_verdict_exits_1(tmp_path: Path) -> None:
