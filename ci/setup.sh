@@ -14,6 +14,7 @@ APT_PACKAGES=(
     iproute2             # `rdma link add` in the guest (from the shared /usr)
     gcc make libc6-dev   # building cow_tests
     kmod                 # depmod for Debian kernel modules
+    dwarves              # pahole: BTF for the harness_pin module built against Debian headers
     e2fsprogs util-linux # mkfs.ext4 and mkswap for the scratch disks
     xz-utils cpio        # module decompression, initramfs inspection
     dropbear-bin         # guest sshd and host key generation (SSH transport)

@@ -1196,7 +1196,7 @@ static unsigned int case_timeout_s(void)
  */
 static unsigned int case_limit_s(const struct case_ref *c, unsigned int timeout_s)
 {
-	bool gigantic = (c->mt->props & MT_HUGETLB) && c->mt->arg >= 1024 * 1024;
+	bool gigantic = c->mt->props & MT_GIGANTIC;
 
 	return gigantic ? timeout_s * 5 : timeout_s;
 }

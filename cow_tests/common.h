@@ -45,6 +45,10 @@ const char *ret_name(long ret);
 
 /* ---- memory types ------------------------------------------------------- */
 
+/* One enum entry per mTHP size, for one form (suffix): MEM_MTHP_16K<form> ... MEM_MTHP_1024K<form>. */
+#define MEM_MTHP_KINDS(form) MEM_MTHP_16K##form, MEM_MTHP_32K##form, MEM_MTHP_64K##form, \
+	MEM_MTHP_128K##form, MEM_MTHP_256K##form, MEM_MTHP_512K##form, MEM_MTHP_1024K##form
+
 enum mem_kind {
 	/* anonymous private memory */
 	MEM_BASE,		/* one base page, MADV_NOHUGEPAGE */
@@ -57,13 +61,14 @@ enum mem_kind {
 	MEM_THP_MREMAP,		/* the upper half of a THP, mremap()ed elsewhere */
 	MEM_THP_MREMAP_KEPT,	/* the lower half of that THP, left in place */
 	MEM_THP_PART_SHARED,	/* a THP whose first page was COW-shared with an exited child */
-	MEM_MTHP_16K,		/* multi-size THPs (6.8+), one folio each */
-	MEM_MTHP_32K,
-	MEM_MTHP_64K,
-	MEM_MTHP_128K,
-	MEM_MTHP_256K,
-	MEM_MTHP_512K,
-	MEM_MTHP_1024K,
+	MEM_THP_SINGLE_SWAP,	/* one PTE left of a THP, then swapped out */
+	/* multi-size THPs (6.8+), one folio each, by size; then the same forms as the THP's */
+	MEM_MTHP_KINDS(),
+	MEM_MTHP_KINDS(_SWAP),		/* swapped out */
+	MEM_MTHP_KINDS(_SINGLE),	/* one PTE left (the rest MADV_DONTNEED) */
+	MEM_MTHP_KINDS(_SINGLE_SWAP),	/* one PTE left, then swapped out */
+	MEM_MTHP_KINDS(_MREMAP_KEPT),	/* upper half mremap()ed away; the lower half */
+	MEM_MTHP_KINDS(_PART_SHARED),	/* first page COW-shared with an exited child */
 	MEM_HUGETLB_2M,		/* MAP_HUGETLB, MAP_PRIVATE */
 	MEM_HUGETLB_1G,
 	/* private (COW) mappings of something that is not an anonymous page yet */
@@ -73,12 +78,14 @@ enum mem_kind {
 	MEM_TMPFS_PRIVATE,
 	MEM_EXT4_PRIVATE,
 	MEM_HUGETLB_MEMFD_PRIVATE,
+	MEM_HUGETLB_MEMFD_1G_PRIVATE,
 	/* shared mappings */
 	MEM_ANON_SHARED,	/* MAP_SHARED | MAP_ANONYMOUS (shmem) */
 	MEM_MEMFD_SHARED,
 	MEM_TMPFS_SHARED,
 	MEM_EXT4_SHARED,
 	MEM_HUGETLB_MEMFD_SHARED,
+	MEM_HUGETLB_MEMFD_1G_SHARED,
 	/* special mappings, for the registration cases */
 	MEM_BASE_RO,		/* an anonymous page mapped PROT_READ */
 	MEM_TWO_VMAS,		/* an anonymous page followed by a memfd page: two VMAs */
@@ -86,16 +93,18 @@ enum mem_kind {
 	MEM_NKINDS
 };
 
-#define MEM(kind) (UINT64_C(1) << (kind))
+/* A set of memory kinds: more than 64 of them, so a 128-bit mask. */
+typedef unsigned __int128 mem_mask;
+#define MEM(kind) ((mem_mask)1 << (kind))
 #define MEM_RANGE(first, last) ((MEM(last) << 1) - MEM(first))
 
 /* Every anonymous private type: what the fork / vmsplice / pin cases run on. */
 #define MEMS_ANON MEM_RANGE(MEM_BASE, MEM_HUGETLB_1G)
 /* Private mappings of the zeropage or of a file (pagecache / shmem / hugetlbfs). */
-#define MEMS_NONANON_PRIVATE MEM_RANGE(MEM_ZEROPAGE, MEM_HUGETLB_MEMFD_PRIVATE)
-#define MEMS_FILE_PRIVATE MEM_RANGE(MEM_MEMFD_PRIVATE, MEM_HUGETLB_MEMFD_PRIVATE)
-#define MEMS_SHARED MEM_RANGE(MEM_ANON_SHARED, MEM_HUGETLB_MEMFD_SHARED)
-#define MEMS_FILE_SHARED MEM_RANGE(MEM_MEMFD_SHARED, MEM_HUGETLB_MEMFD_SHARED)
+#define MEMS_NONANON_PRIVATE MEM_RANGE(MEM_ZEROPAGE, MEM_HUGETLB_MEMFD_1G_PRIVATE)
+#define MEMS_FILE_PRIVATE MEM_RANGE(MEM_MEMFD_PRIVATE, MEM_HUGETLB_MEMFD_1G_PRIVATE)
+#define MEMS_SHARED MEM_RANGE(MEM_ANON_SHARED, MEM_HUGETLB_MEMFD_1G_SHARED)
+#define MEMS_FILE_SHARED MEM_RANGE(MEM_MEMFD_SHARED, MEM_HUGETLB_MEMFD_1G_SHARED)
 #define MEMS_PRIVATE (MEMS_ANON | MEMS_NONANON_PRIVATE)
 
 /* Properties of a memory type (mem_type.props), for cases whose expected
@@ -108,6 +117,7 @@ enum mem_kind {
 #define MT_HUGETLB	0x20
 #define MT_ZERO		0x40	/* the old content is all zero (zeropages) */
 #define MT_NOPATTERN	0x80	/* the content is not ours (perf ring buffer) */
+#define MT_GIGANTIC	0x100	/* 1 GiB hugetlb pages (the case gets a longer timeout) */
 
 struct mem_type;
 
@@ -422,7 +432,7 @@ struct cow_op {
 	const char *desc;
 	op_fn run;
 	int arg;		/* passed to run: variant flags */
-	uint64_t mems;		/* MEM(MEM_BASE) | MEM(MEM_THP) ... */
+	mem_mask mems;		/* MEM(MEM_BASE) | MEM(MEM_THP) ... */
 	/* Optional precondition, checked before the memory is set up:
 	 * ST_PASS to go on, else SKIP (or FAIL) with the reason in r. */
 	enum status (*need)(struct result *r);

@@ -35,142 +35,20 @@
  *   shared file mappings: on ext4 it pins nothing (size comes back 0).
  */
 #define _GNU_SOURCE
-#include "common.h"
+#include "pinner.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* The kernel's mm/gup_test.h interface (ioctl numbers and layouts). */
-struct pin_longterm_test {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t flags;
-};
-
-#define GUP_TEST_MAX_PAGES_TO_DUMP 8
-
-struct gup_test {
-	uint64_t get_delta_usec;
-	uint64_t put_delta_usec;
-	uint64_t addr;
-	uint64_t size;
-	uint32_t nr_pages_per_call;
-	uint32_t gup_flags;
-	uint32_t test_flags;
-	uint32_t which_pages[GUP_TEST_MAX_PAGES_TO_DUMP];
-};
-
-#define PIN_LONGTERM_BENCHMARK _IOWR('g', 3, struct gup_test)
-#define PIN_LONGTERM_TEST_START _IOW('g', 7, struct pin_longterm_test)
-#define PIN_LONGTERM_TEST_STOP _IO('g', 8)
-#define PIN_LONGTERM_TEST_READ _IOW('g', 9, uint64_t)
-#define PIN_LONGTERM_TEST_FLAG_USE_WRITE 1
-#define PIN_LONGTERM_TEST_FLAG_USE_FAST 2
-#define GUP_FOLL_WRITE 0x01
-
-#define GUP_TEST_FILE "/sys/kernel/debug/gup_test"
-#define HARNESS_PIN_FILE "/sys/kernel/debug/harness_pin"
-/* Written by the harness when it could not build or load the module. */
-#define HARNESS_PIN_WHY "/harness/modules/harness_pin.ko.why"
-
-static const char *pinner_file(void)
-{
-	const char *p = getenv("COW_PINNER");
-
-	if (p && !strcmp(p, "module"))
-		return HARNESS_PIN_FILE;
-	if ((p && !strcmp(p, "gup_test")) || !access(GUP_TEST_FILE, F_OK))
-		return GUP_TEST_FILE;
-	return HARNESS_PIN_FILE;
-}
-
-/* Op arg bits. */
-#define USE_FAST	0x01	/* GUP-fast */
-#define USE_WRITE	0x02	/* a R/W pin */
+/* Op arg bits beside pinner.h's USE_FAST and USE_WRITE. */
 #define SHARE_COW	0x04	/* fork, the child stays alive */
 #define SHARE_WAS	0x08	/* fork, the child exits before the pin */
 #define MAP_RO		0x10	/* mprotect(PROT_READ) before the pin, RW after */
 #define PTE_RO		0x20	/* before the pin: mprotect RO, clear soft-dirty, mprotect RW
 				 * (the VMA is R/W, the PTEs stay R/O: the write must fault) */
-
-static enum status need_gup_test(struct result *r)
-{
-	const char *f = pinner_file();
-	char why[160] = "";
-
-	if (!access(f, F_OK))
-		return ST_PASS;
-	if (!strcmp(f, GUP_TEST_FILE))
-		return res_skip(r, "gup_test not available (%s: %s; needs CONFIG_GUP_TEST and debugfs)",
-				GUP_TEST_FILE, errno_name(errno));
-	read_text(HARNESS_PIN_WHY, why, sizeof(why));
-	return res_skip(r, "no long-term pinner: no gup_test (needs CONFIG_GUP_TEST) and no harness_pin module (%s)",
-			why[0] ? why : "not loaded");
-}
-
-static int gup_open(struct result *r)
-{
-	const char *f = pinner_file();
-	int fd = open(f, O_RDWR | O_CLOEXEC);
-
-	if (fd < 0)
-		res_skip(r, "pinner not available: open %s: %s", f, errno_name(errno));
-	else
-		diag("pinner: %s", f);
-	return fd;
-}
-
-/* PIN_LONGTERM_TEST_START on the area; 0 or -errno. */
-static int pin_start(int gfd, const struct area *a, int arg)
-{
-	struct pin_longterm_test args = {
-		.addr = (uintptr_t)a->mem,
-		.size = a->size,
-		.flags = ((arg & USE_WRITE) ? PIN_LONGTERM_TEST_FLAG_USE_WRITE : 0) |
-			 ((arg & USE_FAST) ? PIN_LONGTERM_TEST_FLAG_USE_FAST : 0),
-	};
-	int ret = ioctl(gfd, PIN_LONGTERM_TEST_START, &args) ? -errno : 0;
-
-	diag("PIN_LONGTERM_TEST_START(%s, %s, %zu bytes) = %s", (arg & USE_WRITE) ? "R/W" : "R/O",
-	     (arg & USE_FAST) ? "GUP-fast" : "GUP", a->size, ret_name(ret));
-	return ret;
-}
-
-static void pin_stop(int gfd)
-{
-	if (ioctl(gfd, PIN_LONGTERM_TEST_STOP))
-		diag("PIN_LONGTERM_TEST_STOP: %s", errno_name(errno));
-}
-
-/* A failed START: EINVAL for valid arguments means the interface is missing. */
-static enum status start_failed(int err, struct result *r)
-{
-	if (err == -EINVAL)
-		return res_skip(r, "PIN_LONGTERM_TEST_START failed with EINVAL: gup_test without the PIN_LONGTERM_TEST interface (c77369b437f9, 6.2)");
-	return res_fail(r, "the long-term pin failed: %s", errno_name(-err));
-}
-
-/* PIN_LONGTERM_TEST_READ and pattern_check against gen; ST_FAIL if the read failed. */
-static enum status pin_holds(int gfd, size_t size, enum pattern_gen gen, bool *same, struct result *r)
-{
-	char *buf = malloc(size);
-	uint64_t addr = (uintptr_t)buf;
-
-	if (!buf)
-		return res_fail(r, "malloc: ENOMEM");
-	if (ioctl(gfd, PIN_LONGTERM_TEST_READ, &addr)) {
-		free(buf);
-		return res_fail(r, "PIN_LONGTERM_TEST_READ: %s", errno_name(errno));
-	}
-	*same = pattern_check("pinned pages (PIN_LONGTERM_TEST_READ)", buf, size, gen);
-	free(buf);
-	return ST_PASS;
-}
 
 /*
  * Leave the area mapped R/O at the PTE level in a R/W VMA: mprotect RO, clear
@@ -203,7 +81,7 @@ static enum status pin_then_write(int gfd, struct area *a, int arg, struct resul
 		return res_fail(r, "mprotect(PROT_READ) failed");
 	err = pin_start(gfd, a, arg);
 	if (err)
-		return start_failed(err, r);
+		return pin_start_failed(err, r);
 	diag_pagemap("after the R/O pin", a->mem);
 	if ((arg & MAP_RO) && area_protect(a, PROT_READ | PROT_WRITE, "after the pin")) {
 		res_fail(r, "mprotect(PROT_READ|PROT_WRITE) failed");
@@ -227,7 +105,7 @@ static enum status pin_then_write(int gfd, struct area *a, int arg, struct resul
 static enum status op_pin_ro(struct area *a, int arg, struct result *r)
 {
 	struct twin t = { .p = { .pid = 0 } };
-	int gfd = gup_open(r);
+	int gfd = pinner_open(r);
 
 	if (gfd < 0)
 		return r->status;
@@ -262,14 +140,14 @@ static enum status op_pin_file_update(struct area *a, int arg, struct result *r)
 	bool same = false;
 	uint64_t e;
 	char *buf;
-	int gfd = gup_open(r), err;
+	int gfd = pinner_open(r), err;
 
 	(void)arg;
 	if (gfd < 0)
 		return r->status;
 	err = pin_start(gfd, a, 0);
 	if (err) {
-		start_failed(err, r);
+		pin_start_failed(err, r);
 		goto out;
 	}
 	e = diag_pagemap("after the R/O pin", a->mem);
@@ -293,7 +171,7 @@ static enum status op_longterm(struct area *a, int arg, struct result *r)
 	bool refuse = (arg & USE_WRITE) && (a->type->props & MT_SHARED) &&
 		      (a->type->props & MT_BLOCKFS);
 	bool same = false;
-	int gfd = gup_open(r), err;
+	int gfd = pinner_open(r), err;
 
 	if (gfd < 0)
 		return r->status;
@@ -303,7 +181,7 @@ static enum status op_longterm(struct area *a, int arg, struct result *r)
 	}
 	err = pin_start(gfd, a, arg);
 	if (err == -EINVAL || (err && !refuse))
-		start_failed(err, r);
+		pin_start_failed(err, r);
 	else if (refuse && err == -EFAULT)
 		res_pass(r, "refused with EFAULT: no writable long-term pin of a dirty-tracked shared file mapping");
 	else if (refuse)
@@ -327,7 +205,7 @@ static enum status op_benchmark(struct area *a, int arg, struct result *r)
 		.gup_flags = GUP_FOLL_WRITE,
 	};
 	bool refuse = a->type->props & MT_BLOCKFS;
-	int gfd = gup_open(r), err;
+	int gfd = pinner_open(r), err;
 
 	(void)arg;
 	if (gfd < 0)
@@ -349,7 +227,7 @@ static enum status op_benchmark(struct area *a, int arg, struct result *r)
 #define MEMS_PIN_FILE (MEMS_FILE_PRIVATE | MEMS_FILE_SHARED)
 #define MEMS_PWRITABLE_PRIVATE (MEM(MEM_MEMFD_PRIVATE) | MEM(MEM_TMPFS_PRIVATE) | MEM(MEM_EXT4_PRIVATE))
 #define GUP_OP(id, text, fn, a, m) \
-	{ .name = id, .desc = text, .run = fn, .arg = a, .mems = m, .need = need_gup_test }
+	{ .name = id, .desc = text, .run = fn, .arg = a, .mems = m, .need = need_pinner }
 
 static const struct cow_op ops[] = {
 	GUP_OP("gup-pin-ro.cow-shared", "R/O long-term pin (GUP) of a R/O-mapped page shared with a live child, then write",

@@ -33,6 +33,9 @@
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21U << MAP_HUGE_SHIFT)
 #endif
+#ifndef MFD_HUGE_1GB
+#define MFD_HUGE_1GB (30U << MAP_HUGE_SHIFT)
+#endif
 
 #define THP_SYSFS "/sys/kernel/mm/transparent_hugepage"
 
@@ -48,7 +51,7 @@
 #define V_RO		0x80	/* mapped PROT_READ after the fill */
 
 /* mem_type.arg of the file types. */
-enum file_kind { FK_MEMFD, FK_TMPFS, FK_EXT4, FK_HUGETLB_MEMFD, FK_ANON_SHARED };
+enum file_kind { FK_MEMFD, FK_TMPFS, FK_EXT4, FK_HUGETLB_MEMFD, FK_HUGETLB_MEMFD_1G, FK_ANON_SHARED };
 
 static void area_init(struct area *a, const struct mem_type *t)
 {
@@ -251,11 +254,21 @@ static enum status split_pmd(struct area *a, struct result *r)
 
 static enum status keep_single_pte(struct area *a, struct result *r)
 {
-	size_t ps = page_size();
+	size_t ps = page_size(), n = a->size / ps, i;
+	uint64_t e;
 
 	if (madvise(a->mem + ps, a->size - ps, MADV_DONTNEED))
 		return res_fail(r, "madvise(MADV_DONTNEED) of all but the first page: %s",
 				errno_name(errno));
+	/* What the type promises: the first PTE mapped, none of the others. */
+	for (i = 0; i < n; i++) {
+		if (pagemap_read(a->mem + i * ps, &e))
+			return res_skip(r, "cannot check the single PTE: /proc/self/pagemap unreadable");
+		if (!!(e & PM_PRESENT) != (i == 0))
+			return res_skip(r, "single PTE: page %zu of %zu is %spresent after MADV_DONTNEED of pages 1..%zu",
+					i, n, (e & PM_PRESENT) ? "" : "not ", n - 1);
+	}
+	diag("single-pte: page 0 of %zu mapped, pages 1..%zu not", n, n - 1);
 	a->size = ps;
 	return ST_PASS;
 }
@@ -263,6 +276,7 @@ static enum status keep_single_pte(struct area *a, struct result *r)
 static enum status move_half(struct area *a, bool keep_lower, struct result *r)
 {
 	size_t ps = page_size(), half = a->size / 2;
+	uint64_t pfn_before, pfn_after, moved, kept;
 	char *res, *target;
 
 	/* The area becomes the upper half: give it the pattern relative to its start. */
@@ -272,9 +286,18 @@ static enum status move_half(struct area *a, bool keep_lower, struct result *r)
 	if (res == MAP_FAILED)
 		return res_fail(r, "mmap of the mremap target: %s", errno_name(errno));
 	area_track(a, res, half + 2 * ps);
+	pfn_before = pagemap_pfn(a->mem + half);
 	target = mremap(a->mem + half, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, res + ps);
 	if (target == MAP_FAILED)
 		return res_fail(r, "mremap of the upper half: %s", errno_name(errno));
+	/* The same page moved (root sees its pfn), present in both halves. */
+	pfn_after = pagemap_pfn(target);
+	if (pagemap_read(target, &moved) || !(moved & PM_PRESENT) ||
+	    pagemap_read(a->mem, &kept) || !(kept & PM_PRESENT))
+		return res_skip(r, "partial mremap: a half is not mapped after the move (pagemap present=0)");
+	if (pfn_before && pfn_after != pfn_before)
+		return res_skip(r, "partial mremap: the moved half maps pfn 0x%llx, not the THP's 0x%llx",
+				(unsigned long long)pfn_after, (unsigned long long)pfn_before);
 	diag("thp-mremap: upper %zu kB moved to %p; the area is the %s half", half / 1024,
 	     (void *)target, keep_lower ? "lower (left in place)" : "upper (moved)");
 	if (!keep_lower)
@@ -293,9 +316,22 @@ static enum status move_upper_half_keep_lower(struct area *a, struct result *r)
 	return move_half(a, true, r);
 }
 
+/* In the forked child: the first page is mapped (as the parent's pfn when visible), the rest not. */
+static int shares_first_page_only(const struct area *a, uint64_t parent_pfn)
+{
+	uint64_t first, second;
+
+	if (pagemap_read(a->mem, &first) || pagemap_read(a->mem + page_size(), &second))
+		return 2;
+	if (!(first & PM_PRESENT) || (second & PM_PRESENT))
+		return 1;
+	return parent_pfn && (first & PM_PFN_MASK) != parent_pfn ? 1 : 0;
+}
+
 static enum status share_first_page(struct area *a, struct result *r)
 {
 	size_t ps = page_size();
+	uint64_t parent_pfn = pagemap_pfn(a->mem);
 	int st;
 	pid_t pid;
 
@@ -306,10 +342,16 @@ static enum status share_first_page(struct area *a, struct result *r)
 	if (pid < 0)
 		return res_fail(r, "fork: %s", errno_name(errno));
 	if (pid == 0)
-		_exit(0);
-	waitpid(pid, &st, 0);
+		_exit(shares_first_page_only(a, parent_pfn));
+	if (waitpid(pid, &st, 0) != pid)
+		return res_fail(r, "waitpid: %s", errno_name(errno));
 	if (madvise(a->mem + ps, a->size - ps, MADV_DOFORK))
 		return res_fail(r, "madvise(MADV_DOFORK): %s", errno_name(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return res_skip(r, "partially shared: the child did not have the first page alone mapped (status 0x%x)",
+				st);
+	diag("partially shared: the child had page 0 mapped%s, not pages 1..%zu",
+	     parent_pfn ? " (the same pfn)" : "", a->size / ps - 1);
 	diag_pagemap("thp-partially-shared: first page after the child exited", a->mem);
 	diag_pagemap("thp-partially-shared: second page", a->mem + ps);
 	return ST_PASS;
@@ -528,8 +570,12 @@ static enum status setup_zeropage(struct area *a, const struct mem_type *t, stru
 
 /* ---- files and shared memory ------------------------------------------------- */
 
-/* The file for a file type, sized; -1 with r set. */
-static int file_open(enum file_kind kind, size_t size, struct result *r)
+/*
+ * The file for a file type, sized; -1 with r set. hugetlb: `huge_need` free pages (a MAP_PRIVATE
+ * mapping reserves one for its owner beside the file's page: a forked child's COW copy needs
+ * another).
+ */
+static int file_open(enum file_kind kind, size_t size, long huge_need, struct result *r)
 {
 	const char *dir;
 	int fd;
@@ -541,11 +587,14 @@ static int file_open(enum file_kind kind, size_t size, struct result *r)
 			res_skip(r, "memfd_create: %s", errno_name(errno));
 		break;
 	case FK_HUGETLB_MEMFD:
-		if (hugetlb_free(2048, 2, r) != ST_PASS)
+	case FK_HUGETLB_MEMFD_1G:
+		if (hugetlb_free(size / 1024, huge_need, r) != ST_PASS)
 			return -1;
-		fd = memfd_create("cow_tests", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
+		fd = memfd_create("cow_tests", MFD_CLOEXEC | MFD_HUGETLB |
+				  (kind == FK_HUGETLB_MEMFD ? MFD_HUGE_2MB : MFD_HUGE_1GB));
 		if (fd < 0)
-			res_skip(r, "memfd_create(MFD_HUGETLB|MFD_HUGE_2MB): %s", errno_name(errno));
+			res_skip(r, "memfd_create(MFD_HUGETLB|%s): %s",
+				 kind == FK_HUGETLB_MEMFD ? "MFD_HUGE_2MB" : "MFD_HUGE_1GB", errno_name(errno));
 		break;
 	default:
 		dir = fs_dir(kind == FK_TMPFS ? TMPFS_MAGIC_NR : EXT4_MAGIC_NR, r);
@@ -564,14 +613,16 @@ static enum status setup_file(struct area *a, const struct mem_type *t, struct r
 {
 	enum file_kind kind = (enum file_kind)t->arg;
 	bool shared = t->props & MT_SHARED;
-	size_t size = kind == FK_HUGETLB_MEMFD ? 2048 * 1024 : page_size(), off;
+	size_t size = kind == FK_HUGETLB_MEMFD ? 2048 * 1024 :
+		      kind == FK_HUGETLB_MEMFD_1G ? 1024 * 1024 * 1024 : page_size(), off;
 	char *view, *priv;
 
 	area_init(a, t);
 	if (kind == FK_ANON_SHARED) {
 		view = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	} else {
-		a->fd = file_open(kind, size, r);
+		/* The file's page and a COW copy; private: the owner's reservation too. */
+		a->fd = file_open(kind, size, shared ? 2 : 3, r);
 		if (a->fd < 0)
 			return r->status;
 		view = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
@@ -598,6 +649,17 @@ static enum status setup_file(struct area *a, const struct mem_type *t, struct r
 			(void)*(volatile char *)(priv + off);
 		a->alias = view;
 		a->mem = priv;
+	}
+	if (t->props & MT_HUGETLB) {
+		/* The page size the kernel maps this file with: the type's. */
+		long kps = smaps_field_kb(a->mem, "KernelPageSize");
+
+		diag("hugetlb memfd: KernelPageSize %ld kB", kps);
+		if (kps != (long)(size / 1024)) {
+			area_free(a);
+			return res_skip(r, "the hugetlb memfd is not mapped with %zu kB pages (smaps KernelPageSize %ld)",
+					size / 1024, kps);
+		}
 	}
 	diag_pagemap(shared ? "shared mapping after fill" : "private mapping after read fault",
 		     a->mem);
@@ -679,6 +741,14 @@ static enum status setup_perf_rb(struct area *a, const struct mem_type *t, struc
 #define ANON_PRIV (MT_ANON | MT_PRIVATE)
 #define ANON(name, desc, kb, variant) { name, desc, setup_anon, kb, variant, ANON_PRIV }
 #define MTHP(name, kb) ANON(name, #kb " kB mTHP (one folio, PTE-mapped)", kb, V_MTHP)
+/* One form of the mTHP, every size: [MEM_MTHP_16K<form>] = "mthp-16k<suffix>", ... */
+#define MTHP_FORM1(form, kb, suffix, desc, variant) \
+	[MEM_MTHP_##kb##K##form] = ANON("mthp-" #kb "k" suffix, #kb " kB mTHP, " desc, kb, V_MTHP | (variant))
+#define MTHP_FORM(form, suffix, desc, variant) \
+	MTHP_FORM1(form, 16, suffix, desc, variant), MTHP_FORM1(form, 32, suffix, desc, variant), \
+	MTHP_FORM1(form, 64, suffix, desc, variant), MTHP_FORM1(form, 128, suffix, desc, variant), \
+	MTHP_FORM1(form, 256, suffix, desc, variant), MTHP_FORM1(form, 512, suffix, desc, variant), \
+	MTHP_FORM1(form, 1024, suffix, desc, variant)
 #define FILE_TYPE(name, desc, kind, props) { name, desc, setup_file, kind, 0, props }
 
 const struct mem_type mem_types[MEM_NKINDS] = {
@@ -698,6 +768,8 @@ const struct mem_type mem_types[MEM_NKINDS] = {
 	[MEM_THP_PART_SHARED] = ANON("thp-partially-shared",
 				     "THP whose first page was shared with an exited child (MADV_DONTFORK)",
 				     0, V_PMD | V_PART_SHARED),
+	[MEM_THP_SINGLE_SWAP] = ANON("thp-single-pte-swapped", "single PTE of a THP, swapped out", 0,
+				     V_PMD | V_SINGLE | V_SWAP),
 	[MEM_MTHP_16K] = MTHP("mthp-16k", 16),
 	[MEM_MTHP_32K] = MTHP("mthp-32k", 32),
 	[MEM_MTHP_64K] = MTHP("mthp-64k", 64),
@@ -705,10 +777,17 @@ const struct mem_type mem_types[MEM_NKINDS] = {
 	[MEM_MTHP_256K] = MTHP("mthp-256k", 256),
 	[MEM_MTHP_512K] = MTHP("mthp-512k", 512),
 	[MEM_MTHP_1024K] = MTHP("mthp-1024k", 1024),
+	MTHP_FORM(_SWAP, "-swapped", "swapped out", V_SWAP),
+	MTHP_FORM(_SINGLE, "-single-pte", "single PTE of it (the rest MADV_DONTNEED)", V_SINGLE),
+	MTHP_FORM(_SINGLE_SWAP, "-single-pte-swapped", "single PTE of it, swapped out", V_SINGLE | V_SWAP),
+	MTHP_FORM(_MREMAP_KEPT, "-mremap-kept", "upper half mremap()ed away (the half left in place)",
+		  V_KEPT),
+	MTHP_FORM(_PART_SHARED, "-partially-shared",
+		  "first page shared with an exited child (MADV_DONTFORK)", V_PART_SHARED),
 	[MEM_HUGETLB_2M] = { "hugetlb-2m", "2 MiB hugetlb page (MAP_PRIVATE)", setup_hugetlb,
 			     2048, 0, ANON_PRIV | MT_HUGETLB },
 	[MEM_HUGETLB_1G] = { "hugetlb-1g", "1 GiB hugetlb page (MAP_PRIVATE)", setup_hugetlb,
-			     1024 * 1024, 0, ANON_PRIV | MT_HUGETLB },
+			     1024 * 1024, 0, ANON_PRIV | MT_HUGETLB | MT_GIGANTIC },
 	[MEM_ZEROPAGE] = { "zeropage", "shared zeropage (MAP_PRIVATE, read-faulted)",
 			   setup_zeropage, 0, 0, MT_PRIVATE | MT_ZERO },
 	[MEM_HUGE_ZEROPAGE] = { "huge-zeropage", "huge zeropage (MAP_PRIVATE, read-faulted)",
@@ -722,6 +801,10 @@ const struct mem_type mem_types[MEM_NKINDS] = {
 	[MEM_HUGETLB_MEMFD_PRIVATE] = FILE_TYPE("hugetlb-memfd-private",
 						"2 MiB hugetlb memfd page mapped MAP_PRIVATE, read-faulted",
 						FK_HUGETLB_MEMFD, MT_PRIVATE | MT_FILE | MT_HUGETLB),
+	[MEM_HUGETLB_MEMFD_1G_PRIVATE] = FILE_TYPE("hugetlb-memfd-1g-private",
+						   "1 GiB hugetlb memfd page mapped MAP_PRIVATE, read-faulted",
+						   FK_HUGETLB_MEMFD_1G,
+						   MT_PRIVATE | MT_FILE | MT_HUGETLB | MT_GIGANTIC),
 	[MEM_ANON_SHARED] = FILE_TYPE("anon-shared", "MAP_SHARED|MAP_ANONYMOUS page", FK_ANON_SHARED,
 				      MT_SHARED),
 	[MEM_MEMFD_SHARED] = FILE_TYPE("memfd-shared", "memfd page mapped MAP_SHARED", FK_MEMFD,
@@ -733,6 +816,10 @@ const struct mem_type mem_types[MEM_NKINDS] = {
 	[MEM_HUGETLB_MEMFD_SHARED] = FILE_TYPE("hugetlb-memfd-shared",
 					       "2 MiB hugetlb memfd page mapped MAP_SHARED",
 					       FK_HUGETLB_MEMFD, MT_SHARED | MT_FILE | MT_HUGETLB),
+	[MEM_HUGETLB_MEMFD_1G_SHARED] = FILE_TYPE("hugetlb-memfd-1g-shared",
+						  "1 GiB hugetlb memfd page mapped MAP_SHARED",
+						  FK_HUGETLB_MEMFD_1G,
+						  MT_SHARED | MT_FILE | MT_HUGETLB | MT_GIGANTIC),
 	[MEM_BASE_RO] = ANON("base-readonly", "base page mapped PROT_READ", 0, V_RO),
 	[MEM_TWO_VMAS] = { "anon-memfd-2vma", "anonymous page followed by a MAP_SHARED memfd page (two VMAs)",
 			   setup_two_vmas, 0, 0, 0 },

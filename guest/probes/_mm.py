@@ -69,6 +69,8 @@ def libc() -> ctypes.CDLL:
     lib.pwrite.restype = ctypes.c_ssize_t
     lib.pwrite.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
     lib.syscall.restype = ctypes.c_long
+    lib.ptrace.restype = ctypes.c_long
+    lib.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     _LIBC = lib
     return lib
 
@@ -124,6 +126,39 @@ def proc_self_mem_read(addr: int, length: int) -> tuple[Ret, bytes]:
     finally:
         os.close(fd)
     return Ret(len(data), 0), data
+
+
+def proc_self_mem_write(addr: int, data: bytes) -> Ret:
+    """pwrite() of data into /proc/self/mem at addr; Ret(bytes written, 0) or Ret(-1, errno)."""
+    try:
+        fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return Ret(-1, e.errno or 0)
+    try:
+        return Ret(os.pwrite(fd, data, addr), 0)
+    except OSError as e:
+        return Ret(-1, e.errno or 0)
+    finally:
+        os.close(fd)
+
+
+PTRACE_PEEKDATA = 2
+PTRACE_POKEDATA = 5
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+
+
+def ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> Ret:
+    """ptrace(); for PEEKDATA the word read is the value, and errno tells a failure apart."""
+    ctypes.set_errno(0)
+    value = libc().ptrace(request, pid, ctypes.c_void_p(addr), ctypes.c_void_p(data))
+    return Ret(value, ctypes.get_errno())
+
+
+def poke(addr: int, data: bytes) -> None:
+    """Our own store of data at addr (no GUP involved)."""
+    ctypes.memmove(addr, data, len(data))
 
 
 def peek(addr: int, length: int) -> bytes:

@@ -7,8 +7,8 @@ to vm_ops->access, which [vvar] does not have. So:
   pread() of /proc/self/mem at [vvar] fails with EIO.
 Any other outcome (data read, another errno) is reported as not ok with what
 was observed. No [vvar] mapping (other arch, vdso=0) gives SKIP, and so does a [vvar]
-that is neither VM_PFNMAP nor VM_IO (no "pf" or "io" in its VmFlags): newer kernels back the
-vDSO data with ordinary pages, and then there is nothing here for GUP to refuse.
+that is not VM_PFNMAP (no "pf" in its VmFlags): newer kernels map the vDSO data VM_MIXEDMAP
+(7.2 with VM_IO, 7.3 with ordinary pages), and then it is not the pfnmap the case is about.
 """
 
 import errno
@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _ktap  # noqa: E402
 import _mm  # noqa: E402
+import _pfnmap  # noqa: E402
 from _ktap import diag, errno_name, fail, ok, skip  # noqa: E402
 
 VVAR = "[vvar]"
@@ -36,19 +37,9 @@ def _vvar() -> _ktap.Mapping | None:
 
 
 def _not_a_pfnmap(m: _ktap.Mapping) -> _ktap.Outcome | None:
-    """SKIP unless [vvar] really is VM_PFNMAP or VM_IO, what GUP refuses (the precondition the
-    case is named after): up to 6.18 it is "pf io"; 7.2 maps it VM_MIXEDMAP|VM_IO ("io mm");
-    7.3 VM_MIXEDMAP with ordinary pages, which GUP takes."""
-    flags = _mm.vm_flags(m.start)
-    if flags is None:
-        return skip("no VmFlags for %s in /proc/self/smaps: cannot tell whether it is a pfnmap" % VVAR)
-    diag("%s VmFlags: %s" % (VVAR, " ".join(flags)))
-    if "pf" not in flags and "io" not in flags:
-        return skip(
-            "%s is neither VM_PFNMAP nor VM_IO on this kernel (VmFlags: %s): GUP has nothing to refuse"
-            % (VVAR, " ".join(flags))
-        )
-    return None
+    """SKIP unless [vvar] really is VM_PFNMAP, what the case is named after: up to 6.18 it is
+    "pf io"; 7.2 maps it VM_MIXEDMAP|VM_IO ("io mm"), 7.3 VM_MIXEDMAP with ordinary pages."""
+    return _pfnmap.not_a_pfnmap(m.start, VVAR)
 
 
 def case_process_vm_readv() -> _ktap.Outcome:

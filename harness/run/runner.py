@@ -223,6 +223,7 @@ class _Run:
         files["run-test.sh"] = GUEST_DIR / "run-test.sh"
         needs_python = any(s.program.needs_usr for s in self.selected)
         rdma = any(s.program.needs_rdma for s in self.selected)  # rxe on eth0; iproute2 from /usr
+        pci_ram_bar = any(s.program.needs_pci_ram_bar for s in self.selected)
         keys = sshtransport.make_keys(rd) if self.req.transport == TransportKind.SSH else None
         # The guest environment the suites are written for (cow_tests/README.md): an ext4 scratch
         # disk, swap, and reserved 2 MiB hugetlb pages.
@@ -240,6 +241,7 @@ class _Run:
             host_key=keys.host_key_bytes if keys else b"",
             pinner=self.req.pinner,
             handshake=True,
+            pci_ram_bar=pci_ram_bar,
         )
         img = image.build(self.kernel, image.Payload(files), opts, rd / "initramfs.cpio")
         spec = machine.MachineSpec(

@@ -103,7 +103,8 @@ def add_each_run_arguments(
         "--memory",
         type=int,
         metavar="MIB",
-        help="guest memory (default 1024; 5120 when *.hugetlb-1g cases are selected, for their 1 GiB pages)",
+        help="guest memory (default 1024; 5120 when *.hugetlb-1g or *.hugetlb-memfd-1g-shared cases are selected, "
+        "6144 with *.hugetlb-memfd-1g-private, for their 1 GiB pages)",
     )
     r.add_argument("--cpus", type=int, default=2)
     r.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")

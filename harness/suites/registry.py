@@ -53,6 +53,9 @@ class Program:
     guest_cwd: str = ""  # run from this directory in the guest ("" = wherever the agent is)
     needs_rdma: bool = False  # the guest must have an RDMA (soft-RoCE) device
     needs_pin: bool = False  # takes long-term pins through gup_test or the harness_pin module
+    needs_pci_ram_bar: bool = (
+        False  # mmaps the RAM BAR of the machine's ivshmem device (QemuSpec.pci_ram_bar)
+    )
 
     @property
     def needs_usr(self) -> bool:
@@ -92,7 +95,8 @@ class Selected:
 
 
 RDMA_PROGRAMS = frozenset({"cow_rdma"})  # registrations on a soft-RoCE device (cow_tests/cow_rdma.c)
-PIN_PROGRAMS = frozenset({"cow_gup"})  # gup_test's interface, or the harness_pin module's
+PCI_RAM_BAR_PROGRAMS = frozenset({"pfnmap_pci"})  # guest/probes/pfnmap_pci.py
+PIN_PROGRAMS = frozenset({"cow_gup", "cow_ksm"})  # gup_test's interface, or the harness_pin module's
 
 
 def _cow_build_dir() -> Path:
@@ -141,7 +145,15 @@ def build_cow() -> list[Program]:
 
 def probes() -> list[Program]:
     return [
-        Program(p.stem, "probes", p, f"probes/{p.name}", GUEST_PYTHON, HOST_PYTHON)
+        Program(
+            p.stem,
+            "probes",
+            p,
+            f"probes/{p.name}",
+            GUEST_PYTHON,
+            HOST_PYTHON,
+            needs_pci_ram_bar=p.stem in PCI_RAM_BAR_PROGRAMS,
+        )
         for p in sorted(PROBES_SRC.glob("*.py"))
         if not p.name.startswith("_")
     ]

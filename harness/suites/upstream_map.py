@@ -26,9 +26,19 @@ COW_ANON_OPS = {
     "R/O GUP-fast pin on R/O-mapped exclusive page": "gup-fast-pin-ro.exclusive",
 }
 
-# mm/cow, anonymous memory: upstream memory → our memory type. Upstream's mTHP sizes are
-# PTE-mapped by nature ("PTE-mapped THP (16 kB)"); ours test them in that one form.
-# No counterpart here: single PTE of swapped-out THP, the mTHP swapped/single/mremap/shared forms.
+MTHP_KB = (16, 32, 64, 128, 256, 512, 1024)
+# Upstream's forms of an mTHP (PTE-mapped by nature, "PTE-mapped THP (16 kB)") → our suffix
+# after mthp-<N>k; upstream's partial mremap tests the half left in place.
+MTHP_FORMS = {
+    "PTE-mapped THP": "",
+    "swapped-out, PTE-mapped THP": "-swapped",
+    "single PTE of THP": "-single-pte",
+    "single PTE of swapped-out THP": "-single-pte-swapped",
+    "partially mremap()'ed THP": "-mremap-kept",
+    "partially shared THP": "-partially-shared",
+}
+
+# mm/cow, anonymous memory: upstream memory → our memory type.
 COW_ANON_MEMS = {
     "base page": "base",
     "swapped out base page": "base-swapped",
@@ -37,10 +47,11 @@ COW_ANON_MEMS = {
     "PTE-mapped THP (2048 kB)": "thp-pte",
     "swapped-out, PTE-mapped THP (2048 kB)": "thp-pte-swapped",
     "single PTE of THP (2048 kB)": "thp-single-pte",
+    "single PTE of swapped-out THP (2048 kB)": "thp-single-pte-swapped",
     # upstream tests the half left in place (our thp-mremap is the moved half)
     "partially mremap()'ed THP (2048 kB)": "thp-mremap-kept",
     "partially shared THP (2048 kB)": "thp-partially-shared",
-    **{f"PTE-mapped THP ({kb} kB)": f"mthp-{kb}k" for kb in (16, 32, 64, 128, 256, 512, 1024)},
+    **{f"{form} ({kb} kB)": f"mthp-{kb}k{suffix}" for form, suffix in MTHP_FORMS.items() for kb in MTHP_KB},
     "hugetlb (2048 kB)": "hugetlb-2m",
     "hugetlb (1048576 kB)": "hugetlb-1g",
 }
@@ -57,6 +68,7 @@ COW_NONANON_MEMS = {
     "memfd": "memfd-private",
     "tmpfile": "tmpfs-private",  # tmpfile() is in the guest's /tmp: only where that is tmpfs
     "memfd hugetlb (2048 kB)": "hugetlb-memfd-private",
+    "memfd hugetlb (1048576 kB)": "hugetlb-memfd-1g-private",
 }
 
 # mm/gup_longterm: upstream operation → (our operation, mapping kind).
@@ -78,6 +90,7 @@ GUP_LONGTERM_MEMS = {
     "tmpfile": "tmpfs",
     "local tmpfile": "ext4",
     "memfd hugetlb (2048 kB)": "hugetlb-memfd",
+    "memfd hugetlb (1048576 kB)": "hugetlb-memfd-1g",
 }
 # Pairs left out. Upstream expects io_uring to refuse a shared ext4 mapping ("Should have
 # failed"), but judges it on errno, which liburing >= 2.2 does not set (it returns -errno):

@@ -29,7 +29,8 @@ VIRTIO_MODULES = ["virtio_pci"]  # built in on Debian 6.12, a module on 6.1
 USR_MODULES = ["9p", "9pnet_virtio"]
 USR_IMAGE_MODULES = ["virtio_blk", "squashfs"]  # the userspace image (harness/vm/userspace.py)
 NET_MODULES = ["virtio_net"]
-DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel"]
+# loop and dm_delay (with dm_mod): the slow block device of cow_dio (an O_DIRECT read in flight).
+DISK_MODULES = ["virtio_blk", "ext4", "crc32c_generic", "crc32c_intel", "loop", "dm_delay"]
 # Soft-RoCE for the RDMA registration cases (cow_rdma), on eth0; its deps come from modules.dep.
 # rxe asks the crypto API for "crc32" (ICRC; a module on Debian 6.1 and 6.12, none on 7.3); ib_uverbs gives userspace its
 # /dev/infiniband/uverbsN (no longer a dependency of rdma_rxe in 7.x).
@@ -70,6 +71,7 @@ class GuestOptions:
     disk: bool = False  # virtio disks attached: vda ext4 scratch, vdb swap
     hugepages: int = 0  # 2 MiB hugetlb pages to reserve at boot
     rdma: bool = False  # a NIC, rdma_rxe and an rxe link on eth0 (needs share_usr: iproute2's rdma)
+    pci_ram_bar: bool = False  # an ivshmem-plain PCI device (a RAM BAR no driver claims) in the machine
     pinner: str = "auto"  # COW_PINNER for cow_gup: auto | gup_test | module
     authorized_key: str = ""  # OpenSSH public key line for root, with net
     host_key: bytes = b""  # dropbear-format host key, with net

@@ -111,6 +111,7 @@ def qemu_spec(spec: MachineSpec, accel: str, qemu_bin: str) -> QemuSpec:
         ro_drives=spec.ro_drives,
         sandbox=qemu.sandbox_supported(qemu_bin),
         vmgenid=opts.handshake,
+        pci_ram_bar=opts.pci_ram_bar,
     )
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 # QEMU's environment: what it needs and nothing of the harness's (a CI job's token included).
 _ENV_PASSED = ("PATH", "TMPDIR", "LANG", "LC_ALL")
+# The RAM behind the ivshmem-plain BAR (QemuSpec.pci_ram_bar): a power of two, as ivshmem needs.
+PCI_RAM_BAR_SIZE = "1M"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class QemuSpec:
     # included, and the kernel (CONFIG_VMGENID, 5.18+) reseeds its RNG when it changes, so
     # guests restored from one snapshot do not share their random numbers.
     vmgenid: bool = False
+    # A PCI device whose memory BAR is plain RAM and that no driver claims (ivshmem-plain on a
+    # 1 MiB RAM backend): the pfnmap_pci probe mmaps that BAR through sysfs (a VM_PFNMAP mapping
+    # with vm_ops->access = generic_access_phys).
+    pci_ram_bar: bool = False
 
 
 def _val(p: Path) -> str:
@@ -112,6 +118,13 @@ def argv(spec: QemuSpec) -> list[str]:
     for i, d in enumerate(spec.ro_drives):
         a += ["-drive", f"file={_val(d)},format=raw,if=virtio,readonly=on,id=r{i}"]
     a += ["-device", "virtio-rng-pci"]
+    if spec.pci_ram_bar:
+        a += [
+            "-object",
+            f"memory-backend-ram,id=pcibar,size={PCI_RAM_BAR_SIZE},share=on",
+            "-device",
+            "ivshmem-plain,memdev=pcibar",
+        ]
     if spec.vmgenid:
         a += ["-device", "vmgenid,guid=auto"]
     return a

@@ -130,9 +130,10 @@ def test_the_cow_grid_of_a_whole_suite_matrix_is_on_screen_and_readable(tmp_path
     finally:
         WIDTH, HEIGHT = saved
     assert (w, h) == (1280, 1750)
-    # the grid's lower half (the newest kernel's open grid): PASS cells, SKIP cells, XFAIL cells
+    # the grid's lower half (the newest kernel's open grid, below the differences, which the mTHP
+    # forms made taller: ~12700 PASS pixels at 71 columns): PASS cells, SKIP cells, XFAIL cells
     lower = rows[h // 2 :]
-    assert count_near(lower, htmlreport.COLOURS[Verdict.PASS][0]) > 20000
+    assert count_near(lower, htmlreport.COLOURS[Verdict.PASS][0]) > 10000
     assert count_near(lower, htmlreport.COLOURS[Verdict.SKIP][0]) > 10000
     assert count_near(lower, htmlreport.COLOURS[Verdict.XFAIL][0]) > 500
     png = tmp_path / "grid.png"

@@ -63,18 +63,23 @@ C_PROGRAMS = [
     "cow_ksm",
     "cow_rdma",
     "cow_force",
+    "cow_dio",
 ]
-PROBES = ["pfnmap_vvar", "perf_rb"]
+PROBES = ["pfnmap_vvar", "pfnmap_pci", "perf_rb"]
 ALL_PROGRAMS = C_PROGRAMS + PROBES
 
 # The memory types (common.h enum mem_kind, memtypes.c names): the last part of every cow id.
 MEMORY_TYPES = (
     "base base-swapped thp thp-swapped thp-pte thp-pte-swapped thp-single-pte thp-mremap thp-mremap-kept "
-    "thp-partially-shared mthp-16k mthp-32k mthp-64k mthp-128k mthp-256k mthp-512k mthp-1024k "
+    "thp-partially-shared thp-single-pte-swapped mthp-16k mthp-32k mthp-64k mthp-128k mthp-256k mthp-512k mthp-1024k "
     "hugetlb-2m hugetlb-1g zeropage huge-zeropage memfd-private tmpfs-private ext4-private "
-    "hugetlb-memfd-private anon-shared memfd-shared tmpfs-shared ext4-shared hugetlb-memfd-shared "
-    "base-readonly anon-memfd-2vma perf-rb"
-).split()
+    "hugetlb-memfd-private hugetlb-memfd-1g-private anon-shared memfd-shared tmpfs-shared ext4-shared "
+    "hugetlb-memfd-shared hugetlb-memfd-1g-shared base-readonly anon-memfd-2vma perf-rb"
+).split() + [
+    f"mthp-{kb}k{form}"
+    for form in ("-swapped", "-single-pte", "-single-pte-swapped", "-mremap-kept", "-partially-shared")
+    for kb in (16, 32, 64, 128, 256, 512, 1024)
+]
 
 # Ids of the first slice: the expectations file and earlier results key on them.
 STABLE_IDS = list(FIRST_SLICE_IDS)

@@ -46,6 +46,16 @@ def test_only_the_id_suffix_counts() -> None:
     assert hugepages.pages_1g_needed(iter(["cow.x.hugetlb-1g"])) == 2  # any iterable, read once
 
 
+@pytest.mark.parametrize("mem,pages", [("hugetlb-memfd-1g-private", 3), ("hugetlb-memfd-1g-shared", 2)])
+def test_hugetlb_memfd_1g_needs_the_pages_too(mem: str, pages: int) -> None:
+    # private: the file's page, the owner's reservation and a child's COW copy
+    assert hugepages.plan([f"cow.fork.parent-keeps-data.{mem}"], None) == GuestMemory(
+        3072 + pages * 1024, pages
+    )
+    assert hugepages.plan(ONE_G + [f"cow.x.{mem}"] + ONE_G, None).hugepages_1g == pages
+    assert hugepages.pages_1g_needed([f"cow.x.{mem}x", "hugetlb-memfd-1g-private"]) == 0
+
+
 def test_explicit_memory_big_enough_is_kept() -> None:
     assert hugepages.plan(ONE_G, 5120) == GuestMemory(5120, 2)
     assert hugepages.plan(ONE_G, 8192) == GuestMemory(8192, 2)

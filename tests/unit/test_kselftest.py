@@ -259,6 +259,25 @@ def test_mapping_examples() -> None:
         m[("cow", "vmsplice() + unmap in child ... with partially mremap()'ed THP (2048 kB)")]
         == "cow.vmsplice.unmap-in-child.thp-mremap-kept"
     )
+    # the swapped-out single PTE, the mTHP forms per size, the 1 GiB hugetlb memfd
+    assert m[("cow", "Basic COW after fork() ... with single PTE of swapped-out THP (2048 kB)")] == (
+        "cow.fork.child-keeps-data.thp-single-pte-swapped"
+    )
+    assert m[("cow", "fork() with an iouring fixed buffer ... with partially mremap()'ed THP (64 kB)")] == (
+        "cow.iouring.fork-while-registered.mthp-64k-mremap-kept"
+    )
+    assert m[("cow", "vmsplice() + unmap in child ... with single PTE of swapped-out THP (16 kB)")] == (
+        "cow.vmsplice.unmap-in-child.mthp-16k-single-pte-swapped"
+    )
+    assert m[("cow", "Basic COW ... with memfd hugetlb (1048576 kB)")] == (
+        "cow.private-write.other-mapping-unchanged.hugetlb-memfd-1g-private"
+    )
+    assert m[
+        (
+            "gup_longterm",
+            "R/O longterm GUP pin in MAP_SHARED file mapping ... with memfd hugetlb (1048576 kB)",
+        )
+    ] == ("cow.gup-longterm.ro-pin.hugetlb-memfd-1g-shared")
 
 
 def test_filesystem_pairings_are_refused_unless_the_guest_shows_the_filesystem() -> None:

@@ -122,6 +122,15 @@ def test_qemu_spec_shares_usr_read_only_and_forwards_ssh(tmp_path: Path) -> None
     assert any(f"hostfwd=tcp:127.0.0.1:{q.ssh_port}-:22" in x for x in a)
 
 
+def test_qemu_spec_has_the_pci_ram_bar_only_when_the_guest_options_ask(tmp_path: Path) -> None:
+    import dataclasses
+
+    assert machine.qemu_spec(spec(tmp_path), "tcg", "qemu").pci_ram_bar is False
+    s = spec(tmp_path)
+    img = dataclasses.replace(s.image, options=dataclasses.replace(s.image.options, pci_ram_bar=True))
+    assert machine.qemu_spec(dataclasses.replace(s, image=img), "tcg", "qemu").pci_ram_bar is True
+
+
 def test_monitor_socket_moves_out_of_a_run_dir_too_long_for_a_unix_socket(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     sock = machine.monitor_socket_path(deep)

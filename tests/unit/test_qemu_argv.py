@@ -199,3 +199,26 @@ def test_commas_in_paths_cannot_inject_options() -> None:
     assert kv(drive)["file"] == str(evil / "d.img")
     (mon,) = option_values(a, "-monitor")
     assert split_opts(mon)[0] == f"unix:{evil}/monitor.sock"
+
+
+def test_pci_ram_bar_adds_an_ivshmem_device_on_a_ram_backend_only_when_asked() -> None:
+    import dataclasses
+
+    assert "-object" not in qemu.argv(TCG)
+    assert not any("ivshmem" in d for d in option_values(qemu.argv(TCG), "-device"))
+    a = qemu.argv(dataclasses.replace(TCG, pci_ram_bar=True))
+    (backend,) = option_values(a, "-object")
+    assert split_opts(backend) == [
+        "memory-backend-ram",
+        "id=pcibar",
+        f"size={qemu.PCI_RAM_BAR_SIZE}",
+        "share=on",
+    ]
+    assert "ivshmem-plain,memdev=pcibar" in option_values(a, "-device")
+
+
+def test_only_the_pci_bar_probe_asks_for_the_device() -> None:
+    from harness.suites import registry as suites
+
+    wanting = {p.name for p in suites.probes() if p.needs_pci_ram_bar}
+    assert wanting == {"pfnmap_pci"}
