@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from harness.vm import machine
+from harness.vm.qemu import PCI_RAM_BAR_SIZE
 
 BEGIN = "harness-lava: begin"
 END = "harness-lava: end"
@@ -69,6 +70,9 @@ class Job:
     job_timeout_min: int = 45
     test_timeout_min: int = 30
     memory_mib: int = 1024
+    # QEMU options the job asks of the device (context extra_options, which lava-server's qemu
+    # device type appends): the RAM-BAR PCI device of the pfnmap_pci probe
+    extra_options: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -155,7 +159,11 @@ def job_definition(job: Job) -> dict[str, Any]:
         },
         "priority": "medium",
         "visibility": "public",
-        "context": {"arch": "x86_64", "memory": job.memory_mib},
+        "context": {
+            "arch": "x86_64",
+            "memory": job.memory_mib,
+            **({"extra_options": list(job.extra_options)} if job.extra_options else {}),
+        },
         "actions": [
             {"deploy": {"to": "tmpfs", "timeout": {"minutes": 10}, "images": images}},
             {"boot": {"method": "qemu", "media": "tmpfs", "timeout": {"minutes": 5}}},
@@ -186,13 +194,15 @@ def device_dictionary(
     accel: str = "tcg",
     qemu: str = "qemu-system-x86_64",
     nic: bool = False,
+    extra_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A rendered device dictionary for one QEMU x86-64 device, for `lava-run --device`.
 
     A LAVA server renders these from its device-type templates (lava-server's qemu.jinja2); a
     worker run by hand with lava-run needs the rendered form. The options mirror the harness's
     own QEMU argv (harness/vm/qemu.py): same machine, CPU model, memory and accelerator, and (`nic`)
-    the isolated user-mode NIC the RDMA cases put their soft-RoCE device on.
+    the isolated user-mode NIC the RDMA cases put their soft-RoCE device on, and `extra_options`
+    (a job's own, as the server's template would add them: pci_ram_bar_options()).
     """
     net = "-netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0" if nic else "-nic none"
     accel_opt = "tcg,thread=single" if accel == "tcg" else accel  # as harness/vm/qemu.py, and why
@@ -245,6 +255,7 @@ def device_dictionary(
                                 f"-accel {accel_opt}",
                                 net,
                                 "-device virtio-rng-pci",
+                                *extra_options,
                             ],
                         }
                     }
@@ -257,3 +268,12 @@ def device_dictionary(
 
 def dump(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=200)
+
+
+def pci_ram_bar_options() -> tuple[str, ...]:
+    """QEMU options for the ivshmem-plain device whose RAM BAR the pfnmap_pci probe maps: the
+    same as a local run's (harness/vm/qemu.py, QemuSpec.pci_ram_bar)."""
+    return (
+        f"-object memory-backend-ram,id=pcibar,size={PCI_RAM_BAR_SIZE},share=on",
+        "-device ivshmem-plain,memdev=pcibar",
+    )

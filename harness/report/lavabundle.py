@@ -55,6 +55,7 @@ def build(
     files["run-test.sh"] = REPO_ROOT / "guest" / "run-test.sh"
     needs_usr = any(s.program.needs_usr or s.program.needs_rdma for s in selected)
     rdma = any(s.program.needs_rdma for s in selected)
+    extra = lava.pci_ram_bar_options() if any(s.program.needs_pci_ram_bar for s in selected) else ()
     programs = []
     for s in selected:
         everything = list(s.ids) == suites.list_ids(s.program)
@@ -118,10 +119,13 @@ def build(
         userspace_url=url("usr.squashfs") if us else "",
         append=" ".join(memory.kernel_args),
         memory_mib=memory.memory_mib,
+        extra_options=extra,
         test_timeout_min=test_min,
         job_timeout_min=test_min + 15,
     )
     (out / "job.yaml").write_text(lava.dump(lava.job_definition(job)))
-    (out / "device.yaml").write_text(lava.dump(lava.device_dictionary(memory.memory_mib, cpus, nic=rdma)))
+    (out / "device.yaml").write_text(
+        lava.dump(lava.device_dictionary(memory.memory_mib, cpus, nic=rdma, extra_options=extra))
+    )
     progress(f"LAVA job for {k.release}: {n_cases} cases in {len(programs)} programs -> {out / 'job.yaml'}")
     return out / "job.yaml"

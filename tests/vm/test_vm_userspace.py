@@ -22,7 +22,7 @@ def test_probes_and_rdma_run_on_the_userspace_image(tmp_path: Path) -> None:
         "--userspace",
         "image",
         "--filter",
-        "probe.pfnmap.*",
+        "probe.pfnmap.vvar.*",
         "--filter",
         "cow.rdma-ro.*.base",
     )
