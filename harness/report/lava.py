@@ -275,5 +275,5 @@ def pci_ram_bar_options() -> tuple[str, ...]:
     same as a local run's (harness/vm/qemu.py, QemuSpec.pci_ram_bar)."""
     return (
         f"-object memory-backend-ram,id=pcibar,size={PCI_RAM_BAR_SIZE},share=on",
-        "-device ivshmem-plain,memdev=pcibar",
+        "-device ivshmem-plain,memdev=pcibar,master=on",
     )

@@ -123,7 +123,7 @@ def argv(spec: QemuSpec) -> list[str]:
             "-object",
             f"memory-backend-ram,id=pcibar,size={PCI_RAM_BAR_SIZE},share=on",
             "-device",
-            "ivshmem-plain,memdev=pcibar",
+            "ivshmem-plain,memdev=pcibar,master=on",  # master: the guest can be saved (migrated)
         ]
     if spec.vmgenid:
         a += ["-device", "vmgenid,guid=auto"]

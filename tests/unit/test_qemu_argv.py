@@ -214,7 +214,7 @@ def test_pci_ram_bar_adds_an_ivshmem_device_on_a_ram_backend_only_when_asked() -
         f"size={qemu.PCI_RAM_BAR_SIZE}",
         "share=on",
     ]
-    assert "ivshmem-plain,memdev=pcibar" in option_values(a, "-device")
+    assert "ivshmem-plain,memdev=pcibar,master=on" in option_values(a, "-device")
 
 
 def test_only_the_pci_bar_probe_asks_for_the_device() -> None:

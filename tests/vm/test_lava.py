@@ -52,7 +52,9 @@ def test_device_dictionary_golden() -> None:
     nic = lava.dump(lava.device_dictionary(nic=True))
     assert "-netdev user,id=n0,restrict=on" in nic and "-nic none" not in nic  # the RDMA cases' NIC
     bar = lava.dump(lava.device_dictionary(extra_options=lava.pci_ram_bar_options()))
-    assert "-device ivshmem-plain,memdev=pcibar" in bar  # pfnmap_pci's RAM BAR, as a local run has it
+    assert (
+        "-device ivshmem-plain,memdev=pcibar,master=on" in bar
+    )  # pfnmap_pci's RAM BAR, as a local run has it
     job = lava.job_definition(dataclasses.replace(JOB, extra_options=lava.pci_ram_bar_options()))
     assert job["context"]["extra_options"] == list(lava.pci_ram_bar_options())  # for a server's template
 
