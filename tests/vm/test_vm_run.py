@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.suites import registry as suites
+from harness.vm import hugepages
 from harness.vm.hugepages import HUGETLB_1G_SUFFIXES
 from tests.helpers.cli_run import Run, harness_run
 from tests.helpers.kernels import TEST_KERNEL, TEST_KERNEL_NEW, TEST_KERNEL_OLD
@@ -144,7 +145,7 @@ def test_guest_environment_is_recorded(full_run: Run) -> None:
     assert g["scratch_fs"] == "ext4" and g["swap_devices"] == "1" and g["nr_hugepages"] == "16"
     assert g["debugfs"] == "yes"
     # The whole suite has *.hugetlb-1g cases: two boot-time 1 GiB pages beside the 2 MiB pool.
-    asked = 0 if full_run.kernel in SLICED else 2
+    asked = hugepages.plan(expected_ids(full_run.kernel), None).hugepages_1g  # 3 with the 1 GiB private memfd
     assert full_run.fingerprint()["machine"]["hugepages_1g_asked"] == asked
     assert g["hugepages_1g"] == str(asked)
     # cow_rdma ran: the guest had its soft-RoCE device; cow_gup's pinner (no gup_test on Debian)
