@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from harness.judge import expect, kmsg
+from harness.judge import expect, kmsg, ktap
 from harness.model import CaseResult, Expect, Expectation, Kernel, Outcome, TestNode, Verdict
 from harness.suites import kselftest
 from harness.suites.registry import Selected
@@ -213,8 +213,6 @@ def judge_program(
     plan it broke, a timeout (the ids after the hung one are returned to run again), and the
     kernel reports its `section` of the console holds, per case. A local run (runner) and a
     LAVA job's log (lavacollect) judge a program alike through this."""
-    from harness.judge import ktap
-
     prog = sel.program
     root = ktap.parse(stdout)
     results = case_results(sel, root, rules, kernel, program_error)

@@ -13,13 +13,14 @@ server) and collect it into RUN_DIR, exactly as `collect` does with a log given 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import InputError, ToolMissing
-from harness.report import lavalog, lavasubmit, terminal
+from harness.report import lavabundle, lavacollect, lavalog, lavasubmit, terminal
 from harness.report.lava import PROGRAM
 from harness.run import rundir
 from harness.run.runner import DEFAULT_EXPECTATIONS, RunOutcome
@@ -129,8 +130,6 @@ def cmd_lava(a: argparse.Namespace, progress: Progress) -> int:
 
 
 def _write_job(a: argparse.Namespace, progress: Progress) -> int:
-    from harness.report import lavabundle
-
     if a.out is None:
         raise InputError("harness lava: give --out DIR (where the job and its artefacts go)")
     from harness import cli  # imports this module: only here
@@ -158,8 +157,6 @@ def bundle_label(spec: str | None) -> str:
 
 
 def _collect(a: argparse.Namespace, source: Path, plan: Path | None, progress: Progress) -> int:
-    from harness.report import lavacollect
-
     req = lavacollect.CollectRequest(
         source=source,
         out=a.out,
@@ -183,8 +180,6 @@ def _print_outcome(out: RunOutcome) -> None:
 def run_local(bundle: Path, logs: Path, timeout_s: float, progress: Progress) -> Path:
     """The job under Debian's lava-run on this machine; its log (stdout and stderr, JSON lines)
     into logs/lava-run.log. Progress: each program as the guest starts it."""
-    import shutil
-
     exe = shutil.which("lava-run")
     if exe is None:
         raise ToolMissing("lava-run not found: run ci/setup.sh (apt-get install lava-dispatcher)")

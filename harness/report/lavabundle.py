@@ -25,7 +25,7 @@ from harness.report import lava
 from harness.run.guestfacts import GUEST_FACTS
 from harness.run.runner import HUGEPAGES_2M
 from harness.suites import registry as suites
-from harness.vm import cpio, disks, hugepages, image
+from harness.vm import cpio, disks, hugepages, image, userspace
 
 Progress = Callable[[str], None]
 PLAN_FORMAT = 1
@@ -63,8 +63,6 @@ def build(
         programs.append(lava.Program(s.program.name, tuple(argv), int(s.program.timeout_s)))
     us = None
     if needs_usr:
-        from harness.vm import userspace
-
         us = userspace.ensure(progress)
         shutil.copyfile(us.image, out / userspace.IMAGE_NAME)
     plan = {

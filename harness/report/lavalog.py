@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from harness import limits
 from harness.report.lava import FRAME, PROGRAM, RC
 
@@ -66,8 +68,6 @@ def _record(line: str) -> dict[str, Any] | None:
     try:
         rec = json.loads(line)
     except ValueError:
-        import yaml  # a server's log is YAML: flow mappings that are not always JSON
-
         try:
             rec = yaml.safe_load(line)
         except yaml.YAMLError:

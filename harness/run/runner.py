@@ -34,7 +34,7 @@ from harness.run.rundir import RunDir
 from harness.run.session import Guest, GuestSession
 from harness.suites import crosscheck
 from harness.suites import registry as suites
-from harness.vm import hugepages, image, machine, sshtransport
+from harness.vm import hugepages, image, machine, sshtransport, userspace
 from harness.vm.image import GUEST_DIR
 from harness.vm.transport import CommandResult, Transport
 
@@ -288,8 +288,6 @@ class _Run:
             self.fingerprint = self.fingerprint.with_(userspace={"kind": "none"})
             return "", ()
         if self.req.userspace == "image":
-            from harness.vm import userspace
-
             us = userspace.ensure(self.say)
             self.fingerprint = self.fingerprint.with_(userspace=us.fingerprint())
             return "image", (us.image,)
